@@ -1,0 +1,134 @@
+"""The dataset's vocabulary: observations, competition tasks, columns, label codes, path scheme.
+
+Every other module takes these names from here; nothing else spells a column name.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from typing import Final
+
+__all__ = [
+    "OBSERVATIONS",
+    "COMPETITION_TASKS",
+    "METADATA_COLUMNS",
+    "CSV_COLUMNS",
+    "Code",
+    "LABEL_SPELLINGS",
+    "SPLITS",
+    "SEXES",
+    "VIEWS",
+    "PROJECTIONS",
+    "RELEASE_KINDS",
+    "RELEASE_DIRS",
+    "PATIENT_RANGES",
+    "strip_release_prefix",
+    "study_key",
+    "PATH_PATTERN",
+]
+
+#: The 14 observations in the order of the CSV columns.
+OBSERVATIONS: Final[tuple[str, ...]] = (
+    "No Finding",
+    "Enlarged Cardiomediastinum",
+    "Cardiomegaly",
+    "Lung Opacity",
+    "Lung Lesion",
+    "Edema",
+    "Consolidation",
+    "Pneumonia",
+    "Atelectasis",
+    "Pneumothorax",
+    "Pleural Effusion",
+    "Pleural Other",
+    "Fracture",
+    "Support Devices",
+)
+
+#: The five observations scored in the CheXpert competition.
+COMPETITION_TASKS: Final[tuple[str, ...]] = (
+    "Atelectasis",
+    "Cardiomegaly",
+    "Consolidation",
+    "Edema",
+    "Pleural Effusion",
+)
+
+METADATA_COLUMNS: Final[tuple[str, ...]] = ("Path", "Sex", "Age", "Frontal/Lateral", "AP/PA")
+
+#: The exact header of train.csv and valid.csv.
+CSV_COLUMNS: Final[tuple[str, ...]] = METADATA_COLUMNS + OBSERVATIONS
+
+
+class Code(enum.IntEnum):
+    """Raw label states as stored (int8) in the index. All four are kept."""
+
+    POSITIVE = 1
+    NEGATIVE = 0
+    UNCERTAIN = -1
+    BLANK = -2  # not mentioned in the report; empty cell in the CSV
+
+
+#: How the released CSVs spell each state; anything else is an error.
+LABEL_SPELLINGS: Final[dict[str, Code]] = {
+    "1.0": Code.POSITIVE,
+    "0.0": Code.NEGATIVE,
+    "-1.0": Code.UNCERTAIN,
+    "": Code.BLANK,
+}
+
+SPLITS: Final[tuple[str, ...]] = ("train", "valid", "test")
+SEXES: Final[tuple[str, ...]] = ("Male", "Female", "Unknown")
+VIEWS: Final[tuple[str, ...]] = ("Frontal", "Lateral")
+#: AP/PA column values; lateral images have an empty cell, indexed as "none".
+PROJECTIONS: Final[tuple[str, ...]] = ("AP", "PA", "LL", "RL", "none")
+
+RELEASE_KINDS: Final[tuple[str, ...]] = ("small", "full")
+#: Top folder name of each release, also the prefix of every CSV ``Path``.
+RELEASE_DIRS: Final[dict[str, str]] = {"small": "CheXpert-v1.0-small", "full": "CheXpert-v1.0"}
+
+#: Inclusive patient-number ranges of each split in the released data.
+PATIENT_RANGES: Final[dict[str, tuple[int, int]]] = {
+    "train": (1, 64540),
+    "valid": (64541, 64740),
+    "test": (64741, 65240),
+}
+
+#: ``[prefix/]split/patientNNNNN/studyN/viewN_frontal.jpg``
+PATH_PATTERN: Final[re.Pattern[str]] = re.compile(
+    r"^(?:(?P<prefix>[^/]+)/)?(?P<split>train|valid|test)/patient(?P<patient>\d{5})"
+    r"/study(?P<study>\d+)/view(?P<view>\d+)_(?P<kind>frontal|lateral)\.(?P<ext>jpg|png)$"
+)
+
+_PREFIXES = tuple(d + "/" for d in RELEASE_DIRS.values())
+
+
+def strip_release_prefix(path: str) -> str:
+    """Return a CSV or study path without its release folder.
+
+    >>> strip_release_prefix("CheXpert-v1.0-small/train/patient00001/study1/view1_frontal.jpg")
+    'train/patient00001/study1/view1_frontal.jpg'
+    """
+    path = path.replace("\\", "/")
+    for prefix in _PREFIXES:
+        if path.startswith(prefix):
+            return path[len(prefix) :]
+    return path
+
+
+def study_key(path: str) -> str:
+    """Normalise an image path or a study path to ``split/patientNNNNN/studyN``.
+
+    Accepts any release prefix, a trailing slash, and a file name after the study.
+
+    >>> study_key("CheXpert-v1.0/test/patient64741/study1/")
+    'test/patient64741/study1'
+    >>> study_key("CheXpert-v1.0-small/valid/patient64541/study1/view1_frontal.jpg")
+    'valid/patient64541/study1'
+    """
+    parts = [p for p in strip_release_prefix(path.strip()).split("/") if p]
+    for i, part in enumerate(parts):
+        if part.startswith("study"):
+            return "/".join(parts[: i + 1])
+    raise ValueError(f"not a CheXpert study path: {path!r}")
