@@ -6,6 +6,8 @@ Catch ``ChexpertError`` to handle anything this package raises on purpose; catch
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 __all__ = [
     "ChexpertError",
     "ReleaseNotFoundError",
@@ -13,6 +15,7 @@ __all__ = [
     "ImageDecodeError",
     "StoreError",
     "StaleStoreError",
+    "Problem",
 ]
 
 
@@ -56,3 +59,21 @@ class StoreError(ChexpertError, ValueError):
 
 class StaleStoreError(StoreError):
     """A prepared store was made from other source data or other parameters."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a download, as listed in ``verify``'s report.
+
+    ``row`` is the 1-based line number in ``file`` (the header is line 1), or None when the problem
+    is not about a CSV row.
+    """
+
+    kind: str
+    file: str
+    row: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file + (f", row {self.row}" if self.row is not None else "")
+        return f"{where}: {self.message}"

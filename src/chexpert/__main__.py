@@ -1,0 +1,5 @@
+import sys
+
+from chexpert.cli import main
+
+sys.exit(main())

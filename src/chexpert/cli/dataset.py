@@ -1,0 +1,135 @@
+"""``chexpert info``, ``chexpert verify`` and ``chexpert cite``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from chexpert import schema
+from chexpert.citation import BIBTEX, RESEARCH_USE_TERMS
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    info = sub.add_parser("info", help="count images, studies, patients, views and label states (CSVs only)")
+    info.add_argument("root", help="release folder, zip, or the folder holding them")
+    info.add_argument("--kind", choices=schema.RELEASE_KINDS, help="which release, when ROOT holds both")
+    info.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    info.set_defaults(func=_info)
+
+    verify = sub.add_parser("verify", help="check every CSV row and image; exit 1 if anything is wrong")
+    verify.add_argument("root", help="release folder, zip, or the folder holding them")
+    verify.add_argument("--kind", choices=schema.RELEASE_KINDS, help="which release, when ROOT holds both")
+    verify.add_argument("--decode", action="store_true", help="also decode every image and check format, size and mode")
+    verify.add_argument("--workers", type=int, default=None, help="processes for --decode (default: all cores)")
+    verify.add_argument("--json", action="store_true", help="print the report as JSON")
+    verify.set_defaults(func=_verify)
+
+    cite = sub.add_parser("cite", help="print the BibTeX to cite and the research use terms")
+    cite.set_defaults(func=_cite)
+
+
+def _info(args: argparse.Namespace) -> int:
+    from chexpert.release import open_release
+
+    release = open_release(args.root, kind=args.kind)
+    index = release.index()
+    splits = {}
+    for code, split in enumerate(schema.SPLITS):
+        rows = index.split == code
+        if rows.any():
+            splits[split] = index.take(rows).counts()
+    result = {"release": release.kind, "root": str(release.root), "layout": release.layout, "splits": splits}
+    if args.json:
+        json.dump(result, sys.stdout, indent=2)
+        print()
+        return 0
+    _print_info(result)
+    return 0
+
+
+def _print_info(result: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    splits = result["splits"]
+    names = list(splits)
+    console.print(f"[bold]CheXpert {result['release']}[/bold] release ({result['layout']}) at {result['root']}")
+    overview = Table(title="Images", show_edge=False)
+    overview.add_column("")
+    for name in names:
+        overview.add_column(name, justify="right")
+    rows: list[tuple[str, Any]] = [
+        ("images", lambda s: s["images"]),
+        ("studies", lambda s: s["studies"]),
+        ("patients", lambda s: s["patients"]),
+        ("frontal", lambda s: s["frontal"]),
+        ("lateral", lambda s: s["lateral"]),
+    ]
+    rows += [(f"AP/PA {p}", lambda s, p=p: s["projection"][p]) for p in schema.PROJECTIONS]
+    rows += [(f"sex {x}", lambda s, x=x: s["sex"][x]) for x in schema.SEXES]
+    rows += [("age unknown (0)", lambda s: s["age_unknown"])]
+    for label, get in rows:
+        overview.add_row(label, *(f"{get(splits[n]):,}" for n in names))
+    console.print(overview)
+    for name in names:
+        labels = Table(title=f"{name}: label states per observation", show_edge=False)
+        labels.add_column("observation")
+        for state in ("positive", "uncertain", "negative", "blank"):
+            labels.add_column(state, justify="right")
+        for observation, states in splits[name]["labels"].items():
+            labels.add_row(observation, *(f"{v:,}" for v in states.values()))
+        console.print(labels)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from chexpert.release import open_release
+    from chexpert.verify import verify
+
+    release = open_release(args.root, kind=args.kind)
+    if args.decode and sys.stderr.isatty() and not args.json:
+        from rich.progress import Progress
+
+        with Progress(transient=True) as bar:
+            task = bar.add_task("decoding", total=None)
+            report = verify(release, decode=True, workers=args.workers, progress=lambda d, t: bar.update(task, completed=d, total=t))
+    else:
+        report = verify(release, decode=args.decode, workers=args.workers)
+    if args.json:
+        json.dump(report.to_json(), sys.stdout, indent=2)
+        print()
+    else:
+        _print_report(report)
+    return 0 if report.ok else 1
+
+
+def _print_report(report: Any) -> None:
+    from collections import Counter
+
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console()
+    checked = f"{report.images:,} images listed" + (f", {report.decoded:,} decoded" if report.decoded else "")
+    if report.ok:
+        console.print(f"[green]OK[/green] CheXpert {report.kind} at {report.root}: {checked}, no problems")
+        return
+    kinds = Counter(p.kind for p in report.problems)
+    console.print(
+        f"[red]{len(report.problems):,} problem(s)[/red] in CheXpert {report.kind} at {report.root} ({checked}): "
+        + ", ".join(f"{n:,} {k}" for k, n in kinds.most_common())
+    )
+    limit = 50
+    for problem in report.problems[:limit]:
+        console.print(f"  [yellow]{problem.kind}[/yellow] {escape(str(problem))}")
+    if len(report.problems) > limit:
+        console.print(f"  ... and {len(report.problems) - limit:,} more (--json lists all)")
+
+
+def _cite(args: argparse.Namespace) -> int:
+    print(BIBTEX)
+    print()
+    print(RESEARCH_USE_TERMS)
+    return 0

@@ -1,0 +1,393 @@
+"""CSV -> typed columnar table: one row per image, every raw label state kept.
+
+The CSV is parsed by Arrow and validated with vectorised comparisons; no Python object is made
+per row. Every value the released files do not use is an error naming the file and the row.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from chexpert import schema
+from chexpert.errors import CSVFormatError, Problem
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from chexpert.release import Release
+
+__all__ = ["Index", "read_csv", "check_csv", "concat", "observation_position"]
+
+_STR = np.dtypes.StringDType()
+_BOM = b"\xef\xbb\xbf"
+_NO_LINES = np.array([], dtype=np.int64)
+# Per-row arrays of Index, in the order they appear in to_pandas().
+_ROW_FIELDS = ("path", "split", "patient", "study", "view", "frontal", "projection", "sex", "age", "labels")
+
+
+@dataclass(frozen=True, eq=False)
+class Index:
+    """One row per image, as columnar numpy arrays of equal length.
+
+    Categorical columns hold positions in the matching ``schema`` tuple (``split`` in
+    ``schema.SPLITS``, ``projection`` in ``schema.PROJECTIONS``, ``sex`` in ``schema.SEXES``).
+    ``labels`` keeps all four raw states as ``schema.Code`` values; ``age`` 0 means unknown.
+
+    >>> index = read_csv(b"Path,Sex,Age,Frontal/Lateral,AP/PA," + ",".join(schema.OBSERVATIONS).encode()
+    ...     + b"\\nCheXpert-v1.0-small/train/patient00001/study1/view1_frontal.jpg,Female,68,Frontal,AP,"
+    ...     + b"1.0,,,,,,,,,0.0,,,,1.0\\n", file="train.csv")
+    >>> len(index), int(index.patient[0]), index.labels[0, :2].tolist()
+    (1, 1, [1, -2])
+    """
+
+    path: np.ndarray
+    split: np.ndarray
+    patient: np.ndarray
+    study: np.ndarray
+    view: np.ndarray
+    frontal: np.ndarray
+    projection: np.ndarray
+    sex: np.ndarray
+    age: np.ndarray
+    labels: np.ndarray
+    release: Release | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        n = len(self.path)
+        for name in _ROW_FIELDS:
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"Index.{name} has {len(getattr(self, name))} rows, Index.path has {n}")
+        if self.labels.ndim != 2 or self.labels.shape[1] != len(schema.OBSERVATIONS):
+            raise ValueError(f"Index.labels must be (N, {len(schema.OBSERVATIONS)}), got {self.labels.shape}")
+
+    def __len__(self) -> int:
+        return len(self.path)
+
+    def __repr__(self) -> str:
+        splits = ", ".join(f"{s}={int((self.split == i).sum())}" for i, s in enumerate(schema.SPLITS) if (self.split == i).any())
+        return f"Index({len(self)} images: {splits})"
+
+    def take(self, rows: np.ndarray | Sequence[int]) -> Index:
+        """Return the rows given by integer positions or a boolean mask, in that order.
+
+        >>> index.take(index.frontal).frontal.all()  # doctest: +SKIP
+        True
+        """
+        rows = np.asarray(rows)
+        if rows.dtype == bool and len(rows) != len(self):
+            raise ValueError(f"boolean mask has {len(rows)} entries for {len(self)} rows")
+        return Index(**{name: getattr(self, name)[rows] for name in _ROW_FIELDS}, release=self.release)
+
+    def with_release(self, release: Release | None) -> Index:
+        """Return the same rows bound to ``release`` (used to read their images)."""
+        return Index(**{name: getattr(self, name) for name in _ROW_FIELDS}, release=release)
+
+    def study_ids(self) -> np.ndarray:
+        """An int64 per row, equal for the images of one study and distinct between studies.
+
+        >>> ids = index.study_ids(); len(np.unique(ids))  # number of studies  # doctest: +SKIP
+        """
+        return (self.split.astype(np.int64) * 1_000_000 + self.patient) * 1_000 + self.study
+
+    def study_keys(self) -> np.ndarray:
+        """``split/patientNNNNN/studyN`` per row, the key ``schema.study_key`` gives.
+
+        >>> index.study_keys()[0]  # doctest: +SKIP
+        'train/patient00001/study1'
+        """
+        split = np.asarray(schema.SPLITS, dtype=_STR)[self.split]
+        patient = np.char.zfill(self.patient.astype(_STR), 5)
+        return split + "/patient" + patient + "/study" + self.study.astype(_STR)
+
+    def observation(self, name: str) -> np.ndarray:
+        """The raw int8 codes of one observation.
+
+        >>> index.observation("Edema")  # doctest: +SKIP
+        array([-2, -1, ...], dtype=int8)
+        """
+        return self.labels[:, observation_position(name)]
+
+    def counts(self) -> dict[str, object]:
+        """Images, studies, patients, views, projections, sexes and label states, as plain ints.
+
+        >>> index.counts()["labels"]["Edema"]  # doctest: +SKIP
+        {'positive': 52246, 'uncertain': 12984, 'negative': 20726, 'blank': 137458}
+        """
+        states = {"positive": schema.Code.POSITIVE, "uncertain": schema.Code.UNCERTAIN, "negative": schema.Code.NEGATIVE, "blank": schema.Code.BLANK}
+        return {
+            "images": len(self),
+            "studies": int(len(np.unique(self.study_ids()))),
+            "patients": int(len(np.unique(self.split.astype(np.int64) * 1_000_000 + self.patient))),
+            "frontal": int(self.frontal.sum()),
+            "lateral": int((~self.frontal).sum()),
+            "projection": dict(zip(schema.PROJECTIONS, np.bincount(self.projection, minlength=len(schema.PROJECTIONS)).tolist())),
+            "sex": dict(zip(schema.SEXES, np.bincount(self.sex, minlength=len(schema.SEXES)).tolist())),
+            "age_unknown": int((self.age == 0).sum()),
+            "labels": {
+                name: {state: int((self.labels[:, j] == code).sum()) for state, code in states.items()}
+                for j, name in enumerate(schema.OBSERVATIONS)
+            },
+        }
+
+    def to_pandas(self) -> pd.DataFrame:
+        """A readable DataFrame: categories spelled out, labels as nullable Int8 (blank = <NA>)."""
+        import pandas as pd
+
+        frame = pd.DataFrame(
+            {
+                "Path": self.path.astype(object),
+                "split": pd.Categorical.from_codes(self.split, schema.SPLITS),
+                "patient": self.patient,
+                "study": self.study,
+                "view": self.view,
+                "Frontal/Lateral": pd.Categorical.from_codes((~self.frontal).astype(np.int8), schema.VIEWS),
+                "AP/PA": pd.Categorical.from_codes(self.projection, schema.PROJECTIONS),
+                "Sex": pd.Categorical.from_codes(self.sex, schema.SEXES),
+                "Age": self.age,
+            }
+        )
+        for j, name in enumerate(schema.OBSERVATIONS):
+            column = pd.array(self.labels[:, j], dtype="Int8")
+            column[self.labels[:, j] == schema.Code.BLANK] = pd.NA
+            frame[name] = column
+        return frame
+
+
+def observation_position(name: str) -> int:
+    """Column of ``name`` in ``Index.labels``; the error lists the valid names.
+
+    >>> observation_position("Edema")
+    5
+    """
+    try:
+        return schema.OBSERVATIONS.index(name)
+    except ValueError:
+        raise ValueError(f"unknown observation {name!r}; valid: {', '.join(schema.OBSERVATIONS)}") from None
+
+
+def concat(indexes: Sequence[Index]) -> Index:
+    """Stack several indexes (e.g. train and valid) into one; they must share a release.
+
+    >>> both = concat([train, valid])  # doctest: +SKIP
+    """
+    if not indexes:
+        raise ValueError("concat needs at least one Index")
+    release = indexes[0].release
+    return Index(
+        **{name: np.concatenate([getattr(ix, name) for ix in indexes]) for name in _ROW_FIELDS},
+        release=release,
+    )
+
+
+def read_csv(source: str | os.PathLike[str] | bytes, *, file: str | None = None) -> Index:
+    """Parse a CheXpert ``train.csv`` / ``valid.csv`` (also gzipped) into an :class:`Index`.
+
+    Raises :class:`~chexpert.errors.CSVFormatError` naming the file and row of the first problem
+    (and how many more there are). Byte-order marks and CRLF line endings are accepted.
+
+    >>> index = read_csv("CheXpert-v1.0-small/train.csv")  # doctest: +SKIP
+    >>> index.labels.shape  # doctest: +SKIP
+    (223414, 14)
+    """
+    index, problems, _ = _parse(source, file=file, strict=True)
+    if problems:
+        first = problems[0]
+        more = f" ({len(problems) - 1} more problems; run `chexpert verify` for all)" if len(problems) > 1 else ""
+        raise CSVFormatError(first.message + more, file=first.file, row=first.row)
+    return index  # type: ignore[return-value]  # _parse returns an index whenever it found no problem
+
+
+def check_csv(
+    source: str | os.PathLike[str] | bytes, *, file: str | None = None
+) -> tuple[Index | None, list[Problem], np.ndarray]:
+    """Parse like :func:`read_csv` but collect every problem instead of raising.
+
+    Returns the index of the rows that parsed (None if the file is unreadable), the problems
+    (including those ``read_csv`` tolerates, BOM and CRLF, which mean the file is not as
+    released), and each indexed row's line number in the file (the header is line 1).
+
+    >>> index, problems, lines = check_csv(b"Path\\n", file="train.csv")
+    >>> problems[0].kind
+    'header'
+    """
+    return _parse(source, file=file, strict=False)
+
+
+def _load_bytes(source: str | os.PathLike[str] | bytes, file: str | None) -> tuple[bytes, str]:
+    if isinstance(source, bytes | bytearray | memoryview):
+        return bytes(source), file or "<bytes>"
+    name = file or os.fspath(source)
+    try:
+        with open(source, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise CSVFormatError("file not found", file=name) from None
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    return data, name
+
+
+def _parse(
+    source: str | os.PathLike[str] | bytes, *, file: str | None, strict: bool
+) -> tuple[Index | None, list[Problem], np.ndarray]:
+    data, name = _load_bytes(source, file)
+    problems: list[Problem] = []
+
+    def problem(kind: str, row: int | None, message: str) -> None:
+        problems.append(Problem(kind, name, row, message))
+
+    if data.startswith(_BOM):
+        data = data[len(_BOM) :]
+        if not strict:
+            problem("bom", 1, "starts with a UTF-8 byte-order mark; the released CSVs have none (re-saved by another program?)")
+    if b"\r\n" in data[:4096]:
+        data = data.replace(b"\r\n", b"\n")
+        if not strict:
+            problem("crlf", 1, "has CRLF (Windows) line endings; the released CSVs use LF (re-saved by another program?)")
+    if not data.strip():
+        problem("empty", None, "is empty; expected the header " + ",".join(schema.CSV_COLUMNS))
+        return None, problems, _NO_LINES
+
+    header = data.split(b"\n", 1)[0].decode("utf-8", "replace").split(",")
+    if tuple(header) != schema.CSV_COLUMNS:
+        missing = [c for c in schema.CSV_COLUMNS if c not in header]
+        extra = [c for c in header if c not in schema.CSV_COLUMNS]
+        detail = []
+        if missing:
+            detail.append("missing " + ", ".join(repr(c) for c in missing))
+        if extra:
+            detail.append("unexpected " + ", ".join(repr(c) for c in extra))
+        if not detail:
+            detail.append("columns in another order")
+        problem("header", 1, "header is not CheXpert's: " + "; ".join(detail) + ". Expected: " + ",".join(schema.CSV_COLUMNS))
+        return None, problems, _NO_LINES
+
+    try:
+        table = pacsv.read_csv(
+            pa.py_buffer(data),
+            read_options=pacsv.ReadOptions(use_threads=False),
+            parse_options=pacsv.ParseOptions(newlines_in_values=False),
+            convert_options=pacsv.ConvertOptions(
+                column_types={c: pa.string() for c in schema.CSV_COLUMNS},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except pa.ArrowInvalid as exc:
+        # Arrow names the line in its message ("Row #12: Expected 19 columns, got 18").
+        problem("malformed", None, f"cannot be parsed as CSV: {exc}")
+        return None, problems, _NO_LINES
+
+    n = table.num_rows
+    ok = np.ones(n, dtype=bool)
+
+    def bad_rows(mask: np.ndarray, kind: str, column: str, values: pa.ChunkedArray, expected: str) -> None:
+        for i in np.flatnonzero(mask)[: 20 if not strict else 1]:
+            problem(kind, int(i) + 2, f"{column} {values[int(i)].as_py()!r} is not valid; expected {expected}")
+        ok[mask] = False
+
+    # Path: scheme, split, patient, study, view, Frontal/Lateral word.
+    paths = table.column("Path")
+    parts = pc.extract_regex(paths, schema.PATH_PATTERN.pattern.replace("?P<", "?<"))
+    matched = np.asarray(pc.is_valid(parts).to_numpy(zero_copy_only=False), dtype=bool)
+    if not matched.all():
+        for i in np.flatnonzero(~matched)[: 20 if not strict else 1]:
+            value = paths[int(i)].as_py()
+            if value.startswith(("/", "\\")) or (len(value) > 1 and value[1] == ":"):
+                why = "is an absolute path; CSV paths are relative to the release's parent folder"
+            elif ".." in value.replace("\\", "/").split("/"):
+                why = "contains '..', which would escape the release folder"
+            else:
+                why = "does not follow CheXpert's scheme [CheXpert-v1.0[-small]/]split/patientNNNNN/studyN/viewN_frontal|lateral.jpg"
+            problem("path", int(i) + 2, f"Path {value!r} {why}")
+        ok &= matched
+    parts = pc.fill_null(parts, pa.scalar({"prefix": "", "split": "train", "patient": "0", "study": "0", "view": "0", "kind": "frontal", "ext": "jpg"}, type=parts.type))
+
+    def ints(child: str, dtype: type[np.integer]) -> np.ndarray:
+        return pc.cast(pc.struct_field(parts, child), pa.int64()).to_numpy().astype(dtype)
+
+    split = _codes(pc.struct_field(parts, "split"), schema.SPLITS)
+    patient = ints("patient", np.int32)
+    study = ints("study", np.int16)
+    view = ints("view", np.int16)
+    path_frontal = np.asarray(pc.equal(pc.struct_field(parts, "kind"), "frontal").to_numpy(zero_copy_only=False), dtype=bool)
+
+    # Categorical metadata.
+    sex_column = table.column("Sex")
+    sex = _codes(sex_column, schema.SEXES)
+    bad_rows(sex < 0, "value", "Sex", sex_column, "one of " + ", ".join(schema.SEXES))
+    view_column = table.column("Frontal/Lateral")
+    view_code = _codes(view_column, schema.VIEWS)
+    bad_rows(view_code < 0, "value", "Frontal/Lateral", view_column, "Frontal or Lateral")
+    frontal = view_code == 0
+    mismatch = (view_code >= 0) & matched & (frontal != path_frontal)
+    for i in np.flatnonzero(mismatch)[:20]:
+        problem("value", int(i) + 2, f"Frontal/Lateral {view_column[int(i)].as_py()!r} contradicts the file name {paths[int(i)].as_py()!r}")
+    ok &= ~mismatch
+    projection_column = table.column("AP/PA")
+    projection = _codes(pc.if_else(pc.equal(projection_column, ""), "none", projection_column), schema.PROJECTIONS)
+    bad_rows(projection < 0, "value", "AP/PA", projection_column, "AP, PA, LL, RL or empty")
+
+    age_column = table.column("Age")
+    age_valid = np.asarray(pc.match_substring_regex(age_column, r"^\d{1,3}$").to_numpy(zero_copy_only=False), dtype=bool)
+    bad_rows(~age_valid, "value", "Age", age_column, "a whole number of years")
+    age = pc.cast(pc.if_else(pa.array(age_valid), age_column, "0"), pa.int16()).to_numpy()
+
+    # Labels: the four spellings of the released files, nothing else.
+    labels = np.empty((n, len(schema.OBSERVATIONS)), dtype=np.int8)
+    spellings = list(schema.LABEL_SPELLINGS)
+    codes = np.array([int(c) for c in schema.LABEL_SPELLINGS.values()] + [0], dtype=np.int8)
+    for j, observation in enumerate(schema.OBSERVATIONS):
+        column = table.column(observation)
+        position = pc.index_in(column, value_set=pa.array(spellings)).to_numpy(zero_copy_only=False)
+        invalid = np.isnan(position) if position.dtype.kind == "f" else np.zeros(n, dtype=bool)
+        position = np.where(invalid, len(spellings), position).astype(np.intp)
+        if invalid.any():
+            bad_rows(invalid, "label", observation, column, "1.0, 0.0, -1.0 or empty")
+        labels[:, j] = codes[position]
+
+    # Duplicate images: the same Path twice would be counted and trained on twice.
+    key = ((split.astype(np.int64) * 1_000_000 + patient) * 1_000 + study) * 1_000 + view
+    order = np.argsort(key, kind="stable")
+    same = key[order][1:] == key[order][:-1]
+    if same.any():
+        dup = np.zeros(n, dtype=bool)
+        dup[order[1:][same]] = True
+        dup &= matched
+        for i in np.flatnonzero(dup)[: 20 if not strict else 1]:
+            firsts = np.flatnonzero(key == key[i])
+            problem("duplicate", int(i) + 2, f"Path {paths[int(i)].as_py()!r} already appears on row {int(firsts[0]) + 2}")
+        ok &= ~dup
+
+    problems.sort(key=lambda p: (p.row or 0))
+    rows = np.flatnonzero(ok)
+    index = Index(
+        path=np.asarray(paths.to_numpy(zero_copy_only=False), dtype=_STR)[rows],
+        split=split[rows],
+        patient=patient[rows],
+        study=study[rows],
+        view=view[rows],
+        frontal=frontal[rows],
+        projection=projection[rows],
+        sex=sex[rows],
+        age=age[rows],
+        labels=labels[rows],
+    )
+    return index, problems, rows + 2
+
+
+def _codes(values: pa.ChunkedArray | pa.Array, vocabulary: Sequence[str]) -> np.ndarray:
+    """Position of each value in ``vocabulary`` as int8, -1 where absent."""
+    position = pc.index_in(values, value_set=pa.array(list(vocabulary))).to_numpy(zero_copy_only=False)
+    if position.dtype.kind == "f":
+        position = np.where(np.isnan(position), -1, position)
+    return position.astype(np.int8)
