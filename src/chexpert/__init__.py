@@ -1,5 +1,75 @@
-"""chexpert: read, verify, prepare, load and score the CheXpert chest radiograph dataset."""
+"""chexpert: read, verify, prepare, load and score the CheXpert chest radiograph dataset.
+
+>>> import chexpert
+>>> release = chexpert.open("~/data/CheXpert-v1.0-small.zip")  # doctest: +SKIP
+>>> train = release.index("train")  # doctest: +SKIP
+>>> targets = chexpert.apply_policy("u-ones", train.labels)  # doctest: +SKIP
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
+from chexpert.errors import (
+    ChexpertError,
+    CSVFormatError,
+    ImageDecodeError,
+    Problem,
+    ReleaseNotFoundError,
+    StaleStoreError,
+    StoreError,
+)
+from chexpert.index import Index, read_csv
+from chexpert.release import Release
+from chexpert.release import open_release as open  # noqa: A001  (chexpert.open is the natural name)
+from chexpert.schema import COMPETITION_TASKS, OBSERVATIONS, Code
+
 __version__ = "0.1.0"
+
+# Heavier parts load on first use, so that `import chexpert` stays quick.
+_LAZY: dict[str, tuple[str, str]] = {
+    "verify": ("chexpert.verify", "verify"),
+    "synthesize": ("chexpert.synth", "synthesize"),
+    "Policy": ("chexpert.policy", "Policy"),
+    "apply_policy": ("chexpert.policy", "apply"),
+    "select": ("chexpert.select", "select"),
+    "split_patients": ("chexpert.select", "split_patients"),
+    "kfold": ("chexpert.select", "kfold"),
+    "prepare": ("chexpert.store", "prepare"),
+    "open_store": ("chexpert.store", "open_store"),
+    "Store": ("chexpert.store", "Store"),
+    "evaluate": ("chexpert.evaluate", "evaluate"),
+    "compare": ("chexpert.evaluate", "compare"),
+}
+
+__all__ = [
+    "open",
+    "Release",
+    "Index",
+    "read_csv",
+    "OBSERVATIONS",
+    "COMPETITION_TASKS",
+    "Code",
+    "ChexpertError",
+    "CSVFormatError",
+    "ImageDecodeError",
+    "Problem",
+    "ReleaseNotFoundError",
+    "StoreError",
+    "StaleStoreError",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module, attribute = _LAZY[name]
+        value = getattr(importlib.import_module(module), attribute)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'chexpert' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

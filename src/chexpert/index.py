@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from chexpert import schema
-from chexpert.errors import CSVFormatError, Problem
+from chexpert.errors import CSVFormatError, Problem, ReleaseNotFoundError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -230,7 +230,7 @@ def _load_bytes(source: str | os.PathLike[str] | bytes, file: str | None) -> tup
         with open(source, "rb") as f:
             data = f.read()
     except FileNotFoundError:
-        raise CSVFormatError("file not found", file=name) from None
+        raise ReleaseNotFoundError(f"{name}: file not found") from None
     if data[:2] == b"\x1f\x8b":
         data = gzip.decompress(data)
     return data, name

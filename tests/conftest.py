@@ -1,0 +1,44 @@
+"""Fixtures shared by the test files: look-alike releases and the real train.csv."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import os
+from pathlib import Path
+
+import pytest
+
+from chexpert.synth import synthesize
+
+
+@pytest.fixture(scope="session")
+def real_train_csv() -> Path:
+    """The real CheXpert train.csv (223,414 rows) shipped inside torchxrayvision."""
+    try:
+        resource = importlib.resources.files("torchxrayvision") / "data" / "chexpert_train.csv.gz"
+    except ModuleNotFoundError:
+        pytest.skip("torchxrayvision (the real train.csv fixture) is not installed")
+    path = Path(str(resource))
+    if not path.is_file():
+        pytest.skip("torchxrayvision has no chexpert_train.csv.gz")
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_release(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small-release look-alike folder (read-only by convention: copy before damaging it)."""
+    return synthesize(tmp_path_factory.mktemp("small"), release="small", patients=12, seed=7, test_patients=2)
+
+
+def tree_digest(root: Path) -> str:
+    """A hash of every file name, size, mtime and content below ``root`` (to prove nothing was written)."""
+    digest = hashlib.sha256()
+    for dirpath, dirnames, filenames in sorted(os.walk(root)):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            stat = path.stat()
+            digest.update(f"{path.relative_to(root)}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()

@@ -1,0 +1,169 @@
+"""Releases as downloaded: folders, zips, the AIMI batch zips, parent folders, partial downloads."""
+
+from __future__ import annotations
+
+import multiprocessing
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import chexpert
+from chexpert.errors import ChexpertError, ReleaseNotFoundError
+from chexpert.release import open_release
+from chexpert.synth import synthesize
+from tests.conftest import tree_digest
+
+
+@pytest.fixture(scope="module")
+def releases(tmp_path_factory) -> dict[str, Path]:
+    """The same patients written in every layout (a few, to stay quick)."""
+    base = tmp_path_factory.mktemp("layouts")
+    return {
+        "small-folder": synthesize(base / "sf", release="small", layout="folder", patients=5, seed=11),
+        "small-zip": synthesize(base / "sz", release="small", layout="zip", patients=5, seed=11),
+        "full-folder": synthesize(base / "ff", release="full", layout="folder", patients=5, seed=11),
+        "full-aimi": synthesize(base / "fa", release="full", layout="aimi", patients=5, seed=11),
+    }
+
+
+@pytest.mark.parametrize(
+    "name, kind, layout",
+    [
+        ("small-folder", "small", "folder"),
+        ("small-zip", "small", "zip"),
+        ("full-folder", "full", "folder"),
+        ("full-aimi", "full", "aimi-batches"),
+    ],
+)
+def test_every_layout_indexes_and_reads_every_image(releases, name, kind, layout):
+    release = chexpert.open(releases[name])
+    assert (release.kind, release.layout) == (kind, layout)
+    assert release.splits == ("train", "valid")
+    index = release.index()
+    assert len(index) > 10 and index.release is release
+    for path in index.path.tolist():
+        data = release.read_bytes(path)
+        assert data[:3] == b"\xff\xd8\xff", path
+
+
+def test_layouts_hold_the_same_images(releases):
+    """Folder and zip of one release are byte-identical image for image."""
+    folder, packed = chexpert.open(releases["small-folder"]), chexpert.open(releases["small-zip"])
+    index = folder.index()
+    assert index.path.tolist() == packed.index().path.tolist()
+    for path in index.path.tolist()[:20]:
+        assert folder.read_bytes(path) == packed.read_bytes(path)
+
+
+def test_aimi_paths_resolve_into_batches(releases):
+    """CSV paths say CheXpert-v1.0/train/patientN; the files sit in 'batch k (train j)/patientN'."""
+    release = chexpert.open(releases["full-aimi"])
+    index = release.index("train")
+    where = release.locate(index.path[0])
+    assert "batch 2 (train 1).zip!" in where and "/train/" not in where.split("!")[1]
+    valid = release.index("valid")
+    assert "batch 1 (validate & csv)" in release.locate(valid.path[0])
+
+
+def test_parent_folder_and_prefixless_paths(releases, tmp_path):
+    parent = releases["small-folder"].parent  # the folder holding CheXpert-v1.0-small (TFDS manual_dir)
+    release = chexpert.open(parent)
+    assert release.kind == "small"
+    index = release.index("train")
+    path = index.path[0]
+    bare = path.removeprefix("CheXpert-v1.0-small/")
+    other = "CheXpert-v1.0/" + bare
+    assert release.read_bytes(bare) == release.read_bytes(path) == release.read_bytes(other)
+
+
+def test_both_releases_in_one_folder_needs_a_choice(releases, tmp_path):
+    shutil.copytree(releases["small-folder"], tmp_path / "CheXpert-v1.0-small")
+    shutil.copytree(releases["full-folder"], tmp_path / "CheXpert-v1.0")
+    with pytest.raises(ChexpertError, match="kind='small'"):
+        chexpert.open(tmp_path)
+    assert chexpert.open(tmp_path, kind="full").kind == "full"
+    assert chexpert.open(tmp_path, kind="small").kind == "small"
+
+
+def test_nothing_there_says_what_to_download(tmp_path):
+    with pytest.raises(ReleaseNotFoundError, match="Research Use Agreement") as caught:
+        chexpert.open(tmp_path)
+    assert "CheXpert-v1.0-small.zip" in str(caught.value)
+    assert isinstance(caught.value, FileNotFoundError)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        chexpert.open(tmp_path / "nope")
+
+
+def test_truncated_zip_is_named(releases, tmp_path):
+    data = releases["small-zip"].read_bytes()
+    broken = tmp_path / "CheXpert-v1.0-small.zip"
+    broken.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ReleaseNotFoundError, match="not a zip archive|incomplete"):
+        chexpert.open(broken)
+
+
+def test_partial_aimi_download_names_the_missing_batch(releases, tmp_path):
+    for zip_path in releases["full-aimi"].glob("*.zip"):
+        if "batch 3" not in zip_path.name:
+            shutil.copy(zip_path, tmp_path / zip_path.name)
+    release = chexpert.open(tmp_path)
+    index = release.index("train")
+    missing = [p for p in index.path.tolist() if "batch 3" in chexpert.open(releases["full-aimi"]).locate(p)]
+    assert missing, "the look-alike should put some patients in batch 3"
+    with pytest.raises(FileNotFoundError, match="batch 3 \\(train 2\\)|Download the missing batches"):
+        release.read_bytes(missing[0])
+    present, problems = release.list_images()
+    assert all(p.removeprefix("CheXpert-v1.0/") not in present for p in missing)
+
+
+def test_only_csvs_is_enough_for_the_index(releases, tmp_path):
+    folder = tmp_path / "CheXpert-v1.0-small"
+    folder.mkdir()
+    for name in ("train.csv", "valid.csv"):
+        shutil.copy(releases["small-folder"] / name, folder / name)
+    release = chexpert.open(folder)
+    assert len(release.index()) == len(chexpert.open(releases["small-folder"]).index())
+    with pytest.raises(FileNotFoundError):
+        release.read_bytes(release.index().path[0])
+
+
+def _read_in_child(args):
+    release, paths = args
+    return [len(release.read_bytes(p)) for p in paths]
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_reading_from_worker_processes(releases, method):
+    release = chexpert.open(releases["full-aimi"])
+    paths = release.index().path.tolist()
+    release.read_bytes(paths[0])  # opens the zips in the parent first: children must not share handles
+    ctx = multiprocessing.get_context(method)
+    with ctx.Pool(2) as pool:
+        sizes = pool.map(_read_in_child, [(release, paths[i::2]) for i in range(2)])
+    assert sorted(sum(sizes, [])) == sorted(len(release.read_bytes(p)) for p in paths)
+
+
+def test_the_download_is_never_written_to(releases):
+    before = {name: tree_digest(path if path.is_dir() else path.parent) for name, path in releases.items()}
+    for path in releases.values():
+        release = chexpert.open(path)
+        index = release.index()
+        release.list_images()
+        for p in index.path.tolist()[:5]:
+            release.read_bytes(p)
+        chexpert.verify(release, decode=True, workers=1)
+    after = {name: tree_digest(path if path.is_dir() else path.parent) for name, path in releases.items()}
+    assert before == after
+
+
+def test_zip_members_are_not_extracted(releases, tmp_path):
+    zip_path = releases["small-zip"]
+    with zipfile.ZipFile(zip_path) as archive:
+        names = set(archive.namelist())
+    release = chexpert.open(zip_path)
+    path = release.index().path[0]
+    assert release.locate(path).split("!")[1] in names
+    assert np.frombuffer(release.read_bytes(path), np.uint8).size > 1000
