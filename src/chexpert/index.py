@@ -30,6 +30,9 @@ __all__ = ["Index", "read_csv", "check_csv", "concat", "observation_position"]
 _STR = np.dtypes.StringDType()
 _BOM = b"\xef\xbb\xbf"
 _NO_LINES = np.array([], dtype=np.int64)
+_DICT = pa.dictionary(pa.int32(), pa.string())
+# Code of each spelling in schema.LABEL_SPELLINGS order; the last entry backs invalid cells.
+_LABEL_CODES = np.array([int(c) for c in schema.LABEL_SPELLINGS.values()] + [0], dtype=np.int8)
 # Per-row arrays of Index, in the order they appear in to_pandas().
 _ROW_FIELDS = ("path", "split", "patient", "study", "view", "frontal", "projection", "sex", "age", "labels")
 
@@ -274,10 +277,12 @@ def _parse(
     try:
         table = pacsv.read_csv(
             pa.py_buffer(data),
-            read_options=pacsv.ReadOptions(use_threads=False),
+            read_options=pacsv.ReadOptions(use_threads=False, block_size=4 << 20),
             parse_options=pacsv.ParseOptions(newlines_in_values=False),
             convert_options=pacsv.ConvertOptions(
-                column_types={c: pa.string() for c in schema.CSV_COLUMNS},
+                # Categorical columns are dictionary-encoded while parsing: validating them is then
+                # a look-up of a handful of distinct spellings, not of every cell.
+                column_types={c: pa.string() if c in ("Path", "Age") else _DICT for c in schema.CSV_COLUMNS},
                 strings_can_be_null=False,
                 quoted_strings_can_be_null=False,
             ),
@@ -286,19 +291,20 @@ def _parse(
         # Arrow names the line in its message ("Row #12: Expected 19 columns, got 18").
         problem("malformed", None, f"cannot be parsed as CSV: {exc}")
         return None, problems, _NO_LINES
+    table = table.combine_chunks()
 
     n = table.num_rows
     ok = np.ones(n, dtype=bool)
 
-    def bad_rows(mask: np.ndarray, kind: str, column: str, values: pa.ChunkedArray, expected: str) -> None:
+    def bad_rows(mask: np.ndarray, kind: str, column: str, expected: str) -> None:
+        values = table.column(column)
         for i in np.flatnonzero(mask)[: 20 if not strict else 1]:
             problem(kind, int(i) + 2, f"{column} {values[int(i)].as_py()!r} is not valid; expected {expected}")
         ok[mask] = False
 
-    # Path: scheme, split, patient, study, view, Frontal/Lateral word.
-    paths = table.column("Path")
-    parts = pc.extract_regex(paths, schema.PATH_PATTERN.pattern.replace("?P<", "?<"))
-    matched = np.asarray(pc.is_valid(parts).to_numpy(zero_copy_only=False), dtype=bool)
+    # Path: checked against the scheme, then cut at "/" to read split, patient, study and view.
+    paths = table.column("Path").chunk(0) if n else pa.array([], pa.string())
+    matched = _numpy(pc.match_substring_regex(paths, schema.PATH_PATTERN.pattern.replace("?P<", "?<")))
     if not matched.all():
         for i in np.flatnonzero(~matched)[: 20 if not strict else 1]:
             value = paths[int(i)].as_py()
@@ -310,50 +316,42 @@ def _parse(
                 why = "does not follow CheXpert's scheme [CheXpert-v1.0[-small]/]split/patientNNNNN/studyN/viewN_frontal|lateral.jpg"
             problem("path", int(i) + 2, f"Path {value!r} {why}")
         ok &= matched
-    parts = pc.fill_null(parts, pa.scalar({"prefix": "", "split": "train", "patient": "0", "study": "0", "view": "0", "kind": "frontal", "ext": "jpg"}, type=parts.type))
-
-    def ints(child: str, dtype: type[np.integer]) -> np.ndarray:
-        return pc.cast(pc.struct_field(parts, child), pa.int64()).to_numpy().astype(dtype)
-
-    split = _codes(pc.struct_field(parts, "split"), schema.SPLITS)
-    patient = ints("patient", np.int32)
-    study = ints("study", np.int16)
-    view = ints("view", np.int16)
-    path_frontal = np.asarray(pc.equal(pc.struct_field(parts, "kind"), "frontal").to_numpy(zero_copy_only=False), dtype=bool)
+        paths = pc.if_else(pa.array(matched), paths, "train/patient00000/study0/view0_frontal.jpg")
+    pieces = pc.split_pattern(paths, "/")
+    ends = _numpy(pieces.offsets)[1:]
+    split_piece, patient_piece, study_piece, file_piece = (pieces.values.take(pa.array(ends - k)) for k in (4, 3, 2, 1))
+    split = _codes(split_piece, schema.SPLITS)
+    patient = _numpy(pc.cast(pc.utf8_slice_codeunits(patient_piece, len("patient")), pa.int32()))
+    study = _numpy(pc.cast(pc.utf8_slice_codeunits(study_piece, len("study")), pa.int16()))
+    view_word = pc.list_element(pc.split_pattern(file_piece, "_", max_splits=1), 0)
+    view = _numpy(pc.cast(pc.utf8_slice_codeunits(view_word, len("view")), pa.int16()))
+    path_frontal = _numpy(pc.match_substring(file_piece, "_frontal."))
 
     # Categorical metadata.
-    sex_column = table.column("Sex")
-    sex = _codes(sex_column, schema.SEXES)
-    bad_rows(sex < 0, "value", "Sex", sex_column, "one of " + ", ".join(schema.SEXES))
-    view_column = table.column("Frontal/Lateral")
-    view_code = _codes(view_column, schema.VIEWS)
-    bad_rows(view_code < 0, "value", "Frontal/Lateral", view_column, "Frontal or Lateral")
+    sex = _codes(table.column("Sex"), schema.SEXES)
+    bad_rows(sex < 0, "value", "Sex", "one of " + ", ".join(schema.SEXES))
+    view_code = _codes(table.column("Frontal/Lateral"), schema.VIEWS)
+    bad_rows(view_code < 0, "value", "Frontal/Lateral", "Frontal or Lateral")
     frontal = view_code == 0
     mismatch = (view_code >= 0) & matched & (frontal != path_frontal)
     for i in np.flatnonzero(mismatch)[:20]:
-        problem("value", int(i) + 2, f"Frontal/Lateral {view_column[int(i)].as_py()!r} contradicts the file name {paths[int(i)].as_py()!r}")
+        word = table.column("Frontal/Lateral")[int(i)].as_py()
+        problem("value", int(i) + 2, f"Frontal/Lateral {word!r} contradicts the file name {paths[int(i)].as_py()!r}")
     ok &= ~mismatch
-    projection_column = table.column("AP/PA")
-    projection = _codes(pc.if_else(pc.equal(projection_column, ""), "none", projection_column), schema.PROJECTIONS)
-    bad_rows(projection < 0, "value", "AP/PA", projection_column, "AP, PA, LL, RL or empty")
+    projection = _codes(table.column("AP/PA"), schema.PROJECTIONS, empty="none")
+    bad_rows(projection < 0, "value", "AP/PA", "AP, PA, LL, RL or empty")
 
     age_column = table.column("Age")
-    age_valid = np.asarray(pc.match_substring_regex(age_column, r"^\d{1,3}$").to_numpy(zero_copy_only=False), dtype=bool)
-    bad_rows(~age_valid, "value", "Age", age_column, "a whole number of years")
-    age = pc.cast(pc.if_else(pa.array(age_valid), age_column, "0"), pa.int16()).to_numpy()
+    age_valid = _numpy(pc.match_substring_regex(age_column, r"^\d{1,3}$"))
+    bad_rows(~age_valid, "value", "Age", "a whole number of years")
+    age = _numpy(pc.cast(pc.if_else(pa.array(age_valid), age_column, "0"), pa.int16()))
 
     # Labels: the four spellings of the released files, nothing else.
     labels = np.empty((n, len(schema.OBSERVATIONS)), dtype=np.int8)
-    spellings = list(schema.LABEL_SPELLINGS)
-    codes = np.array([int(c) for c in schema.LABEL_SPELLINGS.values()] + [0], dtype=np.int8)
     for j, observation in enumerate(schema.OBSERVATIONS):
-        column = table.column(observation)
-        position = pc.index_in(column, value_set=pa.array(spellings)).to_numpy(zero_copy_only=False)
-        invalid = np.isnan(position) if position.dtype.kind == "f" else np.zeros(n, dtype=bool)
-        position = np.where(invalid, len(spellings), position).astype(np.intp)
-        if invalid.any():
-            bad_rows(invalid, "label", observation, column, "1.0, 0.0, -1.0 or empty")
-        labels[:, j] = codes[position]
+        position = _codes(table.column(observation), tuple(schema.LABEL_SPELLINGS))
+        bad_rows(position < 0, "label", observation, "1.0, 0.0, -1.0 or empty")
+        labels[:, j] = _LABEL_CODES[position]
 
     # Duplicate images: the same Path twice would be counted and trained on twice.
     key = ((split.astype(np.int64) * 1_000_000 + patient) * 1_000 + study) * 1_000 + view
@@ -371,7 +369,7 @@ def _parse(
     problems.sort(key=lambda p: (p.row or 0))
     rows = np.flatnonzero(ok)
     index = Index(
-        path=np.asarray(paths.to_numpy(zero_copy_only=False), dtype=_STR)[rows],
+        path=np.asarray(table.column("Path").to_numpy(), dtype=_STR)[rows],
         split=split[rows],
         patient=patient[rows],
         study=study[rows],
@@ -385,9 +383,19 @@ def _parse(
     return index, problems, rows + 2
 
 
-def _codes(values: pa.ChunkedArray | pa.Array, vocabulary: Sequence[str]) -> np.ndarray:
-    """Position of each value in ``vocabulary`` as int8, -1 where absent."""
-    position = pc.index_in(values, value_set=pa.array(list(vocabulary))).to_numpy(zero_copy_only=False)
-    if position.dtype.kind == "f":
-        position = np.where(np.isnan(position), -1, position)
-    return position.astype(np.int8)
+def _codes(values: pa.ChunkedArray | pa.Array, vocabulary: Sequence[str], *, empty: str | None = None) -> np.ndarray:
+    """Position of each value in ``vocabulary`` as int8, -1 where absent (``empty`` names "")."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
+    if not pa.types.is_dictionary(values.type):
+        values = pc.dictionary_encode(values)
+    lookup = {name: i for i, name in enumerate(vocabulary)}
+    if empty is not None:
+        lookup[""] = lookup[empty]
+    table = np.array([lookup.get(v, -1) for v in values.dictionary.to_pylist()] + [-1], dtype=np.int8)
+    return table[_numpy(values.indices)] if len(values) else np.array([], np.int8)
+
+
+def _numpy(array: pa.Array) -> np.ndarray:
+    """A null-free Arrow array as numpy (booleans unpacked)."""
+    return np.asarray(array.to_numpy(zero_copy_only=False))
