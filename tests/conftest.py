@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.resources
+import importlib.util
 import os
 from pathlib import Path
 
@@ -15,11 +15,11 @@ from chexpert.synth import synthesize
 @pytest.fixture(scope="session")
 def real_train_csv() -> Path:
     """The real CheXpert train.csv (223,414 rows) shipped inside torchxrayvision."""
-    try:
-        resource = importlib.resources.files("torchxrayvision") / "data" / "chexpert_train.csv.gz"
-    except ModuleNotFoundError:
+    # find_spec locates the package without importing it (importing torchxrayvision imports torch).
+    spec = importlib.util.find_spec("torchxrayvision")
+    if spec is None or not spec.submodule_search_locations:
         pytest.skip("torchxrayvision (the real train.csv fixture) is not installed")
-    path = Path(str(resource))
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "chexpert_train.csv.gz"
     if not path.is_file():
         pytest.skip("torchxrayvision has no chexpert_train.csv.gz")
     return path

@@ -8,7 +8,7 @@ import pytest
 from chexpert import schema
 from chexpert.errors import CSVFormatError
 from chexpert.index import check_csv, concat, read_csv
-from chexpert.synth import _csv_bytes, synth_rows
+from chexpert.synth import csv_bytes, synth_rows
 
 # The real train.csv, as the issue states it: positive / uncertain / negative / blank.
 REAL_LABELS = {
@@ -61,7 +61,7 @@ def test_real_train_csv_values_match_pandas(real, real_train_csv):
 
 
 def test_row_fields_parsed_from_path():
-    index = read_csv(_csv_bytes(synth_rows("train", patients=3, seed=1)), file="train.csv")
+    index = read_csv(csv_bytes(synth_rows("train", patients=3, seed=1)), file="train.csv")
     first = synth_rows("train", patients=3, seed=1)[0]["Path"]
     i = 0
     assert index.path[i] == first
@@ -72,7 +72,7 @@ def test_row_fields_parsed_from_path():
 
 def test_study_ids_group_images_of_a_study():
     rows = synth_rows("train", patients=20, seed=3)
-    index = read_csv(_csv_bytes(rows))
+    index = read_csv(csv_bytes(rows))
     keys = index.study_keys()
     ids = index.study_ids()
     for key in np.unique(keys):
@@ -81,7 +81,7 @@ def test_study_ids_group_images_of_a_study():
 
 
 def test_take_and_concat_keep_rows_aligned():
-    index = read_csv(_csv_bytes(synth_rows("train", patients=10, seed=2)))
+    index = read_csv(csv_bytes(synth_rows("train", patients=10, seed=2)))
     lateral = index.take(~index.frontal)
     assert len(lateral) == int((~index.frontal).sum()) and not lateral.frontal.any()
     assert (lateral.projection == schema.PROJECTIONS.index("none")).all()
@@ -93,7 +93,7 @@ def test_take_and_concat_keep_rows_aligned():
 
 
 def test_to_pandas_is_readable():
-    index = read_csv(_csv_bytes(synth_rows("train", patients=4, seed=4)))
+    index = read_csv(csv_bytes(synth_rows("train", patients=4, seed=4)))
     frame = index.to_pandas()
     assert list(frame.columns)[:1] == ["Path"]
     assert set(frame["Sex"].astype(str)) <= set(schema.SEXES)
@@ -115,7 +115,7 @@ def _rows(**override):
 @pytest.mark.parametrize("value", ["1", "yes", "2.0", "nan", " 1.0"])
 def test_unknown_label_value_names_file_row_and_value(value):
     with pytest.raises(CSVFormatError) as caught:
-        read_csv(_csv_bytes(_rows(Edema=value)), file="train.csv")
+        read_csv(csv_bytes(_rows(Edema=value)), file="train.csv")
     message = str(caught.value)
     assert "train.csv, row 4" in message and "Edema" in message and repr(value) in message
     assert caught.value.row == 4 and caught.value.file == "train.csv"
@@ -126,7 +126,7 @@ def test_every_bad_value_is_listed_by_check_csv():
     rows[1] = {**rows[1], "Edema": "yes"}
     rows[3] = {**rows[3], "Sex": "M"}
     rows[4] = {**rows[4], "Age": "sixty"}
-    index, problems, lines = check_csv(_csv_bytes(rows), file="train.csv")
+    index, problems, lines = check_csv(csv_bytes(rows), file="train.csv")
     assert [(p.kind, p.row) for p in problems] == [("label", 3), ("value", 5), ("value", 6)]
     # The good rows are indexed, the bad ones not; nothing is silently kept with a wrong value.
     assert len(index) == len(rows) - 3
@@ -142,7 +142,7 @@ def test_every_bad_value_is_listed_by_check_csv():
     ],
 )
 def test_missing_renamed_or_reordered_column(columns, fragment):
-    data = _csv_bytes(synth_rows(patients=1), columns=columns)
+    data = csv_bytes(synth_rows(patients=1), columns=columns)
     with pytest.raises(CSVFormatError, match=fragment) as caught:
         read_csv(data, file="valid.csv")
     assert "valid.csv, row 1" in str(caught.value)
@@ -150,8 +150,8 @@ def test_missing_renamed_or_reordered_column(columns, fragment):
 
 def test_bom_and_crlf_are_read_identically_but_reported():
     rows = synth_rows(patients=4, seed=6)
-    plain = read_csv(_csv_bytes(rows))
-    odd = _csv_bytes(rows, newline="\r\n", bom=True)
+    plain = read_csv(csv_bytes(rows))
+    odd = csv_bytes(rows, newline="\r\n", bom=True)
     tolerant = read_csv(odd, file="train.csv")
     np.testing.assert_array_equal(tolerant.labels, plain.labels)
     assert tolerant.path.tolist() == plain.path.tolist()
@@ -170,7 +170,7 @@ def test_bom_and_crlf_are_read_identically_but_reported():
 )
 def test_path_escaping_or_off_scheme(path, fragment):
     with pytest.raises(CSVFormatError, match=fragment) as caught:
-        read_csv(_csv_bytes(_rows(Path=path)), file="train.csv")
+        read_csv(csv_bytes(_rows(Path=path)), file="train.csv")
     assert caught.value.row == 4
 
 
@@ -178,7 +178,7 @@ def test_duplicate_row_names_both_rows():
     rows = synth_rows(patients=8, seed=5)
     rows.append(dict(rows[1]))
     with pytest.raises(CSVFormatError, match="already appears on row 3") as caught:
-        read_csv(_csv_bytes(rows), file="train.csv")
+        read_csv(csv_bytes(rows), file="train.csv")
     assert caught.value.row == len(rows) + 1
 
 
@@ -187,13 +187,13 @@ def test_view_word_contradicting_file_name():
     frontal = next(i for i, r in enumerate(rows) if r["Path"].endswith("_frontal.jpg"))
     rows[frontal] = {**rows[frontal], "Frontal/Lateral": "Lateral"}
     with pytest.raises(CSVFormatError, match="contradicts the file name"):
-        read_csv(_csv_bytes(rows), file="train.csv")
+        read_csv(csv_bytes(rows), file="train.csv")
 
 
 def test_empty_and_truncated_csv():
     with pytest.raises(CSVFormatError, match="empty"):
         read_csv(b"", file="train.csv")
-    data = _csv_bytes(synth_rows(patients=2))
+    data = csv_bytes(synth_rows(patients=2))
     truncated = data[: data.rindex(b",")]  # the last row stops mid-way
     with pytest.raises(CSVFormatError, match="train.csv"):
         read_csv(truncated, file="train.csv")
