@@ -24,12 +24,14 @@ from chexpert.index import Index, read_csv
 from chexpert.release import Release
 from chexpert.release import open_release as open  # noqa: A001  (chexpert.open is the natural name)
 from chexpert.schema import COMPETITION_TASKS, OBSERVATIONS, Code
+from chexpert.verify import verify  # eager: the function must shadow the module of the same name
+
+# Scoring lives in the subpackage chexpert.evaluate: `from chexpert.evaluate import evaluate, compare`.
 
 __version__ = "0.1.0"
 
 # Heavier parts load on first use, so that `import chexpert` stays quick.
 _LAZY: dict[str, tuple[str, str]] = {
-    "verify": ("chexpert.verify", "verify"),
     "synthesize": ("chexpert.synth", "synthesize"),
     "Policy": ("chexpert.policy", "Policy"),
     "apply_policy": ("chexpert.policy", "apply"),
@@ -39,8 +41,6 @@ _LAZY: dict[str, tuple[str, str]] = {
     "prepare": ("chexpert.store", "prepare"),
     "open_store": ("chexpert.store", "open_store"),
     "Store": ("chexpert.store", "Store"),
-    "evaluate": ("chexpert.evaluate", "evaluate"),
-    "compare": ("chexpert.evaluate", "compare"),
 }
 
 __all__ = [
@@ -58,6 +58,7 @@ __all__ = [
     "ReleaseNotFoundError",
     "StoreError",
     "StaleStoreError",
+    "verify",
     *_LAZY,
 ]
 

@@ -1,0 +1,58 @@
+"""Score predictions exactly as the CheXpert competition did: per study, joined by key, with intervals.
+
+>>> from chexpert.evaluate import evaluate
+>>> result = evaluate("predictions.csv", "CheXpert-v1.0-small/valid.csv", radiologists=["bc4.csv"])  # doctest: +SKIP
+>>> result.table[["auroc", "auroc_lo", "auroc_hi", "radiologists_under_curve"]]  # doctest: +SKIP
+>>> result.to_json()["mean_auroc"]  # doctest: +SKIP
+
+Modules: ``io`` (reading and joining files by study key), ``metrics`` (AUROC, AUPRC, bootstrap,
+DeLong in numpy), ``operating`` (radiologists against the ROC curve, thresholds), ``scoring``
+(the functions below). They load on first use, so that ``chexpert --help`` does not import pandas.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from chexpert.evaluate.metrics import UndefinedMetricWarning
+    from chexpert.evaluate.scoring import Comparison, Evaluation, StudyScores, compare, evaluate, operating_points
+
+__all__ = [
+    "evaluate",
+    "compare",
+    "operating_points",
+    "Evaluation",
+    "Comparison",
+    "StudyScores",
+    "UndefinedMetricWarning",
+    "AGGREGATES",
+    "SUBGROUPS",
+    "AGE_BANDS",
+]
+
+#: How image-level predictions become one score per study.
+AGGREGATES: tuple[str, ...] = ("max", "mean")
+#: Study attributes that ``by=`` can split on.
+SUBGROUPS: tuple[str, ...] = ("sex", "age-band", "projection")
+#: Age bands as (label, lowest age, highest age), both inclusive. CheXpert writes unknown ages as
+#: 0 and ages over 89 as 90; patients are adults, so the first band of known ages is "<40".
+AGE_BANDS: tuple[tuple[str, int, int], ...] = (
+    ("unknown", 0, 0),
+    ("<40", 1, 39),
+    ("40-59", 40, 59),
+    ("60-79", 60, 79),
+    ("80+", 80, 200),
+)
+
+_LAZY = {
+    "UndefinedMetricWarning": "metrics",
+    **dict.fromkeys(("Comparison", "Evaluation", "StudyScores", "compare", "evaluate", "operating_points"), "scoring"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"chexpert.evaluate.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'chexpert.evaluate' has no attribute {name!r}")

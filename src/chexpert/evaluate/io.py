@@ -1,0 +1,448 @@
+"""Read predictions, ground truth and radiologist files into study-level tables keyed by study.
+
+Every file is reduced to one row per study, keyed by ``schema.study_key`` (release prefix,
+trailing slash and file name removed) and sorted by key, so that nothing downstream depends on
+the order of the rows in a file. Columns are matched by name, never by position.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import pandas as pd
+
+from chexpert import schema
+from chexpert.errors import CSVFormatError
+from chexpert.evaluate import AGE_BANDS, AGGREGATES, SUBGROUPS
+from chexpert.index import Index
+from chexpert.index import read_csv as read_index_csv
+
+__all__ = [
+    "Source",
+    "StudyTable",
+    "read_predictions",
+    "read_truth",
+    "read_radiologists",
+    "read_metadata",
+    "study_metadata",
+    "subgroup_of",
+    "subgroup_order",
+    "align",
+]
+
+Source = Union[str, "os.PathLike[str]", pd.DataFrame]
+
+#: Projection of a study with frontal images of more than one projection, or with none.
+MIXED, NO_FRONTAL = "mixed", "no frontal"
+
+_SHOWN = 8  # studies named in an error message
+
+
+def _listing(items: Iterable[object]) -> str:
+    """The first few items, and how many more there are: "a, b and 7 more"."""
+    texts = [str(x) for x in items]
+    shown = ", ".join(texts[:_SHOWN])
+    return shown + (f" and {len(texts) - _SHOWN} more" if len(texts) > _SHOWN else "")
+
+
+@dataclass(frozen=True, eq=False)
+class StudyTable:
+    """Values per study: ``values[i, j]`` belongs to ``studies[i]`` and ``observations[j]``.
+
+    ``studies`` are sorted and unique; ``observations`` follow ``schema.OBSERVATIONS`` order.
+    ``metadata`` (image-level sources only) has one row per study with ``sex``, ``age`` and
+    ``projection``.
+    """
+
+    name: str
+    studies: np.ndarray
+    observations: tuple[str, ...]
+    values: np.ndarray
+    metadata: pd.DataFrame | None = None
+
+    def __len__(self) -> int:
+        return len(self.studies)
+
+    def column(self, observation: str) -> np.ndarray:
+        """The values of one observation, one per study."""
+        return self.values[:, self.observations.index(observation)]
+
+    def select(self, observations: Sequence[str]) -> np.ndarray:
+        """``(studies, len(observations))`` values; NaN for observations this table lacks."""
+        out = np.full((len(self.studies), len(observations)), np.nan)
+        for j, name in enumerate(observations):
+            if name in self.observations:
+                out[:, j] = self.column(name)
+        return out
+
+
+def _source_name(source: Source | Index, role: str) -> str:
+    """How messages name a source: its path, or its kind."""
+    if isinstance(source, pd.DataFrame | Index):
+        return f"<{role} {type(source).__name__}>"
+    return os.fspath(source)
+
+
+def _load(source: Source, role: str) -> tuple[pd.DataFrame, str]:
+    """The source as a DataFrame (of strings when read from a file), and the name used in messages."""
+    name = _source_name(source, role)
+    if isinstance(source, pd.DataFrame):
+        return source.reset_index(drop=True), name
+    try:
+        frame = pd.read_csv(name, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise CSVFormatError(f"{role} file not found", file=name) from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise CSVFormatError(f"cannot be read as CSV: {exc}", file=name) from None
+    return frame, name
+
+
+def _keys(frame: pd.DataFrame, column: str, name: str) -> np.ndarray:
+    """``schema.study_key`` of every row; an error names the rows that are not study paths."""
+    keys, bad = [], []
+    for row, value in enumerate(frame[column].astype(str)):
+        try:
+            keys.append(schema.study_key(value))
+        except ValueError:
+            bad.append(f"row {row + 2} {value!r}")
+            keys.append("")
+    if bad:
+        raise CSVFormatError(f"{column} is not a CheXpert study path on {_listing(bad)}", file=name)
+    return np.asarray(keys, dtype=object)
+
+
+def _numbers(frame: pd.DataFrame, columns: Sequence[str], keys: np.ndarray, name: str) -> np.ndarray:
+    """The columns as float64; an error names the studies holding text that is not a number."""
+    values = np.empty((len(frame), len(columns)))
+    for j, column in enumerate(columns):
+        raw = frame[column]
+        numbers = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        text = raw.astype(str).str.strip()
+        bad = np.isnan(numbers) & ~(raw.isna().to_numpy() | text.isin(["", "nan", "NaN"]).to_numpy())
+        if bad.any():
+            shown = [f"{k} ({v!r})" for k, v in zip(keys[bad], raw[bad])]
+            raise CSVFormatError(f"{column!r} is not a number for {_listing(shown)}", file=name)
+        values[:, j] = numbers
+    return values
+
+
+def _observation_columns(frame: pd.DataFrame, name: str, role: str) -> list[str]:
+    """Observation columns of ``frame`` in ``schema.OBSERVATIONS`` order; unknown columns are errors."""
+    known = set(schema.OBSERVATIONS) | set(schema.METADATA_COLUMNS) | {"Study"}
+    unknown = [c for c in frame.columns if c not in known]
+    if unknown:
+        raise CSVFormatError(
+            f"unknown {role} column(s) {', '.join(map(repr, unknown))}; valid: Path or Study, then any of "
+            + ", ".join(schema.OBSERVATIONS),
+            file=name,
+        )
+    columns = [c for c in schema.OBSERVATIONS if c in frame.columns]
+    if not columns:
+        raise CSVFormatError(f"{role} file has none of the 14 observations as a column: " + ", ".join(schema.OBSERVATIONS), file=name)
+    if len(set(frame.columns)) != len(frame.columns):
+        repeated = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
+        raise CSVFormatError(f"column(s) {', '.join(map(repr, repeated))} appear twice", file=name)
+    return columns
+
+
+def _key_column(frame: pd.DataFrame, name: str, role: str, allowed: tuple[str, ...] = ("Study", "Path")) -> str:
+    for column in allowed:
+        if column in frame.columns:
+            return column
+    raise CSVFormatError(f"{role} file needs a {' or a '.join(allowed)} column; columns are {list(frame.columns)}", file=name)
+
+
+def _duplicates(keys: np.ndarray) -> list[str]:
+    unique, counts = np.unique(keys.astype(str), return_counts=True)
+    return unique[counts > 1].tolist()
+
+
+def _study_level(frame: pd.DataFrame, name: str, role: str) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """A file with one row per study (``Study`` column): its keys, observation columns and values."""
+    _key_column(frame, name, role, ("Study",))
+    columns = _observation_columns(frame, name, role)
+    keys = _keys(frame, "Study", name)
+    repeated = _duplicates(keys)
+    if repeated:
+        raise CSVFormatError(f"Study appears more than once: {_listing(repeated)}", file=name)
+    return keys, columns, _numbers(frame, columns, keys, name)
+
+
+def _check_binary(values: np.ndarray, studies: np.ndarray, columns: Sequence[str], name: str, role: str) -> None:
+    for j, column in enumerate(columns):
+        bad = ~np.isin(values[:, j], (0.0, 1.0))
+        if bad.any():
+            shown = [f"{k} ({v:g})" for k, v in zip(studies[bad], values[bad, j])]
+            raise CSVFormatError(f"{role} {column!r} must be 0 or 1 (blank and uncertain are not allowed): {_listing(shown)}", file=name)
+
+
+def read_predictions(source: Source, *, aggregate: str = "max") -> StudyTable:
+    """Read model scores, per image (``Path`` column) or per study (``Study`` column), into one row per study.
+
+    Image scores become study scores by ``aggregate`` ("max" or "mean"). Scores must be
+    probabilities in [0, 1]; NaN, out-of-range scores, duplicate rows and paths that are not
+    CheXpert's raise :class:`~chexpert.errors.CSVFormatError` naming the studies.
+
+    >>> table = read_predictions("predictions.csv")  # doctest: +SKIP
+    >>> table.studies[:1], table.observations[:2]  # doctest: +SKIP
+    (array(['valid/patient64541/study1'], dtype=object), ('No Finding', 'Cardiomegaly'))
+    """
+    if aggregate not in AGGREGATES:
+        raise ValueError(f"aggregate must be one of {', '.join(AGGREGATES)}; got {aggregate!r}")
+    frame, name = _load(source, "predictions")
+    key_column = _key_column(frame, name, "predictions")
+    columns = _observation_columns(frame, name, "predictions")
+    keys = _keys(frame, key_column, name)
+    scores = _numbers(frame, columns, keys, name)
+    for what, bad in (("NaN (or empty)", np.isnan(scores)), ("outside [0, 1]", (scores < 0) | (scores > 1))):
+        rows = bad.any(axis=1)
+        if rows.any():
+            observation = columns[int(np.argmax(bad[rows][0]))]
+            raise CSVFormatError(
+                f"scores {what} for {_listing(np.unique(keys[rows]))} (first in {observation!r}); "
+                "scores must be probabilities in [0, 1] (apply a sigmoid to logits)",
+                file=name,
+            )
+    identity = keys if key_column == "Study" else frame[key_column].map(schema.strip_release_prefix).to_numpy(dtype=object)
+    repeated = _duplicates(identity)
+    if repeated:
+        raise CSVFormatError(f"{key_column} appears more than once: {_listing(repeated)}", file=name)
+    # Sort by (study, image) first so that a mean sums in the same order however the file is sorted.
+    order = np.lexsort((identity.astype(str), keys.astype(str)))
+    studies, first = np.unique(keys[order].astype(str), return_index=True)
+    ordered = scores[order]
+    if aggregate == "max":
+        values = np.maximum.reduceat(ordered, first, axis=0)
+    else:
+        values = np.add.reduceat(ordered, first, axis=0) / np.diff(np.r_[first, len(order)])[:, None]
+    return StudyTable(name, studies.astype(object), tuple(columns), values)
+
+
+def _image_metadata(keys: np.ndarray, paths: np.ndarray, sex: np.ndarray, age: np.ndarray, projection: np.ndarray, frontal: np.ndarray) -> pd.DataFrame:
+    """One row per study (sorted): the sex and age of its first image, the projection of its frontal images."""
+    frame = pd.DataFrame({"study": keys.astype(object), "path": paths.astype(object), "sex": sex, "age": age.astype(np.int64)})
+    frontal_projection = projection.astype(object)
+    frontal_projection[~np.asarray(frontal, dtype=bool)] = None
+    frame["frontal_projection"] = frontal_projection
+    frame = frame.sort_values(["study", "path"], kind="stable")
+    grouped = frame.groupby("study", sort=True)
+    out = grouped[["sex", "age"]].first()
+    projections = grouped["frontal_projection"].agg(lambda p: sorted(set(p.dropna())))
+    out["projection"] = [p[0] if len(p) == 1 else (MIXED if p else NO_FRONTAL) for p in projections]
+    out.index.name = None
+    return out
+
+
+def _from_index(index: Index) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """Image rows of an Index as (keys, labels as float with blank -> NaN, per-study metadata)."""
+    keys = index.study_keys().astype(object)
+    labels = index.labels.astype(np.float64)
+    labels[index.labels == schema.Code.BLANK] = np.nan
+    metadata = _image_metadata(
+        keys,
+        index.path,
+        np.asarray(schema.SEXES, dtype=object)[index.sex],
+        index.age,
+        np.asarray(schema.PROJECTIONS, dtype=object)[index.projection],
+        index.frontal,
+    )
+    return keys, labels, metadata
+
+
+def _metadata_from_frame(frame: pd.DataFrame, keys: np.ndarray) -> pd.DataFrame:
+    projection = frame["AP/PA"].fillna("").astype(str).replace("", "none").to_numpy(dtype=object)
+    age = pd.to_numeric(frame["Age"], errors="coerce").fillna(0).to_numpy()
+    sex = frame["Sex"].astype(str).to_numpy(dtype=object)
+    frontal = (frame["Frontal/Lateral"] == "Frontal").to_numpy()
+    return _image_metadata(keys, frame["Path"].to_numpy(dtype=object), sex, age, projection, frontal)
+
+
+def _from_image_frame(frame: pd.DataFrame, name: str) -> tuple[np.ndarray, np.ndarray, pd.DataFrame | None]:
+    keys = _keys(frame, "Path", name)
+    missing = [c for c in schema.OBSERVATIONS if c not in frame.columns]
+    if missing:
+        raise CSVFormatError(f"truth is missing the observation column(s) {', '.join(map(repr, missing))}", file=name)
+    labels = _numbers(frame, schema.OBSERVATIONS, keys, name)
+    metadata = _metadata_from_frame(frame, keys) if set(schema.METADATA_COLUMNS) <= set(frame.columns) else None
+    return keys, labels, metadata
+
+
+def _per_study(keys: np.ndarray, labels: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Collapse image labels to studies, which must agree within a study (ties of NaN count as equal)."""
+    studies, inverse = np.unique(keys.astype(str), return_inverse=True)
+    first = np.zeros(len(studies), dtype=np.int64)
+    first[inverse[::-1]] = np.arange(len(keys))[::-1]
+    values = labels[first]
+    same = (labels == values[inverse]) | (np.isnan(labels) & np.isnan(values[inverse]))
+    if not same.all():
+        rows = ~same.all(axis=1)
+        observation = schema.OBSERVATIONS[int(np.argmin(same[rows][0]))]
+        raise CSVFormatError(
+            f"images of one study disagree on their labels (first in {observation!r}): {_listing(np.unique(keys[rows]))}",
+            file=name,
+        )
+    return studies.astype(object), values
+
+
+def read_truth(source: Source | Index) -> StudyTable:
+    """Read the ground truth, one row per study, every label 0 or 1.
+
+    Accepts a CheXpert ``valid.csv`` (per image, read and checked by ``chexpert.index.read_csv``;
+    images of a study must agree), an :class:`~chexpert.index.Index`, a DataFrame with a ``Path``
+    column, or a study-level file like the test set's ``groundtruth.csv`` (``Study`` column, any
+    subset of the observations, integer 0/1). Image-level sources also give each study's sex,
+    age and projection for ``by=``.
+
+    >>> truth = read_truth("CheXpert-v1.0-small/valid.csv")  # doctest: +SKIP
+    >>> len(truth), truth.metadata.columns.tolist()  # doctest: +SKIP
+    (200, ['sex', 'age', 'projection'])
+    """
+    metadata: pd.DataFrame | None = None
+    name = _source_name(source, "truth")
+    columns = list(schema.OBSERVATIONS)
+    if isinstance(source, Index):
+        keys, labels, metadata = _from_index(source)
+    elif _is_release_csv(source, "truth"):
+        keys, labels, metadata = _from_index(read_index_csv(source))
+    else:
+        frame, name = _load(source, "truth")
+        if "Path" in frame.columns and "Study" not in frame.columns:
+            keys, labels, metadata = _from_image_frame(frame, name)
+        else:
+            keys, columns, labels = _study_level(frame, name, "truth")
+    studies, values = _per_study(keys, labels, name)
+    _check_binary(values, studies, columns, name, "truth")
+    if metadata is not None:
+        metadata = metadata.loc[studies.astype(str)]
+    return StudyTable(name, studies, tuple(columns), values, metadata)
+
+
+def _is_release_csv(source: Source, role: str) -> bool:
+    """Whether ``source`` is a file with the header of the release's train/valid/test CSVs."""
+    if isinstance(source, pd.DataFrame):
+        return False
+    try:
+        with open(source, encoding="utf-8-sig", newline="") as f:
+            return f.readline().rstrip("\r\n") == ",".join(schema.CSV_COLUMNS)
+    except FileNotFoundError:
+        raise CSVFormatError(f"{role} file not found", file=os.fspath(source)) from None
+    except UnicodeDecodeError:
+        return False
+
+
+def read_radiologists(sources: Sequence[Source] | Mapping[str, Source]) -> dict[str, StudyTable]:
+    """Read radiologists' study-level 0/1 reads, keyed by a name (file stem, or the mapping's key).
+
+    Columns are matched by name: the released files put Lung Lesion before Lung Opacity.
+
+    >>> readers = read_radiologists(["bc4.csv", "bc6.csv", "bc8.csv"])  # doctest: +SKIP
+    >>> list(readers)  # doctest: +SKIP
+    ['bc4', 'bc6', 'bc8']
+    """
+    if isinstance(sources, Mapping):
+        named = list(sources.items())
+    else:
+        if isinstance(sources, str | os.PathLike | pd.DataFrame):
+            sources = [sources]
+        named = [
+            (Path(os.fspath(s)).stem if not isinstance(s, pd.DataFrame) else f"radiologist {i + 1}", s)
+            for i, s in enumerate(sources)
+        ]
+    readers: dict[str, StudyTable] = {}
+    for label, source in named:
+        unique = label if label not in readers else f"{label} ({len(readers) + 1})"
+        frame, name = _load(source, "radiologist")
+        keys, columns, values = _study_level(frame, name, "radiologist")
+        order = np.argsort(keys.astype(str), kind="stable")
+        _check_binary(values[order], keys[order], columns, name, "radiologist")
+        readers[unique] = StudyTable(name, keys[order], tuple(columns), values[order])
+    return readers
+
+
+def read_metadata(source: Source | Index) -> pd.DataFrame:
+    """Per-study sex, age and projection from an Index or an image-level CSV/DataFrame (e.g. ``test.csv``).
+
+    Used by ``by=`` when the truth is study-level and so carries no metadata.
+
+    >>> read_metadata("CheXpert-v1.0/test.csv").columns.tolist()  # doctest: +SKIP
+    ['sex', 'age', 'projection']
+    """
+    if isinstance(source, Index):
+        return _from_index(source)[2]
+    if _is_release_csv(source, "metadata"):
+        return _from_index(read_index_csv(source))[2]
+    frame, name = _load(source, "metadata")
+    missing = [c for c in schema.METADATA_COLUMNS if c not in frame.columns]
+    if missing:
+        raise CSVFormatError(f"metadata needs the columns {', '.join(schema.METADATA_COLUMNS)}; missing {', '.join(missing)}", file=name)
+    return _metadata_from_frame(frame, _keys(frame, "Path", name))
+
+
+def study_metadata(truth: StudyTable, source: Source | Index | None = None) -> pd.DataFrame:
+    """Sex, age and projection of each truth study (in the truth's order), from ``source`` or the truth itself.
+
+    >>> study_metadata(read_truth("groundtruth.csv"), "CheXpert-v1.0/test.csv")  # doctest: +SKIP
+    """
+    if source is None:
+        if truth.metadata is None:
+            raise CSVFormatError(
+                "by= needs each study's sex, age and projection, which this study-level truth lacks; "
+                "pass metadata= (--metadata): an Index, valid.csv or test.csv",
+                file=truth.name,
+            )
+        return truth.metadata
+    frame = read_metadata(source)
+    missing = np.setdiff1d(truth.studies.astype(str), frame.index.to_numpy(dtype=str))
+    if len(missing):
+        raise CSVFormatError(f"metadata lacks {len(missing)} studies of the truth: {_listing(missing)}", file=_source_name(source, "metadata"))
+    return frame.loc[truth.studies.astype(str)]
+
+
+def subgroup_of(metadata: pd.DataFrame, by: str) -> np.ndarray:
+    """The subgroup label of every study (rows of ``metadata``) for ``by`` in :data:`SUBGROUPS`.
+
+    >>> subgroup_of(pd.DataFrame({"sex": ["Male"], "age": [85], "projection": ["AP"]}), "age-band").tolist()
+    ['80+']
+    """
+    if by not in SUBGROUPS:
+        raise ValueError(f"by must be one of {', '.join(SUBGROUPS)}; got {by!r}")
+    if by == "sex":
+        return metadata["sex"].to_numpy(dtype=object)
+    if by == "projection":
+        return metadata["projection"].to_numpy(dtype=object)
+    age = metadata["age"].to_numpy()
+    bands = np.full(len(age), AGE_BANDS[0][0], dtype=object)
+    for label, low, high in AGE_BANDS:
+        bands[(age >= low) & (age <= high)] = label
+    return bands
+
+
+def subgroup_order(by: str, groups: Iterable[str]) -> list[str]:
+    """Groups in a reading order: schema order for sex and projection, ascending age bands."""
+    vocabulary = {"sex": schema.SEXES, "projection": (*schema.PROJECTIONS, MIXED, NO_FRONTAL), "age-band": tuple(b[0] for b in AGE_BANDS)}[by]
+    rank = {g: i for i, g in enumerate(vocabulary)}
+    return sorted(set(groups), key=lambda g: (rank.get(g, len(rank)), g))
+
+
+def align(table: StudyTable, truth: StudyTable, role: str) -> StudyTable:
+    """``table``, checked to hold exactly the truth's studies; both are sorted, so their rows then correspond.
+
+    >>> align(predictions, truth, "predictions")  # doctest: +SKIP
+    """
+    studies = table.studies.astype(str)
+    expected = truth.studies.astype(str)
+    missing = np.setdiff1d(expected, studies)
+    extra = np.setdiff1d(studies, expected)
+    if len(missing) or len(extra):
+        parts = []
+        if len(missing):
+            parts.append(f"{len(missing)} studies of the truth ({truth.name}) are missing: {_listing(missing)}")
+        if len(extra):
+            parts.append(f"{len(extra)} studies are not in the truth ({truth.name}): {_listing(extra)}")
+        raise CSVFormatError(f"{role} and truth must cover the same studies; " + "; ".join(parts), file=table.name)
+    return table

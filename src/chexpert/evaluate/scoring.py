@@ -1,0 +1,432 @@
+"""Score predictions against the truth: per-task AUROC/AUPRC with intervals, radiologists, comparisons."""
+
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from chexpert import schema
+from chexpert.errors import CSVFormatError
+from chexpert.evaluate import SUBGROUPS, io, metrics, operating
+from chexpert.evaluate.io import Source
+from chexpert.evaluate.metrics import UndefinedMetricWarning
+from chexpert.index import Index
+
+__all__ = ["StudyScores", "Evaluation", "Comparison", "evaluate", "compare", "operating_points"]
+
+
+@dataclass(frozen=True, eq=False)
+class StudyScores:
+    """The aligned study-level inputs of an evaluation; row i of every array is ``studies[i]``.
+
+    ``readers`` maps each radiologist to ``(studies, observations)`` 0/1 reads, NaN where that
+    radiologist's file lacks the observation.
+    """
+
+    studies: np.ndarray
+    observations: tuple[str, ...]
+    scores: np.ndarray
+    labels: np.ndarray
+    readers: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+    def take(self, rows: np.ndarray) -> StudyScores:
+        """The studies selected by a boolean mask or integer positions (kept in key order)."""
+        return StudyScores(
+            self.studies[rows],
+            self.observations,
+            self.scores[rows],
+            self.labels[rows],
+            {name: reads[rows] for name, reads in self.readers.items()},
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class Evaluation:
+    """The scores of one prediction file, as tidy tables.
+
+    ``table`` has one row per observation (index ``observation``): ``positives``, ``negatives``,
+    ``auroc`` with its bootstrap percentile interval ``auroc_lo``/``auroc_hi`` and DeLong's
+    ``auroc_delong_lo``/``auroc_delong_hi``, ``auprc`` with ``auprc_lo``/``auprc_hi``,
+    ``resamples`` (bootstrap resamples holding both classes), ``radiologists`` (how many read the
+    observation) and ``radiologists_under_curve``. ``radiologists`` has one row per radiologist
+    and observation with confusion counts, sensitivity, specificity, the model curve's sensitivity
+    at the radiologist's false-positive rate, and ``under_curve``. ``bootstrap_auroc`` holds the
+    AUROC of every resample ``(bootstrap, observations)``. ``subgroups`` holds one Evaluation per
+    subgroup when ``by`` is set.
+    """
+
+    n_studies: int
+    table: pd.DataFrame
+    mean_auroc: float
+    mean_auroc_ci: tuple[float, float]
+    radiologists: pd.DataFrame
+    bootstrap_auroc: np.ndarray
+    data: StudyScores
+    bootstrap: int
+    seed: int
+    level: float
+    aggregate: str
+    by: str | None = None
+    subgroups: Mapping[str, Evaluation] = field(default_factory=dict)
+
+    @property
+    def mean_radiologists_under_curve(self) -> float:
+        """The leaderboard's "radiologists under ROC": mean over the five competition tasks (NaN unless all have readers)."""
+        if not set(schema.COMPETITION_TASKS) <= set(self.table.index):
+            return math.nan
+        counts = self.table.loc[list(schema.COMPETITION_TASKS), "radiologists_under_curve"]
+        return math.nan if counts.isna().any() else float(counts.astype(float).mean())
+
+    def to_json(self) -> dict[str, Any]:
+        """The documented JSON structure (NaN written as null); with subgroups, also ``by`` and ``subgroups``.
+
+        >>> evaluation.to_json()["tasks"]["Edema"]["auroc"]  # doctest: +SKIP
+        0.93
+        """
+        tasks = {}
+        for observation, row in self.table.iterrows():
+            under = row["radiologists_under_curve"]
+            tasks[str(observation)] = {
+                "auroc": _number(row["auroc"]),
+                "auroc_ci": [_number(row["auroc_lo"]), _number(row["auroc_hi"])],
+                "auprc": _number(row["auprc"]),
+                "positives": int(row["positives"]),
+                "radiologists_under_curve": None if pd.isna(under) else int(under),
+            }
+        result: dict[str, Any] = {
+            "n_studies": self.n_studies,
+            "tasks": tasks,
+            "mean_auroc": _number(self.mean_auroc),
+            "mean_auroc_ci": [_number(x) for x in self.mean_auroc_ci],
+        }
+        if self.by is not None:
+            result["by"] = self.by
+            result["subgroups"] = {name: sub.to_json() for name, sub in self.subgroups.items()}
+        return result
+
+    def to_frame(self) -> pd.DataFrame:
+        """``table`` of all studies and of every subgroup, stacked with a ``group`` column ("all" first)."""
+        parts = [self.table.reset_index().assign(group="all", n_studies=self.n_studies)]
+        for name, sub in self.subgroups.items():
+            parts.append(sub.table.reset_index().assign(group=name, n_studies=sub.n_studies))
+        frame = pd.concat(parts, ignore_index=True)
+        return frame[["group", "n_studies", *[c for c in frame.columns if c not in ("group", "n_studies")]]]
+
+
+@dataclass(frozen=True, eq=False)
+class Comparison:
+    """Two prediction files on the same studies: per-task AUROC difference (a - b), paired bootstrap and DeLong.
+
+    ``table`` has one row per observation scored by both (index ``observation``): ``auroc_a``,
+    ``auroc_b``, ``difference``, its paired bootstrap interval ``difference_lo``/``difference_hi``,
+    DeLong's interval ``delong_lo``/``delong_hi``, ``z`` and the two-sided ``p_value``.
+    """
+
+    n_studies: int
+    names: tuple[str, str]
+    table: pd.DataFrame
+    mean_auroc_a: float
+    mean_auroc_b: float
+    mean_difference: float
+    mean_difference_ci: tuple[float, float]
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON types, NaN as null."""
+        tasks = {
+            str(observation): {
+                "auroc_a": _number(row["auroc_a"]),
+                "auroc_b": _number(row["auroc_b"]),
+                "difference": _number(row["difference"]),
+                "difference_ci": [_number(row["difference_lo"]), _number(row["difference_hi"])],
+                "delong_ci": [_number(row["delong_lo"]), _number(row["delong_hi"])],
+                "z": _number(row["z"]),
+                "p_value": _number(row["p_value"]),
+            }
+            for observation, row in self.table.iterrows()
+        }
+        return {
+            "n_studies": self.n_studies,
+            "a": self.names[0],
+            "b": self.names[1],
+            "tasks": tasks,
+            "mean_auroc_a": _number(self.mean_auroc_a),
+            "mean_auroc_b": _number(self.mean_auroc_b),
+            "mean_difference": _number(self.mean_difference),
+            "mean_difference_ci": [_number(x) for x in self.mean_difference_ci],
+        }
+
+
+def _number(value: Any) -> float | None:
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+def _warn(message: str, stacklevel: int = 4) -> None:
+    """Warn at the caller of the public function (``_score`` sits between them by default)."""
+    warnings.warn(message, UndefinedMetricWarning, stacklevel=stacklevel)
+
+
+def _undefined(observation: str, positives: int, n: int) -> str:
+    return f"{observation}: AUROC is undefined with {positives} positives among {n} studies; reported as NaN"
+
+
+def _check_arguments(bootstrap: int, level: float, by: str | None = None) -> None:
+    if isinstance(bootstrap, bool) or not isinstance(bootstrap, int | np.integer) or bootstrap < 0:
+        raise ValueError(f"bootstrap must be a whole number of resamples >= 0 (0 turns intervals off); got {bootstrap!r}")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be between 0 and 1, e.g. 0.95; got {level!r}")
+    if by is not None and by not in SUBGROUPS:
+        raise ValueError(f"by must be one of {', '.join(SUBGROUPS)} or None; got {by!r}")
+
+
+def _labels(truth: io.StudyTable, observations: Sequence[str], predictions_name: str) -> np.ndarray:
+    missing = [o for o in observations if o not in truth.observations]
+    if missing:
+        raise CSVFormatError(
+            f"predictions score {', '.join(map(repr, missing))}, which the truth ({truth.name}) does not label",
+            file=predictions_name,
+        )
+    return truth.select(observations).astype(bool)
+
+
+def _mean_over_competition(values: np.ndarray, observations: Sequence[str]) -> np.ndarray:
+    """Mean over the five competition tasks along the last axis; NaN unless all five are present."""
+    if not set(schema.COMPETITION_TASKS) <= set(observations):
+        return np.full(values.shape[:-1], np.nan)
+    columns = [observations.index(t) for t in schema.COMPETITION_TASKS]
+    return values[..., columns].mean(axis=-1)
+
+
+def _interval(values: np.ndarray, level: float) -> tuple[float, float]:
+    lo, hi = metrics.percentile_interval(values, level)
+    return float(lo), float(hi)
+
+
+def _score(
+    data: StudyScores, *, bootstrap: int, seed: int, level: float, aggregate: str, context: str = ""
+) -> Evaluation:
+    n, observations = len(data.studies), data.observations
+    counts = metrics.bootstrap_counts(n, bootstrap, seed)
+    resampled = np.full((bootstrap, len(observations)), np.nan)
+    rows, reader_rows, one_class = [], [], []
+    for j, observation in enumerate(observations):
+        scores, labels = data.scores[:, j], data.labels[:, j]
+        positives = int(labels.sum())
+        row: dict[str, Any] = {"observation": observation, "positives": positives, "negatives": n - positives}
+        defined = 0 < positives < n
+        if not defined:
+            _warn(context + _undefined(observation, positives, n))
+        with warnings.catch_warnings():
+            # Undefined cases were reported once above, with the observation's name.
+            warnings.simplefilter("ignore", UndefinedMetricWarning)
+            row["auroc"] = metrics.auroc(scores, labels) if defined else math.nan
+            row["auroc_delong_lo"], row["auroc_delong_hi"] = metrics.delong_interval(scores, labels, level) if defined else (math.nan, math.nan)
+            row["auprc"] = metrics.average_precision(scores, labels) if positives else math.nan
+        if bootstrap and defined:
+            resampled[:, j] = metrics.bootstrap_auroc(scores, labels, counts)
+            ap = metrics.bootstrap_average_precision(scores, labels, counts)
+        else:
+            ap = np.full(bootstrap, np.nan)
+        row["auroc_lo"], row["auroc_hi"] = _interval(resampled[:, j], level)
+        row["auprc_lo"], row["auprc_hi"] = _interval(ap, level)
+        row["resamples"] = int(np.isfinite(resampled[:, j]).sum())
+        if defined and row["resamples"] < bootstrap:
+            one_class.append(f"{observation} {bootstrap - row['resamples']}")
+        points = [
+            {"radiologist": name, "observation": observation, **operating.reader_point(reads[:, j], labels, scores)}
+            for name, reads in data.readers.items()
+            if not np.isnan(reads[:, j]).all()  # this radiologist's file lacks the observation
+        ]
+        reader_rows += points
+        row["radiologists"] = len(points)
+        row["radiologists_under_curve"] = sum(bool(p["under_curve"]) for p in points) if points and defined else pd.NA
+        rows.append(row)
+    if one_class:
+        _warn(
+            f"{context}bootstrap resamples holding one class only are left out of the intervals "
+            f"(of {bootstrap}): {', '.join(one_class)}"
+        )
+    columns = [
+        "positives", "negatives", "auroc", "auroc_lo", "auroc_hi", "auroc_delong_lo", "auroc_delong_hi",
+        "auprc", "auprc_lo", "auprc_hi", "resamples", "radiologists", "radiologists_under_curve",
+    ]  # fmt: skip
+    table = pd.DataFrame(rows).set_index("observation")[columns]
+    table["radiologists_under_curve"] = table["radiologists_under_curve"].astype("Int64")
+    reader_table = pd.DataFrame(
+        reader_rows,
+        columns=["radiologist", "observation", "tp", "fp", "tn", "fn", "sensitivity", "specificity", "ppv", "npv", "curve_sensitivity", "under_curve"],
+    )
+    mean = float(_mean_over_competition(table["auroc"].to_numpy(), observations))
+    return Evaluation(
+        n_studies=n,
+        table=table,
+        mean_auroc=mean,
+        mean_auroc_ci=_interval(_mean_over_competition(resampled, observations), level),
+        radiologists=reader_table,
+        bootstrap_auroc=resampled,
+        data=data,
+        bootstrap=bootstrap,
+        seed=seed,
+        level=level,
+        aggregate=aggregate,
+    )
+
+
+def evaluate(
+    predictions: Source,
+    truth: Source | Index,
+    *,
+    radiologists: Sequence[Source] | Mapping[str, Source] = (),
+    aggregate: str = "max",
+    bootstrap: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+    by: str | None = None,
+    metadata: Source | Index | None = None,
+) -> Evaluation:
+    """Score predictions per study as the CheXpert competition did, with intervals and radiologists.
+
+    ``predictions``: CSV path or DataFrame with a ``Path`` (per image, combined per study by
+    ``aggregate``, "max" or "mean") or ``Study`` column and any of the 14 observations as columns.
+    ``truth``: ``valid.csv``, an Index, or a study-level file such as ``groundtruth.csv``.
+    ``radiologists``: study-level 0/1 files (a mapping gives them names). Studies are joined by key:
+    both sides must hold the same studies, and row order never matters. ``bootstrap`` resamples
+    of studies (``seed``, shared by every task) give percentile intervals at ``level``. ``by``
+    ("sex", "age-band", "projection") scores each subgroup too, from the truth's image metadata or
+    from ``metadata`` (an Index, ``valid.csv`` or ``test.csv``) when the truth is study-level.
+
+    >>> result = evaluate("predictions.csv", "CheXpert-v1.0-small/valid.csv")  # doctest: +SKIP
+    >>> result.table.loc["Edema", ["auroc", "auroc_lo", "auroc_hi"]]  # doctest: +SKIP
+    >>> result.mean_auroc  # doctest: +SKIP
+    """
+    _check_arguments(bootstrap, level, by)
+    truth_table = io.read_truth(truth)
+    scores = io.align(io.read_predictions(predictions, aggregate=aggregate), truth_table, "predictions")
+    observations = scores.observations
+    readers = {
+        name: io.align(table, truth_table, f"radiologist {name!r}").select(observations)
+        for name, table in io.read_radiologists(radiologists).items()
+    }
+    data = StudyScores(truth_table.studies, observations, scores.values, _labels(truth_table, observations, scores.name), readers)
+    score = functools.partial(_score, bootstrap=bootstrap, seed=seed, level=level, aggregate=aggregate)
+    result = score(data)
+    if by is None:
+        return result
+    groups = io.subgroup_of(io.study_metadata(truth_table, metadata), by)
+    subgroups = {group: score(data.take(groups == group), context=f"{by} {group}: ") for group in io.subgroup_order(by, groups)}
+    return replace(result, by=by, subgroups=subgroups)
+
+
+def compare(
+    a: Source,
+    b: Source,
+    truth: Source | Index,
+    *,
+    aggregate: str = "max",
+    bootstrap: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> Comparison:
+    """Compare two prediction files on the same studies: paired bootstrap and DeLong's test per task.
+
+    Both files are scored on the observations they share; the bootstrap draws one set of resamples
+    for both files and every task, so the interval of the difference is paired.
+
+    >>> result = compare("densenet.csv", "resnet.csv", "valid.csv")  # doctest: +SKIP
+    >>> result.table[["difference", "p_value"]]  # doctest: +SKIP
+    """
+    _check_arguments(bootstrap, level)
+    truth_table = io.read_truth(truth)
+    first = io.align(io.read_predictions(a, aggregate=aggregate), truth_table, "predictions")
+    second = io.align(io.read_predictions(b, aggregate=aggregate), truth_table, "predictions")
+    observations = tuple(o for o in first.observations if o in second.observations)
+    if not observations:
+        raise CSVFormatError(f"no observation is scored by both {first.name} and {second.name}")
+    labels = _labels(truth_table, observations, first.name)
+    n = len(truth_table)
+    counts = metrics.bootstrap_counts(n, bootstrap, seed)
+    differences = np.full((bootstrap, len(observations)), np.nan)
+    aurocs = np.full((2, len(observations)), np.nan)
+    rows = []
+    for j, observation in enumerate(observations):
+        y, pair = labels[:, j], (first.column(observation), second.column(observation))
+        if not 0 < y.sum() < n:
+            _warn(_undefined(observation, int(y.sum()), n), stacklevel=3)
+            test = {"difference": math.nan, "lo": math.nan, "hi": math.nan, "z": math.nan, "p_value": math.nan}
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UndefinedMetricWarning)
+                aurocs[:, j] = [metrics.auroc(s, y) for s in pair]
+                test = metrics.delong_test(*pair, y, level)
+            if bootstrap:
+                differences[:, j] = metrics.bootstrap_auroc(pair[0], y, counts) - metrics.bootstrap_auroc(pair[1], y, counts)
+        lo, hi = _interval(differences[:, j], level)
+        rows.append(
+            {
+                "observation": observation,
+                "auroc_a": aurocs[0, j],
+                "auroc_b": aurocs[1, j],
+                "difference": aurocs[0, j] - aurocs[1, j],
+                "difference_lo": lo,
+                "difference_hi": hi,
+                "delong_lo": test["lo"],
+                "delong_hi": test["hi"],
+                "z": test["z"],
+                "p_value": test["p_value"],
+            }
+        )
+    means = _mean_over_competition(aurocs, observations)
+    return Comparison(
+        n_studies=n,
+        names=(first.name, second.name),
+        table=pd.DataFrame(rows).set_index("observation"),
+        mean_auroc_a=float(means[0]),
+        mean_auroc_b=float(means[1]),
+        mean_difference=float(means[0] - means[1]),
+        mean_difference_ci=_interval(_mean_over_competition(differences, observations), level),
+    )
+
+
+def operating_points(
+    evaluation: Evaluation,
+    *,
+    sensitivity: Sequence[float] = (),
+    specificity: Sequence[float] = (),
+    youden: bool = True,
+    radiologists: bool = True,
+) -> pd.DataFrame:
+    """Thresholds per observation with their confusion counts, one row per observation and criterion.
+
+    ``criterion`` is "sensitivity" or "specificity" (the threshold reaching at least ``target``
+    with the best other rate), "youden" (maximum sensitivity + specificity - 1) or "radiologists"
+    (at least the radiologists' mean specificity on that observation; only where they read it).
+    A study is called positive when its score is at least ``threshold``.
+
+    >>> operating_points(result, sensitivity=[0.9])  # doctest: +SKIP
+    """
+    if isinstance(sensitivity, int | float) or isinstance(specificity, int | float):
+        raise TypeError("sensitivity= and specificity= take sequences of targets, e.g. [0.9, 0.95]")
+    data, rows = evaluation.data, []
+    mean_specificity = evaluation.radiologists.groupby("observation")["specificity"].mean() if radiologists else pd.Series(dtype=float)
+    for j, observation in enumerate(data.observations):
+        scores, labels = data.scores[:, j], data.labels[:, j]
+        criteria: list[tuple[str, float, dict[str, Any]]] = []
+        criteria += [("sensitivity", t, {"sensitivity": t}) for t in sensitivity]
+        criteria += [("specificity", t, {"specificity": t}) for t in specificity]
+        if youden:
+            criteria.append(("youden", math.nan, {"youden": True}))
+        if observation in mean_specificity.index and not math.isnan(mean_specificity[observation]):
+            target = float(mean_specificity[observation])
+            criteria.append(("radiologists", target, {"specificity": target}))
+        for criterion, target, keywords in criteria:
+            point = operating.threshold(scores, labels, **keywords)
+            rows.append({"observation": observation, "criterion": criterion, "target": target, **point})
+    columns = ["observation", "criterion", "target", "threshold", "tp", "fp", "tn", "fn", "sensitivity", "specificity", "ppv", "npv"]
+    return pd.DataFrame(rows, columns=columns)

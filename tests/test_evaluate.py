@@ -1,0 +1,495 @@
+"""Scoring files as the competition did: study keys, joins, errors, radiologists, subgroups, compare, CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from chexpert import schema, synth
+from chexpert.cli import main
+from chexpert.errors import CSVFormatError
+from chexpert.evaluate import UndefinedMetricWarning, compare, evaluate, metrics, operating_points
+from chexpert.index import read_csv
+
+sklearn_metrics = pytest.importorskip("sklearn.metrics")
+
+N_STUDIES = 48
+# The released radiologist files put Lung Lesion before Lung Opacity; these go further and reverse all.
+READER_COLUMNS = ("Study", *reversed(schema.OBSERVATIONS))
+
+
+@dataclass
+class Files:
+    """A look-alike validation set written to disk, and what was written, for independent checks."""
+
+    truth: Path  # valid.csv, per image, the release's header and spellings
+    predictions: Path  # per image, Path column
+    readers: list[Path]  # study-level 0/1, columns in another order
+    labels: pd.DataFrame  # per study (index: study key), 0/1
+    scores: pd.DataFrame  # per image: "study" column plus the observations
+    image_rows: pd.DataFrame  # the truth rows as written (strings)
+
+
+def _study(i: int, split: str = "valid") -> str:
+    first = schema.PATIENT_RANGES[split][0]
+    return f"{split}/patient{first + i:05d}/study1"
+
+
+def write_files(directory: Path, *, seed: int = 0, n: int = N_STUDIES, readers: int = 3) -> Files:
+    rng = np.random.default_rng(seed)
+    labels = (rng.random((n, 14)) < 0.3).astype(int)
+    truth_rows, prediction_rows = [], []
+    for i in range(n):
+        sex, age, projection = rng.choice(["Male", "Female"]), int(rng.integers(18, 91)), rng.choice(["AP", "PA"])
+        for view in range(1, int(rng.integers(1, 4)) + 1):
+            lateral = view == 3
+            path = f"CheXpert-v1.0-small/{_study(i)}/view{view}_{'lateral' if lateral else 'frontal'}.jpg"
+            truth_rows.append([path, sex, str(age), "Lateral" if lateral else "Frontal", "" if lateral else projection, *(f"{x:.1f}" for x in labels[i])])
+            # Rounded scores make ties between studies common.
+            prediction_rows.append([path, *np.round(np.clip(0.35 * labels[i] + 0.65 * rng.random(14), 0, 1), 2)])
+    image_rows = pd.DataFrame(truth_rows, columns=list(schema.CSV_COLUMNS))
+    predictions = pd.DataFrame(prediction_rows, columns=["Path", *schema.OBSERVATIONS])
+    image_rows.to_csv(directory / "valid.csv", index=False)
+    predictions.to_csv(directory / "predictions.csv", index=False)
+    studies = [_study(i) for i in range(n)]
+    reader_paths = []
+    for r in range(readers):
+        reads = np.where(rng.random((n, 14)) < 0.8, labels, 1 - labels)
+        frame = pd.DataFrame(reads, columns=list(schema.OBSERVATIONS)).assign(Study=[f"CheXpert-v1.0/{s}" for s in studies])
+        reader_paths.append(directory / f"bc{4 + 2 * r}.csv")
+        frame[list(READER_COLUMNS)].to_csv(reader_paths[-1], index=False)
+    scores = predictions.assign(study=[p.split("/", 1)[1].rsplit("/", 1)[0] for p in predictions["Path"]]).drop(columns="Path")
+    return Files(
+        directory / "valid.csv",
+        directory / "predictions.csv",
+        reader_paths,
+        pd.DataFrame(labels, index=studies, columns=list(schema.OBSERVATIONS)),
+        scores,
+        image_rows,
+    )
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> Files:
+    return write_files(tmp_path)
+
+
+def _study_scores(files: Files, how: str = "max") -> pd.DataFrame:
+    return files.scores.groupby("study").agg(how).loc[files.labels.index]
+
+
+# Scores: per study, like scikit-learn on the study-level table built independently with pandas.
+
+
+@pytest.mark.parametrize("aggregate", ["max", "mean"])
+def test_image_predictions_are_scored_per_study_like_sklearn(files, aggregate):
+    result = evaluate(files.predictions, files.truth, aggregate=aggregate, bootstrap=200)
+    scores = _study_scores(files, aggregate)
+    assert result.n_studies == N_STUDIES
+    assert list(result.table.index) == list(schema.OBSERVATIONS)
+    for observation in schema.OBSERVATIONS:
+        y, s = files.labels[observation].to_numpy(), scores[observation].to_numpy()
+        row = result.table.loc[observation]
+        assert row["positives"] == y.sum() and row["negatives"] == N_STUDIES - y.sum()
+        assert row["auroc"] == pytest.approx(sklearn_metrics.roc_auc_score(y, s), abs=1e-12)
+        assert row["auprc"] == pytest.approx(sklearn_metrics.average_precision_score(y, s), abs=1e-12)
+        assert row["auroc_lo"] < row["auroc"] < row["auroc_hi"]
+        assert row["auroc_delong_lo"] < row["auroc"] < row["auroc_delong_hi"]
+        assert row["auprc_lo"] < row["auprc"] < row["auprc_hi"]
+    expected_mean = np.mean([result.table.loc[t, "auroc"] for t in schema.COMPETITION_TASKS])
+    assert result.mean_auroc == pytest.approx(expected_mean)
+    assert result.mean_auroc_ci[0] < result.mean_auroc < result.mean_auroc_ci[1]
+
+
+def test_intervals_are_percentiles_of_the_shared_resamples(files):
+    result = evaluate(files.predictions, files.truth, bootstrap=300, seed=4)
+    scores = _study_scores(files)
+    counts = metrics.bootstrap_counts(N_STUDIES, 300, 4)
+    for j, observation in enumerate(schema.OBSERVATIONS):
+        resampled = metrics.bootstrap_auroc(scores[observation].to_numpy(), files.labels[observation].to_numpy(), counts)
+        np.testing.assert_array_equal(result.bootstrap_auroc[:, j], resampled)
+        lo, hi = np.nanpercentile(resampled, [2.5, 97.5])
+        assert (result.table.loc[observation, "auroc_lo"], result.table.loc[observation, "auroc_hi"]) == pytest.approx((lo, hi), abs=1e-15)
+    competition = [schema.OBSERVATIONS.index(t) for t in schema.COMPETITION_TASKS]
+    lo, hi = np.nanpercentile(result.bootstrap_auroc[:, competition].mean(axis=1), [2.5, 97.5])
+    assert result.mean_auroc_ci == pytest.approx((lo, hi), abs=1e-15)
+
+
+def test_row_order_never_matters(files, tmp_path):
+    shuffled = tmp_path / "shuffled"
+    shuffled.mkdir()
+    rng = np.random.default_rng(9)
+    predictions = pd.read_csv(files.predictions)
+    predictions.sample(frac=1.0, random_state=1).to_csv(shuffled / "predictions.csv", index=False)
+    files.image_rows.sample(frac=1.0, random_state=2).to_csv(shuffled / "valid.csv", index=False)
+    readers = []
+    for path in files.readers:
+        frame = pd.read_csv(path)
+        readers.append(shuffled / path.name)
+        frame.iloc[rng.permutation(len(frame))].to_csv(readers[-1], index=False)
+    kwargs = {"bootstrap": 500, "seed": 3, "aggregate": "mean"}
+    a = evaluate(files.predictions, files.truth, radiologists=files.readers, **kwargs)
+    b = evaluate(shuffled / "predictions.csv", shuffled / "valid.csv", radiologists=readers, **kwargs)
+    assert a.to_json() == b.to_json()
+    pd.testing.assert_frame_equal(a.table, b.table, check_exact=True)
+    pd.testing.assert_frame_equal(a.radiologists, b.radiologists, check_exact=True)
+    np.testing.assert_array_equal(a.bootstrap_auroc, b.bootstrap_auroc)
+
+
+def test_study_level_files_join_across_release_prefixes_and_trailing_slashes(tmp_path):
+    rng = np.random.default_rng(2)
+    n = 30
+    studies = [_study(i, "test") for i in range(n)]
+    labels = (rng.random((n, 14)) < 0.4).astype(int)
+    truth = pd.DataFrame(labels, columns=list(schema.OBSERVATIONS)).assign(Study=[f"CheXpert-v1.0/{s}" for s in studies])
+    truth[["Study", *schema.OBSERVATIONS]].to_csv(tmp_path / "groundtruth.csv", index=False)
+    scores = rng.random((n, 5))
+    predictions = pd.DataFrame(scores, columns=list(schema.COMPETITION_TASKS)).assign(Study=[f"CheXpert-v1.0-small/{s}/" for s in studies])
+    result = evaluate(predictions, tmp_path / "groundtruth.csv", bootstrap=0)
+    assert list(result.table.index) == [o for o in schema.OBSERVATIONS if o in schema.COMPETITION_TASKS]
+    for j, task in enumerate(schema.COMPETITION_TASKS):
+        expected = sklearn_metrics.roc_auc_score(labels[:, schema.OBSERVATIONS.index(task)], scores[:, j])
+        assert result.table.loc[task, "auroc"] == pytest.approx(expected, abs=1e-12)
+    assert result.table["auroc_lo"].isna().all()
+    assert result.to_json()["mean_auroc_ci"] == [None, None] and result.to_json()["mean_auroc"] is not None
+
+
+def test_truth_as_an_index_or_a_dataframe_gives_the_same_numbers(files):
+    from_path = evaluate(files.predictions, files.truth, bootstrap=100)
+    from_index = evaluate(files.predictions, read_csv(files.truth), bootstrap=100)
+    frame = files.image_rows.copy()
+    for observation in schema.OBSERVATIONS:
+        frame[observation] = frame[observation].astype(float)
+    from_frame = evaluate(pd.read_csv(files.predictions), frame, bootstrap=100)
+    assert from_path.to_json() == from_index.to_json() == from_frame.to_json()
+
+
+# Errors name the file and the studies.
+
+
+def _rewrite(path: Path, edit) -> Path:
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    out = path.with_name("edited_" + path.name)
+    edit(frame).to_csv(out, index=False)
+    return out
+
+
+STUDY0, STUDY1 = _study(0), _study(1)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda f: f[~f["Path"].str.contains(STUDY1 + "/")], rf"missing: {STUDY1}\b"),
+        (lambda f: pd.concat([f, f.iloc[:1].assign(Path=f"CheXpert-v1.0-small/{_study(900)}/view1_frontal.jpg")]), rf"not in the truth .*{_study(900)}"),
+        (lambda f: pd.concat([f, f.iloc[:1]]), rf"Path appears more than once: {STUDY0}/view1_frontal.jpg"),
+        (lambda f: f.assign(Edema=np.where(f["Path"].str.contains(STUDY1 + "/"), "", f["Edema"])), rf"NaN .*{STUDY1}\b.*'Edema'"),
+        (lambda f: f.assign(Edema=np.where(f["Path"].str.contains(STUDY0 + "/"), "1.5", f["Edema"])), rf"outside \[0, 1\] for {STUDY0}\b"),
+        (lambda f: f.assign(Edema=np.where(f["Path"].str.contains(STUDY0 + "/"), "high", f["Edema"])), rf"'Edema' is not a number for {STUDY0} \('high'\)"),
+        (lambda f: f.rename(columns={"Pleural Effusion": "Pleural Effusions"}), r"unknown predictions column\(s\) 'Pleural Effusions'; valid: .*Pleural Effusion"),
+        (lambda f: f.assign(Path=np.where(f.index == 0, "images/view1.jpg", f["Path"])), r"not a CheXpert study path on row 2 'images/view1.jpg'"),
+        (lambda f: f.drop(columns=list(schema.OBSERVATIONS)), r"none of the 14 observations"),
+    ],
+    ids=["missing", "extra", "duplicate", "nan", "range", "text", "column", "path", "no-observation"],
+)
+def test_bad_predictions_raise_errors_naming_file_and_studies(files, edit, message):
+    bad = _rewrite(files.predictions, edit)
+    with pytest.raises(CSVFormatError, match=message) as raised:
+        evaluate(bad, files.truth, bootstrap=0)
+    assert raised.value.file == str(bad)
+
+
+def test_duplicate_study_rows_are_an_error(files):
+    predictions = _study_scores(files).reset_index(names="Study")
+    evaluate(predictions, files.truth, bootstrap=0)
+    with pytest.raises(CSVFormatError, match=f"Study appears more than once: {STUDY1}"):
+        evaluate(pd.concat([predictions, predictions.iloc[[1]]]), files.truth, bootstrap=0)
+
+
+def test_truth_images_of_a_study_must_agree(files):
+    row = files.image_rows.iloc[[0]]
+    assert STUDY0 in row["Path"].iloc[0]
+    flipped = "1.0" if row["Edema"].iloc[0] == "0.0" else "0.0"
+    extra = row.assign(Path=f"CheXpert-v1.0-small/{STUDY0}/view9_frontal.jpg", Edema=flipped)
+    path = files.truth.with_name("disagree.csv")
+    pd.concat([files.image_rows, extra]).to_csv(path, index=False)
+    with pytest.raises(CSVFormatError, match=rf"disagree .*'Edema'.*: {STUDY0}$"):
+        evaluate(files.predictions, path, bootstrap=0)
+
+
+@pytest.mark.parametrize(("value", "shown"), [("-1.0", "-1"), ("", "nan")])
+def test_truth_must_be_zero_or_one(files, value, shown):
+    bad = _rewrite(files.truth, lambda f: f.assign(Edema=np.where(f["Path"].str.contains(STUDY0 + "/"), value, f["Edema"])))
+    with pytest.raises(CSVFormatError, match=rf"truth 'Edema' must be 0 or 1 .*{STUDY0} \({shown}\)"):
+        evaluate(files.predictions, bad, bootstrap=0)
+
+
+def test_study_level_truth_must_label_what_is_predicted(files, tmp_path):
+    truth = files.labels[["Edema"]].reset_index(names="Study")
+    with pytest.raises(CSVFormatError, match=r"predictions score 'No Finding'.*which the truth .* does not label"):
+        evaluate(files.predictions, truth, bootstrap=0)
+
+
+def test_radiologist_missing_a_study_is_an_error(files):
+    bad = _rewrite(files.readers[0], lambda f: f.iloc[1:])
+    with pytest.raises(CSVFormatError, match=rf"radiologist 'edited_bc4'.*missing: {STUDY0}\b") as raised:
+        evaluate(files.predictions, files.truth, radiologists=[bad], bootstrap=0)
+    assert raised.value.file == str(bad)
+
+
+def test_undefined_task_is_nan_with_a_named_warning(files):
+    truth = files.labels.assign(Fracture=0).reset_index(names="Study")
+    with pytest.warns(UndefinedMetricWarning, match="Fracture: AUROC is undefined with 0 positives among 48 studies"):
+        result = evaluate(files.predictions, truth, radiologists=files.readers, bootstrap=100)
+    fracture = result.to_json()["tasks"]["Fracture"]
+    assert fracture == {"auroc": None, "auroc_ci": [None, None], "auprc": None, "positives": 0, "radiologists_under_curve": None}
+    assert result.to_json()["mean_auroc"] is not None  # Fracture is not a competition task
+
+
+# Radiologists.
+
+
+def _curve_sensitivity_by_segments(scores: np.ndarray, labels: np.ndarray, fpr: float) -> float:
+    """Highest sensitivity of sklearn's ROC polyline at ``fpr``, segment by segment."""
+    xs, ys, _ = sklearn_metrics.roc_curve(labels, scores, drop_intermediate=False)
+    best = 0.0
+    for (x0, y0), (x1, y1) in zip(zip(xs, ys), zip(xs[1:], ys[1:])):
+        if x0 <= fpr + 1e-12 and fpr - 1e-12 <= x1:
+            best = max(best, y1 if x1 == x0 else y0 + (y1 - y0) * (fpr - x0) / (x1 - x0))
+    return best
+
+
+def test_radiologists_are_matched_by_column_name_and_counted_under_the_curve(files):
+    result = evaluate(files.predictions, files.truth, radiologists=files.readers, bootstrap=0)
+    scores = _study_scores(files)
+    assert list(result.radiologists["radiologist"].unique()) == ["bc4", "bc6", "bc8"]
+    for observation in schema.OBSERVATIONS:
+        y, s = files.labels[observation].to_numpy(), scores[observation].to_numpy()
+        under = 0
+        for path in files.readers:
+            reads = pd.read_csv(path).assign(Study=lambda f: f["Study"].str.replace("CheXpert-v1.0/", "")).set_index("Study").loc[files.labels.index, observation].to_numpy()
+            sensitivity, specificity = reads[y == 1].mean(), 1 - reads[y == 0].mean()
+            curve = _curve_sensitivity_by_segments(s, y, 1 - specificity)
+            row = result.radiologists.set_index(["radiologist", "observation"]).loc[(path.stem, observation)]
+            assert (row["sensitivity"], row["specificity"]) == pytest.approx((sensitivity, specificity))
+            assert row["curve_sensitivity"] == pytest.approx(curve)
+            assert row["tp"] == (reads[y == 1] == 1).sum() and row["fp"] == (reads[y == 0] == 1).sum()
+            if abs(curve - sensitivity) > 1e-9:
+                assert bool(row["under_curve"]) == (curve > sensitivity)
+            under += bool(row["under_curve"])
+        assert result.table.loc[observation, "radiologists_under_curve"] == under
+        assert result.table.loc[observation, "radiologists"] == 3
+    expected = np.mean([result.table.loc[t, "radiologists_under_curve"] for t in schema.COMPETITION_TASKS])
+    assert result.mean_radiologists_under_curve == pytest.approx(expected)
+
+
+def test_radiologist_column_order_does_not_change_anything(files, tmp_path):
+    canonical = []
+    for path in files.readers:
+        frame = pd.read_csv(path)
+        canonical.append(tmp_path / f"canonical_{path.name}")
+        frame[["Study", *schema.OBSERVATIONS]].to_csv(canonical[-1], index=False)
+    a = evaluate(files.predictions, files.truth, radiologists=files.readers, bootstrap=0)
+    b = evaluate(files.predictions, files.truth, radiologists=dict(zip(["bc4", "bc6", "bc8"], canonical)), bootstrap=0)
+    pd.testing.assert_frame_equal(a.radiologists, b.radiologists, check_exact=True)
+    pd.testing.assert_frame_equal(a.table, b.table, check_exact=True)
+
+
+def test_radiologists_reading_a_subset_of_observations(files):
+    reads = pd.read_csv(files.readers[0])[["Study", "Edema", "Cardiomegaly"]]
+    result = evaluate(files.predictions, files.truth, radiologists=[reads], bootstrap=0)
+    assert set(result.radiologists["observation"]) == {"Edema", "Cardiomegaly"}
+    assert result.radiologists["radiologist"].unique().tolist() == ["radiologist 1"]
+    assert result.table.loc["Edema", "radiologists"] == 1 and pd.isna(result.table.loc["Atelectasis", "radiologists_under_curve"])
+    assert result.to_json()["tasks"]["Atelectasis"]["radiologists_under_curve"] is None
+    assert math.isnan(result.mean_radiologists_under_curve)
+
+
+# JSON, subgroups, operating points, comparisons.
+
+
+def test_json_has_exactly_the_documented_structure(files):
+    result = evaluate(files.predictions, files.truth, radiologists=files.readers, bootstrap=100)
+    document = json.loads(json.dumps(result.to_json()))
+    assert set(document) == {"n_studies", "tasks", "mean_auroc", "mean_auroc_ci"}
+    assert document["n_studies"] == N_STUDIES and list(document["tasks"]) == list(schema.OBSERVATIONS)
+    for observation, task in document["tasks"].items():
+        assert set(task) == {"auroc", "auroc_ci", "auprc", "positives", "radiologists_under_curve"}
+        assert isinstance(task["auroc"], float) and len(task["auroc_ci"]) == 2 and isinstance(task["positives"], int)
+        assert isinstance(task["radiologists_under_curve"], int) and 0 <= task["radiologists_under_curve"] <= 3
+        assert task["auroc"] == result.table.loc[observation, "auroc"]
+    assert document["mean_auroc"] == result.mean_auroc and document["mean_auroc_ci"] == list(result.mean_auroc_ci)
+
+
+def test_mean_needs_all_five_competition_tasks(files):
+    predictions = pd.read_csv(files.predictions)[["Path", "Edema", "Cardiomegaly", "Atelectasis", "Consolidation"]]
+    document = evaluate(predictions, files.truth, bootstrap=50).to_json()
+    assert list(document["tasks"]) == ["Cardiomegaly", "Edema", "Consolidation", "Atelectasis"]
+    assert document["mean_auroc"] is None and document["mean_auroc_ci"] == [None, None]
+
+
+@pytest.mark.parametrize("by", ["sex", "age-band", "projection"])
+def test_subgroups_are_scored_on_their_own_studies(files, by):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        result = evaluate(files.predictions, files.truth, bootstrap=0, by=by)
+    rows = files.image_rows.assign(study=files.scores["study"].to_numpy())
+    first = rows.groupby("study").first().loc[files.labels.index]
+    if by == "sex":
+        groups = first["Sex"]
+    elif by == "age-band":
+        groups = pd.cut(first["Age"].astype(int), [0, 39, 59, 79, 200], labels=["<40", "40-59", "60-79", "80+"]).astype(str)
+    else:
+        groups = first["AP/PA"]  # each study's frontal images share one projection in the fixture
+    assert set(result.subgroups) == set(groups)
+    assert sum(sub.n_studies for sub in result.subgroups.values()) == N_STUDIES
+    scores = _study_scores(files)
+    for name, sub in result.subgroups.items():
+        members = groups.index[groups == name]
+        assert sub.n_studies == len(members)
+        y, s = files.labels.loc[members, "Edema"], scores.loc[members, "Edema"]
+        if 0 < y.sum() < len(y):
+            assert sub.table.loc["Edema", "auroc"] == pytest.approx(sklearn_metrics.roc_auc_score(y, s), abs=1e-12)
+    document = result.to_json()
+    assert document["by"] == by and set(document["subgroups"]) == set(result.subgroups)
+    assert set(document) == {"n_studies", "tasks", "mean_auroc", "mean_auroc_ci", "by", "subgroups"}
+    frame = result.to_frame()
+    assert frame["group"].iloc[0] == "all" and set(frame["group"]) == {"all", *result.subgroups}
+
+
+def test_age_bands_are_documented_edges():
+    from chexpert.evaluate.io import subgroup_of
+
+    metadata = pd.DataFrame({"age": [0, 18, 39, 40, 59, 60, 79, 80, 90]})
+    assert subgroup_of(metadata, "age-band").tolist() == ["unknown", "<40", "<40", "40-59", "40-59", "60-79", "60-79", "80+", "80+"]
+
+
+def test_subgroups_of_study_level_truth_need_metadata(files):
+    truth = files.labels.reset_index(names="Study")
+    with pytest.raises(CSVFormatError, match="pass metadata="):
+        evaluate(files.predictions, truth, bootstrap=0, by="sex")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        with_metadata = evaluate(files.predictions, truth, bootstrap=0, by="sex", metadata=files.truth)
+        direct = evaluate(files.predictions, files.truth, bootstrap=0, by="sex")
+    assert with_metadata.to_json() == direct.to_json()
+
+
+def test_operating_points_from_an_evaluation(files):
+    result = evaluate(files.predictions, files.truth, radiologists=files.readers, bootstrap=0)
+    points = operating_points(result, sensitivity=[0.9], specificity=[0.8])
+    assert set(points["criterion"]) == {"sensitivity", "specificity", "youden", "radiologists"}
+    assert len(points) == 4 * 14
+    scores = _study_scores(files)
+    for row in points.itertuples():
+        y, s = files.labels[row.observation].to_numpy(), scores[row.observation].to_numpy()
+        called = s >= row.threshold
+        assert (row.tp, row.fp, row.tn, row.fn) == ((called & (y == 1)).sum(), (called & (y == 0)).sum(), (~called & (y == 0)).sum(), (~called & (y == 1)).sum())
+        if row.criterion == "sensitivity":
+            assert row.sensitivity >= 0.9
+        elif row.criterion in ("specificity", "radiologists"):
+            assert row.specificity >= row.target
+    mean_specificity = result.radiologists.groupby("observation")["specificity"].mean()
+    radiologists = points[points["criterion"] == "radiologists"].set_index("observation")["target"]
+    pd.testing.assert_series_equal(radiologists.sort_index(), mean_specificity.sort_index(), check_names=False)
+    with pytest.raises(TypeError, match="sequences"):
+        operating_points(result, sensitivity=0.9)
+
+
+def test_compare_a_file_with_itself_and_with_a_worse_one(files, tmp_path):
+    same = compare(files.predictions, files.predictions, files.truth, bootstrap=200)
+    assert (same.table["difference"] == 0).all() and (same.table["p_value"] == 1).all()
+    assert (same.table["difference_lo"] == 0).all() and (same.table["difference_hi"] == 0).all()
+    rng = np.random.default_rng(4)
+    noisy = pd.read_csv(files.predictions)
+    for observation in schema.OBSERVATIONS:
+        noisy[observation] = np.clip(noisy[observation] + rng.normal(0, 0.3, len(noisy)), 0, 1)
+    noisy.sample(frac=1.0, random_state=0).to_csv(tmp_path / "noisy.csv", index=False)
+    result = compare(files.predictions, tmp_path / "noisy.csv", files.truth, bootstrap=300, seed=2)
+    a, b = _study_scores(files), noisy.assign(study=files.scores["study"].to_numpy()).drop(columns="Path").groupby("study").max().loc[files.labels.index]
+    counts = metrics.bootstrap_counts(N_STUDIES, 300, 2)
+    for observation in schema.OBSERVATIONS:
+        y = files.labels[observation].to_numpy()
+        row = result.table.loc[observation]
+        assert row["auroc_a"] == pytest.approx(sklearn_metrics.roc_auc_score(y, a[observation]))
+        assert row["auroc_b"] == pytest.approx(sklearn_metrics.roc_auc_score(y, b[observation]))
+        paired = metrics.bootstrap_auroc(a[observation].to_numpy(), y, counts) - metrics.bootstrap_auroc(b[observation].to_numpy(), y, counts)
+        assert (row["difference_lo"], row["difference_hi"]) == pytest.approx(tuple(np.nanpercentile(paired, [2.5, 97.5])), abs=1e-15)
+        test = metrics.delong_test(a[observation].to_numpy(), b[observation].to_numpy(), y)
+        assert row["p_value"] == pytest.approx(test["p_value"]) and row["z"] == pytest.approx(test["z"])
+    assert result.mean_difference > 0 and result.mean_difference_ci[0] < result.mean_difference < result.mean_difference_ci[1]
+    assert result.to_json()["b"] == str(tmp_path / "noisy.csv")
+
+
+# The command line.
+
+
+def test_cli_evaluate_json_is_the_library_result(files, capsys):
+    argv = ["evaluate", "--predictions", str(files.predictions), "--truth", str(files.truth), "--bootstrap", "200", "--seed", "5"]
+    for path in files.readers:
+        argv += ["--radiologists", str(path)]
+    assert main([*argv, "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    expected = evaluate(files.predictions, files.truth, radiologists=files.readers, bootstrap=200, seed=5).to_json()
+    assert printed == json.loads(json.dumps(expected))
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "Mean of 5 competition tasks" in out and "Pleural Effusion" in out and "bc8" in out
+    assert f"{expected['tasks']['Edema']['auroc']:.3f}" in out
+
+
+def test_cli_evaluate_subgroups_and_operating_points(files, capsys):
+    argv = ["evaluate", "--predictions", str(files.predictions), "--truth", str(files.truth), "--bootstrap", "50"]
+    argv += ["--by", "sex", "--operating-point", "youden", "--operating-point", "sensitivity=0.9"]
+    assert main([*argv, "--json"]) == 0
+    captured = capsys.readouterr()
+    document = json.loads(captured.out)
+    assert set(document["subgroups"]) <= {"Male", "Female"} and document["by"] == "sex"
+    assert {p["criterion"] for p in document["operating_points"]} == {"youden", "sensitivity"}
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "AUROC by sex" in out and "Operating points" in out
+
+
+def test_cli_errors_name_the_studies_and_exit_2(files, capsys):
+    bad = _rewrite(files.predictions, lambda f: f[~f["Path"].str.contains(STUDY1 + "/")])
+    assert main(["evaluate", "--predictions", str(bad), "--truth", str(files.truth), "--json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and STUDY1 in captured.err and str(bad) in captured.err
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--predictions", str(files.predictions), "--truth", str(files.truth), "--operating-point", "sensitivity=2"])
+    assert "must be a number in [0, 1]" in capsys.readouterr().err
+
+
+def test_cli_compare(files, capsys):
+    argv = ["compare", str(files.predictions), str(files.predictions), "--truth", str(files.truth), "--bootstrap", "100"]
+    assert main([*argv, "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["n_studies"] == N_STUDIES and document["mean_difference"] == 0.0
+    assert document["tasks"]["Edema"]["p_value"] == 1.0 and document["tasks"]["Edema"]["difference_ci"] == [0.0, 0.0]
+    assert main(argv) == 0
+    assert "AUROC difference A - B" in capsys.readouterr().out
+
+
+def test_synthesized_test_set_scores_alike_from_groundtruth_and_from_image_labels(tmp_path):
+    rows = synth.synth_rows("test", patients=80, seed=3)
+    (tmp_path / "test_labels.csv").write_bytes(synth.csv_bytes(rows))
+    (tmp_path / "groundtruth.csv").write_bytes(synth.csv_bytes(synth.groundtruth_rows(rows), columns=("Study", *schema.OBSERVATIONS)))
+    rng = np.random.default_rng(0)
+    labels = np.array([[float(r[o]) for o in schema.COMPETITION_TASKS] for r in rows])
+    predictions = pd.DataFrame(np.clip(0.4 * labels + 0.6 * rng.random(labels.shape), 0, 1), columns=list(schema.COMPETITION_TASKS))
+    predictions.insert(0, "Path", [r["Path"] for r in rows])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        from_groundtruth = evaluate(predictions, tmp_path / "groundtruth.csv", by="age-band", metadata=tmp_path / "test_labels.csv", bootstrap=100)
+        from_images = evaluate(predictions, tmp_path / "test_labels.csv", by="age-band", bootstrap=100)
+    assert from_groundtruth.n_studies == len({r["Path"].rsplit("/", 1)[0] for r in rows})
+    assert from_groundtruth.to_json() == from_images.to_json()
+    assert not math.isnan(from_groundtruth.mean_auroc)
