@@ -12,6 +12,23 @@ import pytest
 from chexpert.synth import synthesize
 
 
+_TENSORFLOW_TESTS = Path(__file__).parent / "tensorflow"
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Leave tests/tensorflow out unless it is named on the command line (see its conftest)."""
+    if collection_path == _TENSORFLOW_TESTS:
+        named = [Path(arg.split("::")[0]).resolve() for arg in config.args]
+        return not any(path == _TENSORFLOW_TESTS or _TENSORFLOW_TESTS in path.parents for path in named)
+    return None
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    named = [Path(arg.split("::")[0]).resolve() for arg in config.args]
+    if not any(path == _TENSORFLOW_TESTS or _TENSORFLOW_TESTS in path.parents for path in named):
+        terminalreporter.write_line("tests/tensorflow ran not here but in a process of its own: pytest tests/tensorflow (scripts/test runs both)")
+
+
 @pytest.fixture(scope="session")
 def real_train_csv() -> Path:
     """The real CheXpert train.csv (223,414 rows) shipped inside torchxrayvision."""

@@ -304,7 +304,7 @@ def _parse(
 
     # Path: checked against the scheme, then cut at "/" to read split, patient, study and view.
     paths = table.column("Path").chunk(0) if n else pa.array([], pa.string())
-    matched = _numpy(pc.match_substring_regex(paths, schema.PATH_PATTERN.pattern.replace("?P<", "?<")))
+    matched = _numpy(pc.match_substring_regex(paths, schema.PATH_PATTERN.pattern))
     if not matched.all():
         for i in np.flatnonzero(~matched)[: 20 if not strict else 1]:
             value = paths[int(i)].as_py()

@@ -1,0 +1,53 @@
+"""``chexpert export``: a prepared store as files another tool streams (WebDataset tar shards)."""
+
+from __future__ import annotations
+
+import argparse
+
+#: What `--format` accepts.
+FORMATS: tuple[str, ...] = ("webdataset",)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from chexpert.policy import PRESETS
+
+    export = sub.add_parser(
+        "export",
+        help="write a prepared store as WebDataset tar shards (for training across machines)",
+        description="Write a prepared store's images, raw labels and (with --policy) targets as tar shards that the "
+        "webdataset library streams with its own node and worker splitting. Shards are copies of CheXpert images: "
+        "the Research Use Agreement forbids sharing them.",
+    )
+    export.add_argument("store", help="a store made by `chexpert prepare`")
+    export.add_argument("out", help="folder for the shards (new or empty)")
+    export.add_argument("--format", choices=FORMATS, required=True, help="what to write")
+    export.add_argument("--shard-size", type=int, default=5000, help="samples per shard (default 5000)")
+    export.add_argument("--policy", choices=tuple(PRESETS), help="also write targets and mask under this uncertainty policy")
+    export.add_argument("--image-format", choices=("npy", "png"), default="npy", help="raw uint8 .npy (default) or lossless .png")
+    export.add_argument("--seed", type=int, default=0, help="seed of the order samples are written in (default 0)")
+    export.add_argument("--no-shuffle", action="store_true", help="write samples in store order")
+    export.add_argument("--overwrite", action="store_true", help="replace an earlier export in OUT")
+    export.add_argument("--quiet", action="store_true", help="no progress bar")
+    export.set_defaults(func=_export)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from chexpert.frameworks.webdataset import MANIFEST, export_webdataset
+    from chexpert.store import open_store
+
+    store = open_store(args.store)
+    with Progress(
+        TextColumn("[bold]export"), BarColumn(), MofNCompleteColumn(), TextColumn("samples"), TimeElapsedColumn(),
+        console=Console(stderr=True), disable=args.quiet,
+    ) as bar:
+        task = bar.add_task("export", total=len(store))
+        shards = export_webdataset(
+            store, args.out, shard_size=args.shard_size, policy=args.policy, image_format=args.image_format,
+            shuffle=not args.no_shuffle, seed=args.seed, overwrite=args.overwrite,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    Console().print(f"{args.out}: {len(shards)} shards, {len(store):,} samples; read them with the pattern in {MANIFEST}")
+    return 0

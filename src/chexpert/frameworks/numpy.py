@@ -1,0 +1,179 @@
+"""NumPy (and JAX) batches from a prepared store: one sorted gather from the memory map per batch.
+
+:class:`StoreArrays` holds what a batch is made from (the memory-mapped pixels and the targets
+under a policy, computed once for every row) and is shared by the framework loaders.
+:class:`NumpyLoader` iterates batches of NumPy arrays, ready for ``jax.device_put``; with
+``jax_process=True`` each JAX process reads its own shard.
+
+>>> loader = NumpyLoader(open_store("chexpert-320"), batch_size=64, policy="u-ones")  # doctest: +SKIP
+>>> for batch in loader:  # doctest: +SKIP
+...     images = jax.device_put(batch["image"])  # (64, 320, 320, 1) uint8
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from chexpert.policy import Policy, apply
+from chexpert.sampling import EpochSampler
+from chexpert.store import IMAGES, Store
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["StoreArrays", "NumpyLoader", "jax_rank"]
+
+
+class StoreArrays:
+    """A store's pixels with targets under ``policy``, gathered a batch at a time.
+
+    Position i is store row ``rows[i]`` (default: every row). Targets, mask and (for
+    U-MultiClass) classes are computed once, here; a batch is then a few fancy-index gathers.
+    Pickling (for spawned workers) carries the store's path, not its pixels: the memory map is
+    reopened on the other side.
+
+    >>> arrays = StoreArrays(store, policy="u-zeros", rows=np.flatnonzero(store.index.frontal))  # doctest: +SKIP
+    >>> arrays.batch(np.arange(4))["image"].shape  # doctest: +SKIP
+    (4, 320, 320)
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        policy: str | Policy = "u-ignore",
+        rows: np.ndarray | None = None,
+        soft_labels: pd.DataFrame | Mapping[str, Mapping[str, float]] | None = None,
+    ) -> None:
+        n = len(store)
+        if rows is None:
+            rows = np.arange(n, dtype=np.int64)
+        else:
+            rows = np.asarray(rows)
+            if rows.dtype == bool:
+                if len(rows) != n:
+                    raise ValueError(f"boolean rows has {len(rows)} entries for a store of {n} rows")
+                rows = np.flatnonzero(rows)
+            if rows.ndim != 1 or (rows.size and rows.dtype.kind not in "iu"):
+                raise ValueError(f"rows must be a 1-D array of row numbers or a boolean mask, got {rows.dtype} {rows.shape}")
+            rows = rows.astype(np.int64)
+            if rows.size and (rows.min() < 0 or rows.max() >= n):
+                raise ValueError(f"rows must be in 0..{n - 1} for a store of {n} rows")
+        targets = apply(policy, store.index.take(rows), soft_labels=soft_labels)
+        self.path: Path = store.path
+        self.images: np.ndarray = store.images
+        self.rows = rows
+        self.observations = targets.observations
+        self.targets = targets.targets
+        self.mask = targets.mask
+        self.classes = targets.classes
+        self._increasing = bool(np.all(rows[1:] > rows[:-1]))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        del state["images"]  # a memmap would pickle as a copy of every pixel
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.images = np.load(self.path / IMAGES, mmap_mode="r")
+
+    def batch(self, positions: np.ndarray) -> dict[str, np.ndarray]:
+        """Gather positions as one batch: ``image`` (B, H, W) uint8, ``targets`` (B, K) float32,
+        ``mask`` (B, K) bool, ``row`` (B,) int64 store rows, and ``classes`` (B, K) int64 when a
+        column is three-way. The batch comes in ascending row order (one sequential pass over the
+        memory map), whatever the order of ``positions``.
+        """
+        positions = np.asarray(positions, dtype=np.int64)
+        rows = self.rows[positions]
+        if not (self._increasing and np.all(positions[1:] >= positions[:-1])):
+            order = np.argsort(rows, kind="stable")
+            positions, rows = positions[order], rows[order]
+        batch = {
+            "image": self.images[rows],
+            "targets": self.targets[positions],
+            "mask": self.mask[positions],
+            "row": rows,
+        }
+        if self.classes is not None:
+            batch["classes"] = self.classes[positions]
+        return batch
+
+
+def jax_rank() -> tuple[int, int]:
+    """``(jax.process_index(), jax.process_count())``; (0, 1) when JAX is not installed."""
+    try:
+        import jax
+    except ModuleNotFoundError:
+        return 0, 1
+    return int(jax.process_index()), int(jax.process_count())
+
+
+class NumpyLoader:
+    """Batches of NumPy arrays from a store, in the order of :class:`~chexpert.sampling.EpochSampler`.
+
+    Each batch is a dict as :meth:`StoreArrays.batch` gives, with ``image`` shaped
+    (B, H, W, 1) (channels last, as JAX/Flax convolutions expect). Each pass over the loader is
+    the next epoch (starting at 0); :meth:`set_epoch` chooses one. ``rank``/``world_size`` shard
+    the epoch; ``jax_process=True`` takes them from ``jax.process_index()`` and
+    ``jax.process_count()``. Arrays are plain NumPy, ready for ``jax.device_put``.
+
+    >>> loader = NumpyLoader(store, batch_size=128, seed=3, jax_process=True)  # doctest: +SKIP
+    >>> batch = next(iter(loader)); batch["image"].shape  # doctest: +SKIP
+    (128, 320, 320, 1)
+    """
+
+    def __init__(
+        self,
+        store: Store | StoreArrays,
+        batch_size: int = 64,
+        *,
+        policy: str | Policy = "u-ignore",
+        rows: np.ndarray | None = None,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = False,
+        rank: int | None = None,
+        world_size: int | None = None,
+        jax_process: bool = False,
+        soft_labels: pd.DataFrame | Mapping[str, Mapping[str, float]] | None = None,
+    ) -> None:
+        if isinstance(store, StoreArrays):
+            if rows is not None or soft_labels is not None:
+                raise ValueError("rows and soft_labels belong to the StoreArrays already given")
+            self.arrays = store
+        else:
+            self.arrays = StoreArrays(store, policy=policy, rows=rows, soft_labels=soft_labels)
+        if jax_process:
+            if rank is not None or world_size is not None:
+                raise ValueError("give rank and world_size, or jax_process=True, not both")
+            rank, world_size = jax_rank()
+        elif (rank is None) != (world_size is None):
+            raise ValueError("give both rank and world_size, or neither")
+        self.sampler = EpochSampler(
+            len(self.arrays), batch_size, shuffle=shuffle, seed=seed, rank=rank or 0, world_size=world_size or 1, drop_last=drop_last
+        )
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next pass epoch ``epoch``."""
+        if isinstance(epoch, bool) or not isinstance(epoch, int | np.integer) or epoch < 0:
+            raise ValueError(f"epoch must be a non-negative integer, not {epoch!r}")
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        epoch, self.epoch = self.epoch, self.epoch + 1
+        for positions in self.sampler.batches(epoch):
+            batch = self.arrays.batch(positions)
+            batch["image"] = batch["image"][..., None]
+            yield batch

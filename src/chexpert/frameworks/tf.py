@@ -1,0 +1,135 @@
+"""tf.data from a prepared store: uint8 batches gathered straight from the memory map.
+
+No JPEG is decoded: each batch is one sorted gather from ``images.npy`` (a ``tf.numpy_function``
+in a parallel, order-keeping tf.data map), in the order of
+:class:`chexpert.sampling.EpochSampler`, so the same seed and epoch give the same batches as the
+PyTorch and NumPy loaders. Each pass over the dataset is the next epoch, which is what Keras'
+``fit(epochs=...)`` and ``Dataset.repeat()`` do.
+
+>>> ds = to_tf_dataset(open_store("chexpert-320"), batch_size=64, policy="u-ones", as_supervised=True)  # doctest: +SKIP
+>>> model.fit(ds, epochs=3)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import numpy as np
+import tensorflow as tf
+
+from chexpert.frameworks.numpy import StoreArrays
+from chexpert.policy import Policy
+from chexpert.sampling import EpochSampler
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from chexpert.store import Store
+
+__all__ = ["to_tf_dataset"]
+
+
+def to_tf_dataset(
+    store: Store | StoreArrays,
+    batch_size: int = 64,
+    *,
+    policy: str | Policy = "u-ignore",
+    rows: np.ndarray | None = None,
+    shuffle: bool = True,
+    seed: int = 0,
+    epoch: int = 0,
+    drop_last: bool = False,
+    rank: int | None = None,
+    world_size: int | None = None,
+    input_context: tf.distribute.InputContext | None = None,
+    as_supervised: bool = False,
+    soft_labels: pd.DataFrame | Mapping[str, Mapping[str, float]] | None = None,
+) -> tf.data.Dataset:
+    """A ``tf.data.Dataset`` of batches from a prepared store.
+
+    Elements are dicts: ``image`` (B, H, W, 1) uint8, ``targets`` (B, K) float32 and ``mask``
+    (B, K) bool under ``policy``, ``row`` (B,) int64 store rows, and ``classes`` (B, K) int64 when
+    the policy has three-way (U-MultiClass) columns. ``as_supervised=True`` gives
+    ``(image, targets, weights)`` tuples instead, the mask as float32 weights, for Keras.
+
+    The first pass is epoch ``epoch``, each further pass the next. ``rows`` selects store rows
+    (row numbers or a boolean mask). Shard with ``rank``/``world_size`` or a
+    ``tf.distribute.InputContext`` (``distribute_datasets_from_function``); ``batch_size`` is
+    then per input pipeline (``input_context.get_per_replica_batch_size(global_batch)``).
+
+    >>> ds = strategy.distribute_datasets_from_function(
+    ...     lambda ctx: to_tf_dataset(store, ctx.get_per_replica_batch_size(256), input_context=ctx))  # doctest: +SKIP
+    """
+    if input_context is not None:
+        if rank is not None or world_size is not None:
+            raise ValueError("give rank and world_size, or input_context, not both")
+        rank, world_size = input_context.input_pipeline_id, input_context.num_input_pipelines
+    elif (rank is None) != (world_size is None):
+        raise ValueError("give both rank and world_size, or neither")
+    if isinstance(store, StoreArrays):
+        if rows is not None or soft_labels is not None:
+            raise ValueError("rows and soft_labels belong to the StoreArrays already given")
+        arrays = store
+    else:
+        arrays = StoreArrays(store, policy=policy, rows=rows, soft_labels=soft_labels)
+    sampler = EpochSampler(
+        len(arrays), batch_size, shuffle=shuffle, seed=seed, rank=rank or 0, world_size=world_size or 1, drop_last=drop_last
+    )
+    if isinstance(epoch, bool) or not isinstance(epoch, int | np.integer) or epoch < 0:
+        raise ValueError(f"epoch must be a non-negative integer, not {epoch!r}")
+
+    passes = _Passes(sampler, int(epoch))
+    # One Python call per pass lays out the epoch's batches; the per-batch Python work is then
+    # the gather alone. (A from_generator source would be a second Python thread per batch, and
+    # the two contend for the GIL: several times slower.)
+    positions = (
+        tf.data.Dataset.range(1)
+        .map(lambda _: tf.numpy_function(passes.next, [], [tf.int64, tf.int64], stateful=True))
+        .flat_map(lambda padded, lengths: tf.data.Dataset.from_tensor_slices((padded, lengths)))
+        .map(lambda padded, length: padded[:length])
+    )
+    height, width = arrays.images.shape[1:]
+    k = len(arrays.observations)
+    names = ["image", "targets", "mask", "row"] + (["classes"] if arrays.classes is not None else [])
+    dtypes = [tf.uint8, tf.float32, tf.bool, tf.int64, tf.int64][: len(names)]
+    shapes = [(None, height, width, 1), (None, k), (None, k), (None,), (None, k)][: len(names)]
+
+    def gather(batch_positions: np.ndarray) -> list[np.ndarray]:
+        batch = arrays.batch(batch_positions)
+        batch["image"] = batch["image"][..., None]
+        return [batch[name] for name in names]
+
+    def read(batch_positions: tf.Tensor) -> dict[str, tf.Tensor] | tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        tensors = tf.numpy_function(gather, [batch_positions], dtypes, stateful=False)
+        for tensor, shape in zip(tensors, shapes):
+            tensor.set_shape(shape)
+        batch = dict(zip(names, tensors))
+        if as_supervised:
+            return batch["image"], batch["targets"], tf.cast(batch["mask"], tf.float32)
+        return batch
+
+    dataset = positions.map(read, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(len(sampler)))
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+class _Passes:
+    """Each pass over the dataset is the next epoch: its batches as a padded (batches, size) array and lengths."""
+
+    def __init__(self, sampler: EpochSampler, first: int) -> None:
+        self._sampler = sampler
+        self._epochs = itertools.count(first)
+        self._lock = threading.Lock()
+
+    def next(self) -> tuple[np.ndarray, np.ndarray]:
+        with self._lock:
+            epoch = next(self._epochs)
+        batches = list(self._sampler.batches(epoch))
+        padded = np.zeros((len(batches), self._sampler.batch_size), dtype=np.int64)
+        lengths = np.array([len(b) for b in batches], dtype=np.int64)
+        for i, batch in enumerate(batches):
+            padded[i, : len(batch)] = batch
+        return padded, lengths

@@ -1,0 +1,178 @@
+"""Export a prepared store as WebDataset tar shards, for training across machines from object storage.
+
+Each sample is a group of tar members sharing a key (the image's ``split/patientNNNNN/studyN/viewN_kind``):
+
+==================== ===============================================================================
+``KEY.npy``          the prepared image, (size, size) uint8 (``.png`` with ``image_format="png"``)
+``KEY.labels.npy``   the 14 raw label codes, int8, in ``schema.OBSERVATIONS`` order (``schema.Code``)
+``KEY.targets.npy``  with a policy: float32 targets, ``KEY.mask.npy`` bool, and ``KEY.classes.npy``
+                     int64 when the policy has three-way columns
+``KEY.json``         the CSV Path, store row, split, patient, study, view, sex, age, projection
+==================== ===============================================================================
+
+Samples are written in a seeded shuffled order, so each shard mixes patients and views; shard
+names are ``chexpert-000000.tar``, ...; ``manifest.json`` (written last) lists them with their
+sample counts, the observations of the targets, and the brace pattern to give ``webdataset``.
+Reading needs only ``webdataset``, which splits shards by node and worker itself::
+
+    wds.WebDataset(pattern, nodesplitter=wds.split_by_node, shardshuffle=100).shuffle(1000).decode()
+
+Tar members carry fixed owners and times: the same store and arguments give identical shards.
+Shards are copies of CheXpert images: the Research Use Agreement forbids sharing them.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import numpy as np
+
+from chexpert import schema
+from chexpert.errors import StoreError
+from chexpert.frameworks.hf import png_bytes
+from chexpert.frameworks.numpy import StoreArrays
+from chexpert.index import Index
+from chexpert.policy import Policy, get_policy
+from chexpert.sampling import EpochSampler
+
+if TYPE_CHECKING:
+    from chexpert.store import Store
+
+__all__ = ["export_webdataset", "IMAGE_FORMATS", "MANIFEST"]
+
+IMAGE_FORMATS: Final[tuple[str, ...]] = ("npy", "png")
+MANIFEST: Final = "manifest.json"
+_SHARD: Final = "chexpert-{:06d}.tar"
+_MTIME: Final = 1_548_115_200  # 2019-01-22, CheXpert's release: fixed so that shards are reproducible
+
+
+def export_webdataset(
+    store: Store,
+    out: str | os.PathLike[str],
+    *,
+    shard_size: int = 5000,
+    policy: str | Policy | None = None,
+    image_format: str = "npy",
+    rows: np.ndarray | None = None,
+    shuffle: bool = True,
+    seed: int = 0,
+    overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Path]:
+    """Write the store's rows (or ``rows``) as tar shards of ``shard_size`` samples into ``out``.
+
+    Returns the shard paths. ``policy`` adds targets and mask (see the module docstring).
+    ``out`` must be new or empty unless ``overwrite``, which first removes the shards and
+    manifest of an earlier export there. ``progress(done, total)`` is called after each shard.
+
+    >>> shards = export_webdataset(store, "shards/", shard_size=2000, policy="u-ones")  # doctest: +SKIP
+    >>> json.loads((Path("shards") / "manifest.json").read_text())["pattern"]  # doctest: +SKIP
+    'chexpert-{000000..000111}.tar'
+    """
+    if isinstance(shard_size, bool) or not isinstance(shard_size, int | np.integer) or shard_size < 1:
+        raise ValueError(f"shard_size must be a positive integer, not {shard_size!r}")
+    if image_format not in IMAGE_FORMATS:
+        raise ValueError(f"image_format must be one of {', '.join(IMAGE_FORMATS)}, not {image_format!r}")
+    resolved = get_policy(policy) if policy is not None else None
+    arrays = StoreArrays(store, policy=resolved if resolved is not None else "u-ignore", rows=rows)
+    out = Path(out)
+    _prepare_folder(out, overwrite)
+
+    n = len(arrays)
+    order = EpochSampler(n, 1, shuffle=shuffle, seed=seed).epoch_order(0)
+    index = store.index
+    shards: list[dict[str, Any]] = []
+    paths: list[Path] = []
+    for number, first in enumerate(range(0, n, shard_size)):
+        positions = order[first : first + shard_size]
+        path = out / _SHARD.format(number)
+        _write_shard(path, arrays, index, positions, resolved is not None, image_format)
+        shards.append({"name": path.name, "samples": len(positions)})
+        paths.append(path)
+        if progress is not None:
+            progress(first + len(positions), n)
+    manifest = {
+        "format": "chexpert-webdataset",
+        "version": 1,
+        "pattern": _SHARD.replace("{:06d}", "{" + f"{0:06d}..{max(len(shards) - 1, 0):06d}" + "}"),
+        "shards": shards,
+        "samples": n,
+        "image": {"format": image_format, "size": int(store.size), "resize": store.resize, "dtype": "uint8"},
+        "labels": {"observations": list(schema.OBSERVATIONS), "codes": {c.name.lower(): int(c) for c in schema.Code}},
+        "policy": None if resolved is None else {"repr": repr(resolved), "observations": list(arrays.observations)},
+        "store": {"path": str(store.path), "source": store.manifest.get("source")},
+        "shuffle": shuffle,
+        "seed": seed,
+    }
+    tmp = out / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=1) + "\n")
+    os.replace(tmp, out / MANIFEST)
+    return paths
+
+
+def _prepare_folder(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise StoreError(f"{out} exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    present = sorted(p.name for p in out.iterdir())
+    if not present:
+        return
+    ours = [name for name in present if name == MANIFEST or (name.startswith("chexpert-") and name.endswith((".tar", ".tar.tmp")))]
+    if not overwrite or len(ours) != len(present):
+        others = [name for name in present if name not in ours]
+        why = f"holds files that are not a chexpert export ({', '.join(others[:5])})" if others else "holds an earlier export (overwrite=True replaces it)"
+        raise StoreError(f"{out} {why}; choose an empty or new folder")
+    # The manifest goes first: a folder without one is never taken for a finished export.
+    (out / MANIFEST).unlink(missing_ok=True)
+    for name in ours:
+        (out / name).unlink(missing_ok=True)
+
+
+def _write_shard(path: Path, arrays: StoreArrays, index: Index, positions: np.ndarray, with_targets: bool, image_format: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for position in positions.tolist():
+            row = int(arrays.rows[position])
+            key = schema.strip_release_prefix(str(index.path[row])).rsplit(".", 1)[0]
+            image = np.asarray(arrays.images[row])
+            members = {"npy": _npy(image)} if image_format == "npy" else {"png": png_bytes(image)}
+            members["labels.npy"] = _npy(index.labels[row])
+            if with_targets:
+                members["targets.npy"] = _npy(arrays.targets[position])
+                members["mask.npy"] = _npy(arrays.mask[position])
+                if arrays.classes is not None:
+                    members["classes.npy"] = _npy(arrays.classes[position])
+            members["json"] = json.dumps(_metadata(index, row), separators=(",", ":")).encode()
+            for extension, data in members.items():
+                info = tarfile.TarInfo(f"{key}.{extension}")
+                info.size, info.mtime, info.mode = len(data), _MTIME, 0o444
+                tar.addfile(info, io.BytesIO(data))
+    os.replace(tmp, path)
+
+
+def _metadata(index: Index, row: int) -> dict[str, Any]:
+    return {
+        "path": str(index.path[row]),
+        "row": row,
+        "split": schema.SPLITS[index.split[row]],
+        "patient": int(index.patient[row]),
+        "study": int(index.study[row]),
+        "view": int(index.view[row]),
+        "frontal": bool(index.frontal[row]),
+        "sex": schema.SEXES[index.sex[row]],
+        "age": int(index.age[row]),
+        "projection": schema.PROJECTIONS[index.projection[row]],
+    }
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+    return buffer.getvalue()
+

@@ -1,0 +1,120 @@
+"""Which rows each rank reads in each epoch, and in which batches: the order every loader uses.
+
+The order is a pure function of (seed, epoch, rank, world size): it does not depend on the number
+of loader workers, the framework, or anything run before. Sharding follows
+``torch.utils.data.DistributedSampler``: the epoch's permutation is padded by wrapping around to a
+multiple of the world size (or cut with ``drop_last``), and rank r takes every world-size-th row
+starting at r. So the shards are disjoint apart from the padding rows, all have the same length,
+and together they cover the epoch.
+
+>>> sampler = EpochSampler(10, batch_size=4, seed=1, rank=0, world_size=2)
+>>> [b.tolist() for b in sampler.batches(epoch=0)]
+[[1, 5, 7, 8], [6]]
+>>> len(sampler), sampler.rows_per_rank
+(2, 5)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["EpochSampler"]
+
+
+def _check_int(name: str, value: object, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, not {value!r}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class EpochSampler:
+    """Deterministic per-epoch batches of row numbers for one rank.
+
+    ``rows`` is the number of rows (all of them are sampled) or an array of the row numbers to
+    sample (a selection of a store, e.g. frontal images only). With ``shuffle`` the epoch's order
+    is a permutation drawn from ``np.random.default_rng([seed, epoch])``; without it, rows keep
+    their order. ``drop_last`` cuts the epoch to a multiple of ``world_size`` instead of padding,
+    and drops each rank's last incomplete batch. ``sort_batches`` returns each batch's rows in
+    ascending order, which makes a gather from a memory map sequential; the order within a
+    batch carries no information for training.
+
+    >>> sampler = EpochSampler(np.arange(100, 110), batch_size=4, shuffle=False)
+    >>> [b.tolist() for b in sampler.batches(0)]
+    [[100, 101, 102, 103], [104, 105, 106, 107], [108, 109]]
+    """
+
+    rows: int | np.ndarray = field(repr=False)
+    batch_size: int
+    shuffle: bool = True
+    seed: int = 0
+    rank: int = 0
+    world_size: int = 1
+    drop_last: bool = False
+    sort_batches: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.rows, int | np.integer) and not isinstance(self.rows, bool):
+            rows = np.arange(_check_int("rows", self.rows, 0), dtype=np.int64)
+        else:
+            rows = np.asarray(self.rows)
+            if rows.ndim != 1 or (rows.size and rows.dtype.kind not in "iu"):
+                raise ValueError(f"rows must be a count or a 1-D array of integer row numbers, got {rows.dtype} of shape {rows.shape}")
+            rows = rows.astype(np.int64)
+            rows.setflags(write=False)
+        object.__setattr__(self, "rows", rows)
+        _check_int("batch_size", self.batch_size, 1)
+        _check_int("seed", self.seed, 0)
+        _check_int("world_size", self.world_size, 1)
+        rank = _check_int("rank", self.rank, 0)
+        if rank >= self.world_size:
+            raise ValueError(f"rank must be in 0..{self.world_size - 1} for world_size {self.world_size}, not {rank}")
+        if self.drop_last and self.rows_per_rank == 0:
+            raise ValueError(
+                f"{len(rows)} rows cannot give each of {self.world_size} ranks a full batch of {self.batch_size} with drop_last=True"
+            )
+
+    @property
+    def rows_per_rank(self) -> int:
+        """Rows each rank reads per epoch (padding included)."""
+        n, ws = len(self.rows), self.world_size  # type: ignore[arg-type]
+        per_rank = n // ws if self.drop_last else -(-n // ws)
+        if self.drop_last:
+            per_rank -= per_rank % self.batch_size
+        return per_rank
+
+    def __len__(self) -> int:
+        """Batches per epoch, the same on every rank."""
+        return -(-self.rows_per_rank // self.batch_size)
+
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        """Every row of the epoch in order, before sharding (padded or cut to a multiple of world_size)."""
+        _check_int("epoch", epoch, 0)
+        rows: np.ndarray = self.rows  # type: ignore[assignment]
+        order = rows[np.random.default_rng([self.seed, epoch]).permutation(len(rows))] if self.shuffle else rows
+        total = -(-len(rows) // self.world_size) * self.world_size if not self.drop_last else len(rows) // self.world_size * self.world_size
+        if total > len(order):
+            # Pad by wrapping around, as DistributedSampler does, so that every rank gets as many rows.
+            order = np.resize(order, total) if len(order) else order
+        return order[:total]
+
+    def order(self, epoch: int) -> np.ndarray:
+        """This rank's rows for ``epoch``, in reading order (before sorting within batches)."""
+        return self.epoch_order(epoch)[self.rank :: self.world_size][: self.rows_per_rank]
+
+    def batches(self, epoch: int, *, start: int = 0) -> Iterator[np.ndarray]:
+        """This rank's batches of row numbers (int64 arrays) for ``epoch``, from batch ``start`` on.
+
+        ``start`` resumes an epoch part-way, e.g. from a checkpoint.
+
+        >>> next(EpochSampler(8, batch_size=3, shuffle=False).batches(0, start=1)).tolist()
+        [3, 4, 5]
+        """
+        _check_int("start", start, 0)
+        order = self.order(epoch)
+        for first in range(start * self.batch_size, len(order), self.batch_size):
+            batch = order[first : first + self.batch_size]
+            yield np.sort(batch) if self.sort_batches else batch.copy()

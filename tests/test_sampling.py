@@ -1,0 +1,108 @@
+"""EpochSampler: deterministic per (seed, epoch), disjoint equal shards that cover the epoch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chexpert.sampling import EpochSampler
+
+
+def epoch_rows(sampler: EpochSampler, epoch: int) -> np.ndarray:
+    return np.concatenate(list(sampler.batches(epoch)) or [np.array([], dtype=np.int64)])
+
+
+def test_same_seed_and_epoch_give_the_same_batches_others_differ() -> None:
+    a = [b.tolist() for b in EpochSampler(1000, 32, seed=5).batches(3)]
+    b = [b.tolist() for b in EpochSampler(1000, 32, seed=5).batches(3)]
+    assert a == b
+    assert a != [b.tolist() for b in EpochSampler(1000, 32, seed=5).batches(4)]
+    assert a != [b.tolist() for b in EpochSampler(1000, 32, seed=6).batches(3)]
+    # The order is a permutation, not the identity, and each batch is sorted for the gather.
+    rows = epoch_rows(EpochSampler(1000, 32, seed=5), 3)
+    assert sorted(rows.tolist()) == list(range(1000)) and rows.tolist() != list(range(1000))
+    assert all((np.diff(batch) > 0).all() for batch in EpochSampler(1000, 32, seed=5).batches(3))
+
+
+def test_without_shuffle_rows_keep_their_order() -> None:
+    sampler = EpochSampler(np.array([7, 3, 9, 1, 4]), 2, shuffle=False, sort_batches=False)
+    assert [b.tolist() for b in sampler.batches(0)] == [[7, 3], [9, 1], [4]]
+    assert [b.tolist() for b in sampler.batches(5)] == [[7, 3], [9, 1], [4]]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    n=st.integers(1, 300),
+    batch_size=st.integers(1, 40),
+    world_size=st.integers(1, 7),
+    seed=st.integers(0, 2**31),
+    epoch=st.integers(0, 50),
+    drop_last=st.booleans(),
+)
+def test_shards_are_disjoint_equal_and_cover_the_epoch(n: int, batch_size: int, world_size: int, seed: int, epoch: int, drop_last: bool) -> None:
+    if drop_last and n // world_size < batch_size:
+        with pytest.raises(ValueError, match="cannot give each"):
+            EpochSampler(n, batch_size, seed=seed, world_size=world_size, drop_last=drop_last)
+        return
+    samplers = [EpochSampler(n, batch_size, seed=seed, rank=r, world_size=world_size, drop_last=drop_last) for r in range(world_size)]
+    shards = [epoch_rows(s, epoch) for s in samplers]
+    counts = {len(list(s.batches(epoch))) for s in samplers}
+    assert counts == {len(samplers[0])}, "every rank must run the same number of steps"
+    assert len({len(shard) for shard in shards}) == 1
+    everything = np.concatenate(shards)
+    if drop_last:
+        # Cut, never padded: no row twice, and at most world_size - 1 + a partial batch per rank lost.
+        assert len(np.unique(everything)) == len(everything)
+        assert len(everything) > n - world_size - world_size * batch_size
+        assert all(len(shard) % batch_size == 0 for shard in shards)
+    else:
+        # Padding by wrap-around: every row at least once, the extra ones fewer than world_size.
+        assert set(everything.tolist()) == set(range(n))
+        padded = -(-n // world_size) * world_size
+        assert len(everything) == padded
+        order = samplers[0].epoch_order(epoch)
+        assert order[n:].tolist() == np.resize(order[:n], padded)[n:].tolist()
+        # Disjoint apart from the padding: each row appears once, plus the wrapped ones again.
+        values, times = np.unique(everything, return_counts=True)
+        assert times.sum() - len(values) == padded - n
+
+
+def test_shards_follow_distributed_sampler_order() -> None:
+    torch = pytest.importorskip("torch")
+    from torch.utils.data import DistributedSampler
+
+    # Same interleaving and wrap-around padding as torch's DistributedSampler (without shuffling).
+    for rank in range(3):
+        ours = EpochSampler(10, 100, shuffle=False, rank=rank, world_size=3, sort_batches=False).order(0)
+        theirs = list(DistributedSampler(list(range(10)), num_replicas=3, rank=rank, shuffle=False))
+        assert ours.tolist() == theirs
+    del torch
+
+
+def test_a_row_selection_is_sampled_and_an_epoch_can_resume_part_way() -> None:
+    rows = np.array([10, 20, 30, 40, 50, 60, 70])
+    sampler = EpochSampler(rows, 3, seed=2)
+    batches = [b.tolist() for b in sampler.batches(1)]
+    assert sorted(sum(batches, [])) == rows.tolist()
+    assert [b.tolist() for b in sampler.batches(1, start=1)] == batches[1:]
+    mask_rows = np.flatnonzero(np.arange(20) % 3 == 0)
+    assert sorted(epoch_rows(EpochSampler(mask_rows, 4), 0).tolist()) == mask_rows.tolist()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"rows": 10, "batch_size": 0}, "batch_size must be an integer >= 1"),
+        ({"rows": 10, "batch_size": 2, "rank": 2, "world_size": 2}, r"rank must be in 0..1"),
+        ({"rows": 10, "batch_size": 2, "world_size": 0}, "world_size must be an integer >= 1"),
+        ({"rows": 10, "batch_size": 2, "seed": -1}, "seed must be an integer >= 0"),
+        ({"rows": np.array([0.5, 1.0]), "batch_size": 2}, "rows must be a count or a 1-D array of integer"),
+    ],
+)
+def test_arguments_are_checked(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        EpochSampler(**kwargs)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="epoch must be"):
+        next(EpochSampler(4, 2).batches(-1))

@@ -1,0 +1,121 @@
+"""WebDataset export: shards read back with the webdataset library, its own node and worker splitting."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from chexpert import schema
+from chexpert.errors import StoreError
+from chexpert.frameworks.webdataset import export_webdataset
+from chexpert.policy import apply
+from chexpert.store import Store, prepare
+from chexpert.synth import synthesize
+
+wds = pytest.importorskip("webdataset")
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
+    root = synthesize(tmp_path_factory.mktemp("release"), patients=4, valid_patients=2, seed=6)
+    return prepare(root, tmp_path_factory.mktemp("store") / "s", size=24)
+
+
+def _read(pattern: str, *, nodesplitter=wds.single_node_only) -> list[dict]:
+    dataset = wds.WebDataset(pattern, shardshuffle=False, nodesplitter=nodesplitter, empty_check=False).decode()
+    return list(dataset)
+
+
+def _row_of(sample: dict) -> int:
+    return int(sample["json"]["row"])
+
+
+def test_every_sample_once_with_pixels_labels_and_targets(store: Store, tmp_path: Path) -> None:
+    shards = export_webdataset(store, tmp_path, shard_size=5, policy="u-multiclass")
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert [s["name"] for s in manifest["shards"]] == [p.name for p in shards]
+    assert len(shards) == -(-len(store) // 5) and manifest["samples"] == len(store)
+    samples = _read(str(tmp_path / manifest["pattern"]))
+
+    rows = [_row_of(s) for s in samples]
+    assert sorted(rows) == list(range(len(store)))
+    assert rows != sorted(rows)  # written in a shuffled order, so that shards mix patients
+    expected = apply("u-multiclass", store.index)
+    for sample in samples:
+        i = _row_of(sample)
+        assert sample["__key__"] == schema.strip_release_prefix(str(store.index.path[i])).removesuffix(".jpg")
+        assert sample["npy"].dtype == np.uint8
+        np.testing.assert_array_equal(sample["npy"], store.images[i])
+        np.testing.assert_array_equal(sample["labels.npy"], store.index.labels[i])
+        np.testing.assert_array_equal(sample["targets.npy"], expected.targets[i])
+        np.testing.assert_array_equal(sample["mask.npy"], expected.mask[i])
+        np.testing.assert_array_equal(sample["classes.npy"], expected.classes[i])
+        assert sample["json"]["path"] == str(store.index.path[i])
+        assert sample["json"]["sex"] == schema.SEXES[store.index.sex[i]]
+        assert sample["json"]["age"] == store.index.age[i]
+
+
+def test_node_and_worker_splitting_read_each_sample_once(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    torch_data = pytest.importorskip("torch.utils.data")
+    export_webdataset(store, tmp_path, shard_size=3, image_format="png")
+    pattern = str(tmp_path / json.loads((tmp_path / "manifest.json").read_text())["pattern"])
+    seen: Counter[int] = Counter()
+    per_node = []
+    for rank in range(2):
+        # webdataset reads the node from RANK / WORLD_SIZE (as torchrun sets them) and the worker from the DataLoader.
+        monkeypatch.setenv("RANK", str(rank))
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        dataset = wds.WebDataset(pattern, shardshuffle=False, nodesplitter=wds.split_by_node).decode("l8").to_tuple("png", "json")
+        loader = torch_data.DataLoader(dataset, batch_size=None, num_workers=2)
+        rows = []
+        for image, meta in loader:
+            np.testing.assert_array_equal(np.asarray(image), store.images[meta["row"]])  # PNG is lossless
+            rows.append(int(meta["row"]))
+        per_node.append(set(rows))
+        seen.update(rows)
+    assert set(seen) == set(range(len(store))) and set(seen.values()) == {1}
+    assert all(per_node) and not per_node[0] & per_node[1]
+
+
+def test_rows_selection_and_reproducible_bytes(store: Store, tmp_path: Path) -> None:
+    frontal = np.flatnonzero(store.index.frontal)
+    first = export_webdataset(store, tmp_path / "a", shard_size=4, rows=frontal, seed=3)
+    again = export_webdataset(store, tmp_path / "b", shard_size=4, rows=frontal, seed=3)
+    assert [p.read_bytes() for p in first] == [p.read_bytes() for p in again]
+    samples = _read(str(tmp_path / "a" / json.loads((tmp_path / "a" / "manifest.json").read_text())["pattern"]))
+    assert sorted(_row_of(s) for s in samples) == frontal.tolist()
+    assert "targets.npy" not in samples[0]
+
+
+def test_refuses_a_folder_it_did_not_write_and_validates_arguments(store: Store, tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(StoreError, match="not a chexpert export.*notes.txt"):
+        export_webdataset(store, tmp_path)
+    out = tmp_path / "shards"
+    export_webdataset(store, out, shard_size=100)
+    with pytest.raises(StoreError, match="earlier export"):
+        export_webdataset(store, out)
+    export_webdataset(store, out, shard_size=len(store) // 2 + 1, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == ["chexpert-000000.tar", "chexpert-000001.tar", "manifest.json"]
+    with pytest.raises(ValueError, match="image_format must be one of npy, png"):
+        export_webdataset(store, tmp_path / "x", image_format="jpeg")
+    with pytest.raises(ValueError, match="shard_size must be a positive integer"):
+        export_webdataset(store, tmp_path / "x", shard_size=0)
+
+
+def test_cli_export_writes_readable_shards(store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from chexpert.cli import main
+
+    out = tmp_path / "shards"
+    code = main(["export", "--format", "webdataset", str(store.path), str(out), "--shard-size", "4", "--policy", "u-ones", "--quiet"])
+    assert code == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert f"{len(manifest['shards'])} shards" in capsys.readouterr().out
+    samples = _read(str(out / manifest["pattern"]))
+    assert sorted(_row_of(s) for s in samples) == list(range(len(store)))
+    np.testing.assert_array_equal(samples[0]["targets.npy"], apply("u-ones", store.index).targets[_row_of(samples[0])])
+    assert main(["export", "--format", "webdataset", str(store.path), str(out), "--quiet"]) == 2  # earlier export: refused
