@@ -29,26 +29,9 @@ from chexpert.synth import (
     synthesize,
     write_csv,
 )
+from tests.real_counts import REAL_LABELS, REAL_TRAIN_IMAGES
 
-# Image-level counts of the real train.csv (issue 2): positive, uncertain, negative, blank.
-REAL_TRAIN_IMAGES = 223_414
-REAL_LABEL_COUNTS = {
-    "No Finding": (22381, 0, 0, 201033),
-    "Enlarged Cardiomediastinum": (10798, 12403, 21638, 178575),
-    "Cardiomegaly": (27000, 8087, 11116, 177211),
-    "Lung Opacity": (105581, 5598, 6599, 105636),
-    "Lung Lesion": (9186, 1488, 1270, 211470),
-    "Edema": (52246, 12984, 20726, 137458),
-    "Consolidation": (14783, 27742, 28097, 152792),
-    "Pneumonia": (6039, 18770, 2799, 195806),
-    "Atelectasis": (33376, 33739, 1328, 154971),
-    "Pneumothorax": (19448, 3145, 56341, 144480),
-    "Pleural Effusion": (86187, 11628, 35396, 90203),
-    "Pleural Other": (3523, 2653, 316, 216922),
-    "Fracture": (9040, 642, 2512, 211220),
-    "Support Devices": (116001, 1079, 6137, 100197),
-}
-SPELLINGS = ("1.0", "-1.0", "0.0", "")  # in the order of REAL_LABEL_COUNTS
+SPELLINGS = ("1.0", "-1.0", "0.0", "")  # in the order of REAL_LABELS
 
 
 def tree_bytes(root: Path) -> dict[str, bytes]:
@@ -224,7 +207,7 @@ def test_train_statistics_like_the_real_train_csv(many_rows: list[dict[str, str]
     ages = np.array([int(r["Age"]) for r in rows])
     assert ages.mean() == pytest.approx(60.4, abs=1.5)
     assert ages[ages > 0].min() >= 18 and ages.max() == 90
-    for name, counts in REAL_LABEL_COUNTS.items():
+    for name, counts in REAL_LABELS.items():
         for spelling, count in zip(SPELLINGS, counts, strict=True):
             rate = sum(r[name] == spelling for r in rows) / n
             assert rate == pytest.approx(count / REAL_TRAIN_IMAGES, abs=0.03), (name, spelling)
