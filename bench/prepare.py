@@ -9,6 +9,7 @@ the page cache warm. Rows:
 
 - limit: bare libjpeg-turbo (simplejpeg) grayscale decode of the same JPEG bytes at full size,
   from memory, one core: the reference "bare decode" of the targets;
+- limit: the same bare decode in 2 forked processes: how far this machine lets decoding scale;
 - limit: writing the output pixels alone (pwrite of 256-image chunks into a new file, fsync),
   which prepare must also do: per image, prepare costs at least decode + write;
 - decode_resized alone: chexpert.imaging's decode + resize per image, from memory, one core
@@ -44,6 +45,28 @@ def bare_decode(data: list[bytes]) -> float:
         return len(data)
 
     return _common.rate(run, repeat=2)
+
+
+_DATA: list[bytes] = []
+
+
+def _decode_slice(bounds: tuple[int, int]) -> int:
+    import simplejpeg
+
+    for jpeg in _DATA[bounds[0] : bounds[1]]:
+        simplejpeg.decode_jpeg(jpeg, colorspace="GRAY")
+    return bounds[1] - bounds[0]
+
+
+def bare_decode_processes(data: list[bytes], processes: int) -> float:
+    """Bare decode in ``processes`` forked processes: how far this machine lets decoding scale."""
+    import multiprocessing
+
+    _DATA[:] = data
+    step = max(1, len(data) // (8 * processes))
+    slices = [(start, min(start + step, len(data))) for start in range(0, len(data), step)]
+    with multiprocessing.get_context("fork").Pool(processes) as pool:
+        return _common.rate(lambda: sum(pool.map(_decode_slice, slices, chunksize=1)), repeat=2)
 
 
 def write_limit(n: int, size: int) -> float:
@@ -113,6 +136,7 @@ def main() -> None:
         bare = bare_decode(data)
         rows: list[tuple[str, float]] = [
             ("limit: bare simplejpeg GRAY decode (1 core)", bare),
+            ("limit: bare decode in 2 processes", bare_decode_processes(data, 2)),
             ("limit: writing the pixels (pwrite + fsync)", write_limit(len(paths), args.size)),
         ]
         scaling: dict[str, float] = {}
@@ -124,8 +148,9 @@ def main() -> None:
             scaling[mode] = two / one
         title = f"{label}: {len(paths):,} images ({np.mean([len(d) for d in data]) / 1e3:.0f} kB mean) -> {args.size}x{args.size}"
         _common.table(title, rows, {"bare decode": bare})
+        print(f"{'scaling of bare decode, 2 processes / 1':48s} {dict(rows)['limit: bare decode in 2 processes'] / bare:10.2f}x")
         for mode, ratio in scaling.items():
-            print(f"{'scaling 2 workers / 1 worker, ' + mode:48s} {ratio:10.2f}x")
+            print(f"{'scaling of prepare, 2 workers / 1, ' + mode:48s} {ratio:10.2f}x")
 
 
 if __name__ == "__main__":

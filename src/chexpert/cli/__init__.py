@@ -17,7 +17,8 @@ from chexpert.errors import ChexpertError
 _COMMAND_MODULES: tuple[str, ...] = (
     "dataset",  # info, verify, cite
     "synth",  # synth
-    "prepare",  # prepare, export
+    "prepare",  # prepare
+    "export",  # export
     "evaluate",  # evaluate, compare
 )
 

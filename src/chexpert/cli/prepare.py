@@ -1,9 +1,8 @@
-"""``chexpert prepare`` (and the place where ``chexpert export`` is registered)."""
+"""``chexpert prepare``."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import time
 
@@ -36,16 +35,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     prepare.add_argument("--overwrite", action="store_true", help="replace a store of other data or parameters at --out")
     prepare.add_argument("--quiet", action="store_true", help="no progress bar")
     prepare.set_defaults(func=_prepare)
-
-    # `chexpert export` lives in its own module, chexpert.cli.export, exposing register(sub);
-    # it is registered here so that it sits beside prepare in --help.
-    try:
-        export = importlib.import_module("chexpert.cli.export")
-    except ModuleNotFoundError as exc:
-        if exc.name != "chexpert.cli.export":
-            raise
-    else:
-        export.register(sub)
 
 
 def _prepare(args: argparse.Namespace) -> int:
