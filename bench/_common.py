@@ -68,6 +68,16 @@ def full_release() -> Path:
     return root
 
 
+def best_of(fn: Callable[[], object], repeat: int = 3) -> float:
+    """Fewest seconds one call of ``fn`` took over ``repeat`` calls."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
 def rate(fn: Callable[[], int], *, repeat: int = 3, min_seconds: float = 0.0) -> float:
     """Best images per second over ``repeat`` runs of ``fn`` (which returns how many images it made)."""
     best = 0.0

@@ -15,8 +15,9 @@ import os
 for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_name] = "1"
 
+import sys  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -24,17 +25,11 @@ import pandas as pd  # noqa: E402
 from chexpert import schema  # noqa: E402
 from chexpert.evaluate import compare, evaluate, metrics  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import best_of  # noqa: E402
+
 STUDIES, RESAMPLES, SEED = 500, 2000, 0
 PEER_RESAMPLES = 100
-
-
-def best_of(fn: Callable[[], object], repeat: int = 3) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def make_data() -> tuple[np.ndarray, np.ndarray, np.ndarray]:

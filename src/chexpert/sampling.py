@@ -21,7 +21,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["EpochSampler"]
+__all__ = ["EpochSampler", "check_epoch"]
+
+
+def check_epoch(epoch: object) -> int:
+    """``epoch`` as an int, or a ValueError if it is not a non-negative integer.
+
+    >>> check_epoch(3)
+    3
+    """
+    if isinstance(epoch, bool) or not isinstance(epoch, int | np.integer) or epoch < 0:
+        raise ValueError(f"epoch must be a non-negative integer, not {epoch!r}")
+    return int(epoch)
 
 
 def _check_int(name: str, value: object, low: int) -> int:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from chexpert.policy import Policy, apply
-from chexpert.sampling import EpochSampler
+from chexpert.sampling import EpochSampler, check_epoch
 from chexpert.store import IMAGES, Store
 
 if TYPE_CHECKING:
@@ -164,9 +164,7 @@ class NumpyLoader:
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next pass epoch ``epoch``."""
-        if isinstance(epoch, bool) or not isinstance(epoch, int | np.integer) or epoch < 0:
-            raise ValueError(f"epoch must be a non-negative integer, not {epoch!r}")
-        self.epoch = int(epoch)
+        self.epoch = check_epoch(epoch)
 
     def __len__(self) -> int:
         return len(self.sampler)

@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from chexpert.frameworks.numpy import StoreArrays
 from chexpert.policy import Policy
-from chexpert.sampling import EpochSampler
+from chexpert.sampling import EpochSampler, check_epoch
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -78,10 +78,7 @@ def to_tf_dataset(
     sampler = EpochSampler(
         len(arrays), batch_size, shuffle=shuffle, seed=seed, rank=rank or 0, world_size=world_size or 1, drop_last=drop_last
     )
-    if isinstance(epoch, bool) or not isinstance(epoch, int | np.integer) or epoch < 0:
-        raise ValueError(f"epoch must be a non-negative integer, not {epoch!r}")
-
-    passes = _Passes(sampler, int(epoch))
+    passes = _Passes(sampler, check_epoch(epoch))
     # One Python call per pass lays out the epoch's batches; the per-batch Python work is then
     # the gather alone. (A from_generator source would be a second Python thread per batch, and
     # the two contend for the GIL: several times slower.)

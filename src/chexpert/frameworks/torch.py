@@ -34,7 +34,7 @@ from chexpert.imaging import RESIZE_MODES, decode_resized
 from chexpert.index import Index
 from chexpert.policy import Policy, apply
 from chexpert.release import Release, open_release
-from chexpert.sampling import EpochSampler
+from chexpert.sampling import EpochSampler, check_epoch
 from chexpert.store import Store
 
 if TYPE_CHECKING:
@@ -220,9 +220,7 @@ class EpochBatchSampler(Sampler[np.ndarray]):
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next pass epoch ``epoch``."""
-        if isinstance(epoch, bool) or not isinstance(epoch, int | np.integer) or epoch < 0:
-            raise ValueError(f"epoch must be a non-negative integer, not {epoch!r}")
-        self.epoch = int(epoch)
+        self.epoch = check_epoch(epoch)
 
     def __len__(self) -> int:
         return len(self.sampler)
