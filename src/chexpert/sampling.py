@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["EpochSampler", "check_epoch"]
+__all__ = ["EpochSampler", "EpochPasses", "check_epoch", "shard_of"]
 
 
 def check_epoch(epoch: object) -> int:
@@ -33,6 +33,48 @@ def check_epoch(epoch: object) -> int:
     if isinstance(epoch, bool) or not isinstance(epoch, int | np.integer) or epoch < 0:
         raise ValueError(f"epoch must be a non-negative integer, not {epoch!r}")
     return int(epoch)
+
+
+def shard_of(
+    rank: int | None, world_size: int | None, *, given: tuple[int, int] | None = None, given_by: str = ""
+) -> tuple[int, int]:
+    """``(rank, world_size)``: as given, or ``given`` (found by ``given_by``), or (0, 1) for one process.
+
+    >>> shard_of(None, None), shard_of(1, 4), shard_of(None, None, given=(2, 8), given_by="jax_process=True")
+    ((0, 1), (1, 4), (2, 8))
+    """
+    if given is not None:
+        if rank is not None or world_size is not None:
+            raise ValueError(f"give rank and world_size, or {given_by}, not both")
+        return given
+    if (rank is None) != (world_size is None):
+        raise ValueError("give both rank and world_size, or neither")
+    return (0, 1) if rank is None or world_size is None else (int(rank), int(world_size))
+
+
+class EpochPasses:
+    """What every loader shares: each pass over it is the next epoch of ``sampler``.
+
+    Passes start at epoch 0; :meth:`set_epoch` chooses the epoch of the next pass (as with
+    ``DistributedSampler.set_epoch``, e.g. when resuming from a checkpoint).
+    """
+
+    def __init__(self, sampler: EpochSampler, epoch: int = 0) -> None:
+        self.sampler = sampler
+        self.epoch = check_epoch(epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next pass epoch ``epoch``."""
+        self.epoch = check_epoch(epoch)
+
+    def next_epoch(self) -> int:
+        """The epoch of the pass that starts now; the following pass gets the next one."""
+        epoch, self.epoch = self.epoch, self.epoch + 1
+        return epoch
+
+    def __len__(self) -> int:
+        """Batches per pass."""
+        return len(self.sampler)
 
 
 def _check_int(name: str, value: object, low: int) -> int:

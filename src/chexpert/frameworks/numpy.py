@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from chexpert.policy import Policy, apply
-from chexpert.sampling import EpochSampler, check_epoch
+from chexpert.sampling import EpochPasses, EpochSampler, shard_of
 from chexpert.store import IMAGES, Store
 
 if TYPE_CHECKING:
@@ -40,6 +40,22 @@ class StoreArrays:
     >>> arrays.batch(np.arange(4))["image"].shape  # doctest: +SKIP
     (4, 320, 320)
     """
+
+    @classmethod
+    def of(
+        cls,
+        store: Store | StoreArrays,
+        *,
+        policy: str | Policy = "u-ignore",
+        rows: np.ndarray | None = None,
+        soft_labels: pd.DataFrame | Mapping[str, Mapping[str, float]] | None = None,
+    ) -> StoreArrays:
+        """``store`` itself when it is already a StoreArrays (which then owns rows and soft labels)."""
+        if isinstance(store, StoreArrays):
+            if rows is not None or soft_labels is not None:
+                raise ValueError("rows and soft_labels belong to the StoreArrays already given")
+            return store
+        return cls(store, policy=policy, rows=rows, soft_labels=soft_labels)
 
     def __init__(
         self,
@@ -116,7 +132,7 @@ def jax_rank() -> tuple[int, int]:
     return int(jax.process_index()), int(jax.process_count())
 
 
-class NumpyLoader:
+class NumpyLoader(EpochPasses):
     """Batches of NumPy arrays from a store, in the order of :class:`~chexpert.sampling.EpochSampler`.
 
     Each batch is a dict as :meth:`StoreArrays.batch` gives, with ``image`` shaped
@@ -145,33 +161,13 @@ class NumpyLoader:
         jax_process: bool = False,
         soft_labels: pd.DataFrame | Mapping[str, Mapping[str, float]] | None = None,
     ) -> None:
-        if isinstance(store, StoreArrays):
-            if rows is not None or soft_labels is not None:
-                raise ValueError("rows and soft_labels belong to the StoreArrays already given")
-            self.arrays = store
-        else:
-            self.arrays = StoreArrays(store, policy=policy, rows=rows, soft_labels=soft_labels)
-        if jax_process:
-            if rank is not None or world_size is not None:
-                raise ValueError("give rank and world_size, or jax_process=True, not both")
-            rank, world_size = jax_rank()
-        elif (rank is None) != (world_size is None):
-            raise ValueError("give both rank and world_size, or neither")
-        self.sampler = EpochSampler(
-            len(self.arrays), batch_size, shuffle=shuffle, seed=seed, rank=rank or 0, world_size=world_size or 1, drop_last=drop_last
-        )
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Make the next pass epoch ``epoch``."""
-        self.epoch = check_epoch(epoch)
-
-    def __len__(self) -> int:
-        return len(self.sampler)
+        self.arrays = StoreArrays.of(store, policy=policy, rows=rows, soft_labels=soft_labels)
+        rank, world_size = shard_of(rank, world_size, given=jax_rank() if jax_process else None, given_by="jax_process=True")
+        sampler = EpochSampler(len(self.arrays), batch_size, shuffle=shuffle, seed=seed, rank=rank, world_size=world_size, drop_last=drop_last)
+        super().__init__(sampler)
 
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
-        epoch, self.epoch = self.epoch, self.epoch + 1
-        for positions in self.sampler.batches(epoch):
+        for positions in self.sampler.batches(self.next_epoch()):
             batch = self.arrays.batch(positions)
             batch["image"] = batch["image"][..., None]
             yield batch

@@ -12,7 +12,6 @@ PyTorch and NumPy loaders. Each pass over the dataset is the next epoch, which i
 
 from __future__ import annotations
 
-import itertools
 import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
@@ -22,7 +21,7 @@ import tensorflow as tf
 
 from chexpert.frameworks.numpy import StoreArrays
 from chexpert.policy import Policy
-from chexpert.sampling import EpochSampler, check_epoch
+from chexpert.sampling import EpochPasses, EpochSampler, shard_of
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -63,22 +62,11 @@ def to_tf_dataset(
     >>> ds = strategy.distribute_datasets_from_function(
     ...     lambda ctx: to_tf_dataset(store, ctx.get_per_replica_batch_size(256), input_context=ctx))  # doctest: +SKIP
     """
-    if input_context is not None:
-        if rank is not None or world_size is not None:
-            raise ValueError("give rank and world_size, or input_context, not both")
-        rank, world_size = input_context.input_pipeline_id, input_context.num_input_pipelines
-    elif (rank is None) != (world_size is None):
-        raise ValueError("give both rank and world_size, or neither")
-    if isinstance(store, StoreArrays):
-        if rows is not None or soft_labels is not None:
-            raise ValueError("rows and soft_labels belong to the StoreArrays already given")
-        arrays = store
-    else:
-        arrays = StoreArrays(store, policy=policy, rows=rows, soft_labels=soft_labels)
-    sampler = EpochSampler(
-        len(arrays), batch_size, shuffle=shuffle, seed=seed, rank=rank or 0, world_size=world_size or 1, drop_last=drop_last
-    )
-    passes = _Passes(sampler, check_epoch(epoch))
+    pipeline = (input_context.input_pipeline_id, input_context.num_input_pipelines) if input_context is not None else None
+    rank, world_size = shard_of(rank, world_size, given=pipeline, given_by="input_context")
+    arrays = StoreArrays.of(store, policy=policy, rows=rows, soft_labels=soft_labels)
+    sampler = EpochSampler(len(arrays), batch_size, shuffle=shuffle, seed=seed, rank=rank, world_size=world_size, drop_last=drop_last)
+    passes = _Passes(sampler, epoch)
     # One Python call per pass lays out the epoch's batches; the per-batch Python work is then
     # the gather alone. (A from_generator source would be a second Python thread per batch, and
     # the two contend for the GIL: several times slower.)
@@ -113,19 +101,18 @@ def to_tf_dataset(
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-class _Passes:
+class _Passes(EpochPasses):
     """Each pass over the dataset is the next epoch: its batches as a padded (batches, size) array and lengths."""
 
-    def __init__(self, sampler: EpochSampler, first: int) -> None:
-        self._sampler = sampler
-        self._epochs = itertools.count(first)
-        self._lock = threading.Lock()
+    def __init__(self, sampler: EpochSampler, epoch: int) -> None:
+        super().__init__(sampler, epoch)
+        self._lock = threading.Lock()  # tf.data may call next() from several threads
 
     def next(self) -> tuple[np.ndarray, np.ndarray]:
         with self._lock:
-            epoch = next(self._epochs)
-        batches = list(self._sampler.batches(epoch))
-        padded = np.zeros((len(batches), self._sampler.batch_size), dtype=np.int64)
+            epoch = self.next_epoch()
+        batches = list(self.sampler.batches(epoch))
+        padded = np.zeros((len(batches), self.sampler.batch_size), dtype=np.int64)
         lengths = np.array([len(b) for b in batches], dtype=np.int64)
         for i, batch in enumerate(batches):
             padded[i, : len(batch)] = batch

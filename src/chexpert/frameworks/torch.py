@@ -34,7 +34,7 @@ from chexpert.imaging import RESIZE_MODES, decode_resized
 from chexpert.index import Index
 from chexpert.policy import Policy, apply
 from chexpert.release import Release, open_release
-from chexpert.sampling import EpochSampler, check_epoch
+from chexpert.sampling import EpochPasses, EpochSampler, shard_of
 from chexpert.store import Store
 
 if TYPE_CHECKING:
@@ -49,13 +49,9 @@ def resolve_rank(rank: int | None = None, world_size: int | None = None) -> tupl
     >>> resolve_rank()
     (0, 1)
     """
-    if (rank is None) != (world_size is None):
-        raise ValueError("give both rank and world_size, or neither (they are then read from torch.distributed)")
-    if rank is not None and world_size is not None:
-        return int(rank), int(world_size)
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
+    if rank is None and world_size is None and torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
+    return shard_of(rank, world_size)
 
 
 def _tensors(batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
@@ -189,7 +185,7 @@ class JPEGDataset(Dataset[dict[str, torch.Tensor]]):
         return _tensors(batch)
 
 
-class EpochBatchSampler(Sampler[np.ndarray]):
+class EpochBatchSampler(Sampler[np.ndarray], EpochPasses):
     """A torch Sampler yielding this rank's batches (int64 arrays of item positions).
 
     Each pass is the next epoch, starting at 0; ``set_epoch(e)`` chooses the epoch of the next
@@ -215,21 +211,14 @@ class EpochBatchSampler(Sampler[np.ndarray]):
         world_size: int | None = None,
     ) -> None:
         rank, world_size = resolve_rank(rank, world_size)
-        self.sampler = EpochSampler(rows, batch_size, shuffle=shuffle, seed=seed, rank=rank, world_size=world_size, drop_last=drop_last)
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Make the next pass epoch ``epoch``."""
-        self.epoch = check_epoch(epoch)
-
-    def __len__(self) -> int:
-        return len(self.sampler)
+        EpochPasses.__init__(
+            self, EpochSampler(rows, batch_size, shuffle=shuffle, seed=seed, rank=rank, world_size=world_size, drop_last=drop_last)
+        )
 
     def __iter__(self) -> Iterator[np.ndarray]:
         # A generator, so that the epoch advances when batches are drawn, not when an iterator
         # is made: DataLoader with workers makes (and drops) one more than it uses.
-        epoch, self.epoch = self.epoch, self.epoch + 1
-        yield from self.sampler.batches(epoch)
+        yield from self.sampler.batches(self.next_epoch())
 
 
 class _Batches(Dataset[dict[str, torch.Tensor]]):
