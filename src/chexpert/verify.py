@@ -15,8 +15,6 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from chexpert import imaging, schema
 from chexpert.errors import ChexpertError, Problem
 from chexpert.index import check_csv
@@ -71,42 +69,32 @@ def verify(
     """
     release = root if isinstance(root, Release) else open_release(root)
     problems: list[Problem] = []
-    paths: list[np.ndarray] = []
-    lines: list[np.ndarray] = []
-    labels: list[str] = []
+    rows: list[tuple[str, str, int]] = []  # (CSV path, CSV file, line) of every indexed row
     for split in release.splits:
         data, label = release.csv_bytes(split)
-        index, found, line = check_csv(data, file=label)
+        index, found, lines = check_csv(data, file=label)
         problems += found
         if index is not None:
-            paths.append(index.path)
-            lines.append(line)
-            labels.append(label)
+            rows += [(path, label, line) for path, line in zip(index.path.tolist(), lines.tolist())]
 
     present, listing_problems = release.list_images()
     problems += listing_problems
     listed: set[str] = set()
-    for path_column, line_column, label in zip(paths, lines, labels):
-        for path, line in zip(path_column.tolist(), line_column.tolist()):
-            key = schema.strip_release_prefix(path)
-            listed.add(key)
-            if key not in present:
-                problems.append(Problem("missing", label, line, f"image {path!r} not found in the download"))
+    found_rows = []
+    for path, label, line in rows:
+        key = schema.strip_release_prefix(path)
+        listed.add(key)
+        if key in present:
+            found_rows.append((path, label, line))
+        else:
+            problems.append(Problem("missing", label, line, f"image {path!r} not found in the download"))
     for key in sorted(present - listed):
         if key.endswith((".jpg", ".png")):
             problems.append(Problem("unlisted", key, None, "image is in the download but in no CSV"))
 
-    decoded = 0
     if decode:
-        jobs = [
-            (path, label, line)
-            for path_column, line_column, label in zip(paths, lines, labels)
-            for path, line in zip(path_column.tolist(), line_column.tolist())
-            if schema.strip_release_prefix(path) in present
-        ]
-        problems += _decode_all(release, jobs, workers, progress)
-        decoded = len(jobs)
-    return Report(str(release.root), release.kind, sum(len(p) for p in paths), decoded, tuple(problems))
+        problems += _decode_all(release, found_rows, workers, progress)
+    return Report(str(release.root), release.kind, len(rows), len(found_rows) if decode else 0, tuple(problems))
 
 
 def _decode_all(
