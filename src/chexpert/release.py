@@ -71,6 +71,9 @@ class _CSV:
     def label(self) -> str:
         return f"{self.archive}!{self.name}" if self.archive else self.name
 
+    def read(self) -> bytes:
+        return Path(self.name).read_bytes() if self.archive is None else _archive(self.archive).read(self.name)
+
 
 @dataclass(frozen=True, eq=False)
 class Release:
@@ -100,9 +103,7 @@ class Release:
     def csv_bytes(self, split: str) -> tuple[bytes, str]:
         """The raw bytes of ``split``'s CSV and a label naming where it is (for messages)."""
         csv = self._csv(split)
-        if csv.archive is None:
-            return Path(csv.name).read_bytes(), csv.label
-        return _archive(csv.archive).read(csv.name), csv.label
+        return csv.read(), csv.label
 
     def index(self, splits: str | Sequence[str] | None = None) -> Index:
         """Index the images of ``splits`` (default: every split with a CSV), bound to this release.
@@ -282,8 +283,7 @@ def _kind_of(parts: Iterable[str]) -> str | None:
 
 def _kind_from_csv(csvs: Sequence[_CSV]) -> str | None:
     for csv in csvs:
-        data = Path(csv.name).read_bytes()[:4096] if csv.archive is None else _archive(csv.archive).read(csv.name)[:4096]
-        lines = data.splitlines()
+        lines = csv.read()[:4096].splitlines()
         if len(lines) > 1:
             first = lines[1].decode("utf-8", "replace")
             if first.startswith(schema.RELEASE_DIRS["small"] + "/"):
@@ -385,6 +385,8 @@ def _folder_tree(root: Path) -> tuple[list[_CSV], list[_Source]]:
 # -- listing and reading -----------------------------------------------------------------------
 
 _ARCHIVES: dict[Path, tuple[int, zipfile.ZipFile]] = {}
+# Listings derived from a zip's central directory, computed once per process.
+_ZIP_CACHE: dict[tuple[str, Path], dict[str, set[str]]] = {}
 
 
 def _archive(path: Path) -> zipfile.ZipFile:
@@ -433,8 +435,6 @@ def _zip_children(path: Path) -> dict[str, set[str]]:
         _ZIP_CACHE[key] = cached
     return cached
 
-
-_ZIP_CACHE: dict[tuple[str, Path], dict[str, set[str]]] = {}
 
 
 def _list_under(source: _Source, base: str) -> Iterable[str]:
