@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import best_of, one_core  # noqa: E402
+from _common import best_of, one_core
 
 one_core()
 

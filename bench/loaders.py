@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402
+import _common
 
 _common.one_core()
 
@@ -178,9 +178,9 @@ def main() -> None:
         results += list(ours_store(root, size, n).items())
         results.append(("chexpert JPEG Dataset (no store)", ours_jpeg(root, size, n)))
         peers = {
-            "torchxrayvision": lambda: [("torchxrayvision CheX_Dataset", torchxrayvision(root, size, n))],
-            "libauc": lambda: [(f"LibAUC CheXpert (mode={m})", libauc(root, size, n, m)) for m in ("train", "valid")],
-            "tfds": lambda: [("TFDS chexpert + tf.image.resize", tfds_chexpert(root, size, n))],
+            "torchxrayvision": lambda size=size: [("torchxrayvision CheX_Dataset", torchxrayvision(root, size, n))],
+            "libauc": lambda size=size: [(f"LibAUC CheXpert (mode={m})", libauc(root, size, n, m)) for m in ("train", "valid")],
+            "tfds": lambda size=size: [("TFDS chexpert + tf.image.resize", tfds_chexpert(root, size, n))],
         }
         for name, run in peers.items():
             if name in args.skip:

@@ -11,7 +11,6 @@ import pytest
 
 from chexpert.synth import synthesize
 
-
 _TENSORFLOW_TESTS = Path(__file__).parent / "tensorflow"
 
 

@@ -156,9 +156,9 @@ def test_draws_are_per_image_and_reproducible() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"degrees": -1}, r"degrees must be in \[0, 180.0\]"),
+        ({"degrees": -1}, r"degrees must be a number in \[0, 180\]"),
         ({"crop_scale": (0.9, 0.5)}, "crop_scale must be"),
-        ({"brightness": 2}, r"brightness must be in \[0, 1.0\]"),
+        ({"brightness": 2}, r"brightness must be a number in \[0, 1\]"),
         ({"channels": 2}, "channels must be 1 or 3"),
         ({"size": 0}, "size must be a positive integer"),
     ],

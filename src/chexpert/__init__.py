@@ -15,6 +15,7 @@ from chexpert.errors import (
     ChexpertError,
     CSVFormatError,
     ImageDecodeError,
+    InvalidArgumentError,
     Problem,
     ReleaseNotFoundError,
     StaleStoreError,
@@ -22,7 +23,7 @@ from chexpert.errors import (
 )
 from chexpert.index import Index, read_csv
 from chexpert.release import Release
-from chexpert.release import open_release as open  # noqa: A001  (chexpert.open is the natural name)
+from chexpert.release import open_release as open
 from chexpert.schema import COMPETITION_TASKS, OBSERVATIONS, Code
 from chexpert.verify import verify  # eager: the function must shadow the module of the same name
 
@@ -59,7 +60,17 @@ __all__ = [
     "StoreError",
     "StaleStoreError",
     "verify",
-    *_LAZY,
+    "InvalidArgumentError",
+    # loaded on first use (_LAZY)
+    "synthesize",
+    "Policy",
+    "apply_policy",
+    "select",
+    "split_patients",
+    "kfold",
+    "prepare",
+    "open_store",
+    "Store",
 ]
 
 

@@ -19,6 +19,9 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from chexpert.errors import InvalidArgumentError
+from chexpert.validation import check_number, check_range
+
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -39,22 +42,8 @@ def _check_images(images: torch.Tensor) -> torch.Tensor:
     if images.ndim == 3:
         images = images[:, None]
     if images.ndim != 4:
-        raise ValueError(f"images must be (B, H, W) or (B, C, H, W), got shape {tuple(images.shape)}")
+        raise InvalidArgumentError(f"images must be (B, H, W) or (B, C, H, W), got shape {tuple(images.shape)}")
     return images
-
-
-def _check_range(name: str, value: Sequence[float], low: float, high: float) -> tuple[float, float]:
-    lo, hi = (float(v) for v in value)
-    if not low <= lo <= hi <= high:
-        raise ValueError(f"{name} must be (lo, hi) with {low} <= lo <= hi <= {high}, got {tuple(value)!r}")
-    return lo, hi
-
-
-def _check_amount(name: str, value: float, high: float) -> float:
-    value = float(value)
-    if not 0.0 <= value <= high:
-        raise ValueError(f"{name} must be in [0, {high}], got {value!r}")
-    return value
 
 
 def _uniform(n: int, lo: float, hi: float, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -134,7 +123,7 @@ def random_resized_crop(
     torch.Size([2, 1, 32, 32])
     """
     images = _floats(images)
-    matrices = _crop_matrices(len(images), _check_range("scale", scale, 1e-3, 1.0), _check_range("ratio", ratio, 1e-2, 1e2), images, generator)
+    matrices = _crop_matrices(len(images), check_range("scale", scale, 1e-3, 1.0), check_range("ratio", ratio, 1e-2, 1e2), images, generator)
     return _warp(images, matrices, size)
 
 
@@ -152,7 +141,7 @@ def random_affine(
     torch.Size([2, 1, 8, 8])
     """
     images = _floats(images)
-    matrices = _affine_matrices(len(images), _check_amount("degrees", degrees, 180.0), _check_amount("translate", translate, 1.0), images, generator)
+    matrices = _affine_matrices(len(images), check_number("degrees", degrees, low=0.0, high=180.0), check_number("translate", translate, low=0.0, high=1.0), images, generator)
     return _warp(images, matrices, None)
 
 
@@ -170,8 +159,8 @@ def brightness_contrast(
     [0.5]
     """
     images = _floats(images)
-    brightness = _check_amount("brightness", brightness, 1.0)
-    contrast = _check_amount("contrast", contrast, 1.0)
+    brightness = check_number("brightness", brightness, low=0.0, high=1.0)
+    contrast = check_number("contrast", contrast, low=0.0, high=1.0)
     n = len(images)
     factor = _uniform(n, 1.0 - contrast, 1.0 + contrast, images, generator).view(n, 1, 1, 1)
     offset = _uniform(n, -brightness, brightness, images, generator).view(n, 1, 1, 1)
@@ -196,16 +185,16 @@ def normalize(
     """
     images = _floats(images)
     if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, not {channels!r}")
+        raise InvalidArgumentError(f"channels must be 1 or 3, not {channels!r}")
     if images.shape[1] not in (1, channels):
-        raise ValueError(f"images have {images.shape[1]} channels; cannot normalise to {channels}")
+        raise InvalidArgumentError(f"images have {images.shape[1]} channels; cannot normalise to {channels}")
     mean_t = torch.as_tensor(mean, dtype=torch.float32, device=images.device).reshape(-1)
     std_t = torch.as_tensor(std, dtype=torch.float32, device=images.device).reshape(-1)
     for name, value in (("mean", mean_t), ("std", std_t)):
         if len(value) not in (1, channels):
-            raise ValueError(f"{name} has {len(value)} values for {channels} channels")
+            raise InvalidArgumentError(f"{name} has {len(value)} values for {channels} channels")
     if (std_t <= 0).any():
-        raise ValueError(f"std must be positive, got {std_t.tolist()}")
+        raise InvalidArgumentError(f"std must be positive, got {std_t.tolist()}")
     if images.shape[1] == 1 and channels == 3:
         images = images.expand(-1, 3, -1, -1)
     return (images - mean_t.view(1, -1, 1, 1)) / std_t.view(1, -1, 1, 1)
@@ -242,16 +231,16 @@ class Augment(torch.nn.Module):
     ) -> None:
         super().__init__()
         if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
-            raise ValueError(f"size must be a positive integer or None, not {size!r}")
+            raise InvalidArgumentError(f"size must be a positive integer or None, not {size!r}")
         if channels not in (1, 3):
-            raise ValueError(f"channels must be 1 or 3, not {channels!r}")
+            raise InvalidArgumentError(f"channels must be 1 or 3, not {channels!r}")
         self.size = size
-        self.crop_scale = _check_range("crop_scale", crop_scale, 1e-3, 1.0)
-        self.crop_ratio = _check_range("crop_ratio", crop_ratio, 1e-2, 1e2)
-        self.degrees = _check_amount("degrees", degrees, 180.0)
-        self.translate = _check_amount("translate", translate, 1.0)
-        self.brightness = _check_amount("brightness", brightness, 1.0)
-        self.contrast = _check_amount("contrast", contrast, 1.0)
+        self.crop_scale = check_range("crop_scale", crop_scale, 1e-3, 1.0)
+        self.crop_ratio = check_range("crop_ratio", crop_ratio, 1e-2, 1e2)
+        self.degrees = check_number("degrees", degrees, low=0.0, high=180.0)
+        self.translate = check_number("translate", translate, low=0.0, high=1.0)
+        self.brightness = check_number("brightness", brightness, low=0.0, high=1.0)
+        self.contrast = check_number("contrast", contrast, low=0.0, high=1.0)
         self.mean, self.std, self.channels = mean, std, channels
         self.seed = seed
         self._generator: torch.Generator | None = None

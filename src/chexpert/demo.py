@@ -55,7 +55,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from chexpert.policy import apply as apply_policy
     from chexpert.release import open_release
     from chexpert.store import open_store, prepare
-    from chexpert.synth import synthesize
 
     parser = argparse.ArgumentParser(prog="python -m chexpert.demo", description=__doc__)
     parser.add_argument("out", nargs="?", default="demo-data")

@@ -7,15 +7,19 @@ Catch ``ChexpertError`` to handle anything this package raises on purpose; catch
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 __all__ = [
     "ChexpertError",
     "ReleaseNotFoundError",
     "CSVFormatError",
     "ImageDecodeError",
+    "InvalidArgumentError",
     "StoreError",
     "StaleStoreError",
     "Problem",
+    "option",
+    "use_command_line_spelling",
 ]
 
 
@@ -53,6 +57,14 @@ class ImageDecodeError(ChexpertError, ValueError):
         self.file = file
 
 
+class InvalidArgumentError(ChexpertError, ValueError):
+    """An argument has a value this package cannot use; the message lists what it can use.
+
+    Raised by the ``check_*`` helpers in :mod:`chexpert.validation`, so that one ``except`` in the
+    command line (and in callers) handles every bad argument.
+    """
+
+
 class StoreError(ChexpertError, ValueError):
     """A prepared store is missing, incomplete or of an unknown format version."""
 
@@ -77,3 +89,28 @@ class Problem:
     def __str__(self) -> str:
         where = self.file + (f", row {self.row}" if self.row is not None else "")
         return f"{where}: {self.message}"
+
+
+_UNSET: Final = object()
+# Set once by the command line's main(): messages then name its options, not Python parameters.
+_command_line = False
+
+
+def use_command_line_spelling(on: bool = True) -> None:
+    """Make :func:`option` spell arguments as command-line options (called by ``chexpert``'s main)."""
+    global _command_line
+    _command_line = on
+
+
+def option(name: str, value: object = _UNSET) -> str:
+    """An argument as the interface in use spells it, for messages that tell the user what to pass.
+
+    >>> option("on_error", "skip"), option("overwrite")
+    ("on_error='skip'", 'overwrite=True')
+    >>> use_command_line_spelling(); option("on_error", "skip"), option("overwrite"); use_command_line_spelling(False)
+    ('--on-error skip', '--overwrite')
+    """
+    if _command_line:
+        flag = "--" + name.replace("_", "-")
+        return flag if value is _UNSET or value is True else f"{flag} {value}"
+    return f"{name}={True if value is _UNSET else value!r}"

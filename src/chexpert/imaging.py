@@ -12,11 +12,11 @@ import io
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 
-from chexpert.errors import ImageDecodeError
+from chexpert.errors import ImageDecodeError, InvalidArgumentError
 
 __all__ = ["ImageInfo", "RESIZE_MODES", "detect_format", "image_info", "decode", "resize", "decode_resized"]
 
@@ -72,7 +72,7 @@ def image_info(data: bytes, *, file: str | None = None) -> ImageInfo:
         return _INFO[kind](data)
     except ImageDecodeError:
         raise
-    except Exception as exc:  # the decoders raise several types for one condition: bad bytes
+    except Exception as exc:  # noqa: BLE001  (the decoders raise several types for one condition: bad bytes)
         raise ImageDecodeError(f"unreadable {kind} header: {exc}", file=file) from None
 
 
@@ -105,13 +105,13 @@ def decode_resized(
     (320, 320)
     """
     if mode not in RESIZE_MODES:
-        raise ValueError(f"resize mode must be one of {', '.join(RESIZE_MODES)}, not {mode!r}")
+        raise InvalidArgumentError(f"resize mode must be one of {', '.join(RESIZE_MODES)}, not {mode!r}")
     kind = detect_format(data, file=file)
     try:
         image = _DECODE[kind](data, size, mode, convert)
     except ImageDecodeError as exc:
         raise ImageDecodeError(str(exc), file=file) from None
-    except Exception as exc:  # truncated or corrupt data surfaces as various decoder errors
+    except Exception as exc:  # noqa: BLE001  (truncated or corrupt data surfaces as various decoder errors)
         raise ImageDecodeError(f"cannot decode {kind} data: {exc}", file=file) from None
     return image if size is None else resize(image, size, mode)
 
@@ -129,9 +129,9 @@ def resize(image: np.ndarray, size: int, mode: str = "pad") -> np.ndarray:
     from PIL import Image
 
     if mode not in RESIZE_MODES:
-        raise ValueError(f"resize mode must be one of {', '.join(RESIZE_MODES)}, not {mode!r}")
+        raise InvalidArgumentError(f"resize mode must be one of {', '.join(RESIZE_MODES)}, not {mode!r}")
     if size < 1:
-        raise ValueError(f"size must be positive, not {size}")
+        raise InvalidArgumentError(f"size must be positive, not {size}")
     h, w = image.shape
     if mode == "squash":
         new_h, new_w = size, size
@@ -166,7 +166,7 @@ def _min_decoded(size: int | None, mode: str, h: int, w: int) -> tuple[int, int]
     if size is None:
         return 0, 0
     if mode == "squash":
-        need_h, need_w = size, size
+        need_h, need_w = float(size), float(size)
     else:
         scale = size / (max(h, w) if mode == "pad" else min(h, w))
         need_h, need_w = h * scale, w * scale
@@ -229,9 +229,8 @@ def _png_decode(data: bytes, size: int | None, mode: str, convert: bool) -> np.n
         if img.mode in ("I;16", "I;16B", "I"):
             array = np.asarray(img, dtype=np.uint32)
             return (array >> 8).astype(np.uint8) if info.bits == 16 else np.clip(array, 0, 255).astype(np.uint8)
-        if img.mode != "L":
-            img = img.convert("L")
-        return np.asarray(img, dtype=np.uint8)
+        gray = img if img.mode == "L" else img.convert("L")
+        return np.asarray(gray, dtype=np.uint8)
 
 
 def _dicom_info(data: bytes) -> ImageInfo:
@@ -241,7 +240,7 @@ def _dicom_info(data: bytes) -> ImageInfo:
     )
 
 
-def _dicom_read(data: bytes, **kwargs: object):  # type: ignore[no-untyped-def]
+def _dicom_read(data: bytes, **kwargs: Any) -> Any:
     try:
         import pydicom
     except ModuleNotFoundError:

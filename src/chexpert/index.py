@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from chexpert import schema
-from chexpert.errors import CSVFormatError, Problem, ReleaseNotFoundError
+from chexpert.errors import CSVFormatError, InvalidArgumentError, Problem, ReleaseNotFoundError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -68,9 +68,9 @@ class Index:
         n = len(self.path)
         for name in _ROW_FIELDS:
             if len(getattr(self, name)) != n:
-                raise ValueError(f"Index.{name} has {len(getattr(self, name))} rows, Index.path has {n}")
+                raise InvalidArgumentError(f"Index.{name} has {len(getattr(self, name))} rows, Index.path has {n}")
         if self.labels.ndim != 2 or self.labels.shape[1] != len(schema.OBSERVATIONS):
-            raise ValueError(f"Index.labels must be (N, {len(schema.OBSERVATIONS)}), got {self.labels.shape}")
+            raise InvalidArgumentError(f"Index.labels must be (N, {len(schema.OBSERVATIONS)}), got {self.labels.shape}")
 
     def __len__(self) -> int:
         return len(self.path)
@@ -87,7 +87,7 @@ class Index:
         """
         rows = np.asarray(rows)
         if rows.dtype == bool and len(rows) != len(self):
-            raise ValueError(f"boolean mask has {len(rows)} entries for {len(self)} rows")
+            raise InvalidArgumentError(f"boolean mask has {len(rows)} entries for {len(self)} rows")
         return Index(**{name: getattr(self, name)[rows] for name in _ROW_FIELDS}, release=self.release)
 
     def with_release(self, release: Release | None) -> Index:
@@ -128,8 +128,8 @@ class Index:
         states = {"positive": schema.Code.POSITIVE, "uncertain": schema.Code.UNCERTAIN, "negative": schema.Code.NEGATIVE, "blank": schema.Code.BLANK}
         return {
             "images": len(self),
-            "studies": int(len(np.unique(self.study_ids()))),
-            "patients": int(len(np.unique(self.split.astype(np.int64) * 1_000_000 + self.patient))),
+            "studies": len(np.unique(self.study_ids())),
+            "patients": len(np.unique(self.split.astype(np.int64) * 1_000_000 + self.patient)),
             "frontal": int(self.frontal.sum()),
             "lateral": int((~self.frontal).sum()),
             "projection": dict(zip(schema.PROJECTIONS, np.bincount(self.projection, minlength=len(schema.PROJECTIONS)).tolist())),
@@ -174,7 +174,7 @@ def observation_position(name: str) -> int:
     try:
         return schema.OBSERVATIONS.index(name)
     except ValueError:
-        raise ValueError(f"unknown observation {name!r}; valid: {', '.join(schema.OBSERVATIONS)}") from None
+        raise InvalidArgumentError(f"unknown observation {name!r}; valid: {', '.join(schema.OBSERVATIONS)}") from None
 
 
 def concat(indexes: Sequence[Index]) -> Index:
@@ -183,7 +183,7 @@ def concat(indexes: Sequence[Index]) -> Index:
     >>> both = concat([train, valid])  # doctest: +SKIP
     """
     if not indexes:
-        raise ValueError("concat needs at least one Index")
+        raise InvalidArgumentError("concat needs at least one Index")
     release = indexes[0].release
     return Index(
         **{name: np.concatenate([getattr(ix, name) for ix in indexes]) for name in _ROW_FIELDS},

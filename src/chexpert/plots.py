@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from chexpert import schema
+from chexpert.errors import InvalidArgumentError
 from chexpert.evaluate import metrics
 
 if TYPE_CHECKING:
@@ -186,7 +187,7 @@ def roc_figure(evaluation: Evaluation, observation: str) -> Figure:
     >>> roc_figure(result, "Edema").savefig("edema.png")  # doctest: +SKIP
     """
     if observation not in evaluation.data.observations:
-        raise ValueError(f"{observation!r} was not scored; scored: {', '.join(evaluation.data.observations)}")
+        raise InvalidArgumentError(f"{observation!r} was not scored; scored: {', '.join(evaluation.data.observations)}")
     bands = _bands(evaluation, evaluation.data.observations.index(observation))
     row = evaluation.table.loc[observation]
     with _style() as Figure:
@@ -275,7 +276,7 @@ def save_plots(
     """
     unknown = [f for f in formats if f not in _FORMATS]
     if unknown:
-        raise ValueError(f"formats must be among {', '.join(_FORMATS)}; got {', '.join(unknown)}")
+        raise InvalidArgumentError(f"formats must be among {', '.join(_FORMATS)}; got {', '.join(unknown)}")
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []

@@ -34,7 +34,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from chexpert import schema
+from chexpert.errors import InvalidArgumentError
 from chexpert.index import Index, observation_position
+from chexpert.validation import check_choice
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -90,7 +92,7 @@ class Policy:
     >>> Policy(uncertain="sometimes")
     Traceback (most recent call last):
     ...
-    ValueError: unknown uncertainty policy 'sometimes'; valid: ignore, zeros, ones, multiclass, smooth-ones, smooth-zeros, self-trained
+    chexpert.errors.InvalidArgumentError: unknown uncertainty policy 'sometimes'; valid: ignore, zeros, ones, multiclass, smooth-ones, smooth-zeros, self-trained
     """
 
     uncertain: str = "ignore"
@@ -103,27 +105,27 @@ class Policy:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _check_name("uncertainty policy", self.uncertain, UNCERTAINTY_POLICIES)
+        check_choice("uncertain", self.uncertain, UNCERTAINTY_POLICIES, what="uncertainty policy")
         pairs = self.per_observation.items() if isinstance(self.per_observation, Mapping) else self.per_observation
         pairs = tuple((str(o), str(p)) for o, p in pairs)
         for observation, name in pairs:
             observation_position(observation)
-            _check_name(f"uncertainty policy for {observation!r}", name, UNCERTAINTY_POLICIES)
+            check_choice("per_observation", name, UNCERTAINTY_POLICIES, what=f"uncertainty policy for {observation!r}")
         if len({o for o, _ in pairs}) != len(pairs):
-            raise ValueError(f"per_observation names an observation twice: {pairs}")
+            raise InvalidArgumentError(f"per_observation names an observation twice: {pairs}")
         object.__setattr__(self, "per_observation", tuple(sorted(pairs, key=lambda p: observation_position(p[0]))))
-        _check_name("blank policy", self.blank, BLANK_POLICIES)
-        _check_name("No Finding mode", self.no_finding, NO_FINDING_MODES)
+        check_choice("blank", self.blank, BLANK_POLICIES, what="blank policy")
+        check_choice("no_finding", self.no_finding, NO_FINDING_MODES, what="No Finding mode")
         if self.observations is not None:
             observations = (self.observations,) if isinstance(self.observations, str) else tuple(self.observations)
             if not observations:
-                raise ValueError("observations is empty; give at least one of: " + ", ".join(schema.OBSERVATIONS))
+                raise InvalidArgumentError("observations is empty; give at least one of: " + ", ".join(schema.OBSERVATIONS))
             for observation in observations:
                 observation_position(observation)
             if len(set(observations)) != len(observations):
-                raise ValueError(f"observations lists a name twice: {observations}")
+                raise InvalidArgumentError(f"observations lists a name twice: {observations}")
             if self.no_finding == "drop" and "No Finding" in observations:
-                raise ValueError("no_finding='drop' but observations lists 'No Finding'; remove one of the two")
+                raise InvalidArgumentError("no_finding='drop' but observations lists 'No Finding'; remove one of the two")
             object.__setattr__(self, "observations", observations)
         for name in ("smooth_ones", "smooth_zeros"):
             value = getattr(self, name)
@@ -132,10 +134,10 @@ class Policy:
             except (TypeError, ValueError):
                 lo, hi = 1.0, 0.0  # reported below
             if not 0.0 <= lo <= hi <= 1.0:
-                raise ValueError(f"{name} must be (lo, hi) with 0 <= lo <= hi <= 1, got {value!r}")
+                raise InvalidArgumentError(f"{name} must be (lo, hi) with 0 <= lo <= hi <= 1, got {value!r}")
             object.__setattr__(self, name, (lo, hi))
         if isinstance(self.seed, bool) or not isinstance(self.seed, int | np.integer) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+            raise InvalidArgumentError(f"seed must be a non-negative integer, got {self.seed!r}")
 
     @property
     def target_observations(self) -> tuple[str, ...]:
@@ -266,16 +268,16 @@ def u_smooth_zeros(codes: np.ndarray, observations: tuple[str, ...], ctx: _Conte
 def u_self_trained(codes: np.ndarray, observations: tuple[str, ...], ctx: _Context) -> _Part:
     """U-SelfTrained: uncertain -> the soft label given for that image (CSV Path) and observation."""
     if ctx.soft_labels is None:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"the policy uses U-SelfTrained for {', '.join(observations)}, which needs soft_labels=: a table "
             "keyed by CSV Path with a column per observation (e.g. the predictions of a U-Ignore model "
             "on the training images); none was given"
         )
     if ctx.paths is None:
-        raise ValueError("U-SelfTrained looks soft labels up by CSV Path: pass paths= or an Index instead of bare labels")
+        raise InvalidArgumentError("U-SelfTrained looks soft labels up by CSV Path: pass paths= or an Index instead of bare labels")
     missing = [o for o in observations if o not in ctx.soft_labels.columns]
     if missing:
-        raise ValueError(f"soft_labels has no column for {', '.join(map(repr, missing))}; it has: {', '.join(map(str, ctx.soft_labels.columns))}")
+        raise InvalidArgumentError(f"soft_labels has no column for {', '.join(map(repr, missing))}; it has: {', '.join(map(str, ctx.soft_labels.columns))}")
     uncertain = _uncertain(codes)
     targets = _positive(codes)
     rows = np.flatnonzero(uncertain.any(axis=1))
@@ -283,7 +285,7 @@ def u_self_trained(codes: np.ndarray, observations: tuple[str, ...], ctx: _Conte
         where = ctx.soft_labels.index.get_indexer(ctx.paths[rows])
         if (where < 0).any():
             lost = rows[where < 0]
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"soft_labels has no row for Path {(ctx.paths[lost[0]])!r}"
                 + (f" (and {len(lost) - 1} more uncertain images)" if len(lost) > 1 else "")
             )
@@ -292,7 +294,7 @@ def u_self_trained(codes: np.ndarray, observations: tuple[str, ...], ctx: _Conte
         bad = needed & ~((table >= 0.0) & (table <= 1.0))  # also catches NaN
         if bad.any():
             r, c = np.argwhere(bad)[0]
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"soft label for Path {(ctx.paths[rows[r]])!r}, {observations[c]!r} is {table[r, c]!r}; "
                 "soft labels must be in [0, 1]"
             )
@@ -310,12 +312,6 @@ UNCERTAINTY_POLICIES: dict[str, Callable[[np.ndarray, tuple[str, ...], _Context]
     "smooth-zeros": u_smooth_zeros,
     "self-trained": u_self_trained,
 }
-
-def _check_name(what: str, value: Any, valid: Iterable[str]) -> None:
-    valid = tuple(valid)
-    if value not in valid:
-        raise ValueError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
-
 
 _COMPETITION_ORDER_LIBAUC = ("Cardiomegaly", "Edema", "Consolidation", "Atelectasis", "Pleural Effusion")
 
@@ -368,7 +364,7 @@ def get_policy(policy: str | Policy) -> Policy:
     if isinstance(policy, Policy):
         return policy
     if not isinstance(policy, str) or policy not in PRESETS:
-        raise ValueError(f"unknown policy preset {policy!r}; valid: {', '.join(PRESETS)} (or a Policy)")
+        raise InvalidArgumentError(f"unknown policy preset {policy!r}; valid: {', '.join(PRESETS)} (or a Policy)")
     return PRESETS[policy]
 
 
@@ -401,7 +397,7 @@ def apply(
     if paths is not None:
         paths = np.asarray(paths, dtype=_STR)
         if paths.shape != (n,):
-            raise ValueError(f"paths has shape {paths.shape}; expected ({n},), one per row of labels")
+            raise InvalidArgumentError(f"paths has shape {paths.shape}; expected ({n},), one per row of labels")
     ctx = _Context(policy, n, paths, _soft_table(soft_labels))
 
     wanted = [observation_position(o) for o in policy.target_observations]
@@ -457,13 +453,13 @@ def apply(
 def _check_labels(labels: Any) -> np.ndarray:
     codes = np.asarray(labels)
     if codes.ndim != 2 or codes.shape[1] != len(schema.OBSERVATIONS):
-        raise ValueError(f"labels must be (N, {len(schema.OBSERVATIONS)}) raw codes in schema.OBSERVATIONS order, got shape {codes.shape}")
+        raise InvalidArgumentError(f"labels must be (N, {len(schema.OBSERVATIONS)}) raw codes in schema.OBSERVATIONS order, got shape {codes.shape}")
     if codes.dtype.kind not in "iu":
-        raise ValueError(f"labels must hold integer schema.Code values, got dtype {codes.dtype}")
+        raise InvalidArgumentError(f"labels must hold integer schema.Code values, got dtype {codes.dtype}")
     bad = (codes < min(schema.Code)) | (codes > max(schema.Code))  # the codes are contiguous
     if bad.any():
         r, c = np.argwhere(bad)[0]
-        raise ValueError(
+        raise InvalidArgumentError(
             f"labels[{r}, {c}] ({schema.OBSERVATIONS[c]}) is {codes[r, c]}; valid codes: "
             + ", ".join(f"{int(code)} ({code.name.lower()})" for code in schema.Code)
         )
@@ -501,9 +497,9 @@ def _soft_table(soft_labels: pd.DataFrame | Mapping[str, Mapping[str, float]] | 
     elif isinstance(soft_labels, Mapping):
         table = pd.DataFrame.from_dict(dict(soft_labels), orient="index")
     else:
-        raise ValueError(f"soft_labels must be a pandas DataFrame or a mapping Path -> {{observation: value}}, got {type(soft_labels).__name__}")
+        raise InvalidArgumentError(f"soft_labels must be a pandas DataFrame or a mapping Path -> {{observation: value}}, got {type(soft_labels).__name__}")
     table = table.set_axis(pd.Index(_strip_prefixes(np.asarray(table.index.astype(str), dtype=_STR)), dtype=object), axis=0)
     if table.index.has_duplicates:
         first = table.index[table.index.duplicated()][0]
-        raise ValueError(f"soft_labels lists Path {first!r} twice (release prefixes are ignored)")
+        raise InvalidArgumentError(f"soft_labels lists Path {first!r} twice (release prefixes are ignored)")
     return table

@@ -14,10 +14,10 @@ import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from chexpert import schema
-from chexpert.errors import ChexpertError, Problem, ReleaseNotFoundError
+from chexpert.errors import ChexpertError, InvalidArgumentError, Problem, ReleaseNotFoundError, option
 
 if TYPE_CHECKING:
     from chexpert.index import Index
@@ -157,7 +157,7 @@ class Release:
             base = source.prefix + ("" if source.split else f"{split}/") + folder
             for rest in _list_under(source, base):
                 present.add(f"{split}/{folder}{rest}")
-        problems = list(self._cache.get("conflicts", []))  # type: ignore[arg-type]
+        problems = list(cast(list[Problem], self._cache.get("conflicts", [])))
         return present, problems
 
     # -- internals -------------------------------------------------------------------------
@@ -175,7 +175,7 @@ class Release:
         normal = path.replace("\\", "/")
         match = schema.PATH_PATTERN.match(normal)
         if match is None:
-            raise ValueError(f"not a CheXpert image path: {path!r}")
+            raise InvalidArgumentError(f"not a CheXpert image path: {path!r}")
         split, patient = match["split"], int(match["patient"])
         rest = normal[match.start("patient") - len("patient") :]
         if len(self.sources) == 1 and self.sources[0].split is None:
@@ -198,7 +198,7 @@ class Release:
         )
 
     def _patient_sources(self) -> dict[tuple[str, int], _Source]:
-        found = self._cache.get("patients")
+        found = cast("dict[tuple[str, int], _Source] | None", self._cache.get("patients"))
         if found is None:
             found, conflicts = {}, []
             for source in self.sources:
@@ -224,7 +224,7 @@ def open_release(root: str | os.PathLike[str], *, kind: str | None = None) -> Re
     >>> release = chexpert.open("/data/chexpert")  # doctest: +SKIP
     """
     if kind is not None and kind not in schema.RELEASE_KINDS:
-        raise ValueError(f"kind must be one of {', '.join(schema.RELEASE_KINDS)}, not {kind!r}")
+        raise InvalidArgumentError(f"kind must be one of {', '.join(schema.RELEASE_KINDS)}, not {kind!r}")
     root = Path(root).expanduser().absolute()
     if not root.exists():
         raise ReleaseNotFoundError(f"{root} does not exist. {DOWNLOAD_HELP}")
@@ -239,10 +239,10 @@ def open_release(root: str | os.PathLike[str], *, kind: str | None = None) -> Re
 
     csvs = [c for tree in trees for c in tree[0]]
     sources = [s for tree in trees for s in tree[1]]
-    kinds = sorted({x.kind for x in [*csvs, *sources] if x.kind})
+    kinds = sorted({c.kind for c in csvs if c.kind} | {s.kind for s in sources if s.kind})
     if kind is None:
         if len(kinds) > 1:
-            raise ChexpertError(f"{root} holds both the small and the full release; choose one with kind='small' or kind='full'")
+            raise ChexpertError(f"{root} holds both the small and the full release; choose one with {option('kind', 'small')} or {option('kind', 'full')}")
         kind = kinds[0] if kinds else _kind_from_csv(csvs)
     csvs = [c for c in csvs if c.kind in (kind, None)]
     sources = [s for s in sources if s.kind in (kind, None)]
@@ -452,8 +452,7 @@ def _list_under(source: _Source, base: str) -> Iterable[str]:
             else:
                 yield study.name
         return
-    for name in _zip_files(source.archive).get(base, ()):
-        yield name
+    yield from _zip_files(source.archive).get(base, ())
 
 
 def _zip_files(path: Path) -> dict[str, list[str]]:
@@ -467,6 +466,6 @@ def _zip_files(path: Path) -> dict[str, list[str]]:
                 continue
             match = re.search(r"(?:^|/)patient\d{5}/", name)
             if match:
-                cached.setdefault(name[: match.end()], []).append(name[match.end() :])  # type: ignore[attr-defined]
+                cached.setdefault(name[: match.end()], []).append(name[match.end() :])  # type: ignore[arg-type, attr-defined]
         _ZIP_CACHE[key] = cached  # type: ignore[assignment]
     return cached  # type: ignore[return-value]

@@ -21,18 +21,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from chexpert.errors import InvalidArgumentError
+from chexpert.validation import check_int
+
 __all__ = ["EpochSampler", "EpochPasses", "check_epoch", "shard_of"]
 
 
 def check_epoch(epoch: object) -> int:
-    """``epoch`` as an int, or a ValueError if it is not a non-negative integer.
+    """``epoch`` as an int, or an InvalidArgumentError if it is not a non-negative integer.
 
     >>> check_epoch(3)
     3
     """
-    if isinstance(epoch, bool) or not isinstance(epoch, int | np.integer) or epoch < 0:
-        raise ValueError(f"epoch must be a non-negative integer, not {epoch!r}")
-    return int(epoch)
+    return check_int("epoch", epoch, low=0)
 
 
 def shard_of(
@@ -45,10 +46,10 @@ def shard_of(
     """
     if given is not None:
         if rank is not None or world_size is not None:
-            raise ValueError(f"give rank and world_size, or {given_by}, not both")
+            raise InvalidArgumentError(f"give rank and world_size, or {given_by}, not both")
         return given
     if (rank is None) != (world_size is None):
-        raise ValueError("give both rank and world_size, or neither")
+        raise InvalidArgumentError("give both rank and world_size, or neither")
     return (0, 1) if rank is None or world_size is None else (int(rank), int(world_size))
 
 
@@ -75,12 +76,6 @@ class EpochPasses:
     def __len__(self) -> int:
         """Batches per pass."""
         return len(self.sampler)
-
-
-def _check_int(name: str, value: object, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, not {value!r}")
-    return int(value)
 
 
 @dataclass(frozen=True)
@@ -111,22 +106,22 @@ class EpochSampler:
 
     def __post_init__(self) -> None:
         if isinstance(self.rows, int | np.integer) and not isinstance(self.rows, bool):
-            rows = np.arange(_check_int("rows", self.rows, 0), dtype=np.int64)
+            rows = np.arange(check_int("rows", self.rows, low=0), dtype=np.int64)
         else:
             rows = np.asarray(self.rows)
             if rows.ndim != 1 or (rows.size and rows.dtype.kind not in "iu"):
-                raise ValueError(f"rows must be a count or a 1-D array of integer row numbers, got {rows.dtype} of shape {rows.shape}")
+                raise InvalidArgumentError(f"rows must be a count or a 1-D array of integer row numbers, got {rows.dtype} of shape {rows.shape}")
             rows = rows.astype(np.int64)
             rows.setflags(write=False)
         object.__setattr__(self, "rows", rows)
-        _check_int("batch_size", self.batch_size, 1)
-        _check_int("seed", self.seed, 0)
-        _check_int("world_size", self.world_size, 1)
-        rank = _check_int("rank", self.rank, 0)
+        check_int("batch_size", self.batch_size, low=1)
+        check_int("seed", self.seed, low=0)
+        check_int("world_size", self.world_size, low=1)
+        rank = check_int("rank", self.rank, low=0)
         if rank >= self.world_size:
-            raise ValueError(f"rank must be in 0..{self.world_size - 1} for world_size {self.world_size}, not {rank}")
+            raise InvalidArgumentError(f"rank must be in 0..{self.world_size - 1} for world_size {self.world_size}, not {rank}")
         if self.drop_last and self.rows_per_rank == 0:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"{len(rows)} rows cannot give each of {self.world_size} ranks a full batch of {self.batch_size} with drop_last=True"
             )
 
@@ -141,11 +136,11 @@ class EpochSampler:
 
     def __len__(self) -> int:
         """Batches per epoch, the same on every rank."""
-        return -(-self.rows_per_rank // self.batch_size)
+        return int(-(-self.rows_per_rank // self.batch_size))
 
     def epoch_order(self, epoch: int) -> np.ndarray:
         """Every row of the epoch in order, before sharding (padded or cut to a multiple of world_size)."""
-        _check_int("epoch", epoch, 0)
+        check_int("epoch", epoch, low=0)
         rows: np.ndarray = self.rows  # type: ignore[assignment]
         order = rows[np.random.default_rng([self.seed, epoch]).permutation(len(rows))] if self.shuffle else rows
         total = -(-len(rows) // self.world_size) * self.world_size if not self.drop_last else len(rows) // self.world_size * self.world_size
@@ -166,7 +161,7 @@ class EpochSampler:
         >>> next(EpochSampler(8, batch_size=3, shuffle=False).batches(0, start=1)).tolist()
         [3, 4, 5]
         """
-        _check_int("start", start, 0)
+        check_int("start", start, low=0)
         order = self.order(epoch)
         for first in range(start * self.batch_size, len(order), self.batch_size):
             batch = order[first : first + self.batch_size]

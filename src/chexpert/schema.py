@@ -9,6 +9,8 @@ import enum
 import re
 from typing import Final
 
+from chexpert.errors import InvalidArgumentError
+
 __all__ = [
     "OBSERVATIONS",
     "COMPETITION_TASKS",
@@ -131,4 +133,4 @@ def study_key(path: str) -> str:
     for i, part in enumerate(parts):
         if part.startswith("study"):
             return "/".join(parts[: i + 1])
-    raise ValueError(f"not a CheXpert study path: {path!r}")
+    raise InvalidArgumentError(f"not a CheXpert study path: {path!r}")

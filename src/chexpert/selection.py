@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from chexpert import schema
+from chexpert.errors import InvalidArgumentError
 from chexpert.index import Index, observation_position
 
 __all__ = ["select", "split_patients", "kfold", "DEFAULT_FRACTIONS"]
@@ -68,11 +69,11 @@ def select(
         keep &= (index.age >= lo) & (index.age <= hi) & (index.age != 0)
     if age_known is not None:
         if not isinstance(age_known, bool | np.bool_):
-            raise ValueError(f"age_known must be True, False or None, got {age_known!r}")
+            raise InvalidArgumentError(f"age_known must be True, False or None, got {age_known!r}")
         keep &= (index.age != 0) == age_known
     if labels is not None:
         if not isinstance(labels, Mapping):
-            raise ValueError(f"labels must map observation -> allowed codes, got {type(labels).__name__}")
+            raise InvalidArgumentError(f"labels must map observation -> allowed codes, got {type(labels).__name__}")
         for observation, allowed in labels.items():
             keep &= np.isin(index.labels[:, observation_position(observation)], _codes(observation, allowed))
     if patients is not None:
@@ -101,9 +102,9 @@ def split_patients(
     names = [str(name) for name, _ in pairs]
     weights = np.array([_fraction(name, f) for name, f in pairs], dtype=np.float64)
     if not pairs or len(set(names)) != len(names):
-        raise ValueError(f"fractions must name each part once, got {names}")
+        raise InvalidArgumentError(f"fractions must name each part once, got {names}")
     if abs(weights.sum() - 1.0) > 1e-6:
-        raise ValueError(f"fractions must sum to 1, got {weights.sum():g} ({dict(zip(names, weights.tolist()))})")
+        raise InvalidArgumentError(f"fractions must sum to 1, got {weights.sum():g} ({dict(zip(names, weights.tolist()))})")
     part = _assign(index, weights, seed, stratify)
     return {name: index.take(part == p) for p, name in enumerate(names)}
 
@@ -122,10 +123,10 @@ def kfold(
     >>> for train, held_out in kfold(index, 5, seed=0): ...  # doctest: +SKIP
     """
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 2:
-        raise ValueError(f"k must be an integer >= 2, got {k!r}")
+        raise InvalidArgumentError(f"k must be an integer >= 2, got {k!r}")
     patients = len(np.unique(index.patient))
     if k > patients:
-        raise ValueError(f"k={k} folds need at least {k} patients; the index has {patients}")
+        raise InvalidArgumentError(f"k={k} folds need at least {k} patients; the index has {patients}")
     fold = _assign(index, np.full(k, 1.0 / k), seed, stratify)
     return [(index.take(fold != f), index.take(fold == f)) for f in range(k)]
 
@@ -133,7 +134,7 @@ def kfold(
 def _assign(index: Index, weights: np.ndarray, seed: int, stratify: Sequence[str] | None) -> np.ndarray:
     """Part number per row, the same for all rows of a patient (see the module docstring)."""
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        raise InvalidArgumentError(f"seed must be a non-negative integer, got {seed!r}")
     patients, row_patient = np.unique(index.patient, return_inverse=True)
     n = len(patients)
     stratum = np.zeros(n, dtype=np.int64)
@@ -177,9 +178,9 @@ def _fraction(name: str, value: Any) -> float:
     try:
         fraction = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"fraction of part {name!r} must be a number, got {value!r}") from None
+        raise InvalidArgumentError(f"fraction of part {name!r} must be a number, got {value!r}") from None
     if not 0.0 < fraction <= 1.0:
-        raise ValueError(f"fraction of part {name!r} must be in (0, 1], got {value!r}")
+        raise InvalidArgumentError(f"fraction of part {name!r} must be in (0, 1], got {value!r}")
     return fraction
 
 
@@ -193,7 +194,7 @@ def _positions(what: str, values: str | Iterable[str], vocabulary: Sequence[str]
     values = _as_tuple(values)
     for value in values:
         if value not in vocabulary:
-            raise ValueError(f"unknown {what} {value!r}; valid: {', '.join(vocabulary)}")
+            raise InvalidArgumentError(f"unknown {what} {value!r}; valid: {', '.join(vocabulary)}")
     return np.array([vocabulary.index(v) for v in values], dtype=np.int8)
 
 
@@ -209,7 +210,7 @@ def _codes(observation: str, allowed: int | str | Iterable[int | str]) -> np.nda
             codes.append(int(value))
         else:
             valid = ", ".join(f"{name} ({int(code)})" for name, code in _CODE_NAMES.items())
-            raise ValueError(f"unknown label code {value!r} for {observation!r}; valid: {valid}")
+            raise InvalidArgumentError(f"unknown label code {value!r} for {observation!r}; valid: {valid}")
     return np.array(codes, dtype=np.int8)
 
 
@@ -218,9 +219,9 @@ def _age_range(age: Any) -> tuple[int, int]:
         lo, hi = age
         lo, hi = int(lo), int(hi)
     except (TypeError, ValueError):
-        raise ValueError(f"age must be an inclusive (lo, hi) pair of whole years, got {age!r}") from None
+        raise InvalidArgumentError(f"age must be an inclusive (lo, hi) pair of whole years, got {age!r}") from None
     if lo > hi:
-        raise ValueError(f"age range ({lo}, {hi}) is empty: lo must be <= hi")
+        raise InvalidArgumentError(f"age range ({lo}, {hi}) is empty: lo must be <= hi")
     return lo, hi
 
 
@@ -230,5 +231,5 @@ def _patient_numbers(patients: int | Iterable[int]) -> np.ndarray:
     values = _as_tuple(patients)
     for value in values:
         if isinstance(value, bool) or not isinstance(value, int | np.integer):
-            raise ValueError(f"patients must be patient numbers (patient00001 -> 1), got {value!r}")
+            raise InvalidArgumentError(f"patients must be patient numbers (patient00001 -> 1), got {value!r}")
     return np.array(values, dtype=np.int64)

@@ -45,9 +45,10 @@ except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
 from chexpert import __version__, schema
-from chexpert.errors import ImageDecodeError, ReleaseNotFoundError, StaleStoreError, StoreError
+from chexpert.errors import ImageDecodeError, InvalidArgumentError, ReleaseNotFoundError, StaleStoreError, StoreError
 from chexpert.imaging import RESIZE_MODES, decode_resized
 from chexpert.index import _ROW_FIELDS, Index
+from chexpert.parallel import quiet_worker
 from chexpert.release import Release, open_release
 
 __all__ = [
@@ -162,15 +163,15 @@ def prepare(
     (234, (224, 224))
     """
     if resize not in RESIZE_MODES:
-        raise ValueError(f"resize must be one of {', '.join(RESIZE_MODES)}, not {resize!r}")
+        raise InvalidArgumentError(f"resize must be one of {', '.join(RESIZE_MODES)}, not {resize!r}")
     if on_error not in ON_ERROR:
-        raise ValueError(f"on_error must be one of {', '.join(ON_ERROR)}, not {on_error!r}")
+        raise InvalidArgumentError(f"on_error must be one of {', '.join(ON_ERROR)}, not {on_error!r}")
     if isinstance(size, bool) or not isinstance(size, int | np.integer) or not 8 <= size <= 4096:
-        raise ValueError(f"size must be an integer from 8 to 4096, not {size!r}")
+        raise InvalidArgumentError(f"size must be an integer from 8 to 4096, not {size!r}")
     if isinstance(workers, bool) or not isinstance(workers, int | np.integer) or workers < 1:
-        raise ValueError(f"workers must be a positive integer, not {workers!r}")
+        raise InvalidArgumentError(f"workers must be a positive integer, not {workers!r}")
     if mp_context not in (None, *multiprocessing.get_all_start_methods()):
-        raise ValueError(f"mp_context must be one of {', '.join(multiprocessing.get_all_start_methods())} or None, not {mp_context!r}")
+        raise InvalidArgumentError(f"mp_context must be one of {', '.join(multiprocessing.get_all_start_methods())} or None, not {mp_context!r}")
     release = source if isinstance(source, Release) else open_release(source)
     index = _select(release, splits, index)
     size = int(size)
@@ -280,17 +281,17 @@ def source_fingerprint(release: Release, index: Index) -> dict[str, Any]:
 
 def _select(release: Release, splits: str | Sequence[str] | None, index: Index | None) -> Index:
     if index is not None and splits is not None:
-        raise ValueError("give splits or index, not both (select the splits in the index)")
+        raise InvalidArgumentError("give splits or index, not both (select the splits in the index)")
     if index is None:
         if isinstance(splits, str):
             splits = (splits,)
         if splits is not None:
             for split in splits:
                 if split not in release.splits:
-                    raise ValueError(f"split {split!r} is not in this release; valid: {', '.join(release.splits)}")
+                    raise InvalidArgumentError(f"split {split!r} is not in this release; valid: {', '.join(release.splits)}")
         index = release.index(splits)
     if len(index) == 0:
-        raise ValueError("the selection is empty: nothing to prepare")
+        raise InvalidArgumentError("the selection is empty: nothing to prepare")
     return index
 
 
@@ -574,7 +575,8 @@ def _decode_range(rows: tuple[int, int]) -> tuple[int, int, list[tuple[int, str]
             if job.on_error == "raise":
                 # Stop at once; rows already journaled are kept for the resumed run.
                 return start, start, failed
-    _write_at(job.fd, memoryview(pixels).cast("B"), job.offset + start * job.size * job.size)
+    _write_at(job.fd, memoryview(pixels).cast("B"),  # type: ignore[arg-type]  # ndarray is a Buffer
+              job.offset + start * job.size * job.size)
     return start, stop, failed
 
 
@@ -609,7 +611,7 @@ def _run(
         results: Iterator[tuple[int, int, list[tuple[int, str]]]] = map(_decode_range, todo)
     else:
         context = multiprocessing.get_context(mp_context)
-        pool = context.Pool(min(workers, len(todo)), initializer=_init_worker, initargs=(job,))
+        pool = context.Pool(min(workers, len(todo)), initializer=quiet_worker, initargs=(_init_worker, job))
         results = pool.imap_unordered(_decode_range, todo)
     # After the pool: forking a process that runs the journal's thread is best avoided.
     journal = _Journal(out / _JOURNAL, out / IMAGES)
@@ -672,7 +674,7 @@ class _Journal:
                     if self._closed and not self._lines:
                         return
                     self._wake.wait_for(lambda: self._closed, timeout=_SYNC_SECONDS)
-        except BaseException as exc:  # handed to the main thread by add() and close()
+        except BaseException as exc:  # noqa: BLE001  (handed to the main thread by add() and close())
             self._error = exc
 
     def close(self) -> None:

@@ -31,6 +31,9 @@ import simplejpeg
 from PIL import Image
 
 from chexpert import schema
+from chexpert.errors import InvalidArgumentError
+from chexpert.parallel import quiet_worker
+from chexpert.validation import check_choice, check_int
 
 __all__ = [
     "LAYOUTS",
@@ -55,7 +58,7 @@ AIMI_BATCHES: Final[tuple[str, ...]] = (
 )
 
 #: Columns of the test set's study-level ``groundtruth.csv``.
-GROUNDTRUTH_COLUMNS: Final[tuple[str, ...]] = ("Study",) + schema.OBSERVATIONS
+GROUNDTRUTH_COLUMNS: Final[tuple[str, ...]] = ("Study", *schema.OBSERVATIONS)
 
 JPEG_QUALITY: Final[int] = 95
 # Zip members get a fixed time stamp so that output is byte-identical from run to run.
@@ -256,10 +259,10 @@ def synth_rows(
     >>> rows[0]["Path"].startswith("CheXpert-v1.0-small/valid/patient64541/study1/view1_")
     True
     """
-    _check_choice("split", split, schema.SPLITS)
-    _check_choice("release", release, schema.RELEASE_KINDS)
+    check_choice("split", split, schema.SPLITS)
+    check_choice("release", release, schema.RELEASE_KINDS)
     first, last = schema.PATIENT_RANGES[split]
-    _check_count(f"{split} patients", patients, 0 if split != "train" else 1, last - first + 1)
+    check_int(f"{split} patients", patients, low=0 if split != "train" else 1, high=last - first + 1)
     prefix = schema.RELEASE_DIRS[release] + "/"
     rows: list[dict[str, str]] = []
     for patient in range(first, first + patients):
@@ -521,11 +524,11 @@ def _draw_frontal(c: _Canvas, a: _Anatomy, f: _Findings, ap: bool) -> tuple[np.n
     # Pneumothorax: the lung falls away from the chest wall, leaving air without markings.
     ptx = None
     if s["Pneumothorax"]:
-        side = f.pneumothorax_side
+        ptx_side = f.pneumothorax_side
         shrink = 0.72 + 0.14 * (1 - s["Pneumothorax"])
-        sl = c.box(-reach, 0, 0, 1) if side < 0 else c.box(0, reach, 0, 1)
+        sl = c.box(-reach, 0, 0, 1) if ptx_side < 0 else c.box(0, reach, 0, 1)
         gu, gv = c.grid(sl)
-        r2 = ((gu - side * (a.lung_u - a.lung_ru * (1 - shrink))) / (a.lung_ru * shrink)) ** 2 + (
+        r2 = ((gu - ptx_side * (a.lung_u - a.lung_ru * (1 - shrink))) / (a.lung_ru * shrink)) ** 2 + (
             (gv - a.lung_v - a.lung_rv * (1 - shrink)) / (a.lung_rv * shrink)) ** 2
         inner = np.clip((1.0 - r2) * 20, 0, 1)
         ptx = np.zeros_like(lung)
@@ -616,8 +619,7 @@ def _draw_findings(c: _Canvas, a: _Anatomy, f: _Findings, lung: np.ndarray, fron
             fluid *= gu * f.effusion_side > 0
         c.a[sl] += fluid * np.minimum(lung[sl] * 1.3, 1) * (75 * s["Pleural Effusion"])
     if s["Pleural Other"] and frontal:  # thickened pleura along the upper lateral chest wall
-        sd = f.pneumothorax_side
-        sl = c.box(0.3, 1, 0, a.lung_v + 0.1) if sd > 0 else c.box(-1, -0.3, 0, a.lung_v + 0.1)
+        sl = c.box(0.3, 1, 0, a.lung_v + 0.1) if f.pneumothorax_side > 0 else c.box(-1, -0.3, 0, a.lung_v + 0.1)
         c.a[sl] += np.clip(1 - np.abs(lung[sl] - 0.35) * 3, 0, 1) * (60 * s["Pleural Other"])
     if s["Support Devices"]:  # an endotracheal tube, a central line and ECG leads
         val = 200 + 100 * s["Support Devices"]  # metal: white even on a dark film
@@ -645,7 +647,7 @@ def _image_size(rng: np.random.Generator, release: str) -> tuple[int, int]:
 def _parse_path(path: str) -> tuple[int, int, int, int]:
     m = schema.PATH_PATTERN.match(path)
     if m is None:
-        raise ValueError(f"not a CheXpert image path: {path!r}")
+        raise InvalidArgumentError(f"not a CheXpert image path: {path!r}")
     return (schema.SPLITS.index(m["split"]), int(m["patient"]), int(m["study"]), int(m["view"]))
 
 
@@ -659,7 +661,7 @@ def render_pixels(row: Mapping[str, str], *, seed: int = 0, release: str = "smal
     >>> min(render_pixels(row).shape)
     320
     """
-    _check_choice("release", release, schema.RELEASE_KINDS)
+    check_choice("release", release, schema.RELEASE_KINDS)
     split, patient, study, view = _parse_path(row["Path"])
     codes = [schema.LABEL_SPELLINGS[row[name]] for name in schema.OBSERVATIONS]
     anatomy = _Anatomy.draw(_rng(seed, _TAG_ANATOMY, split, patient))
@@ -713,16 +715,6 @@ def render_jpeg(row: Mapping[str, str], *, seed: int = 0, release: str = "small"
 # ---------------------------------------------------------------------------------------------
 
 
-def _check_choice(name: str, value: str, valid: Sequence[str]) -> None:
-    if value not in valid:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, valid))}; got {value!r}")
-
-
-def _check_count(name: str, value: int, low: int, high: int) -> None:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or not low <= value <= high:
-        raise ValueError(f"{name} must be an integer from {low} to {high}; got {value!r}")
-
-
 def _render_one(args: tuple[dict[str, str], int, str]) -> bytes:
     row, seed, release = args
     return render_jpeg(row, seed=seed, release=release)
@@ -742,7 +734,7 @@ def _run(
 ) -> Iterator[_R]:
     """``fn`` over ``jobs``, results in job order whatever the number of workers."""
     total = len(jobs)
-    pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 and total > 1 else None
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=quiet_worker) if workers > 1 and total > 1 else None
     results = map(fn, jobs) if pool is None else pool.map(fn, jobs, chunksize=max(1, min(32, total // (8 * workers))))
     try:
         for done, result in enumerate(results, start=1):
@@ -844,17 +836,17 @@ def synthesize(
     >>> root.name                                            # doctest: +SKIP
     'CheXpert-v1.0-small'
     """
-    _check_choice("release", release, schema.RELEASE_KINDS)
-    _check_choice("layout", layout, LAYOUTS)
+    check_choice("release", release, schema.RELEASE_KINDS)
+    check_choice("layout", layout, LAYOUTS)
     if layout == "aimi" and release != "full":
-        raise ValueError("layout 'aimi' is how the full release is downloaded; use release='full'")
+        raise InvalidArgumentError("layout 'aimi' is how the full release is downloaded; use release='full'")
     if valid_patients is None:
         valid_patients = min(max(2, patients // 50), 200)
     for name, value, split in (("patients", patients, "train"), ("valid_patients", valid_patients, "valid"),
                                ("test_patients", test_patients, "test")):
         first, last = schema.PATIENT_RANGES[split]
-        _check_count(name, value, 1 if split == "train" else 0, last - first + 1)
-    _check_count("workers", workers, 1, 1024)
+        check_int(name, value, low=1 if split == "train" else 0, high=last - first + 1)
+    check_int("workers", workers, low=1, high=1024)
 
     out = pathlib.Path(out)
     top = schema.RELEASE_DIRS[release]

@@ -18,6 +18,7 @@ from typing import Any
 from chexpert import imaging, schema
 from chexpert.errors import ChexpertError, Problem
 from chexpert.index import check_csv
+from chexpert.parallel import quiet_worker
 from chexpert.release import Release, open_release
 
 __all__ = ["Report", "verify"]
@@ -114,7 +115,7 @@ def _decode_all(
             results: Iterable[tuple[list[Problem], int]] = map(_check_images, chunks)
         else:
             # The release (with its listing cache) travels once per worker, not once per chunk.
-            pool = stack.enter_context(ProcessPoolExecutor(workers, initializer=_use_release, initargs=(release,)))
+            pool = stack.enter_context(ProcessPoolExecutor(workers, initializer=quiet_worker, initargs=(_use_release, release)))
             results = pool.map(_check_images, chunks)
         for found, n in results:
             problems += found

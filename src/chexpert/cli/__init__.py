@@ -2,16 +2,22 @@
 
 Each command group lives in its own module exposing ``register(subparsers)``; the module adds a
 sub-parser whose ``func`` default takes the parsed arguments and returns an exit code.
+
+Exit codes: 0 success; 1 problems found or the run failed (a :class:`ChexpertError`, an
+unreadable or unwritable file), with one line on stderr; 2 usage errors only (argparse); 130 when
+interrupted by Ctrl-C and 143 by SIGTERM, with one line and no traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 from collections.abc import Sequence
+from types import FrameType
 
-from chexpert.errors import ChexpertError
+from chexpert.errors import ChexpertError, use_command_line_spelling
 
 # Module names under chexpert.cli, in the order their commands appear in --help.
 _COMMAND_MODULES: tuple[str, ...] = (
@@ -21,6 +27,12 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "export",  # export
     "evaluate",  # evaluate, compare
 )
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that cleanup runs as for Ctrl-C."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,18 +53,50 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise _Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``chexpert`` command.
+    """Entry point of the ``chexpert`` command; returns the exit code.
 
     >>> main(["cite"])  # doctest: +SKIP
     0
     """
     args = build_parser().parse_args(argv)
+    use_command_line_spelling()
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return int(args.func(args) or 0)
     except ChexpertError as exc:
-        print(f"chexpert {args.command}: {exc}", file=sys.stderr)
-        return 2
+        return _fail(args.command, str(exc))
+    except OSError as exc:
+        # Unreadable input, unwritable output, a full disk: the library names the file in the error.
+        return _fail(args.command, _os_message(exc))
+    except KeyboardInterrupt:
+        print(f"chexpert {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except _Terminated:
+        print(f"chexpert {args.command}: terminated", file=sys.stderr)
+        return 143
+    finally:
+        use_command_line_spelling(False)  # main() may be called in-process (tests, notebooks)
+        if previous is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _fail(command: str, message: str) -> int:
+    print(f"chexpert {command}: {message}", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def _os_message(exc: OSError) -> str:
+    reason = exc.strerror or exc.__class__.__name__
+    if exc.filename is not None:
+        return f"{exc.filename}: {reason}"
+    return str(exc) or reason
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,6 +9,7 @@ from typing import Any
 
 from chexpert import schema
 from chexpert.citation import BIBTEX, RESEARCH_USE_TERMS
+from chexpert.cli._common import positive_int
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -22,7 +23,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     verify.add_argument("root", help="release folder, zip, or the folder holding them")
     verify.add_argument("--kind", choices=schema.RELEASE_KINDS, help="which release, when ROOT holds both")
     verify.add_argument("--decode", action="store_true", help="also decode every image and check format, size and mode")
-    verify.add_argument("--workers", type=int, default=None, help="processes for --decode (default: all cores)")
+    verify.add_argument("--workers", type=positive_int, default=None, help="processes for --decode (default: all cores)")
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
     verify.set_defaults(func=_verify)
 
@@ -50,10 +51,11 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _print_info(result: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    from chexpert.cli._common import console as make_console
+
+    console = make_console()
     splits = result["splits"]
     names = list(splits)
     console.print(f"[bold]CheXpert {result['release']}[/bold] release ({result['layout']}) at {result['root']}")
@@ -108,10 +110,11 @@ def _verify(args: argparse.Namespace) -> int:
 def _print_report(report: Any) -> None:
     from collections import Counter
 
-    from rich.console import Console
     from rich.markup import escape
 
-    console = Console()
+    from chexpert.cli._common import console as make_console
+
+    console = make_console()
     checked = f"{report.images:,} images listed" + (f", {report.decoded:,} decoded" if report.decoded else "")
     if report.ok:
         console.print(f"[green]OK[/green] CheXpert {report.kind} at {report.root}: {checked}, no problems")

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from chexpert import schema
+from chexpert.cli._common import non_negative_int
 from chexpert.evaluate import AGGREGATES, SUBGROUPS
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--truth", required=True, metavar="CSV", help="valid.csv (per image) or a study-level file such as groundtruth.csv")
     parser.add_argument("--aggregate", choices=AGGREGATES, default="max", help="how image scores become a study score (default: max)")
-    parser.add_argument("--bootstrap", type=_resamples, default=2000, metavar="N", help="bootstrap resamples of studies; 0 for none (default: 2000)")
+    parser.add_argument("--bootstrap", type=non_negative_int, default=2000, metavar="N", help="bootstrap resamples of studies; 0 for none (default: 2000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resamples (default: 0)")
 
 
@@ -85,16 +86,6 @@ def _criteria(specs: list[tuple[str, float | None]]) -> dict[str, Any]:
         else:
             chosen[name].append(target)
     return chosen
-
-
-def _resamples(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = -1
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number >= 0")
-    return number
 
 
 def _quietly(run: Callable[[], Any]) -> Any:
@@ -136,7 +127,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             written = save_plots(result, args.plots)
         except ModuleNotFoundError as exc:
             print(f"chexpert evaluate: {exc}", file=sys.stderr)
-            return 2
+            return 1
         print(f"wrote {len(written)} plot files to {args.plots}", file=sys.stderr)
     if args.json:
         output = result.to_json()
@@ -162,10 +153,10 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _console() -> Any:
-    """A rich console; 120 columns wide when writing to a file or pipe rather than a terminal."""
-    from rich.console import Console
+    """The shared console (no wrapping when not on a terminal)."""
+    from chexpert.cli._common import console
 
-    return Console() if sys.stdout.isatty() else Console(width=120)
+    return console()
 
 
 def _f(value: float, digits: int = 3) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from chexpert.cli._common import positive_int
+
 #: What `--format` accepts.
 FORMATS: tuple[str, ...] = ("webdataset",)
 
@@ -21,7 +23,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     export.add_argument("store", help="a store made by `chexpert prepare`")
     export.add_argument("out", help="folder for the shards (new or empty)")
     export.add_argument("--format", choices=FORMATS, required=True, help="what to write")
-    export.add_argument("--shard-size", type=int, default=5000, help="samples per shard (default 5000)")
+    export.add_argument("--shard-size", type=positive_int, default=5000, help="samples per shard (default 5000)")
     export.add_argument("--policy", choices=tuple(PRESETS), help="also write targets and mask under this uncertainty policy")
     export.add_argument("--image-format", choices=("npy", "png"), default="npy", help="raw uint8 .npy (default) or lossless .png")
     export.add_argument("--seed", type=int, default=0, help="seed of the order samples are written in (default 0)")
@@ -32,16 +34,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from chexpert.cli._common import console
     from chexpert.frameworks.webdataset import MANIFEST, export_webdataset
     from chexpert.store import open_store
 
     store = open_store(args.store)
     with Progress(
         TextColumn("[bold]export"), BarColumn(), MofNCompleteColumn(), TextColumn("samples"), TimeElapsedColumn(),
-        console=Console(stderr=True), disable=args.quiet,
+        console=console(stderr=True), disable=args.quiet,
     ) as bar:
         task = bar.add_task("export", total=len(store))
         shards = export_webdataset(
@@ -49,5 +51,5 @@ def _export(args: argparse.Namespace) -> int:
             shuffle=not args.no_shuffle, seed=args.seed, overwrite=args.overwrite,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
-    Console().print(f"{args.out}: {len(shards)} shards, {len(store):,} samples; read them with the pattern in {MANIFEST}")
+    console().print(f"{args.out}: {len(shards)} shards, {len(store):,} samples; read them with the pattern in {MANIFEST}")
     return 0

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from chexpert import schema, synth
+from chexpert.cli._common import non_negative_int, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -20,14 +21,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("out", metavar="OUT", help="folder to write into (created if missing)")
     p.add_argument("--release", choices=schema.RELEASE_KINDS, default="small",
                    help="small (320-pixel JPEGs, ~45 KB) or full (2000-2900 pixels, ~1.9 MB); default small")
-    p.add_argument("--patients", type=int, default=100, help="training patients (default 100)")
+    p.add_argument("--patients", type=positive_int, default=100, help="training patients (default 100)")
     p.add_argument("--seed", type=int, default=0, help="random seed; same seed, same bytes (default 0)")
     p.add_argument("--layout", choices=synth.LAYOUTS, default="folder",
                    help="folder, one zip, or the Stanford AIMI batch zips (full only); default folder")
-    p.add_argument("--valid-patients", type=int, default=None,
+    p.add_argument("--valid-patients", type=non_negative_int, default=None,
                    help="validation patients (default max(2, patients // 50))")
-    p.add_argument("--test-patients", type=int, default=0, help="test-set patients (default 0: no test set)")
-    p.add_argument("--workers", type=int, default=1, help="processes drawing images (default 1)")
+    p.add_argument("--test-patients", type=non_negative_int, default=0, help="test-set patients (default 0: no test set)")
+    p.add_argument("--workers", type=positive_int, default=1, help="processes drawing images (default 1)")
     p.add_argument("--overwrite", action="store_true", help="replace a release already in OUT")
     p.set_defaults(func=run)
 
@@ -44,23 +45,19 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         overwrite=args.overwrite,
     )
-    try:
-        if sys.stdout.isatty():
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    if sys.stdout.isatty():
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            columns = (TextColumn("drawing images"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-            with Progress(*columns, transient=True) as bar:
-                task = bar.add_task("synth", total=None)
+        columns = (TextColumn("drawing images"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        with Progress(*columns, transient=True) as bar:
+            task = bar.add_task("synth", total=None)
 
-                def progress(done: int, total: int) -> None:
-                    if done == 1 or done == total or done % 16 == 0:
-                        bar.update(task, completed=done, total=total)
+            def progress(done: int, total: int) -> None:
+                if done == 1 or done == total or done % 16 == 0:
+                    bar.update(task, completed=done, total=total)
 
-                path = synth.synthesize(args.out, progress=progress, **kwargs)
-        else:
-            path = synth.synthesize(args.out, **kwargs)
-    except (ValueError, FileExistsError) as exc:
-        print(f"chexpert synth: {exc}", file=sys.stderr)
-        return 2
+            path = synth.synthesize(args.out, progress=progress, **kwargs)
+    else:
+        path = synth.synthesize(args.out, **kwargs)
     print(path)
     return 0

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from chexpert import schema
-from chexpert.errors import CSVFormatError
+from chexpert.errors import CSVFormatError, InvalidArgumentError
 from chexpert.evaluate import AGE_BANDS, AGGREGATES, SUBGROUPS
 from chexpert.index import Index
 from chexpert.index import read_csv as read_index_csv
@@ -193,7 +193,7 @@ def read_predictions(source: Source, *, aggregate: str = "max") -> StudyTable:
     (array(['valid/patient64541/study1'], dtype=object), ('No Finding', 'Cardiomegaly'))
     """
     if aggregate not in AGGREGATES:
-        raise ValueError(f"aggregate must be one of {', '.join(AGGREGATES)}; got {aggregate!r}")
+        raise InvalidArgumentError(f"aggregate must be one of {', '.join(AGGREGATES)}; got {aggregate!r}")
     frame, name = _load(source, "predictions")
     key_column = _key_column(frame, name, "predictions")
     columns = _observation_columns(frame, name, "predictions")
@@ -410,7 +410,7 @@ def subgroup_of(metadata: pd.DataFrame, by: str) -> np.ndarray:
     ['80+']
     """
     if by not in SUBGROUPS:
-        raise ValueError(f"by must be one of {', '.join(SUBGROUPS)}; got {by!r}")
+        raise InvalidArgumentError(f"by must be one of {', '.join(SUBGROUPS)}; got {by!r}")
     if by == "sex":
         return metadata["sex"].to_numpy(dtype=object)
     if by == "projection":

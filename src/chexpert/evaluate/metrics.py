@@ -18,6 +18,8 @@ from statistics import NormalDist
 
 import numpy as np
 
+from chexpert.errors import InvalidArgumentError
+
 __all__ = [
     "UndefinedMetricWarning",
     "midranks",
@@ -45,10 +47,10 @@ def _check(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarr
     scores = np.asarray(scores, dtype=np.float64)
     labels = np.asarray(labels)
     if scores.ndim != 1 or labels.shape != scores.shape:
-        raise ValueError(f"scores and labels must be 1-D of equal length, got {scores.shape} and {labels.shape}")
+        raise InvalidArgumentError(f"scores and labels must be 1-D of equal length, got {scores.shape} and {labels.shape}")
     if labels.dtype != bool:
         if not np.isin(labels, (0, 1)).all():
-            raise ValueError("labels must be 0/1 or boolean")
+            raise InvalidArgumentError("labels must be 0/1 or boolean")
         labels = labels.astype(bool)
     return scores, labels
 
@@ -164,7 +166,7 @@ def bootstrap_counts(n: int, resamples: int, seed: int | np.random.Generator | N
     ((5, 3), [5, 5, 5])
     """
     if n < 1 or resamples < 0:
-        raise ValueError(f"need n >= 1 studies and resamples >= 0, got n={n}, resamples={resamples}")
+        raise InvalidArgumentError(f"need n >= 1 studies and resamples >= 0, got n={n}, resamples={resamples}")
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, n, size=(resamples, n), dtype=np.int64)
     draws += np.arange(resamples, dtype=np.int64)[:, None] * n
@@ -179,7 +181,7 @@ class _Runs:
         scores, labels = _check(scores, labels)
         counts = np.asarray(counts)
         if counts.ndim != 2 or counts.shape[0] != len(scores):
-            raise ValueError(f"counts must be (n={len(scores)}, resamples), got {counts.shape}")
+            raise InvalidArgumentError(f"counts must be (n={len(scores)}, resamples), got {counts.shape}")
         order = np.argsort(scores, kind="stable")
         ordered = scores[order]
         new_run = np.r_[True, ordered[1:] != ordered[:-1]]

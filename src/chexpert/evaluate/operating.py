@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 
+from chexpert.errors import InvalidArgumentError
 from chexpert.evaluate.metrics import _warn, roc_curve
 
 __all__ = ["confusion", "reader_point", "curve_sensitivity", "threshold"]
@@ -110,10 +111,10 @@ def threshold(
     (0.3, 0.5)
     """
     if sum((sensitivity is not None, specificity is not None, bool(youden))) != 1:
-        raise ValueError("give exactly one of sensitivity=, specificity= or youden=True")
+        raise InvalidArgumentError("give exactly one of sensitivity=, specificity= or youden=True")
     for name, target in (("sensitivity", sensitivity), ("specificity", specificity)):
         if target is not None and not 0.0 <= target <= 1.0:
-            raise ValueError(f"{name} must be in [0, 1]; got {target}")
+            raise InvalidArgumentError(f"{name} must be in [0, 1]; got {target}")
     fp, tp, thresholds = roc_curve(scores, labels)
     positives, negatives = int(tp[-1]), int(fp[-1])
     if positives == 0 or negatives == 0:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from chexpert import schema
-from chexpert.errors import CSVFormatError
+from chexpert.errors import CSVFormatError, InvalidArgumentError
 from chexpert.evaluate import SUBGROUPS, io, metrics, operating
 from chexpert.evaluate.io import Source
 from chexpert.evaluate.metrics import UndefinedMetricWarning
@@ -179,11 +179,11 @@ def _undefined(observation: str, positives: int, n: int) -> str:
 
 def _check_arguments(bootstrap: int, level: float, by: str | None = None) -> None:
     if isinstance(bootstrap, bool) or not isinstance(bootstrap, int | np.integer) or bootstrap < 0:
-        raise ValueError(f"bootstrap must be a whole number of resamples >= 0 (0 turns intervals off); got {bootstrap!r}")
+        raise InvalidArgumentError(f"bootstrap must be a whole number of resamples >= 0 (0 turns intervals off); got {bootstrap!r}")
     if not 0.0 < level < 1.0:
-        raise ValueError(f"level must be between 0 and 1, e.g. 0.95; got {level!r}")
+        raise InvalidArgumentError(f"level must be between 0 and 1, e.g. 0.95; got {level!r}")
     if by is not None and by not in SUBGROUPS:
-        raise ValueError(f"by must be one of {', '.join(SUBGROUPS)} or None; got {by!r}")
+        raise InvalidArgumentError(f"by must be one of {', '.join(SUBGROUPS)} or None; got {by!r}")
 
 
 def _labels(truth: io.StudyTable, observations: Sequence[str], predictions_name: str) -> np.ndarray:

@@ -34,7 +34,7 @@ import numpy as np
 
 from chexpert import __version__, schema
 from chexpert.citation import BIBTEX, RESEARCH_USE_TERMS
-from chexpert.errors import ChexpertError
+from chexpert.errors import ChexpertError, InvalidArgumentError
 from chexpert.index import _ROW_FIELDS, Index
 from chexpert.policy import Policy, apply
 
@@ -107,13 +107,13 @@ def to_hf_dataset(
     from chexpert.store import Store
 
     if image_format not in IMAGE_FORMATS:
-        raise ValueError(f"image_format must be one of {', '.join(IMAGE_FORMATS)}, not {image_format!r}")
+        raise InvalidArgumentError(f"image_format must be one of {', '.join(IMAGE_FORMATS)}, not {image_format!r}")
     if isinstance(source, Store):
         index, pixels = source.index, source.images
     elif isinstance(source, Index):
         index, pixels = source, None
         if images and source.release is None:
-            raise ValueError("this Index is not bound to a release, so its images cannot be read; "
+            raise InvalidArgumentError("this Index is not bound to a release, so its images cannot be read; "
                              "use release.index(...), pass a prepared Store, or images=False")
     else:
         raise TypeError(f"to_hf_dataset takes an Index or a Store, not {type(source).__name__}")

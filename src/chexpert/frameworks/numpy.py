@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from chexpert.errors import InvalidArgumentError
 from chexpert.policy import Policy, apply
 from chexpert.sampling import EpochPasses, EpochSampler, shard_of
 from chexpert.store import IMAGES, Store
@@ -53,7 +54,7 @@ class StoreArrays:
         """``store`` itself when it is already a StoreArrays (which then owns rows and soft labels)."""
         if isinstance(store, StoreArrays):
             if rows is not None or soft_labels is not None:
-                raise ValueError("rows and soft_labels belong to the StoreArrays already given")
+                raise InvalidArgumentError("rows and soft_labels belong to the StoreArrays already given")
             return store
         return cls(store, policy=policy, rows=rows, soft_labels=soft_labels)
 
@@ -72,13 +73,13 @@ class StoreArrays:
             rows = np.asarray(rows)
             if rows.dtype == bool:
                 if len(rows) != n:
-                    raise ValueError(f"boolean rows has {len(rows)} entries for a store of {n} rows")
+                    raise InvalidArgumentError(f"boolean rows has {len(rows)} entries for a store of {n} rows")
                 rows = np.flatnonzero(rows)
             if rows.ndim != 1 or (rows.size and rows.dtype.kind not in "iu"):
-                raise ValueError(f"rows must be a 1-D array of row numbers or a boolean mask, got {rows.dtype} {rows.shape}")
+                raise InvalidArgumentError(f"rows must be a 1-D array of row numbers or a boolean mask, got {rows.dtype} {rows.shape}")
             rows = rows.astype(np.int64)
             if rows.size and (rows.min() < 0 or rows.max() >= n):
-                raise ValueError(f"rows must be in 0..{n - 1} for a store of {n} rows")
+                raise InvalidArgumentError(f"rows must be in 0..{n - 1} for a store of {n} rows")
         targets = apply(policy, store.index.take(rows), soft_labels=soft_labels)
         self.path: Path = store.path
         self.images: np.ndarray = store.images

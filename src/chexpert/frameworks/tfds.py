@@ -36,10 +36,11 @@ import tensorflow_datasets as tfds
 
 from chexpert import schema
 from chexpert.citation import BIBTEX, RESEARCH_USE_TERMS
-from chexpert.errors import ReleaseNotFoundError
+from chexpert.errors import InvalidArgumentError, ReleaseNotFoundError
 from chexpert.frameworks.hf import LABEL_STATES, label_state_classes, png_bytes
 from chexpert.index import Index
 from chexpert.release import DOWNLOAD_HELP, Release, open_release
+from chexpert.validation import check_choice
 
 if TYPE_CHECKING:
     from chexpert.store import Store
@@ -83,20 +84,15 @@ class ChexpertConfig(tfds.core.BuilderConfig):
     size: int | None = None
 
     def __post_init__(self) -> None:
-        _check("source", self.source, SOURCES)
-        _check("labels", self.labels, ("catalog", "named"))
-        _check("channels", self.channels, (1, 3))
+        check_choice("source", self.source, SOURCES)
+        check_choice("labels", self.labels, ("catalog", "named"))
+        check_choice("channels", self.channels, (1, 3))
         if (self.source == "store") != (self.size is not None):
-            raise ValueError(f"size is given exactly for source='store' (got source={self.source!r}, size={self.size!r})")
+            raise InvalidArgumentError(f"size is given exactly for source='store' (got source={self.source!r}, size={self.size!r})")
         if self.size is not None and self.size < 1:
-            raise ValueError(f"size must be positive, not {self.size}")
+            raise InvalidArgumentError(f"size must be positive, not {self.size}")
         if self.source == "store" and self.channels != 1:
-            raise ValueError("a prepared store holds one-channel images; use channels=1")
-
-
-def _check(what: str, value: Any, valid: tuple[Any, ...]) -> None:
-    if value not in valid:
-        raise ValueError(f"{what} must be one of {', '.join(map(str, valid))}, not {value!r}")
+            raise InvalidArgumentError("a prepared store holds one-channel images; use channels=1")
 
 
 class ChexpertKit(tfds.core.GeneratorBasedBuilder):
@@ -249,7 +245,7 @@ def _find_store(manual: Path, size: int) -> Store:
     """The prepared store of ``size`` at ``manual`` or in one of its sub-folders."""
     from chexpert.store import open_store
 
-    candidates = [manual] + sorted(p for p in manual.iterdir() if p.is_dir())
+    candidates = [manual, *sorted(p for p in manual.iterdir() if p.is_dir())]
     found = []
     for folder in candidates:
         if (folder / "manifest.json").is_file():

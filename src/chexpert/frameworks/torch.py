@@ -29,6 +29,7 @@ import torch
 import torch.distributed
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from chexpert.errors import InvalidArgumentError
 from chexpert.frameworks.numpy import StoreArrays
 from chexpert.imaging import RESIZE_MODES, decode_resized
 from chexpert.index import Index
@@ -129,14 +130,14 @@ class JPEGDataset(Dataset[dict[str, torch.Tensor]]):
         soft_labels: pd.DataFrame | Mapping[str, Mapping[str, float]] | None = None,
     ) -> None:
         if resize not in RESIZE_MODES:
-            raise ValueError(f"resize must be one of {', '.join(RESIZE_MODES)}, not {resize!r}")
+            raise InvalidArgumentError(f"resize must be one of {', '.join(RESIZE_MODES)}, not {resize!r}")
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(f"size must be a positive integer, not {size!r}")
+            raise InvalidArgumentError(f"size must be a positive integer, not {size!r}")
         if isinstance(source, Index):
             if splits is not None:
-                raise ValueError("give splits or an Index, not both")
+                raise InvalidArgumentError("give splits or an Index, not both")
             if source.release is None:
-                raise ValueError(
+                raise InvalidArgumentError(
                     "the Index is not bound to a release, so its images cannot be read; "
                     "make it with release.index() or index.with_release(release)"
                 )
@@ -268,7 +269,7 @@ def dataloader(
     if isinstance(data, Store):
         data = StoreDataset(data, policy=policy, rows=rows)
     elif rows is not None:
-        raise ValueError("rows selects store rows; for a dataset, make the dataset with rows= instead")
+        raise InvalidArgumentError("rows selects store rows; for a dataset, make the dataset with rows= instead")
     if not isinstance(data, StoreDataset | JPEGDataset):
         raise TypeError(f"data must be a Store, StoreDataset or JPEGDataset, not {type(data).__name__}")
     sampler = EpochBatchSampler(len(data), batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last, rank=rank, world_size=world_size)
@@ -276,7 +277,7 @@ def dataloader(
         _Batches(data),
         batch_size=None,
         sampler=sampler,
-        collate_fn=_as_is,
+        collate_fn=_as_is,  # type: ignore[arg-type]  # batches are dicts already: nothing to collate
         num_workers=num_workers,
         pin_memory=pin_memory,
         persistent_workers=persistent_workers,

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 
 from chexpert import schema
-from chexpert.errors import StoreError
+from chexpert.errors import InvalidArgumentError, StoreError, option
 from chexpert.frameworks.hf import png_bytes
 from chexpert.frameworks.numpy import StoreArrays
 from chexpert.index import Index
@@ -76,9 +76,9 @@ def export_webdataset(
     'chexpert-{000000..000111}.tar'
     """
     if isinstance(shard_size, bool) or not isinstance(shard_size, int | np.integer) or shard_size < 1:
-        raise ValueError(f"shard_size must be a positive integer, not {shard_size!r}")
+        raise InvalidArgumentError(f"shard_size must be a positive integer, not {shard_size!r}")
     if image_format not in IMAGE_FORMATS:
-        raise ValueError(f"image_format must be one of {', '.join(IMAGE_FORMATS)}, not {image_format!r}")
+        raise InvalidArgumentError(f"image_format must be one of {', '.join(IMAGE_FORMATS)}, not {image_format!r}")
     resolved = get_policy(policy) if policy is not None else None
     arrays = StoreArrays(store, policy=resolved if resolved is not None else "u-ignore", rows=rows)
     out = Path(out)
@@ -126,7 +126,7 @@ def _prepare_folder(out: Path, overwrite: bool) -> None:
     ours = [name for name in present if name == MANIFEST or (name.startswith("chexpert-") and name.endswith((".tar", ".tar.tmp")))]
     if not overwrite or len(ours) != len(present):
         others = [name for name in present if name not in ours]
-        why = f"holds files that are not a chexpert export ({', '.join(others[:5])})" if others else "holds an earlier export (overwrite=True replaces it)"
+        why = f"holds files that are not a chexpert export ({', '.join(others[:5])})" if others else f"holds an earlier export ({option('overwrite')} replaces it)"
         raise StoreError(f"{out} {why}; choose an empty or new folder")
     # The manifest goes first: a folder without one is never taken for a finished export.
     (out / MANIFEST).unlink(missing_ok=True)
