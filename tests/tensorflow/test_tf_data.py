@@ -87,7 +87,7 @@ def test_arguments_are_validated(store: Store, tmp_path: Path) -> None:
         to_tf_dataset(store, rank=0, world_size=2, input_context=tf.distribute.InputContext(2, 0, 1))
     with pytest.raises(ValueError, match="both rank and world_size"):
         to_tf_dataset(store, rank=1)
-    with pytest.raises(ValueError, match="epoch must be a non-negative integer"):
+    with pytest.raises(ValueError, match="epoch must be an integer >= 0"):
         to_tf_dataset(store, epoch=-1)
     with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
         to_tf_dataset(store, 0)
