@@ -105,13 +105,20 @@ def test_an_interrupt_ends_a_parallel_run_with_one_line(tmp_path: Path, sig: int
     process = subprocess.Popen(
         [sys.executable, "-m", "chexpert", "synth", str(tmp_path / "out"), "--patients", "20000", "--workers", "2"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        # pytest-xdist workers ignore SIGINT and children inherit that; a terminal's command does not.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    deadline = time.monotonic() + 120
-    while not any((tmp_path / "out").rglob("*.jpg")) and time.monotonic() < deadline:  # workers are drawing
-        time.sleep(0.2)
-    time.sleep(0.5)
-    assert process.poll() is None, "the run ended before it could be interrupted; give it more work"
-    os.killpg(process.pid, sig)
-    _, err = process.communicate(timeout=60)  # the 20,000 patients would take minutes: it stopped
+    try:
+        deadline = time.monotonic() + 120
+        while not any((tmp_path / "out").rglob("*.jpg")) and time.monotonic() < deadline:  # workers are drawing
+            time.sleep(0.2)
+        time.sleep(0.5)
+        assert process.poll() is None, "the run ended before it could be interrupted; give it more work"
+        os.killpg(process.pid, sig)
+        _, err = process.communicate(timeout=60)  # the 20,000 patients would take minutes: it stopped
+    finally:
+        if process.poll() is None:  # leave no orphans behind a failed test
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
     assert process.returncode == code
     assert err.strip() == f"chexpert synth: {word}", err
