@@ -103,7 +103,7 @@ def test_lazy_public_names_are_listed_in_all() -> None:
 def test_an_interrupt_ends_a_parallel_run_with_one_line(tmp_path: Path, sig: int, code: int, word: str) -> None:
     # Ctrl-C reaches every process of the terminal's group: signal the whole group, as a terminal does.
     process = subprocess.Popen(
-        [sys.executable, "-m", "chexpert", "synth", str(tmp_path / "out"), "--patients", "20000", "--workers", "2"],
+        [sys.executable, "-m", "chexpert", "synth", str(tmp_path / "out"), "--release", "full", "--patients", "300", "--workers", "2"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
         # pytest-xdist workers ignore SIGINT and children inherit that; a terminal's command does not.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
@@ -115,7 +115,7 @@ def test_an_interrupt_ends_a_parallel_run_with_one_line(tmp_path: Path, sig: int
         time.sleep(0.5)
         assert process.poll() is None, "the run ended before it could be interrupted; give it more work"
         os.killpg(process.pid, sig)
-        _, err = process.communicate(timeout=60)  # the 20,000 patients would take minutes: it stopped
+        _, err = process.communicate(timeout=60)  # 300 full-size patients take minutes: it stopped
     finally:
         if process.poll() is None:  # leave no orphans behind a failed test
             os.killpg(process.pid, signal.SIGKILL)

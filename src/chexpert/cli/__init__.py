@@ -35,6 +35,12 @@ class _Terminated(BaseException):
     """SIGTERM, raised in the main thread so that cleanup runs as for Ctrl-C."""
 
 
+# The signal that ended the run, if one did. A signal sent to the whole process group also ends
+# the workers, and the parent may see their end (a broken pool) before its own handler runs: the
+# run still ended because of the signal, and says so in one line.
+_stopped_by: list[int] = []
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the full argument parser (every command registered)."""
     parser = argparse.ArgumentParser(
@@ -54,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    _stopped_by.append(signum)
     raise _Terminated
 
 
@@ -68,19 +75,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = signal.getsignal(signal.SIGTERM)
     if previous is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _on_sigterm)
+    _stopped_by.clear()
     try:
         return int(args.func(args) or 0)
-    except ChexpertError as exc:
-        return _fail(args.command, str(exc))
-    except OSError as exc:
-        # Unreadable input, unwritable output, a full disk: the library names the file in the error.
-        return _fail(args.command, _os_message(exc))
-    except KeyboardInterrupt:
-        print(f"chexpert {args.command}: interrupted", file=sys.stderr)
-        return 130
-    except _Terminated:
-        print(f"chexpert {args.command}: terminated", file=sys.stderr)
-        return 143
+    except BaseException as exc:  # sorted below; anything unexpected is re-raised
+        if isinstance(exc, _Terminated) or _stopped_by:
+            print(f"chexpert {args.command}: terminated", file=sys.stderr)
+            return 143
+        if isinstance(exc, KeyboardInterrupt):
+            print(f"chexpert {args.command}: interrupted", file=sys.stderr)
+            return 130
+        if isinstance(exc, ChexpertError):
+            return _fail(args.command, str(exc))
+        if isinstance(exc, OSError):
+            # Unreadable input, unwritable output, a full disk: the library names the file in the error.
+            return _fail(args.command, _os_message(exc))
+        raise
     finally:
         use_command_line_spelling(False)  # main() may be called in-process (tests, notebooks)
         if previous is signal.SIG_DFL:
