@@ -74,7 +74,11 @@ def coverage_table() -> str:
     """The per-observation, per-state counts of each file and both together, as aligned text."""
     parts = {name: coverage(load(name)) for name in FILES}
     total = coverage(all_records())
-    lines = [f"{'observation':<28}" + "".join(f"{f'{file[0]}:{state[:3]}':>8}" for file in FILES for state in STATES.values()) + "".join(f"{state:>11}" for state in STATES.values())]
+    lines = [
+        f"{'observation':<28}"
+        + "".join(f"{f'{file[0]}:{state[:3]}':>8}" for file in FILES for state in STATES.values())
+        + "".join(f"{state:>11}" for state in STATES.values())
+    ]
     for name in OBSERVATIONS:
         cells = "".join(f"{parts[file][name][state]:>8}" for file in FILES for state in STATES.values())
         lines.append(f"{name:<28}{cells}" + "".join(f"{total[name][state]:>11}" for state in STATES.values()))
@@ -108,7 +112,8 @@ def test_records_are_well_formed(name: str) -> None:
         assert set(tags) <= TAGS, f"{where}: unknown tags {sorted(set(tags) - TAGS)}"
         if "note" in record:
             assert isinstance(record["note"], str) and record["note"].strip(), f"{where}: an empty note"
-        assert not IDENTIFYING.search(text), f"{where}: looks like a date, time or name: {IDENTIFYING.search(text)}"
+        identifying = IDENTIFYING.search(text)
+        assert identifying is None, f"{where}: {identifying.group(0)!r} looks like a date, time or name (write ___)"
 
 
 @pytest.mark.parametrize("name", FILES)
@@ -151,7 +156,13 @@ def test_minimum_records(name: str) -> None:
 def test_every_observation_and_state_is_covered() -> None:
     table = coverage(all_records())
     print("\n" + coverage_table())
-    short = [f"{name} {state} {table[name][state]}" for name in OBSERVATIONS if name != NO_FINDING for state in STATES.values() if table[name][state] < MINIMUM_PER_STATE]
+    short = [
+        f"{name} {state} {table[name][state]}"
+        for name in OBSERVATIONS
+        if name != NO_FINDING
+        for state in STATES.values()
+        if table[name][state] < MINIMUM_PER_STATE
+    ]
     assert not short, f"fewer than {MINIMUM_PER_STATE} cases: {short}"
     assert table[NO_FINDING]["positive"] >= MINIMUM_PER_STATE
     assert table[NO_FINDING]["negative"] == table[NO_FINDING]["uncertain"] == 0, "No Finding is 1.0 or blank"
