@@ -32,7 +32,7 @@ TAGS = frozenset(
         "scope", "indication", "no-spaces", "uppercase", "convention",
     }
 )  # fmt: skip
-#: Cases per observation and state across both files; GUIDELINES.md section 12 explains any lower minimum.
+#: Cases per observation and state across both files (Support Devices and Fracture uncertain, the rare ones, included).
 MINIMUM_PER_STATE = 10
 MINIMUM_PER_TAG = 5
 #: Dates, times and titled names would mean a case was not de-identified.
