@@ -12,6 +12,7 @@ import importlib
 from typing import Any
 
 from chexpert.errors import (
+    AnnotationError,
     ChexpertError,
     CSVFormatError,
     ImageDecodeError,
@@ -42,6 +43,8 @@ _LAZY: dict[str, tuple[str, str]] = {
     "prepare": ("chexpert.store", "prepare"),
     "open_store": ("chexpert.store", "open_store"),
     "Store": ("chexpert.store", "Store"),
+    "read_masks": ("chexpert.localize", "read_masks"),
+    "overlay": ("chexpert.localize", "overlay"),
 }
 
 __all__ = [
@@ -61,6 +64,7 @@ __all__ = [
     "StaleStoreError",
     "verify",
     "InvalidArgumentError",
+    "AnnotationError",
     # loaded on first use (_LAZY)
     "synthesize",
     "Policy",
@@ -71,6 +75,8 @@ __all__ = [
     "prepare",
     "open_store",
     "Store",
+    "read_masks",
+    "overlay",
 ]
 
 

@@ -17,6 +17,7 @@ __all__ = [
     "InvalidArgumentError",
     "StoreError",
     "StaleStoreError",
+    "AnnotationError",
     "Problem",
     "option",
     "use_command_line_spelling",
@@ -71,6 +72,11 @@ class StoreError(ChexpertError, ValueError):
 
 class StaleStoreError(StoreError):
     """A prepared store was made from other source data or other parameters."""
+
+
+class AnnotationError(ChexpertError, ValueError):
+    """A localization file (CheXlocalize's segmentation or polygon JSON) is damaged or does not
+    fit its image; the message names the file, the image and the observation."""
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,16 @@ from chexpert.errors import ChexpertError, InvalidArgumentError, Problem, Releas
 if TYPE_CHECKING:
     from chexpert.index import Index
 
-__all__ = ["Release", "open_release", "DOWNLOAD_HELP", "CSV_NAMES"]
+__all__ = ["Release", "ReleaseFile", "open_release", "DOWNLOAD_HELP", "CSV_NAMES", "FALLBACK_CSV_NAMES"]
 
 #: CSV file name of each split, as released.
 CSV_NAMES: dict[str, str] = {"train": "train.csv", "valid": "valid.csv", "test": "test_labels.csv"}
+#: Other files that can give a split's rows, used when the split has no CSV of ``CSV_NAMES``:
+#: CheXlocalize's ``val_labels.csv`` and the test set's study-level ``groundtruth.csv``
+#: (read by :mod:`chexpert.testset`).
+FALLBACK_CSV_NAMES: dict[str, str] = {"val_labels.csv": "valid", "groundtruth.csv": "test"}
+# Folder name -> split. CheXlocalize repackages the validation images as val/.
+_SPLIT_DIRS: dict[str, str] = {"train": "train", "valid": "valid", "val": "valid", "test": "test"}
 
 DOWNLOAD_HELP = (
     "CheXpert cannot be downloaded automatically. Register and accept the Research Use Agreement at "
@@ -53,11 +59,22 @@ class _Source:
     prefix: str  # folder inside the archive, or the folder on disk, ending with "/" (or "")
     split: str | None
     kind: str | None
+    #: Folder of each split in ``schema.SPLITS`` order (split None only); CheXlocalize has val/.
+    dirs: tuple[str, ...] = ("train", "valid", "test")
 
     @property
     def label(self) -> str:
         where = str(self.archive) + (f"!{self.prefix}" if self.prefix else "") if self.archive else self.prefix
         return where.rstrip("/")
+
+    @property
+    def repackaged(self) -> bool:
+        """CheXlocalize's copy of the validation images (val/), second to a release's own valid/."""
+        return self.split is None and self.dirs[1] == "val"
+
+    def folder(self, split: str) -> str:
+        """Where ``split``'s patient folders are, relative to the archive or on disk."""
+        return self.prefix + ("" if self.split else f"{self.dirs[schema.SPLITS.index(split)]}/")
 
 
 @dataclass(frozen=True)
@@ -73,6 +90,35 @@ class _CSV:
 
     def read(self) -> bytes:
         return Path(self.name).read_bytes() if self.archive is None else _archive(self.archive).read(self.name)
+
+
+@dataclass(frozen=True)
+class ReleaseFile:
+    """A CSV or JSON file found beside the images (groundtruth.csv, radiologists' reads, CheXlocalize's JSON).
+
+    ``path`` is relative to the release root (``a/b/file.json``; inside a zip, relative to the zip).
+
+    >>> [f.path for f in release.files if f.name.endswith(".json")]  # doctest: +SKIP
+    ['CheXlocalize/gt_segmentations_test.json', ...]
+    """
+
+    archive: Path | None
+    location: str  # member name in the archive, or the path on disk
+    path: str
+
+    @property
+    def name(self) -> str:
+        """The file name without folders."""
+        return self.path.rsplit("/", 1)[-1]
+
+    @property
+    def label(self) -> str:
+        """How messages name the file: its path, or ``archive.zip!member``."""
+        return f"{self.archive}!{self.location}" if self.archive else self.location
+
+    def read(self) -> bytes:
+        """The file's bytes."""
+        return Path(self.location).read_bytes() if self.archive is None else _archive(self.archive).read(self.location)
 
 
 @dataclass(frozen=True, eq=False)
@@ -92,6 +138,8 @@ class Release:
     layout: str  # "folder", "zip" or "aimi-batches"
     csvs: tuple[_CSV, ...] = field(repr=False)
     sources: tuple[_Source, ...] = field(repr=False)
+    #: CSV and JSON files found besides the splits' CSVs (see :class:`ReleaseFile`).
+    files: tuple[ReleaseFile, ...] = field(default=(), repr=False)
     _cache: dict[str, object] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -110,17 +158,14 @@ class Release:
 
         >>> train = release.index("train")  # doctest: +SKIP
         """
-        from chexpert.index import concat, read_csv
+        from chexpert.index import concat
+        from chexpert.testset import read_split
 
         if splits is None:
             splits = self.splits
         elif isinstance(splits, str):
             splits = (splits,)
-        parts = []
-        for split in splits:
-            data, label = self.csv_bytes(split)
-            parts.append(read_csv(data, file=label))
-        return concat(parts).with_release(self)
+        return concat([read_split(self, split) for split in splits]).with_release(self)
 
     def locate(self, path: str) -> str:
         """Where the image of a CSV ``Path`` is: a file path, or ``archive.zip!member``.
@@ -154,7 +199,7 @@ class Release:
         present: set[str] = set()
         for (split, patient), source in self._patient_sources().items():
             folder = f"patient{patient:05d}/"
-            base = source.prefix + ("" if source.split else f"{split}/") + folder
+            base = source.folder(split) + folder
             for rest in _list_under(source, base):
                 present.add(f"{split}/{folder}{rest}")
         problems = list(cast(list[Problem], self._cache.get("conflicts", [])))
@@ -184,8 +229,7 @@ class Release:
             source = self._patient_sources().get((split, patient))  # type: ignore[assignment]
             if source is None:
                 raise ReleaseNotFoundError(f"{path}: not found in {self.root}. {self._missing_hint(split)}")
-        name = source.prefix + (rest if source.split else f"{split}/{rest}")
-        return source, name
+        return source, source.folder(split) + rest
 
     def _missing_hint(self, split: str) -> str:
         if self.layout != "aimi-batches":
@@ -204,6 +248,8 @@ class Release:
             for source in self.sources:
                 for split, patient in _list_patients(source):
                     other = found.get((split, patient))
+                    if other is not None and source.repackaged and split == "valid":
+                        continue  # CheXlocalize's val/ copies valid/: the release's own images win
                     if other is not None:
                         conflicts.append(
                             Problem("duplicate", source.label, None, f"patient{patient:05d} ({split}) is also in {other.label}; "
@@ -238,7 +284,8 @@ def open_release(root: str | os.PathLike[str], *, kind: str | None = None) -> Re
         trees = [_folder_tree(root)] + [_zip_tree(z) for z in sorted(root.iterdir()) if z.suffix.lower() == ".zip" and _is_chexpert_name(z.name)]
 
     csvs = [c for tree in trees for c in tree[0]]
-    sources = [s for tree in trees for s in tree[1]]
+    sources = sorted((s for tree in trees for s in tree[1]), key=lambda s: s.repackaged)
+    files = [f for tree in trees for f in tree[2]]
     kinds = sorted({c.kind for c in csvs if c.kind} | {s.kind for s in sources if s.kind})
     if kind is None:
         if len(kinds) > 1:
@@ -250,6 +297,9 @@ def open_release(root: str | os.PathLike[str], *, kind: str | None = None) -> Re
         what = "no CSV (train.csv / valid.csv)" if not sources else "images but no train.csv or valid.csv"
         raise ReleaseNotFoundError(f"found {what} of CheXpert{'-' + kind if kind else ''} in {root}. {DOWNLOAD_HELP}")
     by_split: dict[str, _CSV] = {}
+    # A fallback (val_labels.csv, groundtruth.csv) gives a split's rows only when no CSV_NAMES file does.
+    named = {c.split for c in csvs if c.name.rsplit("/", 1)[-1] not in FALLBACK_CSV_NAMES}
+    csvs = [c for c in csvs if c.name.rsplit("/", 1)[-1] not in FALLBACK_CSV_NAMES or c.split not in named]
     for csv in csvs:
         if csv.split in by_split:
             raise ChexpertError(f"two {CSV_NAMES[csv.split]} files found: {by_split[csv.split].label} and {csv.label}; pass the one release folder you mean")
@@ -260,7 +310,11 @@ def open_release(root: str | os.PathLike[str], *, kind: str | None = None) -> Re
         layout = "zip"
     else:
         layout = "folder"
-    return Release(root=root, kind=kind or "small", layout=layout, csvs=tuple(by_split.values()), sources=tuple(sources))
+    if kind is None and any(s.repackaged for s in sources):
+        kind = "full"  # CheXlocalize ships full-resolution images
+    return Release(
+        root=root, kind=kind or "small", layout=layout, csvs=tuple(by_split.values()), sources=tuple(sources), files=tuple(files)
+    )
 
 
 # -- discovery ---------------------------------------------------------------------------------
@@ -295,39 +349,44 @@ def _kind_from_csv(csvs: Sequence[_CSV]) -> str | None:
 
 def _classify(
     entries: dict[str, set[str]], files: dict[str, set[str]], archive: Path | None, base: str, base_parts: tuple[str, ...]
-) -> tuple[list[_CSV], list[_Source]]:
-    """Find CSVs and image sources in a tree given as folder -> child folders and folder -> files.
+) -> tuple[list[_CSV], list[_Source], list[ReleaseFile]]:
+    """Find CSVs, image sources and other CSV/JSON files in a tree given as folder -> child folders
+    and folder -> files.
 
     Folders are relative ("" or "a/b/"); ``base`` turns them into locations ("" inside a zip,
     the root folder with a trailing slash on disk).
     """
     csvs: list[_CSV] = []
     sources: list[_Source] = []
+    found: list[ReleaseFile] = []
+    split_names = {**{name: split for split, name in CSV_NAMES.items()}, **FALLBACK_CSV_NAMES}
     for folder in sorted(entries.keys() | files.keys()):
         parts = tuple(p for p in folder.split("/") if p)
         if len(parts) > _MAX_DEPTH:
             continue
         kind = _kind_of(base_parts + parts)
-        for split, name in CSV_NAMES.items():
-            if name in files.get(folder, ()):
-                csvs.append(_CSV(split, archive, base + folder + name, kind))
+        for name in sorted(files.get(folder, ())):
+            if name in split_names:
+                csvs.append(_CSV(split_names[name], archive, base + folder + name, kind))
+            if name.lower().endswith((".csv", ".json")):
+                found.append(ReleaseFile(archive, base + folder + name, folder + name))
         children = entries.get(folder, set())
-        if any(c in children for c in ("train", "valid", "test")) and any(
-            _has_patients(entries.get(f"{folder}{c}/", set())) for c in ("train", "valid", "test")
-        ):
-            sources.append(_Source(archive, base + folder, None, kind))
-        elif _has_patients(children) and (not parts or parts[-1] not in ("train", "valid", "test")):
+        present = [d for d in _SPLIT_DIRS if d in children and _has_patients(entries.get(f"{folder}{d}/", set()))]
+        if present:
+            dirs = tuple(next((d for d in present if _SPLIT_DIRS[d] == split), split) for split in schema.SPLITS)
+            sources.append(_Source(archive, base + folder, None, kind, dirs))
+        elif _has_patients(children) and (not parts or parts[-1] not in _SPLIT_DIRS):
             batch_name = (base_parts + parts)[-1] if (base_parts + parts) else ""
             split = "valid" if "valid" in batch_name.lower() else "test" if "test" in batch_name.lower() else "train"
             sources.append(_Source(archive, base + folder, split, kind))
-    return csvs, sources
+    return csvs, sources, found
 
 
 def _has_patients(children: Iterable[str]) -> bool:
     return any(_PATIENT_DIR.match(c) for c in children)
 
 
-def _zip_tree(path: Path) -> tuple[list[_CSV], list[_Source]]:
+def _zip_tree(path: Path) -> tuple[list[_CSV], list[_Source], list[ReleaseFile]]:
     try:
         names = _archive(path).namelist()
     except zipfile.BadZipFile as exc:
@@ -349,7 +408,7 @@ def _zip_tree(path: Path) -> tuple[list[_CSV], list[_Source]]:
     return _classify(entries, files, path, "", (path.name,))
 
 
-def _folder_tree(root: Path) -> tuple[list[_CSV], list[_Source]]:
+def _folder_tree(root: Path) -> tuple[list[_CSV], list[_Source], list[ReleaseFile]]:
     entries: dict[str, set[str]] = {}
     files: dict[str, set[str]] = {}
 
@@ -360,7 +419,7 @@ def _folder_tree(root: Path) -> tuple[list[_CSV], list[_Source]]:
                 for entry in it:
                     if entry.is_dir():
                         dirs.add(entry.name)
-                    elif entry.name.lower().endswith(".csv"):
+                    elif entry.name.lower().endswith((".csv", ".json")):
                         names.add(entry.name)
         except PermissionError:
             return
@@ -371,7 +430,7 @@ def _folder_tree(root: Path) -> tuple[list[_CSV], list[_Source]]:
         for d in dirs:
             if _PATIENT_DIR.match(d):
                 continue  # patient folders are listed on demand, not at open
-            if d in ("train", "valid", "test"):
+            if d in _SPLIT_DIRS:
                 # One level is enough to see patient folders.
                 with os.scandir(folder / d) as it:
                     entries[f"{rel}{d}/"] = {e.name for _, e in zip(range(64), it)}
@@ -403,8 +462,7 @@ def _list_patients(source: _Source) -> list[tuple[str, int]]:
     splits = [source.split] if source.split else list(schema.SPLITS)
     out = []
     for split in splits:
-        base = source.prefix + ("" if source.split else f"{split}/")
-        for name in _list_children(source, base):
+        for name in _list_children(source, source.folder(split)):
             match = _PATIENT_DIR.match(name)
             if match:
                 out.append((split, int(match[1])))

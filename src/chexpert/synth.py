@@ -36,6 +36,7 @@ from chexpert.parallel import quiet_worker
 from chexpert.validation import check_choice, check_int
 
 __all__ = [
+    "RELEASES",
     "LAYOUTS",
     "AIMI_BATCHES",
     "synthesize",
@@ -48,6 +49,8 @@ __all__ = [
 ]
 
 LAYOUTS: Final[tuple[str, ...]] = ("folder", "zip", "aimi")
+#: What ``synthesize`` can write: an image release, or the test set's labels with CheXlocalize ("test").
+RELEASES: Final[tuple[str, ...]] = (*schema.RELEASE_KINDS, "test")
 
 #: Top folder (and zip stem) of each AIMI batch; the first holds valid/, the CSVs (and test/).
 AIMI_BATCHES: Final[tuple[str, ...]] = (
@@ -508,6 +511,21 @@ class _Findings:
         )
 
 
+def _heart(a: _Anatomy, f: _Findings, frontal: bool, ap: bool) -> tuple[float, float, float, float]:
+    """Centre and radii ``(u, v, ru, rv)`` of the heart's shadow (also the look-alike CheXlocalize outline)."""
+    s = f.strength["Cardiomegaly"]
+    if frontal:
+        grow = 1 + 0.45 * s + (0.06 if ap else 0.0)  # AP films magnify the heart
+        return a.heart_u * grow, 0.66, a.heart_ru * grow, a.heart_rv * (1 + 0.25 * s)
+    grow = 1 + 0.4 * s
+    return -0.3 + 0.1 * s, 0.64, a.heart_ru * 1.1 * grow, a.heart_rv * 1.5 * grow
+
+
+def _mediastinum(a: _Anatomy, f: _Findings) -> tuple[float, float, float, float]:
+    """Centre and radii of the frontal mediastinum's shadow."""
+    return 0.02, 0.32, a.mediastinum * (1 + 0.6 * f.strength["Enlarged Cardiomediastinum"]), 0.36
+
+
 def _draw_frontal(c: _Canvas, a: _Anatomy, f: _Findings, ap: bool) -> tuple[np.ndarray, np.ndarray]:
     """Draw a frontal chest; return (open lung, where lung markings show)."""
     s = f.strength
@@ -546,13 +564,11 @@ def _draw_frontal(c: _Canvas, a: _Anatomy, f: _Findings, ap: bool) -> tuple[np.n
     c.a[lbox] += ribs * np.minimum(lung[lbox] * 1.5, 1) * 16
     # Mediastinum, aortic knob, spine, heart, hila, clavicles.
     ecm = s["Enlarged Cardiomediastinum"]
-    med = a.mediastinum * (1 + 0.6 * ecm)
-    c.blend(0.02, 0.32, med, 0.36, a.tissue + 36, edge=0.6)
+    med = _mediastinum(a, f)[2]
+    c.blend(*_mediastinum(a, f), a.tissue + 36, edge=0.6)
     c.blend(0.1 + 0.3 * med * ecm, 0.25, 0.06, 0.035, a.tissue + 52, edge=0.4)
     c.add(0, 0.5, 0.045, 0.55, 10, edge=0.3)
-    grow = 1 + 0.45 * s["Cardiomegaly"] + (0.06 if ap else 0.0)  # AP films magnify the heart
-    sl, heart = c.mask(a.heart_u * grow, 0.66, a.heart_ru * grow, a.heart_rv * (1 + 0.25 * s["Cardiomegaly"]),
-                       edge=0.35)
+    sl, heart = c.mask(*_heart(a, f, True, ap), edge=0.35)
     c.a[sl] += (a.tissue + 55 - c.a[sl]) * heart
     for side in (-1, 1):
         c.gaussian(side * 0.16, a.lung_v - 0.01, 0.05, 0.04, 22, within=lung)
@@ -563,7 +579,6 @@ def _draw_frontal(c: _Canvas, a: _Anatomy, f: _Findings, ap: bool) -> tuple[np.n
 
 def _draw_lateral(c: _Canvas, a: _Anatomy, f: _Findings) -> tuple[np.ndarray, np.ndarray]:
     """Draw a lateral chest (facing left); return (open lung, where lung markings show)."""
-    s = f.strength
     c.blend(0.02, 0.58, a.body + 0.04, 0.62, a.tissue, edge=0.05)
     c.blend(0.05, 1.02, a.body, 0.27, a.tissue + 28, edge=0.6)
     lung = np.zeros((c.h, c.w), np.float32)
@@ -571,9 +586,7 @@ def _draw_lateral(c: _Canvas, a: _Anatomy, f: _Findings) -> tuple[np.ndarray, np
     lung[sl] = m
     c.a[sl] -= m * (a.dark * 0.8)
     # Heart in front (image left), spine behind (image right) with vertebral bodies.
-    grow = 1 + 0.4 * s["Cardiomegaly"]
-    sl, heart = c.mask(-0.3 + 0.1 * s["Cardiomegaly"], 0.64, a.heart_ru * 1.1 * grow, a.heart_rv * 1.5 * grow,
-                       edge=0.35)
+    sl, heart = c.mask(*_heart(a, f, False, False), edge=0.35)
     c.a[sl] += (a.tissue + 35 - c.a[sl]) * heart
     lung[sl] *= 1 - heart
     for k in range(10):
@@ -832,11 +845,20 @@ def synthesize(
     seed, whatever ``workers``. ``progress(done, total)`` is called after each image. An existing
     release in ``out`` is an error unless ``overwrite``.
 
+    ``release="test"`` writes the released test set's labels and a look-alike CheXlocalize instead
+    (see :mod:`chexpert.synth_testset`; ``patients`` are then test patients) and returns ``out``.
+
     >>> root = synthesize(tmp_path, patients=20, seed=1)     # doctest: +SKIP
     >>> root.name                                            # doctest: +SKIP
     'CheXpert-v1.0-small'
     """
-    check_choice("release", release, schema.RELEASE_KINDS)
+    check_choice("release", release, RELEASES)
+    if release == "test":
+        from chexpert.synth_testset import synthesize_test
+
+        if layout != "folder":
+            raise InvalidArgumentError("release 'test' is written as folders (CheXlocalize/ and chexpert-test-set-labels/); use layout='folder'")
+        return synthesize_test(out, patients=patients, valid_patients=valid_patients, seed=seed, workers=workers, overwrite=overwrite, progress=progress)
     check_choice("layout", layout, LAYOUTS)
     if layout == "aimi" and release != "full":
         raise InvalidArgumentError("layout 'aimi' is how the full release is downloaded; use release='full'")

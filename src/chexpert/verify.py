@@ -17,9 +17,10 @@ from typing import Any
 
 from chexpert import imaging, schema
 from chexpert.errors import ChexpertError, Problem
-from chexpert.index import check_csv
+from chexpert.localize import check_localization
 from chexpert.parallel import quiet_worker
 from chexpert.release import Release, open_release
+from chexpert.testset import check_split, check_test_set
 
 __all__ = ["Report", "verify"]
 
@@ -71,12 +72,16 @@ def verify(
     release = root if isinstance(root, Release) else open_release(root)
     problems: list[Problem] = []
     rows: list[tuple[str, str, int]] = []  # (CSV path, CSV file, line) of every indexed row
+    test_index = None
     for split in release.splits:
-        data, label = release.csv_bytes(split)
-        index, found, lines = check_csv(data, file=label)
+        index, found, lines, label = check_split(release, split)
         problems += found
         if index is not None:
             rows += [(path, label, line) for path, line in zip(index.path.tolist(), lines.tolist())]
+            test_index = index if split == "test" else test_index
+    # The test set's truth and radiologists, CheXlocalize's masks (sizes against images with decode).
+    problems += check_test_set(release, test_index)
+    problems += check_localization(release, sizes=decode)
 
     present, listing_problems = release.list_images()
     problems += listing_problems

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from chexpert import schema
 from chexpert.cli._common import non_negative_int
+from chexpert.errors import InvalidArgumentError
 from chexpert.evaluate import AGGREGATES, SUBGROUPS
 
 if TYPE_CHECKING:
@@ -28,11 +29,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "evaluate",
         help="score predictions per study: AUROC/AUPRC with intervals, radiologists under the curve, plots",
         description="Score a predictions CSV (per image with a Path column, or per study with a Study column) "
-        "against valid.csv or a study-level groundtruth.csv, joined by study.",
+        "against valid.csv, a study-level groundtruth.csv, or a release folder or zip (its test set's groundtruth.csv "
+        "or its valid.csv, chosen by the split the predictions are in, with the test set's radiologists found "
+        "automatically), joined by study.",
     )
     scoring.add_argument("--predictions", required=True, metavar="CSV", help="model scores in [0, 1], one column per observation")
     _common(scoring)
-    scoring.add_argument("--radiologists", action="append", default=[], metavar="CSV", help="a radiologist's study-level 0/1 reads (repeat for each)")
+    scoring.add_argument(
+        "--radiologists", action="append", default=None, metavar="CSV|GROUP",
+        help="a radiologist's study-level 0/1 reads (repeat for each); with a release as --truth, a group of its "
+        "radiologists instead: benchmark (default for the test set), consensus, all or none",
+    )
     scoring.add_argument("--by", choices=SUBGROUPS, help="also score each subgroup of studies")
     scoring.add_argument("--metadata", metavar="CSV", help="valid.csv or test.csv giving sex/age/projection for --by when the truth is study-level")
     scoring.add_argument(
@@ -55,10 +62,23 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--truth", required=True, metavar="CSV", help="valid.csv (per image) or a study-level file such as groundtruth.csv")
+    parser.add_argument("--truth", required=True, metavar="CSV|ROOT",
+                        help="valid.csv (per image), a study-level file such as groundtruth.csv, or a release folder or zip")
+    parser.add_argument("--split", choices=("valid", "test"), help="with a release as --truth: the split to score (default: the predictions')")
     parser.add_argument("--aggregate", choices=AGGREGATES, default="max", help="how image scores become a study score (default: max)")
     parser.add_argument("--bootstrap", type=non_negative_int, default=2000, metavar="N", help="bootstrap resamples of studies; 0 for none (default: 2000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resamples (default: 0)")
+
+
+def _radiologists(values: list[str] | None) -> list[str] | str | None:
+    """``--radiologists`` as ``evaluate`` takes it: files, one group name, or None (not given)."""
+    from chexpert.testset import RADIOLOGIST_GROUPS
+
+    if values and any(v in RADIOLOGIST_GROUPS for v in values):
+        if len(values) > 1:
+            raise InvalidArgumentError(f"--radiologists takes files or one of {', '.join(RADIOLOGIST_GROUPS)}, not both: {' '.join(values)}")
+        return values[0]
+    return values
 
 
 def _criterion(spec: str) -> tuple[str, float | None]:
@@ -111,7 +131,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         lambda: evaluate(
             args.predictions,
             args.truth,
-            radiologists=args.radiologists,
+            radiologists=_radiologists(args.radiologists),
+            split=args.split,
             aggregate=args.aggregate,
             bootstrap=args.bootstrap,
             seed=args.seed,
@@ -144,7 +165,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from chexpert.evaluate import compare
 
-    result: Comparison = _quietly(lambda: compare(args.a, args.b, args.truth, aggregate=args.aggregate, bootstrap=args.bootstrap, seed=args.seed))
+    result: Comparison = _quietly(
+        lambda: compare(args.a, args.b, args.truth, split=args.split, aggregate=args.aggregate, bootstrap=args.bootstrap, seed=args.seed)
+    )
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
         return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from chexpert import schema, synth
+from chexpert import synth
 from chexpert.cli._common import non_negative_int, positive_int
 
 
@@ -19,9 +19,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "to give to the other commands.",
     )
     p.add_argument("out", metavar="OUT", help="folder to write into (created if missing)")
-    p.add_argument("--release", choices=schema.RELEASE_KINDS, default="small",
-                   help="small (320-pixel JPEGs, ~45 KB) or full (2000-2900 pixels, ~1.9 MB); default small")
-    p.add_argument("--patients", type=positive_int, default=100, help="training patients (default 100)")
+    p.add_argument("--release", choices=synth.RELEASES, default="small",
+                   help="small (320-pixel JPEGs, ~45 KB), full (2000-2900 pixels, ~1.9 MB), or test: the test set's "
+                   "labels and radiologists with a CheXlocalize look-alike (images, masks); default small")
+    p.add_argument("--patients", type=positive_int, default=100, help="training patients, test patients with --release test (default 100)")
     p.add_argument("--seed", type=int, default=0, help="random seed; same seed, same bytes (default 0)")
     p.add_argument("--layout", choices=synth.LAYOUTS, default="folder",
                    help="folder, one zip, or the Stanford AIMI batch zips (full only); default folder")

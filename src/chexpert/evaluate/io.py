@@ -83,6 +83,8 @@ class StudyTable:
 
 def _source_name(source: Source | Index, role: str) -> str:
     """How messages name a source: its path, or its kind."""
+    if isinstance(source, pd.DataFrame) and isinstance(source.attrs.get("source"), str):
+        return str(source.attrs["source"])  # a file read into memory (e.g. from a zip) keeps its name
     if isinstance(source, pd.DataFrame | Index):
         return f"<{role} {type(source).__name__}>"
     return os.fspath(source)

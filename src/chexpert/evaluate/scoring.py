@@ -18,6 +18,8 @@ from chexpert.evaluate import SUBGROUPS, io, metrics, operating
 from chexpert.evaluate.io import Source
 from chexpert.evaluate.metrics import UndefinedMetricWarning
 from chexpert.index import Index
+from chexpert.release import Release
+from chexpert.testset import resolve_truth
 
 __all__ = ["StudyScores", "Evaluation", "Comparison", "evaluate", "compare", "operating_points"]
 
@@ -281,9 +283,10 @@ def _score(
 
 def evaluate(
     predictions: Source,
-    truth: Source | Index,
+    truth: Source | Index | Release,
     *,
-    radiologists: Sequence[Source] | Mapping[str, Source] = (),
+    radiologists: Sequence[Source] | Mapping[str, Source] | str | None = None,
+    split: str | None = None,
     aggregate: str = "max",
     bootstrap: int = 2000,
     seed: int = 0,
@@ -295,8 +298,13 @@ def evaluate(
 
     ``predictions``: CSV path or DataFrame with a ``Path`` (per image, combined per study by
     ``aggregate``, "max" or "mean") or ``Study`` column and any of the 14 observations as columns.
-    ``truth``: ``valid.csv``, an Index, or a study-level file such as ``groundtruth.csv``.
-    ``radiologists``: study-level 0/1 files (a mapping gives them names). Studies are joined by key:
+    ``truth``: ``valid.csv``, an Index, a study-level file such as ``groundtruth.csv``, or a
+    release (folder, zip or :class:`~chexpert.release.Release`): then the ``split`` ("valid" or
+    "test"; default: the one the predictions are in) is scored against its released labels (the
+    test set's ``groundtruth.csv``), see :func:`chexpert.testset.resolve_truth`.
+    ``radiologists``: study-level 0/1 files (a mapping gives them names); with a release, a group
+    of its radiologists ("benchmark", the default for the test set, "consensus", "all" or "none").
+    Studies are joined by key:
     both sides must hold the same studies, and row order never matters. ``bootstrap`` resamples
     of studies (``seed``, shared by every task) give percentile intervals at ``level``. ``by``
     ("sex", "age-band", "projection") scores each subgroup too, from the truth's image metadata or
@@ -307,8 +315,10 @@ def evaluate(
     >>> result.mean_auroc  # doctest: +SKIP
     """
     _check_arguments(bootstrap, level, by)
+    predicted = io.read_predictions(predictions, aggregate=aggregate)
+    truth, radiologists, found_metadata = resolve_truth(truth, predicted.studies, split=split, radiologists=radiologists, predictions_name=predicted.name)
     truth_table = io.read_truth(truth)
-    scores = io.align(io.read_predictions(predictions, aggregate=aggregate), truth_table, "predictions")
+    scores = io.align(predicted, truth_table, "predictions")
     observations = scores.observations
     readers = {
         name: io.align(table, truth_table, f"radiologist {name!r}").select(observations)
@@ -319,6 +329,8 @@ def evaluate(
     result = score(data)
     if by is None:
         return result
+    if metadata is None and truth_table.metadata is None:
+        metadata = found_metadata
     groups = io.subgroup_of(io.study_metadata(truth_table, metadata), by)
     subgroups = {group: score(data.take(groups == group), context=f"{by} {group}: ") for group in io.subgroup_order(by, groups)}
     return replace(result, by=by, subgroups=subgroups)
@@ -327,8 +339,9 @@ def evaluate(
 def compare(
     a: Source,
     b: Source,
-    truth: Source | Index,
+    truth: Source | Index | Release,
     *,
+    split: str | None = None,
     aggregate: str = "max",
     bootstrap: int = 2000,
     seed: int = 0,
@@ -337,14 +350,17 @@ def compare(
     """Compare two prediction files on the same studies: paired bootstrap and DeLong's test per task.
 
     Both files are scored on the observations they share; the bootstrap draws one set of resamples
-    for both files and every task, so the interval of the difference is paired.
+    for both files and every task, so the interval of the difference is paired. ``truth`` and
+    ``split`` are as in :func:`evaluate` (a release is scored on the split the predictions are in).
 
     >>> result = compare("densenet.csv", "resnet.csv", "valid.csv")  # doctest: +SKIP
     >>> result.table[["difference", "p_value"]]  # doctest: +SKIP
     """
     _check_arguments(bootstrap, level)
+    predicted = io.read_predictions(a, aggregate=aggregate)
+    truth = resolve_truth(truth, predicted.studies, split=split, radiologists="none", predictions_name=predicted.name)[0]
     truth_table = io.read_truth(truth)
-    first = io.align(io.read_predictions(a, aggregate=aggregate), truth_table, "predictions")
+    first = io.align(predicted, truth_table, "predictions")
     second = io.align(io.read_predictions(b, aggregate=aggregate), truth_table, "predictions")
     observations = tuple(o for o in first.observations if o in second.observations)
     if not observations:
