@@ -7,6 +7,7 @@ import sys
 
 from chexpert import schema, synth
 from chexpert.cli._common import non_negative_int, positive_int
+from chexpert.errors import InvalidArgumentError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -19,8 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "to give to the other commands.",
     )
     p.add_argument("out", metavar="OUT", help="folder to write into (created if missing)")
-    p.add_argument("--release", choices=schema.RELEASE_KINDS, default="small",
-                   help="small (320-pixel JPEGs, ~45 KB) or full (2000-2900 pixels, ~1.9 MB); default small")
+    p.add_argument("--release", choices=(*schema.RELEASE_KINDS, "plus"), default="small",
+                   help="small (320-pixel JPEGs, ~45 KB), full (2000-2900 pixels, ~1.9 MB) or plus (CheXpert Plus: "
+                   "report text, label files, RadGraph-XL, PNG chunk zips, DICOMs, and the small release it joins to); default small")
     p.add_argument("--patients", type=positive_int, default=100, help="training patients (default 100)")
     p.add_argument("--seed", type=int, default=0, help="random seed; same seed, same bytes (default 0)")
     p.add_argument("--layout", choices=synth.LAYOUTS, default="folder",
@@ -35,6 +37,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def run(args: argparse.Namespace) -> int:
     """Run ``chexpert synth`` with parsed arguments; print the resulting path."""
+    if args.release == "plus":
+        from chexpert.synth_plus import synthesize_plus
+
+        if args.layout != "folder" or args.test_patients:
+            raise InvalidArgumentError("--release plus writes the Plus folder layout; --layout and --test-patients do not apply")
+        print(synthesize_plus(args.out, patients=args.patients, seed=args.seed, valid_patients=args.valid_patients,
+                              workers=args.workers, overwrite=args.overwrite))  # fmt: skip
+        return 0
     kwargs = dict(
         release=args.release,
         patients=args.patients,
