@@ -97,7 +97,7 @@ def wilson_interval(positives: int, n: int, level: float = 0.95) -> tuple[float,
     p = positives / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    return (0.0 if positives == 0 else max(0.0, centre - half)), (1.0 if positives == n else min(1.0, centre + half))
 
 
 def prevalence(index: Index, by: str, *, level: float = 0.95) -> pd.DataFrame:
