@@ -146,7 +146,7 @@ def test_png_and_dicom_sources_prepare_to_the_same_pixels(plus_root, tmp_path):
     difference = np.abs(a.images.astype(int) - b.images.astype(int)).mean(axis=(1, 2))
     # The same pictures, through PNG (8/16-bit) and the DICOM display chain; files with a VOI LUT
     # Sequence (a gamma curve) differ by design, but stay the same picture.
-    assert (difference < 1.5).mean() >= 0.75 and difference.max() < 64
+    assert (difference < 1.5).mean() >= 0.75 and difference.max() < 25
     assert all(y.std() > 10 for y in b.images)  # every DICOM shows a picture, none is flat
     with pytest.raises(chexpert.ChexpertError, match="DICOM"):  # a missing DICOM stops the run by default
         chexpert.prepare(dcm, tmp_path / "all", size=64, workers=1)

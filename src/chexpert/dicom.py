@@ -264,6 +264,9 @@ def _lut_data(item: Any) -> np.ndarray:
 def _lut(item: Any, values: np.ndarray) -> np.ndarray:
     """Look ``values`` up in a LUT item (descriptor: entries, first value mapped, bits)."""
     entries, first, _ = _values(item.LUTDescriptor)
+    if first >= 32768 and float(values.min()) < 0:
+        # Written as SS but read as US (implicit VR cannot tell): the first value mapped is negative.
+        first -= 65536
     table = _lut_data(item)
     count = int(entries) or 65536  # 0 entries means 2**16
     table = table[:count]

@@ -167,10 +167,15 @@ def dicom_bytes(
         ds.RescaleIntercept = _ds(params.intercept)
         ds.RescaleType = "US"
     if params.voi_lut:
-        # A LUT over the modality values' range: a gamma curve, as some vendors ship.
-        modality_values = array.astype(np.float64) * params.slope + params.intercept
-        first = int(np.floor(modality_values.min()))
-        entries = int(np.ceil(modality_values.max())) - first + 1
+        # A gamma curve over the first window (or the image's range), as some vendors ship.
+        if params.windows:
+            center, width = params.windows[0]
+            low_value, high_value = center - width / 2, center + width / 2
+        else:
+            modality_values = array.astype(np.float64) * params.slope + params.intercept
+            low_value, high_value = modality_values.min(), modality_values.max()
+        first = int(np.floor(low_value))
+        entries = min(int(np.ceil(high_value)) - first + 1, 65536)
         out_bits = 12
         ramp = np.linspace(0, 1, entries) ** 0.8 * ((1 << out_bits) - 1)
         item = Dataset()
@@ -192,10 +197,10 @@ def dicom_bytes(
 
     syntax = UID(TRANSFER_SYNTAXES[params.syntax])
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = instance
+    meta.MediaStorageSOPClassUID = UID(sop_class)
+    meta.MediaStorageSOPInstanceUID = UID(instance)
     meta.TransferSyntaxUID = syntax
-    meta.ImplementationClassUID = _UID_ROOT + "1"
+    meta.ImplementationClassUID = UID(_UID_ROOT + "1")
     ds.file_meta = meta
     if params.syntax in ("explicit", "implicit", "deflated"):
         ds.PixelData = array.astype("<i2" if params.signed else "<u2").tobytes()

@@ -158,7 +158,7 @@ def plus_rows(*, patients: int = 20, valid_patients: int | None = None, seed: in
                 text = text.replace("___-year-old", "[AGE]-year-old")
                 sections["clinical_history"] = sections["clinical_history"].replace("___-year-old", "[AGE]-year-old")
             path = schema.strip_release_prefix(image["Path"])
-            row: dict[str, Any] = {
+            plus_row: dict[str, Any] = {
                 "path_to_image": path,
                 "path_to_dcm": path.removesuffix(".jpg") + ".dcm",
                 "frontal_lateral": image["Frontal/Lateral"],
@@ -174,7 +174,7 @@ def plus_rows(*, patients: int = 20, valid_patients: int | None = None, seed: in
                 "_labels": {"report": rep.labels, "findings": rep.findings_labels, "impression": rep.impression_labels},
                 "_original": image,
             }
-            rows.append(row)
+            rows.append(plus_row)
     # Quirks at fixed, seed-independent positions of the train rows.
     train = [r for r in rows if r["split"] == "train"]
     if len(train) >= 8:
