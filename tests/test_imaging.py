@@ -81,14 +81,17 @@ def test_colour_and_alpha_are_refused_unless_converted(mode, channels):
     np.testing.assert_array_equal(imaging.decode(data, convert=True), image)
 
 
-def test_sixteen_bit_png_is_refused_unless_converted():
+def test_sixteen_bit_grayscale_png_is_scaled_not_refused():
+    # CheXpert Plus ships some 16-bit PNGs: accepted as they are, scaled (never clipped) to 8 bits.
     image = _gradient()
     data = _png(image.astype(np.uint16) * 257)
     info = imaging.image_info(data)
     assert info.bits == 16 and not info.grayscale8
-    with pytest.raises(ImageDecodeError, match="16 bits"):
-        imaging.decode(data)
+    np.testing.assert_array_equal(imaging.decode(data), image)
     np.testing.assert_array_equal(imaging.decode(data, convert=True), image)
+    rgba = _png(np.zeros((4, 4), np.uint8), "RGBA")
+    with pytest.raises(ImageDecodeError, match="4 channels"):
+        imaging.decode(rgba)
 
 
 def test_colour_jpeg_reported_by_header():

@@ -12,13 +12,13 @@ import io
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 import numpy as np
 
 from chexpert.errors import ImageDecodeError, InvalidArgumentError
 
-__all__ = ["ImageInfo", "RESIZE_MODES", "detect_format", "image_info", "decode", "resize", "decode_resized"]
+__all__ = ["ImageInfo", "RESIZE_MODES", "detect_format", "image_info", "decode", "resize", "decode_resized", "to_uint8"]
 
 RESIZE_MODES: Final[tuple[str, ...]] = ("pad", "crop", "squash")
 
@@ -57,6 +57,10 @@ def detect_format(data: bytes, *, file: str | None = None) -> str:
     for magic, offset, name in _MAGIC:
         if data[offset : offset + len(magic)] == magic:
             return name
+    from chexpert.dicom import looks_like_dicom
+
+    if looks_like_dicom(data):  # a data set written without preamble and file meta
+        return "dicom"
     raise ImageDecodeError(f"not a JPEG, PNG or DICOM file (starts with {data[:8].hex(' ')})", file=file)
 
 
@@ -79,9 +83,10 @@ def image_info(data: bytes, *, file: str | None = None) -> ImageInfo:
 def decode(data: bytes, *, file: str | None = None, convert: bool = False) -> np.ndarray:
     """Decode an image to a 2-D uint8 grayscale array.
 
-    By default only what CheXpert ships (one 8-bit channel) is accepted; colour, alpha and
-    16-bit images raise :class:`ImageDecodeError`. ``convert=True`` instead turns colour into
-    luminance, drops alpha and scales 16-bit samples to 8 bits.
+    By default only what the CheXpert family ships is accepted: one 8-bit channel, grayscale
+    16-bit PNGs (CheXpert Plus; scaled to 8 bits, never clipped) and DICOM (through its modality
+    and VOI transforms, see :mod:`chexpert.dicom`); colour, alpha and 8-bit-in-16 JPEGs raise
+    :class:`ImageDecodeError`. ``convert=True`` instead turns colour into luminance and drops alpha.
 
     >>> decode(open("view1_frontal.jpg", "rb").read()).dtype  # doctest: +SKIP
     dtype('uint8')
@@ -110,14 +115,31 @@ def decode_resized(
     try:
         image = _DECODE[kind](data, size, mode, convert)
     except ImageDecodeError as exc:
-        raise ImageDecodeError(str(exc), file=file) from None
+        raise ImageDecodeError(str(exc).removeprefix(f"{exc.file}: " if exc.file else ""), file=file) from None
     except Exception as exc:  # noqa: BLE001  (truncated or corrupt data surfaces as various decoder errors)
         raise ImageDecodeError(f"cannot decode {kind} data: {exc}", file=file) from None
-    return image if size is None else resize(image, size, mode)
+    if size is not None:
+        image = resize(image, size, mode)
+    return to_uint8(image)
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """The one final conversion of a decoded image to uint8: float images hold [0, 1], rounded to 0..255.
+
+    Wide images (16-bit PNG, DICOM) are decoded to float32 and resized before this, so that
+    their precision survives until here.
+
+    >>> to_uint8(np.array([[0.0, 0.5, 1.0]], np.float32)).tolist()
+    [[0, 128, 255]]
+    """
+    if image.dtype == np.uint8:
+        return image
+    scaled = np.clip(image, 0, 1) * np.float32(255)
+    return np.rint(scaled, out=scaled).astype(np.uint8)
 
 
 def resize(image: np.ndarray, size: int, mode: str = "pad") -> np.ndarray:
-    """Resize a 2-D uint8 image to ``size`` x ``size``, antialiased.
+    """Resize a 2-D image (uint8, or float32 for wide sources) to ``size`` x ``size``, antialiased.
 
     - ``"pad"``: keep the aspect ratio, fit the longer side, pad the rest with black (centred);
     - ``"crop"``: keep the aspect ratio, fit the shorter side, cut the centre;
@@ -140,10 +162,11 @@ def resize(image: np.ndarray, size: int, mode: str = "pad") -> np.ndarray:
         new_h, new_w = max(1, round(h * scale)), max(1, round(w * scale))
     if (new_h, new_w) != (h, w):
         # Pillow widens the bilinear kernel when shrinking, so this is antialiased, not point-sampled.
-        image = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.Resampling.BILINEAR))
+        pil = Image.fromarray(image) if image.dtype == np.uint8 else Image.fromarray(image.astype(np.float32, copy=False), mode="F")
+        image = np.asarray(pil.resize((new_w, new_h), Image.Resampling.BILINEAR))
     if mode == "squash" or (new_h, new_w) == (size, size):
         return np.ascontiguousarray(image)
-    out = np.zeros((size, size), dtype=np.uint8)
+    out = np.zeros((size, size), dtype=image.dtype)
     if mode == "pad":
         top, left = (size - new_h) // 2, (size - new_w) // 2
         out[top : top + new_h, left : left + new_w] = image
@@ -222,51 +245,33 @@ def _png_decode(data: bytes, size: int | None, mode: str, convert: bool) -> np.n
     from PIL import Image
 
     info = _png_info(data)
-    if not convert and not info.grayscale8:
-        raise ImageDecodeError(f"PNG has {info.channels} channels at {info.bits} bits; expected 1 channel at 8 bits (convert=True to accept)")
+    gray16 = info.channels == 1 and info.bits == 16  # CheXpert Plus ships some of these
+    if not convert and not info.grayscale8 and not gray16:
+        raise ImageDecodeError(f"PNG has {info.channels} channels at {info.bits} bits; expected 1 channel at 8 or 16 bits (convert=True to accept)")
     with Image.open(io.BytesIO(data)) as img:
         img.load()
-        if img.mode in ("I;16", "I;16B", "I"):
-            array = np.asarray(img, dtype=np.uint32)
-            return (array >> 8).astype(np.uint8) if info.bits == 16 else np.clip(array, 0, 255).astype(np.uint8)
+        if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+            # Scaled from the full sample range (never clipped), kept wide until the final conversion.
+            array = np.asarray(img).astype(np.float32)
+            return array * np.float32(1 / (2**info.bits - 1))
         gray = img if img.mode == "L" else img.convert("L")
         return np.asarray(gray, dtype=np.uint8)
 
 
 def _dicom_info(data: bytes) -> ImageInfo:
-    dataset = _dicom_read(data, stop_before_pixels=True)
+    from chexpert import dicom
+
+    dataset = dicom.read(data, stop_before_pixels=True)
     return ImageInfo(
-        "dicom", int(dataset.Columns), int(dataset.Rows), int(dataset.get("SamplesPerPixel", 1)), int(dataset.BitsStored)
+        "dicom", int(dataset.Columns), int(dataset.Rows), int(dataset.get("SamplesPerPixel", 1)), int(dataset.get("BitsStored", 0) or 0)
     )
 
 
-def _dicom_read(data: bytes, **kwargs: Any) -> Any:
-    try:
-        import pydicom
-    except ModuleNotFoundError:
-        raise ImageDecodeError("DICOM support needs pydicom: pip install 'chexpert[dicom]'") from None
-    return pydicom.dcmread(io.BytesIO(data), **kwargs)
-
-
 def _dicom_decode(data: bytes, size: int | None, mode: str, convert: bool) -> np.ndarray:
-    """DICOM to 8 bits through the file's own window (or its full range), MONOCHROME1 inverted."""
-    dataset = _dicom_read(data)
-    pixels = dataset.pixel_array.astype(np.float32)
-    if pixels.ndim != 2:
-        raise ImageDecodeError(f"DICOM pixel data has shape {pixels.shape}; expected one grayscale frame")
-    slope, intercept = float(dataset.get("RescaleSlope", 1)), float(dataset.get("RescaleIntercept", 0))
-    pixels = pixels * slope + intercept
-    center, width = dataset.get("WindowCenter"), dataset.get("WindowWidth")
-    if center is not None and width is not None:
-        center = float(center[0] if hasattr(center, "__len__") and not isinstance(center, str) else center)
-        width = float(width[0] if hasattr(width, "__len__") and not isinstance(width, str) else width)
-        low, high = center - width / 2, center + width / 2
-    else:
-        low, high = float(pixels.min()), float(pixels.max())
-    scaled = np.clip((pixels - low) / max(high - low, 1e-6), 0, 1)
-    if dataset.get("PhotometricInterpretation") == "MONOCHROME1":
-        scaled = 1 - scaled
-    return np.round(scaled * 255).astype(np.uint8)
+    """DICOM as displayed (modality, VOI, MONOCHROME1 inverted), float32 in [0, 1]; see chexpert.dicom."""
+    from chexpert import dicom
+
+    return dicom.display(dicom.read(data))
 
 
 _INFO: Final[dict[str, Callable[[bytes], ImageInfo]]] = {"jpeg": _jpeg_info, "png": _png_info, "dicom": _dicom_info}

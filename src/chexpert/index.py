@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import gzip
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -44,6 +44,9 @@ class Index:
     Categorical columns hold positions in the matching ``schema`` tuple (``split`` in
     ``schema.SPLITS``, ``projection`` in ``schema.PROJECTIONS``, ``sex`` in ``schema.SEXES``).
     ``labels`` keeps all four raw states as ``schema.Code`` values; ``age`` 0 means unknown.
+    ``extra`` holds further per-row columns of other releases, numpy arrays with one entry (or
+    row) per image: CheXpert Plus puts its report sections, demographics, both label sources and
+    DICOM header elements there (see :mod:`chexpert.plus`). They follow ``take`` and ``concat``.
 
     >>> index = read_csv(b"Path,Sex,Age,Frontal/Lateral,AP/PA," + ",".join(schema.OBSERVATIONS).encode()
     ...     + b"\\nCheXpert-v1.0-small/train/patient00001/study1/view1_frontal.jpg,Female,68,Frontal,AP,"
@@ -63,12 +66,16 @@ class Index:
     age: np.ndarray
     labels: np.ndarray
     release: Release | None = field(default=None, repr=False)
+    extra: Mapping[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         n = len(self.path)
         for name in _ROW_FIELDS:
             if len(getattr(self, name)) != n:
                 raise InvalidArgumentError(f"Index.{name} has {len(getattr(self, name))} rows, Index.path has {n}")
+        for name, column in self.extra.items():
+            if len(column) != n:
+                raise InvalidArgumentError(f"Index.extra[{name!r}] has {len(column)} rows, Index.path has {n}")
         if self.labels.ndim != 2 or self.labels.shape[1] != len(schema.OBSERVATIONS):
             raise InvalidArgumentError(f"Index.labels must be (N, {len(schema.OBSERVATIONS)}), got {self.labels.shape}")
 
@@ -88,11 +95,22 @@ class Index:
         rows = np.asarray(rows)
         if rows.dtype == bool and len(rows) != len(self):
             raise InvalidArgumentError(f"boolean mask has {len(rows)} entries for {len(self)} rows")
-        return Index(**{name: getattr(self, name)[rows] for name in _ROW_FIELDS}, release=self.release)
+        return Index(
+            **{name: getattr(self, name)[rows] for name in _ROW_FIELDS},
+            release=self.release,
+            extra={name: column[rows] for name, column in self.extra.items()},
+        )
 
     def with_release(self, release: Release | None) -> Index:
         """Return the same rows bound to ``release`` (used to read their images)."""
-        return Index(**{name: getattr(self, name) for name in _ROW_FIELDS}, release=release)
+        return Index(**{name: getattr(self, name) for name in _ROW_FIELDS}, release=release, extra=self.extra)
+
+    def with_extra(self, **columns: np.ndarray) -> Index:
+        """Return the same rows with ``columns`` added to (or replacing those in) ``extra``.
+
+        >>> index.with_extra(race=races).extra["race"][:2]  # doctest: +SKIP
+        """
+        return Index(**{name: getattr(self, name) for name in _ROW_FIELDS}, release=self.release, extra={**self.extra, **columns})
 
     def study_ids(self) -> np.ndarray:
         """An int64 per row, equal for the images of one study and distinct between studies.
@@ -162,6 +180,14 @@ class Index:
             column = pd.array(self.labels[:, j], dtype="Int8")
             column[self.labels[:, j] == schema.Code.BLANK] = pd.NA
             frame[name] = column
+        for key, values in self.extra.items():
+            if values.ndim == 2 and values.shape[1] == len(schema.OBSERVATIONS):  # label codes of another source
+                for j, name in enumerate(schema.OBSERVATIONS):
+                    column = pd.array(values[:, j], dtype="Int8")
+                    column[values[:, j] == schema.Code.BLANK] = pd.NA
+                    frame[f"{key}:{name}"] = column
+            elif values.ndim == 1:
+                frame[key] = values.astype(object) if values.dtype.kind == "T" else values
         return frame
 
 
@@ -185,9 +211,11 @@ def concat(indexes: Sequence[Index]) -> Index:
     if not indexes:
         raise InvalidArgumentError("concat needs at least one Index")
     release = indexes[0].release
+    shared = [k for k in indexes[0].extra if all(k in ix.extra for ix in indexes[1:])]  # columns every part has
     return Index(
         **{name: np.concatenate([getattr(ix, name) for ix in indexes]) for name in _ROW_FIELDS},
         release=release,
+        extra={k: np.concatenate([ix.extra[k] for ix in indexes]) for k in shared},
     )
 
 

@@ -265,15 +265,23 @@ class Release:
 def open_release(root: str | os.PathLike[str], *, kind: str | None = None) -> Release:
     """Recognise the CheXpert download at ``root`` (a folder or a zip) and return a :class:`Release`.
 
-    ``kind`` ("small" or "full") chooses when ``root`` holds both releases.
+    ``kind`` ("small" or "full") chooses when ``root`` holds both releases. A folder holding a
+    CheXpert Plus CSV opens as a :class:`chexpert.plus.PlusRelease` (kind "plus").
 
     >>> release = chexpert.open("/data/chexpert")  # doctest: +SKIP
     """
-    if kind is not None and kind not in schema.RELEASE_KINDS:
-        raise InvalidArgumentError(f"kind must be one of {', '.join(schema.RELEASE_KINDS)}, not {kind!r}")
+    if kind is not None and kind not in (*schema.RELEASE_KINDS, "plus"):
+        raise InvalidArgumentError(f"kind must be one of {', '.join(schema.RELEASE_KINDS)}, plus, not {kind!r}")
     root = Path(root).expanduser().absolute()
     if not root.exists():
         raise ReleaseNotFoundError(f"{root} does not exist. {DOWNLOAD_HELP}")
+    if kind in (None, "plus") and root.is_dir():
+        from chexpert import plus
+
+        if plus.is_plus(root):  # CheXpert Plus: its own CSV, PNG chunks and DICOMs (kind "small" or "full" picks the original inside)
+            return plus.open_plus(root)
+        if kind == "plus":
+            raise ReleaseNotFoundError(f"{root} holds no CheXpert Plus CSV (df_chexpert_plus_*.csv)")
     if root.is_file():
         if not zipfile.is_zipfile(root):
             raise ReleaseNotFoundError(

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from chexpert import imaging, schema
 from chexpert.errors import ChexpertError, Problem
@@ -70,6 +70,10 @@ def verify(
     (False, ['.../train.csv, row 7: image not found ...'])
     """
     release = root if isinstance(root, Release) else open_release(root)
+    if release.kind == "plus":  # CheXpert Plus: its own CSV, label files and image sources
+        from chexpert.plus import PlusRelease, verify_plus
+
+        return verify_plus(cast(PlusRelease, release), decode=decode, workers=workers, progress=progress)  # type: ignore[no-any-return]
     problems: list[Problem] = []
     rows: list[tuple[str, str, int]] = []  # (CSV path, CSV file, line) of every indexed row
     test_index = None

@@ -17,6 +17,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     info.add_argument("root", help="release folder, zip, or the folder holding them")
     info.add_argument("--kind", choices=schema.RELEASE_KINDS, help="which release, when ROOT holds both")
     info.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    info.add_argument("--by", choices=("sex", "age-band", "race", "ethnicity", "insurance", "projection"),
+                      help="also count studies and label prevalence (95%% Wilson interval) per group; race, ethnicity and insurance need CheXpert Plus")
     info.set_defaults(func=_info)
 
     verify = sub.add_parser("verify", help="check every CSV row and image; exit 1 if anything is wrong")
@@ -41,13 +43,51 @@ def _info(args: argparse.Namespace) -> int:
         rows = index.split == code
         if rows.any():
             splits[split] = index.take(rows).counts()
-    result = {"release": release.kind, "root": str(release.root), "layout": release.layout, "splits": splits}
+    result: dict[str, Any] = {"release": release.kind, "root": str(release.root), "layout": release.layout, "splits": splits}
+    table = None
+    if getattr(args, "by", None):
+        from chexpert.subgroups import prevalence
+
+        table = prevalence(index, args.by)
+        result["by"] = args.by
+        result["subgroups"] = {
+            group: {"studies": int(part["studies"].iloc[0]), "patients": int(part["patients"].iloc[0]),
+                    "prevalence": {obs: {"positives": int(r["positives"]), "prevalence": _number(r["prevalence"]), "ci": [_number(r["lo"]), _number(r["hi"])]}
+                                   for obs, r in part.droplevel(0).iterrows()}}
+            for group, part in table.groupby(level=0, sort=False)
+        }  # fmt: skip
     if args.json:
         json.dump(result, sys.stdout, indent=2)
         print()
         return 0
     _print_info(result)
+    if table is not None:
+        _print_prevalence(args.by, table)
     return 0
+
+
+def _number(value: float) -> float | None:
+    return None if value != value else float(value)  # NaN -> null
+
+
+def _print_prevalence(by: str, table: Any) -> None:
+    from rich.table import Table
+
+    from chexpert.cli._common import console as make_console
+
+    groups = list(dict.fromkeys(table.index.get_level_values(0)))
+    out = Table(title=f"Positive prevalence per study by {by} (95% Wilson interval)", show_edge=False)
+    out.add_column("observation")
+    for group in groups:
+        first = table.loc[group].iloc[0]
+        out.add_column(f"{group}\nn={int(first['studies']):,} studies", justify="right")
+    for observation in schema.OBSERVATIONS:
+        cells = []
+        for group in groups:
+            r = table.loc[(group, observation)]
+            cells.append(f"{r['prevalence']:.1%}\n{r['lo']:.1%}-{r['hi']:.1%}" if r["studies"] else "-")
+        out.add_row(observation, *cells)
+    make_console().print(out)
 
 
 def _print_info(result: dict[str, Any]) -> None:

@@ -41,7 +41,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "radiologists instead: benchmark (default for the test set), consensus, all or none",
     )
     scoring.add_argument("--by", choices=SUBGROUPS, help="also score each subgroup of studies")
-    scoring.add_argument("--metadata", metavar="CSV", help="valid.csv or test.csv giving sex/age/projection for --by when the truth is study-level")
+    scoring.add_argument("--metadata", metavar="CSV", help="valid.csv or test.csv giving sex/age/projection for --by when the truth is study-level; "
+                         "the CheXpert Plus folder (or its CSV) for race, ethnicity and insurance")
     scoring.add_argument(
         "--operating-point", action="append", default=[], type=_criterion, metavar="CRITERION", help=f"also report a threshold per observation: {_CRITERIA} (repeatable)"
     )
@@ -182,12 +183,23 @@ def _console() -> Any:
     return console()
 
 
+def _missing(value: Any) -> bool:
+    # A subgroup's table may hold pandas' NA (not only NaN) where a metric is undefined.
+    return value is None or value is pd_na() or (isinstance(value, float) and math.isnan(value))
+
+
+def pd_na() -> Any:
+    import pandas as pd
+
+    return pd.NA
+
+
 def _f(value: float, digits: int = 3) -> str:
-    return "-" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+    return "-" if _missing(value) else f"{float(value):.{digits}f}"
 
 
 def _ci(lo: float, hi: float, digits: int = 3) -> str:
-    return "-" if math.isnan(lo) else f"{lo:.{digits}f}-{hi:.{digits}f}"
+    return "-" if _missing(lo) or _missing(hi) else f"{float(lo):.{digits}f}-{float(hi):.{digits}f}"
 
 
 def _name(observation: str) -> str:

@@ -7,6 +7,7 @@ import sys
 
 from chexpert import synth
 from chexpert.cli._common import non_negative_int, positive_int
+from chexpert.errors import InvalidArgumentError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -19,10 +20,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "to give to the other commands.",
     )
     p.add_argument("out", metavar="OUT", help="folder to write into (created if missing)")
-    p.add_argument("--release", choices=synth.RELEASES, default="small",
-                   help="small (320-pixel JPEGs, ~45 KB), full (2000-2900 pixels, ~1.9 MB), or test: the test set's "
-                   "labels and radiologists with a CheXlocalize look-alike (images, masks); default small")
-    p.add_argument("--patients", type=positive_int, default=100, help="training patients, test patients with --release test (default 100)")
+    p.add_argument("--release", choices=(*synth.RELEASES, "plus"), default="small",
+                   help="small (320-pixel JPEGs, ~45 KB), full (2000-2900 pixels, ~1.9 MB), test (the test set's "
+                   "labels and radiologists with a CheXlocalize look-alike: images, masks) or plus (CheXpert Plus: "
+                   "report text, label files, RadGraph-XL, PNG chunk zips, DICOMs, and the small release it joins to); default small")
+    p.add_argument("--patients", type=positive_int, default=100,
+                   help="training patients; test patients with --release test (default 100)")
     p.add_argument("--seed", type=int, default=0, help="random seed; same seed, same bytes (default 0)")
     p.add_argument("--layout", choices=synth.LAYOUTS, default="folder",
                    help="folder, one zip, or the Stanford AIMI batch zips (full only); default folder")
@@ -36,6 +39,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def run(args: argparse.Namespace) -> int:
     """Run ``chexpert synth`` with parsed arguments; print the resulting path."""
+    if args.release == "plus":
+        from chexpert.synth_plus import synthesize_plus
+
+        if args.layout != "folder" or args.test_patients:
+            raise InvalidArgumentError("--release plus writes the Plus folder layout; --layout and --test-patients do not apply")
+        print(synthesize_plus(args.out, patients=args.patients, seed=args.seed, valid_patients=args.valid_patients,
+                              workers=args.workers, overwrite=args.overwrite))  # fmt: skip
+        return 0
     kwargs = dict(
         release=args.release,
         patients=args.patients,

@@ -35,7 +35,7 @@ __all__ = [
 #: How image-level predictions become one score per study.
 AGGREGATES: tuple[str, ...] = ("max", "mean")
 #: Study attributes that ``by=`` can split on.
-SUBGROUPS: tuple[str, ...] = ("sex", "age-band", "projection")
+SUBGROUPS: tuple[str, ...] = ("sex", "age-band", "projection", "race", "ethnicity", "insurance")  # the last three: CheXpert Plus demographics
 #: Age bands as (label, lowest age, highest age), both inclusive. CheXpert writes unknown ages as
 #: 0 and ages over 89 as 90; patients are adults, so the first band of known ages is "<40".
 AGE_BANDS: tuple[tuple[str, int, int], ...] = (

@@ -21,6 +21,7 @@ from chexpert.errors import CSVFormatError, InvalidArgumentError
 from chexpert.evaluate import AGE_BANDS, AGGREGATES, SUBGROUPS
 from chexpert.index import Index
 from chexpert.index import read_csv as read_index_csv
+from chexpert.subgroups import DEMOGRAPHIC_COLUMNS, UNKNOWN, group_order, subgroup_of_rows
 
 __all__ = [
     "Source",
@@ -225,15 +226,19 @@ def read_predictions(source: Source, *, aggregate: str = "max") -> StudyTable:
     return StudyTable(name, studies.astype(object), tuple(columns), values)
 
 
-def _image_metadata(keys: np.ndarray, paths: np.ndarray, sex: np.ndarray, age: np.ndarray, projection: np.ndarray, frontal: np.ndarray) -> pd.DataFrame:
-    """One row per study (sorted): the sex and age of its first image, the projection of its frontal images."""
-    frame = pd.DataFrame({"study": keys.astype(object), "path": paths.astype(object), "sex": sex, "age": age.astype(np.int64)})
+def _image_metadata(
+    keys: np.ndarray, paths: np.ndarray, sex: np.ndarray, age: np.ndarray, projection: np.ndarray, frontal: np.ndarray,
+    demographics: Mapping[str, np.ndarray] | None = None,
+) -> pd.DataFrame:
+    """One row per study (sorted): the sex, age (and Plus demographics) of its first image, the projection of its frontal images."""
+    frame = pd.DataFrame({"study": keys.astype(object), "path": paths.astype(object), "sex": sex, "age": age.astype(np.int64),
+                          **{name: values.astype(object) for name, values in (demographics or {}).items()}})  # fmt: skip
     frontal_projection = projection.astype(object)
     frontal_projection[~np.asarray(frontal, dtype=bool)] = None
     frame["frontal_projection"] = frontal_projection
     frame = frame.sort_values(["study", "path"], kind="stable")
     grouped = frame.groupby("study", sort=True)
-    out = grouped[["sex", "age"]].first()
+    out = grouped[["sex", "age", *(demographics or {})]].first()
     projections = grouped["frontal_projection"].agg(lambda p: sorted(set(p.dropna())))
     out["projection"] = [p[0] if len(p) == 1 else (MIXED if p else NO_FRONTAL) for p in projections]
     out.index.name = None
@@ -252,6 +257,7 @@ def _from_index(index: Index) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
         index.age,
         np.asarray(schema.PROJECTIONS, dtype=object)[index.projection],
         index.frontal,
+        {by: subgroup_of_rows(index, by) for by in DEMOGRAPHIC_COLUMNS if DEMOGRAPHIC_COLUMNS[by] in index.extra},
     )
     return keys, labels, metadata
 
@@ -376,6 +382,11 @@ def read_metadata(source: Source | Index) -> pd.DataFrame:
     """
     if isinstance(source, Index):
         return _from_index(source)[2]
+    if not isinstance(source, pd.DataFrame) and (Path(source).is_dir() or Path(source).name.startswith("df_chexpert_plus")):
+        # A release folder (CheXpert Plus for race, ethnicity and insurance) or the Plus CSV itself.
+        from chexpert.release import open_release
+
+        return _from_index(open_release(Path(source).parent if Path(source).is_file() else source).index())[2]
     if _is_release_csv(source, "metadata"):
         return _from_index(read_index_csv(source))[2]
     frame, name = _load(source, "metadata")
@@ -417,6 +428,12 @@ def subgroup_of(metadata: pd.DataFrame, by: str) -> np.ndarray:
         return metadata["sex"].to_numpy(dtype=object)
     if by == "projection":
         return metadata["projection"].to_numpy(dtype=object)
+    if by in DEMOGRAPHIC_COLUMNS:
+        if by not in metadata.columns:
+            raise InvalidArgumentError(
+                f"by={by!r} needs CheXpert Plus demographics: pass the Plus download (or its CSV) as metadata= (--metadata), or a Plus index as the truth"
+            )
+        return metadata[by].fillna(UNKNOWN).to_numpy(dtype=object)
     age = metadata["age"].to_numpy()
     bands = np.full(len(age), AGE_BANDS[0][0], dtype=object)
     for label, low, high in AGE_BANDS:
@@ -426,6 +443,8 @@ def subgroup_of(metadata: pd.DataFrame, by: str) -> np.ndarray:
 
 def subgroup_order(by: str, groups: Iterable[str]) -> list[str]:
     """Groups in a reading order: schema order for sex and projection, ascending age bands."""
+    if by in DEMOGRAPHIC_COLUMNS:
+        return group_order(by, groups)
     vocabulary = {"sex": schema.SEXES, "projection": (*schema.PROJECTIONS, MIXED, NO_FRONTAL), "age-band": tuple(b[0] for b in AGE_BANDS)}[by]
     rank = {g: i for i, g in enumerate(vocabulary)}
     return sorted(set(groups), key=lambda g: (rank.get(g, len(rank)), g))

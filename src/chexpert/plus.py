@@ -1,0 +1,722 @@
+"""CheXpert Plus as released: the CSV, both report labelers' files, RadGraph-XL, PNGs and DICOMs, in one Index.
+
+A Plus download is a folder holding ``df_chexpert_plus_*.csv`` (one row per image, 27 text
+columns after an optional unnamed index column), ``chexbert_labels/{report,findings,impression}_fixed.json``
+(JSON lines keyed by ``path_to_image``), ``radgraph-XL-annotations/section_{findings,impression}.json``,
+``PNG/png_chexpert_plus_chunk_N.zip`` and ``DICOM/`` (folders or zips). :func:`open_plus` (or
+``chexpert.open``, which recognises the CSV) returns a :class:`PlusRelease`, a
+:class:`~chexpert.release.Release` whose ``index()`` gives the same :class:`~chexpert.index.Index`
+as every other release, so that ``prepare``, the loaders and ``evaluate`` take it as they are.
+
+Where the Plus columns live: the Index's own columns (path, split, patient, study, view, frontal,
+projection, sex, age, labels) come from the Plus CSV, ``labels`` from the label source chosen
+(``labels="report"`` by default: CheXbert on the whole report); everything else is in
+``Index.extra``, one array per column, following ``take`` and ``concat``:
+
+- every other CSV column by its name (``report``, ``section_findings``, ..., ``race``,
+  ``insurance_type``, ``path_to_dcm``; text as numpy strings, "" where the cell is empty, a literal
+  "None" kept as "None");
+- ``labels_report``, ``labels_findings``, ``labels_impression`` (int8 codes, null -> blank) and,
+  when the original release is found, ``labels_original`` and ``in_original`` (bool);
+- ``report_copy``: 0 for the first report text of a study, 1, 2... for other copies of it.
+
+Everything that disagrees is a :class:`~chexpert.errors.Problem` in ``release.problems()`` (and in
+``chexpert verify``): rows whose metadata differ from the original release's, rows only one side
+has, images and DICOMs that cannot be found, label lines for unknown images, and studies whose
+images carry differently anonymised copies of the report with different labels. Nothing is dropped.
+
+>>> release = chexpert.open("~/data/chexpert-plus")  # doctest: +SKIP
+>>> train = release.index("train")  # doctest: +SKIP
+>>> train.extra["race"][:3], train.extra["labels_impression"].shape  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import zipfile
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, cast
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from chexpert import schema
+from chexpert.errors import ChexpertError, CSVFormatError, InvalidArgumentError, Problem, ReleaseNotFoundError
+from chexpert.index import Index, concat
+from chexpert.parallel import quiet_worker
+from chexpert.release import Release, _archive, open_release
+from chexpert.validation import check_choice
+
+__all__ = [
+    "PLUS_COLUMNS",
+    "SECTIONS",
+    "LABEL_SOURCES",
+    "IMAGE_SOURCES",
+    "DEMOGRAPHICS",
+    "PlusRelease",
+    "is_plus",
+    "open_plus",
+    "read_plus_csv",
+    "read_labels",
+    "radgraph",
+    "dicom_header_columns",
+    "verify_plus",
+]
+
+SECTIONS: Final[tuple[str, ...]] = (
+    "narrative", "clinical_history", "history", "comparison", "technique", "procedure_comments",
+    "findings", "impression", "end_of_impression", "summary", "accession_number",
+)  # fmt: skip
+#: The 27 columns of ``df_chexpert_plus_*.csv`` in order.
+PLUS_COLUMNS: Final[tuple[str, ...]] = (
+    "path_to_image", "path_to_dcm", "frontal_lateral", "ap_pa", "deid_patient_id", "patient_report_date_order", "report",
+    *(f"section_{s}" for s in SECTIONS),
+    "age", "sex", "race", "ethnicity", "interpreter_needed", "insurance_type", "recent_bmi", "deceased", "split",
+)  # fmt: skip
+#: Where ``Index.labels`` of a Plus index come from: a CheXbert file, or the original release.
+LABEL_SOURCES: Final[tuple[str, ...]] = ("report", "findings", "impression", "original")
+#: Which files ``read_bytes`` returns for a row: the PNGs, the DICOMs, or the original JPEGs.
+IMAGE_SOURCES: Final[tuple[str, ...]] = ("png", "dicom", "jpg")
+#: Demographic columns of the Plus CSV (besides age and sex, which are Index columns).
+DEMOGRAPHICS: Final[tuple[str, ...]] = ("race", "ethnicity", "interpreter_needed", "insurance_type", "recent_bmi", "deceased")
+
+_CSV_GLOB: Final = re.compile(r"^df_chexpert_plus.*\.csv$", re.IGNORECASE)
+_LABEL_FILES: Final = {"report": "report_fixed.json", "findings": "findings_fixed.json", "impression": "impression_fixed.json"}
+_RADGRAPH_FILES: Final = {"findings": "section_findings.json", "impression": "section_impression.json"}
+_TAIL: Final = re.compile(r"(patient\d{5}/study\d+/view\d+_(?:frontal|lateral))\.(\w+)$", re.IGNORECASE)
+_PATH: Final = re.compile(r"^(?P<split>train|valid|test)/patient(?P<patient>\d{5})/study(?P<study>\d+)/view(?P<view>\d+)_(?P<kind>frontal|lateral)\.(?:jpg|png)$")
+_STR = np.dtypes.StringDType()
+_SHOWN = 20  # rows named per kind of problem in a strict error
+_BLANK = int(schema.Code.BLANK)
+
+
+def is_plus(root: str | os.PathLike[str]) -> bool:
+    """Whether ``root`` is a folder holding a CheXpert Plus CSV (``df_chexpert_plus_*.csv``).
+
+    >>> is_plus("/nonexistent")
+    False
+    """
+    return _plus_csv(Path(root)) is not None
+
+
+def _plus_csv(root: Path) -> Path | None:
+    if not root.is_dir():
+        return None
+    found = sorted(p for p in root.iterdir() if _CSV_GLOB.match(p.name) and p.is_file())
+    return found[-1] if found else None  # the latest dated one
+
+
+# -- reading the CSV -----------------------------------------------------------------------------
+
+
+def read_plus_csv(path: str | os.PathLike[str] | bytes, *, file: str | None = None) -> pa.Table:
+    """The Plus CSV as an Arrow table of strings: every column text, only empty cells empty.
+
+    Accession numbers keep their leading zeros and a literal "None" stays "None". The unnamed
+    index column, if any, is dropped; the 27 columns must be there, in order.
+
+    >>> read_plus_csv("df_chexpert_plus_240401.csv").num_columns  # doctest: +SKIP
+    27
+    """
+    if isinstance(path, bytes | bytearray):
+        data, name = bytes(path), file or "<bytes>"
+    else:
+        name = file or os.fspath(path)
+        try:
+            data = Path(path).read_bytes()
+        except FileNotFoundError:
+            raise ReleaseNotFoundError(f"{name}: file not found") from None
+    data = data.removeprefix(b"\xef\xbb\xbf")
+    header = next(iter(csv.reader([data.split(b"\n", 1)[0].decode("utf-8", "replace").rstrip("\r")])), [])
+    columns = header[1:] if header and header[0] in ("", "Unnamed: 0") else header
+    if tuple(columns) != PLUS_COLUMNS:
+        missing = [c for c in PLUS_COLUMNS if c not in columns]
+        extra = [c for c in columns if c not in PLUS_COLUMNS]
+        detail = (["missing " + ", ".join(missing)] if missing else []) + (["unexpected " + ", ".join(extra)] if extra else []) or ["columns in another order"]
+        raise CSVFormatError(f"not a CheXpert Plus CSV: {'; '.join(detail)}. Expected {len(PLUS_COLUMNS)} columns: {', '.join(PLUS_COLUMNS)}", file=name, row=1)
+    try:
+        table = pacsv.read_csv(
+            pa.py_buffer(data),
+            read_options=pacsv.ReadOptions(use_threads=True, block_size=16 << 20, column_names=["__index__", *columns] if len(header) != len(columns) else list(columns), skip_rows=1),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(
+                column_types=dict.fromkeys(["__index__", *columns], pa.string()), strings_can_be_null=False, quoted_strings_can_be_null=False
+            ),
+        )
+    except pa.ArrowInvalid as exc:
+        raise CSVFormatError(f"cannot be parsed as CSV: {exc}", file=name) from None
+    if "__index__" in table.column_names:
+        table = table.drop_columns(["__index__"])
+    return table.combine_chunks()
+
+
+def _text(table: pa.Table, column: str) -> np.ndarray:
+    return np.asarray(table.column(column).to_numpy(zero_copy_only=False), dtype=_STR) if table.num_rows else np.array([], _STR)
+
+
+def _codes(values: np.ndarray, vocabulary: Sequence[str], empty: str) -> np.ndarray:
+    lookup = {v: i for i, v in enumerate(vocabulary)}
+    unique, inverse = np.unique(values, return_inverse=True)
+    table = np.array([lookup.get(u if u else empty, -1) for u in unique.tolist()] + [-1], dtype=np.int8)
+    return table[inverse] if len(values) else np.array([], np.int8)
+
+
+def _index_from_table(table: pa.Table, name: str, problems: list[Problem]) -> tuple[Index, np.ndarray]:
+    """The Index of the rows that parse, and their positions in the CSV; the others become problems."""
+    n = table.num_rows
+    paths = _text(table, "path_to_image")
+    parts = pc.extract_regex(table.column("path_to_image").combine_chunks(), _PATH.pattern) if n else None
+    ok = np.asarray(pc.is_valid(parts).to_numpy(zero_copy_only=False)) if parts is not None else np.zeros(0, bool)
+
+    def bad(mask: np.ndarray, message: Any) -> None:
+        for i in np.flatnonzero(mask):
+            problems.append(Problem("value", name, int(i) + 2, message(int(i))))
+
+    bad(~ok, lambda i: f"path_to_image {str(paths[i])!r} does not follow split/patientNNNNN/studyN/viewN_frontal|lateral.jpg")
+    rows = np.flatnonzero(ok)
+    if parts is not None:
+        filled = parts.fill_null({"split": "train", "patient": "0", "study": "0", "view": "0", "kind": "frontal"}) if not ok.all() else parts
+        split = _codes(np.asarray(filled.field("split").to_numpy(zero_copy_only=False), dtype=_STR), schema.SPLITS, "train")
+        patient = np.asarray(pc.cast(filled.field("patient"), pa.int32()).to_numpy(zero_copy_only=False))
+        study = np.asarray(pc.cast(filled.field("study"), pa.int16()).to_numpy(zero_copy_only=False))
+        view = np.asarray(pc.cast(filled.field("view"), pa.int16()).to_numpy(zero_copy_only=False))
+        path_frontal = np.asarray(filled.field("kind").to_numpy(zero_copy_only=False)) == "frontal"
+    else:
+        split = np.array([], np.int8)
+        patient = study = view = np.array([], np.int32)
+        path_frontal = np.array([], bool)
+    column_split = _codes(_text(table, "split"), schema.SPLITS, "")
+    bad(ok & (column_split != split), lambda i: f"split {str(_text(table, 'split')[i])!r} disagrees with path_to_image {str(paths[i])!r}")
+    frontal_word = _text(table, "frontal_lateral")
+    view_code = _codes(frontal_word, schema.VIEWS, "")
+    bad(ok & ((view_code < 0) | ((view_code == 0) != path_frontal)), lambda i: f"frontal_lateral {str(frontal_word[i])!r} does not match {str(paths[i])!r}")
+    projection = _codes(_text(table, "ap_pa"), schema.PROJECTIONS, "none")
+    bad(projection < 0, lambda i: f"ap_pa {str(_text(table, 'ap_pa')[i])!r} is not AP, PA, LL, RL or empty")
+    projection[projection < 0] = schema.PROJECTIONS.index("none")
+    sex = _codes(_text(table, "sex"), schema.SEXES, "Unknown")
+    bad(sex < 0, lambda i: f"sex {str(_text(table, 'sex')[i])!r} is not Male, Female, Unknown or empty")
+    sex[sex < 0] = schema.SEXES.index("Unknown")
+    ages = table.column("age").combine_chunks()
+    age_ok = np.asarray(pc.match_substring_regex(ages, r"^(\d{1,3}(\.0+)?)?$").to_numpy(zero_copy_only=False)) if n else np.zeros(0, bool)
+    bad(~age_ok, lambda i: f"age {ages[i].as_py()!r} is not a whole number of years")
+    cleaned = pc.if_else(pa.array(age_ok & (np.asarray(pc.utf8_length(ages).to_numpy(zero_copy_only=False)) > 0) if n else []), ages, "0") if n else ages
+    age = np.asarray(pc.cast(pc.cast(cleaned, pa.float64()), pa.int16()).to_numpy(zero_copy_only=False)) if n else np.array([], np.int16)
+    extra = {c: _text(table, c) for c in PLUS_COLUMNS if c not in ("path_to_image", "frontal_lateral", "ap_pa", "age", "sex", "split")}
+    index = Index(
+        path=paths[rows], split=split[rows], patient=patient[rows], study=study[rows], view=view[rows], frontal=path_frontal[rows],
+        projection=projection[rows], sex=sex[rows], age=age[rows], labels=np.full((len(rows), len(schema.OBSERVATIONS)), _BLANK, np.int8),
+        extra={k: v[rows] for k, v in extra.items()},
+    )  # fmt: skip
+    return index, rows
+
+
+# -- label files ---------------------------------------------------------------------------------
+
+_SPELLING: Final = {1.0: 1, 0.0: 0, -1.0: -1}
+
+
+def read_labels(data: bytes, paths: np.ndarray, *, file: str) -> tuple[np.ndarray, list[Problem]]:
+    """Join a CheXbert JSON-lines file to ``paths``: (N, 14) int8 codes, null kept as blank, and problems.
+
+    Lines are matched by ``path_to_image``, whatever their order; a value other than 1.0, 0.0,
+    -1.0 or null, a line for an unknown image, a repeated image and an image without a line are
+    problems (its codes stay blank).
+
+    >>> codes, problems = read_labels(b'{"path_to_image": "a.jpg", "Edema": 1.0}\\n', np.array(["a.jpg"]), file="x.json")
+    >>> int(codes[0, 5]), len(problems)
+    (1, 0)
+    """
+    problems: list[Problem] = []
+    codes = np.full((len(paths), len(schema.OBSERVATIONS)), _BLANK, np.int8)
+    position = {p: i for i, p in enumerate(paths.tolist())}
+    seen = np.zeros(len(paths), dtype=bool)
+    unknown = 0
+    for line_number, line in enumerate(data.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            path = record["path_to_image"]
+        except (ValueError, KeyError, TypeError):
+            problems.append(Problem("label", file, line_number, "is not a JSON object with path_to_image"))
+            continue
+        i = position.get(path)
+        if i is None:
+            unknown += 1
+            if unknown <= _SHOWN:
+                problems.append(Problem("label", file, line_number, f"labels an image that is not in the Plus CSV: {path!r}"))
+            continue
+        if seen[i]:
+            problems.append(Problem("label", file, line_number, f"labels {path!r} a second time; the first line is kept"))
+            continue
+        seen[i] = True
+        for j, name in enumerate(schema.OBSERVATIONS):
+            value = record.get(name)
+            if value is None:
+                continue
+            code = _SPELLING.get(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+            if code is None:
+                problems.append(Problem("label", file, line_number, f"{name} is {value!r}; expected 1.0, 0.0, -1.0 or null"))
+                continue
+            codes[i, j] = code
+    if unknown > _SHOWN:
+        problems.append(Problem("label", file, None, f"{unknown - _SHOWN} more lines label images that are not in the Plus CSV"))
+    if not seen.all():
+        missing = np.flatnonzero(~seen)
+        problems.append(
+            Problem("label", file, None, f"{len(missing)} images of the Plus CSV have no line (labels left blank), first: {', '.join(str(paths[i]) for i in missing[:3])}")
+        )
+    return codes, problems
+
+
+def radgraph(release: PlusRelease, section: str, index: Index | None = None) -> np.ndarray:
+    """RadGraph-XL annotations of ``section`` ("findings" or "impression"), one object per index row.
+
+    The file holds one element per CSV row whose section has at least two words, in CSV order;
+    rows with a shorter section get None. A file whose length disagrees with the CSV is an error.
+
+    >>> graphs = radgraph(release, "impression", release.index("valid"))  # doctest: +SKIP
+    >>> graphs[0]["entities"]  # doctest: +SKIP
+    """
+    check_choice("section", section, tuple(_RADGRAPH_FILES))
+    path = release.root / "radgraph-XL-annotations" / _RADGRAPH_FILES[section]
+    try:
+        elements = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise ReleaseNotFoundError(f"{path}: not found; RadGraph-XL annotations come with CheXpert Plus in radgraph-XL-annotations/") from None
+    except ValueError as exc:
+        raise CSVFormatError(f"is not a JSON array: {exc}", file=str(path)) from None
+    full = release.full_index()
+    texts = full.extra[f"section_{section}"]
+    words = np.array([len(t.split()) for t in texts.tolist()], dtype=np.int64)
+    annotated = np.flatnonzero(words >= 2)
+    if not isinstance(elements, list) or len(elements) != len(annotated):
+        raise CSVFormatError(
+            f"holds {len(elements) if isinstance(elements, list) else 'no'} elements, but {len(annotated)} rows of the Plus CSV have at least two words in section_{section}",
+            file=str(path),
+        )
+    out = np.full(len(full), None, dtype=object)
+    out[annotated] = elements
+    if index is None:
+        return out
+    return out[_positions(full, index)]
+
+
+def _keys(index: Index) -> np.ndarray:
+    return index.study_ids() * 1000 + index.view
+
+
+def _positions(full: Index, index: Index) -> np.ndarray:
+    keys, wanted = _keys(full), _keys(index)
+    order = np.argsort(keys, kind="stable")
+    found = np.searchsorted(keys[order], wanted)
+    found = np.clip(found, 0, len(order) - 1)
+    hit = keys[order][found] == wanted
+    if not hit.all():
+        raise InvalidArgumentError(f"{int((~hit).sum())} rows of the index are not in this Plus release, e.g. {index.path[np.flatnonzero(~hit)[0]]}")
+    return order[found]
+
+
+# -- the release ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class PlusRelease(Release):
+    """A CheXpert Plus download (kind "plus"); see the module's description.
+
+    ``images`` says which files rows read ("png", "dicom" or "jpg" from the original release),
+    ``labels`` which label source fills ``Index.labels``, ``original`` the CheXpert release the
+    rows are joined to (None when not found).
+    """
+
+    plus_csv: Path = Path()
+    images: str = "png"
+    labels: str = "report"
+    original: Release | None = None
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """The splits that have rows in the Plus CSV, in ``schema.SPLITS`` order."""
+        present = set(np.unique(self.full_index().split).tolist())
+        return tuple(s for i, s in enumerate(schema.SPLITS) if i in present)
+
+    def csv_bytes(self, split: str) -> tuple[bytes, str]:
+        """The Plus CSV's bytes (one file holds every split) and its path."""
+        return self.plus_csv.read_bytes(), str(self.plus_csv)
+
+    def full_index(self) -> Index:
+        """Every row of the Plus CSV that parses, with all extras, bound to this release (cached)."""
+        cached = self._cache.get("index")
+        if cached is None:
+            cached = self._build()
+            self._cache["index"] = cached
+        return cast(Index, cached)
+
+    def index(self, splits: str | Sequence[str] | None = None) -> Index:
+        """The rows of ``splits`` (default: all) with Plus columns in ``extra``.
+
+        >>> valid = release.index("valid")  # doctest: +SKIP
+        """
+        full = self.full_index()
+        if splits is None:
+            return full
+        names = (splits,) if isinstance(splits, str) else tuple(splits)
+        for name in names:
+            if name not in self.splits:
+                raise ReleaseNotFoundError(f"{self.plus_csv} has no {name} rows (splits present: {', '.join(self.splits)})")
+        codes = [schema.SPLITS.index(s) for s in names]
+        return concat([full.take(full.split == c) for c in codes])
+
+    def problems(self) -> list[Problem]:
+        """Everything found wrong or inconsistent while reading and joining (see the module's description)."""
+        self.full_index()
+        return list(cast(list[Problem], self._cache.get("problems", [])))
+
+    def locate(self, path: str) -> str:
+        """Where the file of a row is: a path, or ``archive.zip!member``."""
+        archive, name = self._find(path)
+        return f"{archive}!{name}" if archive else name
+
+    def read_bytes(self, path: str) -> bytes:
+        """The bytes of the row's image in the chosen source (PNG, DICOM or the original JPEG).
+
+        Rows are found by the ``patientN/studyN/viewN_kind`` tail of their path in the zips and
+        folders of the download, whatever the extension the CSV says.
+        """
+        if self.images == "jpg":
+            if self.original is None:
+                raise ReleaseNotFoundError(f"{path}: images='jpg' reads the original CheXpert release, which was not found beside {self.plus_csv}")
+            return self.original.read_bytes(path)
+        archive, name = self._find(path)
+        try:
+            if archive is None:
+                with open(name, "rb") as f:
+                    return f.read()
+            return _archive(archive).read(name)
+        except (FileNotFoundError, KeyError):
+            raise ReleaseNotFoundError(f"{path}: {self.images.upper()} file {name} not found") from None
+
+    def list_images(self) -> tuple[set[str], list[Problem]]:
+        """Keys ``split/patientN/studyN/viewN_kind.jpg`` of the rows whose file is present in the chosen source."""
+        full = self.full_index()
+        if self.images == "jpg" and self.original is not None:
+            return self.original.list_images()
+        files = self._files(self.images)
+        present = {p for p in full.path.tolist() if _tail(p) in files}
+        return present, []
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _find(self, path: str) -> tuple[Path | None, str]:
+        files = self._files(self.images)
+        key = _tail(path)
+        if key is None:
+            raise InvalidArgumentError(f"not a CheXpert image path: {path!r}")
+        found = files.get(key)
+        if found is None:
+            raise ReleaseNotFoundError(f"{path}: no {self.images.upper()} file for {key} in {self.root / ('PNG' if self.images == 'png' else 'DICOM')}")
+        return found
+
+    def _files(self, kind: str) -> dict[str, tuple[Path | None, str]]:
+        """``patientN/studyN/viewN_kind`` -> (zip or None, member or path) of every PNG or DICOM file, listed once."""
+        cached = self._cache.get(f"files-{kind}")
+        if cached is None:
+            cached = _list_files(self.root, kind)
+            self._cache[f"files-{kind}"] = cached
+        return cast(dict[str, tuple[Path | None, str]], cached)
+
+    def _build(self) -> Index:
+        problems: list[Problem] = []
+        name = str(self.plus_csv)
+        table = read_plus_csv(self.plus_csv)
+        index, rows = _index_from_table(table, name, problems)
+        csv_row = rows + 2  # the header is row 1; rows are records (reports span several lines)
+        duplicate = _duplicates(index)
+        for i in np.flatnonzero(duplicate):
+            problems.append(Problem("duplicate", name, int(csv_row[i]), f"path_to_image {index.path[i]} appears twice; the later row is left out"))
+        keep = ~duplicate
+        index, csv_row = index.take(keep), csv_row[keep]
+        extra: dict[str, np.ndarray] = {}
+        for source, file_name in _LABEL_FILES.items():
+            path = self.root / "chexbert_labels" / file_name
+            if not path.is_file():
+                problems.append(Problem("missing", str(path), None, "label file not found; its labels are left blank"))
+                extra[f"labels_{source}"] = np.full((len(index), len(schema.OBSERVATIONS)), _BLANK, np.int8)
+                continue
+            codes, found = read_labels(path.read_bytes(), index.path, file=str(path))
+            extra[f"labels_{source}"] = codes
+            problems += found
+        extra["report_copy"] = _report_copies(index, extra["labels_report"], name, csv_row, problems)
+        if self.original is not None:
+            extra.update(_join_original(index, self.original, name, csv_row, problems))
+        index = index.with_extra(**extra)
+        labels = extra.get(f"labels_{self.labels}")
+        if labels is None:
+            raise ReleaseNotFoundError(f"labels='original' needs the original CheXpert release beside {self.plus_csv} (a CheXpert-v1.0 or -small folder or zip); none was found")
+        index = Index(**{f: getattr(index, f) for f in ("path", "split", "patient", "study", "view", "frontal", "projection", "sex", "age")},
+                      labels=labels, release=self, extra=index.extra)  # fmt: skip
+        problems += self._missing_dicoms(index, csv_row)
+        self._cache["problems"] = problems
+        return index
+
+    def _missing_dicoms(self, index: Index, csv_row: np.ndarray) -> list[Problem]:
+        files = self._files("dicom")
+        if not files:
+            return [Problem("missing", str(self.root / "DICOM"), None, "no DICOM files found (path_to_dcm cannot be resolved)")]
+        out = []
+        for i, path in enumerate(index.extra["path_to_dcm"].tolist()):
+            if path and _tail(path) not in files:
+                out.append(Problem("missing", str(self.plus_csv), int(csv_row[i]), f"path_to_dcm {path!r} points at no file in {self.root / 'DICOM'}"))
+        return out
+
+
+def _tail(path: str) -> str | None:
+    match = _TAIL.search(path.replace("\\", "/"))
+    return match[1] if match else None
+
+
+def _list_files(root: Path, kind: str) -> dict[str, tuple[Path | None, str]]:
+    """Every PNG (under ``PNG/``) or DICOM (under ``DICOM/``) file, in zips or folders, by path tail."""
+    folder = root / ("PNG" if kind == "png" else "DICOM")
+    suffixes = (".png",) if kind == "png" else (".dcm", ".dicom")
+    found: dict[str, tuple[Path | None, str]] = {}
+    if not folder.is_dir():
+        return found
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames.sort()
+        for file_name in sorted(filenames):
+            full = os.path.join(dirpath, file_name)
+            if file_name.lower().endswith(".zip"):
+                try:
+                    names = _archive(Path(full)).namelist()
+                except (zipfile.BadZipFile, OSError):
+                    continue
+                for member in names:
+                    key = _tail(member)
+                    if key is not None and member.lower().endswith(suffixes):
+                        found.setdefault(key, (Path(full), member))
+                continue
+            key = _tail(full)
+            if key is not None and file_name.lower().endswith(suffixes):
+                found.setdefault(key, (None, full))
+    return found
+
+
+def _duplicates(index: Index) -> np.ndarray:
+    keys = _keys(index)
+    order = np.argsort(keys, kind="stable")
+    same = np.zeros(len(keys), dtype=bool)
+    same[order[1:]] = keys[order][1:] == keys[order][:-1]
+    return same
+
+
+def _report_copies(index: Index, labels: np.ndarray, name: str, csv_row: np.ndarray, problems: list[Problem]) -> np.ndarray:
+    """Number each distinct report text within a study (0 first); a problem per study with several."""
+    copy = np.zeros(len(index), dtype=np.int8)
+    studies = index.study_ids()
+    order = np.lexsort((index.view, studies))
+    reports = index.extra["report"]
+    starts = np.flatnonzero(np.r_[True, studies[order][1:] != studies[order][:-1]])
+    ends = np.r_[starts[1:], len(order)]
+    for start, end in zip(starts.tolist(), ends.tolist()):
+        if end - start < 2:
+            continue
+        rows = order[start:end]
+        texts = reports[rows].tolist()
+        distinct = list(dict.fromkeys(texts))
+        if len(distinct) == 1:
+            continue
+        copy[rows] = [distinct.index(t) for t in texts]
+        differ = [schema.OBSERVATIONS[j] for j in range(len(schema.OBSERVATIONS)) if len(set(labels[rows, j].tolist())) > 1]
+        views = ", ".join(f"view{int(index.view[r])} (copy {int(copy[r])})" for r in rows)
+        what = f"and their labels differ in {', '.join(differ)}" if differ else "with the same labels"
+        problems.append(
+            Problem("report-copies", name, int(csv_row[rows[0]]), f"study {index.study_keys()[rows[0]]}: its images carry {len(distinct)} differently anonymised copies of the report ({views}) {what}")
+        )
+    return copy
+
+
+def _join_original(index: Index, original: Release, name: str, csv_row: np.ndarray, problems: list[Problem]) -> dict[str, np.ndarray]:
+    """Original labels per Plus row, and problems where the two releases disagree."""
+    theirs = original.index()
+    mine_keys, their_keys = _keys(index), _keys(theirs)
+    order = np.argsort(their_keys, kind="stable")
+    found = np.clip(np.searchsorted(their_keys[order], mine_keys), 0, max(len(order) - 1, 0))
+    hit = (their_keys[order][found] == mine_keys) if len(order) else np.zeros(len(index), bool)
+    match = order[found]
+    labels = np.full((len(index), len(schema.OBSERVATIONS)), _BLANK, np.int8)
+    labels[hit] = theirs.labels[match[hit]]
+    for i in np.flatnonzero(~hit):
+        problems.append(Problem("not-in-original", name, int(csv_row[i]), f"{index.path[i]} is not in the original release ({original.root})"))
+    fields = {
+        "sex": lambda r, m: (schema.SEXES[index.sex[r]], schema.SEXES[theirs.sex[m]]),
+        "age": lambda r, m: (int(index.age[r]), int(theirs.age[m])),
+        "frontal_lateral": lambda r, m: (schema.VIEWS[int(not index.frontal[r])], schema.VIEWS[int(not theirs.frontal[m])]),
+        "ap_pa": lambda r, m: (schema.PROJECTIONS[index.projection[r]], schema.PROJECTIONS[theirs.projection[m]]),
+    }
+    rows = np.flatnonzero(hit)
+    m = match[rows]
+    differs = {
+        "sex": index.sex[rows] != theirs.sex[m],
+        "age": (index.age[rows] != theirs.age[m]) & (index.age[rows] != 0),
+        "frontal_lateral": index.frontal[rows] != theirs.frontal[m],
+        "ap_pa": index.projection[rows] != theirs.projection[m],
+    }
+    for k in np.flatnonzero(np.any(np.stack(list(differs.values())), axis=0)) if len(rows) else []:
+        r, mm = int(rows[k]), int(m[k])
+        parts = [f"{f} {fields[f](r, mm)[0]!r} vs {fields[f](r, mm)[1]!r}" for f, d in differs.items() if d[k]]
+        problems.append(Problem("disagrees", name, int(csv_row[r]), f"{index.path[r]}: Plus and the original release disagree: {'; '.join(parts)}"))
+    absent = np.ones(len(theirs), dtype=bool)
+    absent[match[hit]] = False
+    for i in np.flatnonzero(absent):
+        problems.append(Problem("not-in-plus", str(original.root), None, f"{schema.strip_release_prefix(str(theirs.path[i]))} is in the original release but not in the Plus CSV"))
+    return {"labels_original": labels, "in_original": hit}
+
+
+def open_plus(
+    root: str | os.PathLike[str],
+    *,
+    images: str | None = None,
+    labels: str = "report",
+    original: str | os.PathLike[str] | Release | None = None,
+) -> PlusRelease:
+    """Open the CheXpert Plus download at ``root`` (the folder holding ``df_chexpert_plus_*.csv``).
+
+    ``images``: "png", "dicom" or "jpg" (default: PNG if any, else DICOM, else the original
+    JPEGs). ``labels``: one of :data:`LABEL_SOURCES` for ``Index.labels`` (default "report",
+    CheXbert on the whole report). ``original``: the CheXpert release to join (default: a
+    ``CheXpert-v1.0-small`` or ``CheXpert-v1.0`` folder or zip inside ``root``, if any).
+
+    >>> release = open_plus("~/data/chexpert-plus", images="dicom")  # doctest: +SKIP
+    """
+    check_choice("labels", labels, LABEL_SOURCES)
+    if images is not None:
+        check_choice("images", images, IMAGE_SOURCES)
+    path = Path(root).expanduser().absolute()
+    plus_csv = _plus_csv(path)
+    if plus_csv is None:
+        raise ReleaseNotFoundError(f"{path} holds no CheXpert Plus CSV (df_chexpert_plus_*.csv); pass the folder of the Plus download")
+    base: Release | None
+    if isinstance(original, Release):
+        base = original
+    elif original is not None:
+        base = open_release(original)
+    else:
+        base = _find_original(path)
+    if images is None:
+        images = "png" if _list_files(path, "png") else "dicom" if _list_files(path, "dicom") else "jpg"
+    if images == "jpg" and base is None:
+        raise ReleaseNotFoundError(f"{path} has no PNG or DICOM images and no original CheXpert release inside it to read JPEGs from")
+    return PlusRelease(root=path, kind="plus", layout="folder", csvs=(), sources=(), plus_csv=plus_csv, images=images, labels=labels, original=base)
+
+
+def _find_original(root: Path) -> Release | None:
+    for child in sorted(root.iterdir()):
+        stem = child.name.removesuffix(".zip")
+        if stem in schema.RELEASE_DIRS.values() and (child.is_dir() or zipfile.is_zipfile(child)):
+            try:
+                return open_release(child)
+            except ChexpertError:
+                return None
+    return None
+
+
+def dicom_header_columns(release: PlusRelease, index: Index, elements: Iterable[str] | None = None) -> Index:
+    """``index`` with one extra column per DICOM header element (``dicom_<Keyword>``, "" where absent).
+
+    Reads each row's DICOM header only (no pixels). Rows without a DICOM file get "" everywhere
+    and ``dicom_found`` False; ``chexpert verify`` lists them.
+
+    >>> index = dicom_header_columns(release, release.index("valid"))  # doctest: +SKIP
+    >>> index.extra["dicom_Modality"][:3]  # doctest: +SKIP
+    """
+    from chexpert import dicom
+
+    keywords = tuple(elements) if elements is not None else dicom.PLUS_ELEMENTS
+    files = release._files("dicom")
+    columns = {k: np.full(len(index), "", dtype=_STR) for k in keywords}
+    syntax = np.full(len(index), "", dtype=_STR)
+    found = np.zeros(len(index), dtype=bool)
+    for i, path in enumerate(index.path.tolist()):
+        where = files.get(_tail(path) or "")
+        if where is None:
+            continue
+        archive, member = where
+        data = _archive(archive).read(member) if archive else Path(member).read_bytes()
+        dataset = dicom.read(data, file=member, stop_before_pixels=True)
+        for keyword, value in dicom.header(dataset, keywords).items():
+            columns[keyword][i] = value
+        syntax[i] = dicom.transfer_syntax(dataset)
+        found[i] = True
+    return index.with_extra(**{f"dicom_{k}": v for k, v in columns.items()}, dicom_TransferSyntaxUID=syntax, dicom_found=found)
+
+
+def verify_plus(release: PlusRelease, *, decode: bool = False, workers: int | None = None, progress: Callable[[int, int], None] | None = None) -> Any:
+    """``chexpert verify`` for a Plus download: the join's problems, files not found and, with
+    ``decode``, every image of the chosen source decoded (PNG 8 or 16 bits, DICOM through its
+    display chain). Returns a :class:`chexpert.verify.Report`.
+
+    >>> verify_plus(release, decode=True).problems[:1]  # doctest: +SKIP
+    """
+    from chexpert.verify import Report
+
+    index = release.full_index()
+    problems = release.problems()
+    present, _ = release.list_images()
+    found = [p for p in index.path.tolist() if p in present]
+    label = str(release.plus_csv)
+    for p in index.path.tolist():
+        if p not in present:
+            problems.append(Problem("missing", label, None, f"{p}: no {release.images.upper()} file found in {release.root}"))
+    decoded = 0
+    if decode:
+        workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
+        chunks = [found[i : i + 64] for i in range(0, len(found), 64)]
+        with ExitStack() as stack:
+            if workers == 1 or len(chunks) < 2:
+                _use(release)
+                results: Iterable[list[Problem]] = map(_decode_chunk, chunks)
+            else:
+                pool = stack.enter_context(ProcessPoolExecutor(workers, initializer=quiet_worker, initargs=(_use, release)))
+                results = pool.map(_decode_chunk, chunks)
+            for chunk, found_problems in zip(chunks, results):
+                problems += found_problems
+                decoded += len(chunk)
+                if progress is not None:
+                    progress(decoded, len(found))
+    return Report(str(release.root), release.kind, len(index), decoded, tuple(problems))
+
+
+_WORKER: list[PlusRelease] = []
+
+
+def _use(release: PlusRelease) -> None:
+    _WORKER[:] = [release]
+
+
+def _decode_chunk(paths: Sequence[str]) -> list[Problem]:
+    from chexpert import imaging
+
+    release = _WORKER[0]
+    problems = []
+    for path in paths:
+        where = release.locate(path)
+        try:
+            data = release.read_bytes(path)
+            kind = imaging.detect_format(data, file=where)
+            expected = {"png": "png", "dicom": "dicom", "jpg": "jpeg"}[release.images]
+            if kind != expected:
+                problems.append(Problem("format", where, None, f"holds {kind.upper()} data, not {expected.upper()}"))
+            imaging.decode(data, file=where)
+        except ChexpertError as exc:
+            problems.append(Problem("decode", where, None, str(exc)))
+    return problems
