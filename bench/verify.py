@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import chexpert
+from chexpert.release import SYNTH_MARKER
 from chexpert.synth import synthesize
 
 HERE = Path(__file__).resolve().parent
@@ -27,6 +28,9 @@ def look_alike(images: int) -> Path:
     patients = max(1, round(images / 3.46))  # about 3.46 images per patient in the real train.csv
     root = HERE.parent / "bench-data" / f"verify-{patients}"
     release = root / "CheXpert-v1.0-small"
+    if (release / "train.csv").exists() and not (release / SYNTH_MARKER).exists():
+        # Written before synth left its marker: verify would check it against the published counts.
+        raise SystemExit(f"{root} was written by an older chexpert synth; delete it and run again")
     if not (release / "train.csv").exists():
         print(f"generating a look-alike with {patients:,} patients in {root} (once) ...", flush=True)
         synthesize(root, release="small", patients=patients, seed=0, workers=os.cpu_count() or 1)
