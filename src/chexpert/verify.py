@@ -158,9 +158,10 @@ def verify(
 
     listing = release.listing()
     problems += listing.problems
-    found_rows, row_problems = _match_rows(release, rows, listing, csv_rows)
+    keys = [schema.strip_release_prefix(path) for path, _, _ in rows]
+    found_rows, row_problems = _match_rows(release, rows, keys, listing, csv_rows)
     problems += row_problems
-    listed = {schema.strip_release_prefix(path) for path, _, _ in rows}
+    listed = set(keys)
     for key in sorted(listing.present - listed):
         if key.endswith((".jpg", ".png")):
             problems.append(Problem("unlisted", key, None, "image is in the download but in no CSV"))
@@ -220,16 +221,17 @@ def _check_count(release: Release, split: str, label: str, rows: int, index: Ind
 
 
 def _match_rows(
-    release: Release, rows: Sequence[tuple[str, str, int]], listing: Listing, csv_rows: dict[str, tuple[str, int]]
+    release: Release, rows: Sequence[tuple[str, str, int]], keys: Sequence[str], listing: Listing, csv_rows: dict[str, tuple[str, int]]
 ) -> tuple[list[tuple[str, str, int]], list[Problem]]:
     """The rows whose image is there, and a problem for each of the others (summarised where a
-    split's images are mostly missing or unreadable, and once if no image is there at all)."""
+    split's images are mostly missing or unreadable, and once if no image is there at all).
+    ``keys`` are the rows' paths without the release prefix, as the listing has them."""
     found: list[tuple[str, str, int]] = []
     problems: list[Problem] = []
     grouped: dict[tuple[str, str], list[tuple[int, str]]] = {}  # (kind, CSV) -> [(line, message)]
-    for path, label, line in rows:
-        key = schema.strip_release_prefix(path)
-        if key in listing.present:
+    present = listing.present
+    for (path, label, line), key in zip(rows, keys):
+        if key in present:
             found.append((path, label, line))
             continue
         odd = listing.odd.get(key)
