@@ -486,3 +486,17 @@ def test_overwrite_checks_every_batch_before_replacing_any(tmp_path: Path) -> No
     with pytest.raises(FileExistsError, match="readme.txt"):
         synthesize(tmp_path, release="full", patients=3, seed=5, layout="aimi", valid_patients=1, overwrite=True)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_overwrite_of_a_test_set_look_alike_replaces_only_what_synth_wrote(tmp_path: Path) -> None:
+    from chexpert.synth_testset import LABELS_DIR, LOCALIZE_DIR
+
+    synthesize(tmp_path, release="test", patients=1, seed=1, valid_patients=1)
+    assert (tmp_path / LOCALIZE_DIR / SYNTH_MARKER).is_file() and (tmp_path / LABELS_DIR / SYNTH_MARKER).is_file()
+    synthesize(tmp_path, release="test", patients=1, seed=2, valid_patients=1, overwrite=True)  # its own: replaced
+    # A CheXlocalize download (no marker) is never removed, nor is the labels folder beside it.
+    (tmp_path / LOCALIZE_DIR / SYNTH_MARKER).unlink()
+    before = tree_digest(tmp_path)
+    with pytest.raises(FileExistsError, match=f"{LOCALIZE_DIR} exists and was not written by chexpert synth"):
+        synthesize(tmp_path, release="test", patients=1, seed=3, valid_patients=1, overwrite=True)
+    assert tree_digest(tmp_path) == before

@@ -328,3 +328,22 @@ def test_files_and_folders_without_read_permission(release: Path) -> None:
     info = _run("-m", "chexpert", "info", str(release), preexec_fn=_as_unprivileged)
     assert info.returncode == 1 and "Traceback" not in info.stderr
     assert info.stderr.strip() == f"chexpert info: {release / 'valid.csv'}: cannot be read (Permission denied)"
+
+
+def test_a_plus_release_reads_as_safely(tmp_path: Path) -> None:
+    """CheXpert Plus reads its DICOMs and PNGs through the same safe reader."""
+    from chexpert.plus import open_plus
+    from chexpert.synth_plus import synthesize_plus
+
+    root = synthesize_plus(tmp_path, patients=2, valid_patients=1, seed=5)
+    release = open_plus(root, images="dicom")
+    path = release.index().path.tolist()[0]
+    target = Path(release.locate(path))
+    target.unlink()
+    os.mkfifo(target)
+    run = _run("-c", "import sys; from chexpert.plus import open_plus\n"
+               "release = open_plus(sys.argv[1], images='dicom')\n"
+               "try:\n    release.read_bytes(sys.argv[2])\nexcept OSError as exc:\n    print(type(exc).__name__, exc)",
+               str(root), path, timeout=120)  # type: ignore[arg-type]
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("ImageReadError ") and "FIFO" in run.stdout

@@ -842,6 +842,16 @@ def _marker(release: str, seed: int, patients: dict[str, int], csvs: Mapping[str
     return json.dumps(marker, separators=(",", ":")).encode() + b"\n"
 
 
+def _mark_folder(folder: pathlib.Path, release: str, seed: int, patients: dict[str, int], csvs: Mapping[str, bytes]) -> None:
+    """Write the marker into ``folder``, recording every file below it (read back for its CRC-32)."""
+    files = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            data = path.read_bytes()
+            files[path.relative_to(folder).as_posix()] = [len(data), zlib.crc32(data)]
+    (folder / SYNTH_MARKER).write_bytes(_marker(release, seed, patients, csvs, files))
+
+
 def _written_by_synth(target: pathlib.Path) -> str | None:
     """None if ``target`` (a release folder or zip in OUT) holds only what synth wrote there, as its
     marker records it; otherwise why not (the first foreign thing found)."""
