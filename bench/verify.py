@@ -17,6 +17,8 @@ import os
 import time
 from pathlib import Path
 
+from _common import best_of
+
 import chexpert
 from chexpert.release import SYNTH_MARKER
 from chexpert.synth import synthesize
@@ -53,12 +55,11 @@ def main() -> None:
     print(f"{len(paths):,} images at {root}")
 
     rows: list[tuple[str, float]] = []
-    seconds, report = timed(lambda: chexpert.verify(root))
+    report = chexpert.verify(root)  # once first: imports, and the page cache warmed for both contenders
     assert report.ok, report.problems[:3]
-    rows.append(("verify (structural: CSVs + listing)", seconds))
+    rows.append(("verify (structural: CSVs + listing), best of 3", best_of(lambda: chexpert.verify(root))))
     base = root.parent
-    seconds, _ = timed(lambda: [os.path.exists(base / p) for p in paths])
-    rows.append(("naive: os.path.exists per row", seconds))
+    rows.append(("naive: os.path.exists per row, best of 3", best_of(lambda: [os.path.exists(base / p) for p in paths])))
     for workers in (1, 2):
         seconds, report = timed(lambda workers=workers: chexpert.verify(root, decode=True, workers=workers))
         assert report.ok and report.decoded == len(paths)
