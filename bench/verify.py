@@ -17,7 +17,10 @@ import os
 import time
 from pathlib import Path
 
+from _common import best_of
+
 import chexpert
+from chexpert.release import SYNTH_MARKER
 from chexpert.synth import synthesize
 
 HERE = Path(__file__).resolve().parent
@@ -27,6 +30,9 @@ def look_alike(images: int) -> Path:
     patients = max(1, round(images / 3.46))  # about 3.46 images per patient in the real train.csv
     root = HERE.parent / "bench-data" / f"verify-{patients}"
     release = root / "CheXpert-v1.0-small"
+    if (release / "train.csv").exists() and not (release / SYNTH_MARKER).exists():
+        # Written before synth left its marker: verify would check it against the published counts.
+        raise SystemExit(f"{root} was written by an older chexpert synth; delete it and run again")
     if not (release / "train.csv").exists():
         print(f"generating a look-alike with {patients:,} patients in {root} (once) ...", flush=True)
         synthesize(root, release="small", patients=patients, seed=0, workers=os.cpu_count() or 1)
@@ -49,12 +55,11 @@ def main() -> None:
     print(f"{len(paths):,} images at {root}")
 
     rows: list[tuple[str, float]] = []
-    seconds, report = timed(lambda: chexpert.verify(root))
+    report = chexpert.verify(root)  # once first: imports, and the page cache warmed for both contenders
     assert report.ok, report.problems[:3]
-    rows.append(("verify (structural: CSVs + listing)", seconds))
+    rows.append(("verify (structural: CSVs + listing), best of 3", best_of(lambda: chexpert.verify(root))))
     base = root.parent
-    seconds, _ = timed(lambda: [os.path.exists(base / p) for p in paths])
-    rows.append(("naive: os.path.exists per row", seconds))
+    rows.append(("naive: os.path.exists per row, best of 3", best_of(lambda: [os.path.exists(base / p) for p in paths])))
     for workers in (1, 2):
         seconds, report = timed(lambda workers=workers: chexpert.verify(root, decode=True, workers=workers))
         assert report.ok and report.decoded == len(paths)

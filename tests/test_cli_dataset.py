@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
+
+import chexpert
 from chexpert import schema
 from chexpert.cli import main
 
@@ -56,3 +62,75 @@ def test_cite(capsys):
     out = capsys.readouterr().out
     assert "@inproceedings{irvin2019chexpert" in out and "Research Use Agreement" in out
     assert "redistribute" in out
+
+
+# ------------------------------------------------------------------------------ not a release
+
+
+def _info(path: Path | str) -> subprocess.CompletedProcess[str]:
+    # A timeout: `info /` once walked /proc; it must answer, not hang.
+    return subprocess.run([sys.executable, "-m", "chexpert", "info", str(path)], capture_output=True, text=True, timeout=120)
+
+
+def _one_line_failure(run: subprocess.CompletedProcess[str]) -> str:
+    assert run.returncode == 1, run.stderr
+    assert "Traceback" not in run.stderr and run.stdout == ""
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1, run.stderr
+    assert lines[0].startswith("chexpert info: ")
+    return lines[0]
+
+
+def test_info_of_the_root_folder_is_one_line_without_download_instructions():
+    line = _one_line_failure(_info("/"))
+    assert "no CheXpert release in /" in line
+    assert "Research Use Agreement" not in line  # nothing is missing: the path is wrong
+    assert "Pass the CheXpert zip, the folder it unpacks to, or the folder that holds the zips" in line
+
+
+def test_info_of_a_path_inside_a_release_says_which_folder_to_pass(small_release):
+    for inside in (small_release / "valid.csv", small_release / "train", small_release / "train" / "patient00001"):
+        line = _one_line_failure(_info(inside))
+        assert f"pass the folder that holds train.csv ({small_release})" in line, line
+        assert "Research Use Agreement" not in line
+
+
+def test_info_of_other_non_releases(tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("not a release")
+    assert "is neither a folder nor a zip archive" in _one_line_failure(_info(text))
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    assert "is neither a folder nor a zip archive" in _one_line_failure(_info(fifo))
+    unrelated = tmp_path / "photos"
+    (unrelated / "2019").mkdir(parents=True)
+    (unrelated / "2019" / "a.jpg").write_bytes(b"\xff\xd8\xff")
+    line = _one_line_failure(_info(unrelated))
+    assert "no CheXpert release in" in line and "Research Use Agreement" not in line
+    # Where the data really is missing, say how to get it.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "Research Use Agreement" in _one_line_failure(_info(empty))
+    assert "Research Use Agreement" in _one_line_failure(_info(tmp_path / "CheXpert-v1.0-small.zip"))  # not downloaded yet
+    line = _one_line_failure(_info(tmp_path / "typo"))
+    assert line.endswith("typo does not exist.")
+
+
+def test_discovery_looks_at_a_bounded_number_of_entries(tmp_path, monkeypatch):
+    import chexpert.release
+
+    monkeypatch.setattr(chexpert.release, "_MAX_ENTRIES", 50)
+    for i in range(200):
+        (tmp_path / f"folder{i:03d}" / "sub").mkdir(parents=True)
+    with pytest.raises(chexpert.ReleaseNotFoundError, match="stopped after 50 entries"):
+        chexpert.open(tmp_path)
+
+
+def test_the_cli_says_kind_as_an_option(small_release, tmp_path):
+    for name in ("CheXpert-v1.0-small", "CheXpert-v1.0"):
+        (tmp_path / name).mkdir()
+        shutil.copy(small_release / "train.csv", tmp_path / name / "train.csv")
+    line = _one_line_failure(_info(tmp_path))
+    assert "choose one with --kind small or --kind full" in line
+    with pytest.raises(chexpert.ChexpertError, match="kind='small'"):
+        chexpert.open(tmp_path)

@@ -166,3 +166,38 @@ def test_zip_members_are_not_extracted(releases, tmp_path):
     path = release.index().path[0]
     assert release.locate(path).split("!")[1] in names
     assert np.frombuffer(release.read_bytes(path), np.uint8).size > 1000
+
+
+def _zip_of(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+def test_several_csv_sets_are_refused_naming_each(releases, tmp_path):
+    train = (releases["small-folder"] / "train.csv").read_bytes()
+    valid = (releases["small-folder"] / "valid.csv").read_bytes()
+    two_sets = _zip_of(tmp_path / "two.zip", {"CheXpert-v1.0-small/train.csv": train, "CheXpert-v1.0-small/valid.csv": valid,
+                                              "backup/train.csv": train, "backup/valid.csv": valid})
+    with pytest.raises(ChexpertError, match="several sets of CheXpert CSVs") as caught:
+        chexpert.open(two_sets)
+    message = str(caught.value)
+    for name in ("CheXpert-v1.0-small/train.csv", "backup/train.csv", "CheXpert-v1.0-small/valid.csv", "backup/valid.csv"):
+        assert f"{two_sets}!{name}" in message
+    assert "a CheXpert zip holds one release" in message
+    three = _zip_of(tmp_path / "three.zip", {f"{d}/train.csv": train for d in ("a", "b", "c")})
+    with pytest.raises(ChexpertError, match="3 train.csv") as caught:
+        chexpert.open(three)
+    assert all(f"{three}!{d}/train.csv" in str(caught.value) for d in ("a", "b", "c"))
+
+
+def test_train_and_valid_csvs_from_different_folders_are_not_mixed(releases, tmp_path):
+    """Once, a train.csv from one copy and a valid.csv from another made one release silently."""
+    (tmp_path / "copy1").mkdir()
+    (tmp_path / "copy2").mkdir()
+    shutil.copy(releases["small-folder"] / "train.csv", tmp_path / "copy1" / "train.csv")
+    shutil.copy(releases["small-folder"] / "valid.csv", tmp_path / "copy2" / "valid.csv")
+    with pytest.raises(ChexpertError, match="train.csv and valid.csv in different folders") as caught:
+        chexpert.open(tmp_path)
+    assert str(tmp_path / "copy1" / "train.csv") in str(caught.value) and "pass the folder of the one release you mean" in str(caught.value)

@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import importlib.util
 import io
+import json
 import re
 import zipfile
 from collections import defaultdict
@@ -19,6 +20,7 @@ from PIL import Image
 
 from chexpert import schema
 from chexpert.cli import main
+from chexpert.release import SYNTH_MARKER
 from chexpert.synth import (
     AIMI_BATCHES,
     csv_bytes,
@@ -29,6 +31,7 @@ from chexpert.synth import (
     synthesize,
     write_csv,
 )
+from tests.conftest import tree_digest
 from tests.real_counts import REAL_LABELS, REAL_TRAIN_IMAGES
 
 SPELLINGS = ("1.0", "-1.0", "0.0", "")  # in the order of REAL_LABELS
@@ -349,7 +352,9 @@ def test_aimi_layout(tmp_path: Path) -> None:
         with zipfile.ZipFile(tmp_path / f"{batch}.zip") as zf:
             names = [n for n in zf.namelist() if not n.endswith("/")]
             assert all(n.startswith(batch + "/") for n in zf.namelist())
-            members[batch] = [n[len(batch) + 1 :] for n in names]
+            # every batch records what synth wrote in it (what synth --overwrite may replace)
+            assert f"{batch}/{SYNTH_MARKER}" in names
+            members[batch] = [n[len(batch) + 1 :] for n in names if not n.endswith(SYNTH_MARKER)]
             if batch == AIMI_BATCHES[0]:
                 train_csv = zf.read(f"{batch}/train.csv").decode()
     first = members[AIMI_BATCHES[0]]
@@ -409,3 +414,89 @@ def test_pictures_decode_to_what_was_drawn() -> None:
     decoded = np.asarray(Image.open(io.BytesIO(render_jpeg(row, seed=2))))
     assert decoded.shape == img.shape
     assert np.abs(decoded.astype(int) - img).mean() < 3  # quality 95
+
+
+# ------------------------------------------------------------------------------ --overwrite
+
+
+def test_overwrite_replaces_only_what_synth_wrote(tmp_path: Path) -> None:
+    root = synthesize(tmp_path, patients=2, seed=1)
+    marker = json.loads((root / SYNTH_MARKER).read_bytes())
+    assert marker["rows"] == {"train.csv": len(synth_rows(patients=2, seed=1)), "valid.csv": len(synth_rows("valid", patients=2, seed=1))}
+    assert set(marker["files"]) == set(tree_bytes(root)) - {SYNTH_MARKER}
+
+    # the user's own file inside the look-alike: refused, nothing removed
+    (root / "train" / "my-notes.txt").write_text("mine")
+    before = tree_digest(tmp_path)
+    with pytest.raises(FileExistsError, match="was not written by chexpert synth") as caught:
+        synthesize(tmp_path, patients=2, seed=2, overwrite=True)
+    assert "my-notes.txt" in str(caught.value)
+    assert tree_digest(tmp_path) == before
+    (root / "train" / "my-notes.txt").unlink()
+    # a file synth wrote, changed since
+    image = next((root / "train").rglob("*.jpg"))
+    image.write_bytes(image.read_bytes() + b"edited")
+    with pytest.raises(FileExistsError, match=re.escape(str(image))):
+        synthesize(tmp_path, patients=2, seed=2, overwrite=True)
+    image.write_bytes(image.read_bytes()[: -len(b"edited")])
+    again = synthesize(tmp_path, patients=2, seed=2, overwrite=True)
+    assert (again / "train.csv").read_bytes() == csv_bytes(synth_rows(patients=2, seed=2))
+    assert not any(p.name.startswith(".synth-") for p in tmp_path.iterdir())
+
+
+def test_overwrite_never_removes_a_real_release(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A release that synth did not write (here: one without the marker, as downloaded) stays."""
+    real = synthesize(tmp_path / "a", patients=2, seed=1)
+    (real / SYNTH_MARKER).unlink()
+    before = tree_digest(tmp_path)
+    assert main(["synth", str(tmp_path / "a"), "--patients", "1", "--overwrite"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "was not written by chexpert synth" in err and "it may be a real release" in err
+    assert tree_digest(tmp_path) == before
+    # the zip layout: a foreign zip, and a synth zip with a member added, are refused too
+    packed = synthesize(tmp_path / "z", patients=2, seed=1, layout="zip")
+    with zipfile.ZipFile(packed, "a") as zf:
+        zf.writestr("CheXpert-v1.0-small/train/patient00001/study1/extra.jpg", b"mine")
+    with pytest.raises(FileExistsError, match="did not write its member .*extra.jpg"):
+        synthesize(tmp_path / "z", patients=1, seed=1, layout="zip", overwrite=True)
+    foreign = tmp_path / "f" / "CheXpert-v1.0-small.zip"
+    foreign.parent.mkdir()
+    with zipfile.ZipFile(foreign, "w") as zf:
+        zf.writestr("CheXpert-v1.0-small/train.csv", b"Path\n")
+    with pytest.raises(FileExistsError, match="has no CheXpert-v1.0-small/chexpert-synth.json"):
+        synthesize(tmp_path / "f", patients=1, seed=1, layout="zip", overwrite=True)
+    # a link in place of the release folder is not followed, nor removed
+    target = synthesize(tmp_path / "t", patients=1, seed=1)
+    (tmp_path / "l").mkdir()
+    (tmp_path / "l" / "CheXpert-v1.0-small").symlink_to(target, target_is_directory=True)
+    with pytest.raises(FileExistsError, match="not a folder or zip that synth writes"):
+        synthesize(tmp_path / "l", patients=1, seed=1, overwrite=True)
+    # without --overwrite the message names the option of the interface in use
+    assert main(["synth", str(tmp_path / "t"), "--patients", "1"]) == 1
+    assert "(--overwrite: replaces only a release that chexpert synth wrote)" in capsys.readouterr().err
+
+
+def test_overwrite_checks_every_batch_before_replacing_any(tmp_path: Path) -> None:
+    synthesize(tmp_path, release="full", patients=3, seed=2, layout="aimi", valid_patients=1)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    last = tmp_path / f"{AIMI_BATCHES[-1]}.zip"
+    with zipfile.ZipFile(last, "a") as zf:
+        zf.writestr(f"{AIMI_BATCHES[-1]}/readme.txt", b"mine")
+    before[last.name] = last.read_bytes()
+    with pytest.raises(FileExistsError, match="readme.txt"):
+        synthesize(tmp_path, release="full", patients=3, seed=5, layout="aimi", valid_patients=1, overwrite=True)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_overwrite_of_a_test_set_look_alike_replaces_only_what_synth_wrote(tmp_path: Path) -> None:
+    from chexpert.synth_testset import LABELS_DIR, LOCALIZE_DIR
+
+    synthesize(tmp_path, release="test", patients=1, seed=1, valid_patients=1)
+    assert (tmp_path / LOCALIZE_DIR / SYNTH_MARKER).is_file() and (tmp_path / LABELS_DIR / SYNTH_MARKER).is_file()
+    synthesize(tmp_path, release="test", patients=1, seed=2, valid_patients=1, overwrite=True)  # its own: replaced
+    # A CheXlocalize download (no marker) is never removed, nor is the labels folder beside it.
+    (tmp_path / LOCALIZE_DIR / SYNTH_MARKER).unlink()
+    before = tree_digest(tmp_path)
+    with pytest.raises(FileExistsError, match=f"{LOCALIZE_DIR} exists and was not written by chexpert synth"):
+        synthesize(tmp_path, release="test", patients=1, seed=3, valid_patients=1, overwrite=True)
+    assert tree_digest(tmp_path) == before

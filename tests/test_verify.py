@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -102,8 +108,186 @@ def test_cli_json_report_and_exit_code(damaged, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["ok"] is False
     assert report["problems"] == [
-        {"kind": "missing", "file": str(damaged / "train.csv"), "row": 2, "message": f"image {path!r} not found in the download"}
+        {"kind": "missing", "severity": "error", "file": str(damaged / "train.csv"), "row": 2,
+         "message": f"image {path!r} not found in the download"}
     ]
     assert main(["verify", str(damaged)]) == 1
     text = capsys.readouterr().out
     assert "1 problem" in text and "row 2" in text
+
+
+# ------------------------------------------------------------------------------ an incomplete download
+
+
+def test_a_missing_split_is_a_problem(damaged):
+    (damaged / "valid.csv").unlink()
+    shutil.rmtree(damaged / "valid")
+    report = chexpert.verify(damaged)
+    assert not report.ok
+    assert [(p.kind, p.file) for p in report.problems] == [("split", str(damaged))]
+    assert "valid.csv is missing" in report.problems[0].message
+
+
+def test_a_truncated_look_alike_is_checked_against_what_synth_wrote(damaged):
+    lines = (damaged / "train.csv").read_bytes().splitlines(keepends=True)
+    (damaged / "train.csv").write_bytes(b"".join(lines[:-3]))
+    report = chexpert.verify(damaged)
+    count = [p for p in report.problems if p.kind == "count"]
+    assert [(p.file, p.row) for p in count] == [(str(damaged / "train.csv"), None)]
+    assert f"has {len(lines) - 4} rows; chexpert synth wrote {len(lines) - 1}" in count[0].message
+
+
+@pytest.fixture()
+def csvs_only(real_train_csv: Path, tmp_path: Path) -> Path:
+    """The real train.csv in a release folder, as extracted without its images."""
+    folder = tmp_path / "CheXpert-v1.0-small"
+    folder.mkdir()
+    (folder / "train.csv").write_bytes(gzip.decompress(real_train_csv.read_bytes()))
+    return folder
+
+
+def test_csvs_without_images_is_one_problem_not_223414(csvs_only, capsys):
+    report = chexpert.verify(csvs_only)
+    assert sorted(p.kind for p in report.problems) == ["no-images", "split"]  # valid.csv is not there either
+    no_images = next(p for p in report.problems if p.kind == "no-images")
+    assert "no image found for any of the 223,414 rows" in no_images.message
+    assert "wrong root, or images not extracted?" in no_images.message
+    assert main(["verify", str(csvs_only), "--json"]) == 1
+    assert len(capsys.readouterr().out) < 5_000  # was 54 MB
+
+
+def test_a_mostly_missing_split_is_one_line(csvs_only, small_release):
+    """A few images of the real train.csv present, the rest missing: one summary line, and the
+    published count of rows is right (223,414), so no count problem."""
+    paths = chexpert.open(csvs_only).index("train").path.tolist()[:3]
+    jpeg = next((small_release / "train").rglob("*.jpg")).read_bytes()
+    for path in paths:
+        target = _file(csvs_only, path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(jpeg)
+    report = chexpert.verify(csvs_only)
+    missing = [p for p in report.problems if p.kind == "missing"]
+    assert len(missing) == 1 and missing[0].row is None
+    assert "the images of 223,411 of its 223,414 rows are not in the download (rows 5, 6, 7, 8, 9, ...)" in missing[0].message
+    assert not any(p.kind == "count" for p in report.problems)
+
+
+def test_published_counts_are_checked_for_a_real_release(csvs_only, small_release):
+    data = (csvs_only / "train.csv").read_bytes()
+    (csvs_only / "train.csv").write_bytes(data[: data.index(b"\n", len(data) // 2) + 1])  # a truncated download
+    (csvs_only / "valid.csv").write_bytes((small_release / "valid.csv").read_bytes())  # too few rows
+    report = chexpert.verify(csvs_only)
+    counts = {Path(p.file).name: p.message for p in report.problems if p.kind == "count"}
+    assert set(counts) == {"train.csv", "valid.csv"}
+    assert "train.csv of CheXpert-v1.0-small has 223,414" in counts["train.csv"]
+    assert "valid.csv of CheXpert-v1.0-small has 234" in counts["valid.csv"]
+
+
+@pytest.mark.parametrize(("patients", "studies_problem"), [(500, False), (499, True)])
+def test_the_test_set_counts(csvs_only, patients, studies_problem):
+    """668 images of 500 studies (torchxrayvision's CheXlocalize_Dataset documents both)."""
+    write_csv(csvs_only / "test_labels.csv", synth_rows("test", patients=patients, seed=3))
+    report = chexpert.verify(csvs_only)
+    counts = [p.message for p in report.problems if p.kind == "count" and p.file.endswith("test_labels.csv")]
+    assert any("test_labels.csv of CheXpert-v1.0-small has 668" in m for m in counts)  # the look-alike's rows differ
+    assert any("the CheXpert test set has 500" in m for m in counts) == studies_problem
+
+
+# ------------------------------------------------------------------------------ severities and order
+
+
+def test_crlf_and_bom_are_warnings(damaged, capsys):
+    data = (damaged / "train.csv").read_bytes()
+    (damaged / "train.csv").write_bytes(b"\xef\xbb\xbf" + data.replace(b"\n", b"\r\n"))
+    report = chexpert.verify(damaged)
+    assert report.ok
+    assert {(p.kind, p.severity) for p in report.problems} == {("bom", "warning"), ("crlf", "warning")}
+    assert main(["verify", str(damaged), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["ok"] is True and out["errors"] == 0 and out["warnings"] == 2
+    assert {p["severity"] for p in out["problems"]} == {"warning"}
+    assert main(["verify", str(damaged)]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("OK ") and "2 warning(s)" in text and "crlf (warning)" in text
+
+
+def test_rarer_problem_kinds_are_listed_first(damaged, capsys):
+    paths = _train_paths(damaged)
+    for path in paths[:4]:
+        _file(damaged, path).unlink()
+    lines = (damaged / "train.csv").read_bytes().splitlines(keepends=True)
+    (damaged / "train.csv").write_bytes(b"".join(lines[:-1]))  # one row fewer than synth wrote
+    assert main(["verify", str(damaged)]) == 1
+    text = capsys.readouterr().out.splitlines()
+    assert text[0].endswith(" images listed): 1 count, 1 unlisted, 4 missing")
+    listed = [line.split()[0] for line in text[1:]]
+    assert listed == ["count", "unlisted", "missing", "missing", "missing", "missing"]
+
+
+# ------------------------------------------------------------------------------ Ctrl-C
+
+
+def _live_children(pid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                out.append(int(entry))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def slow_release(tmp_path_factory):
+    """6,000 full-resolution images (hard links of one): minutes of decoding on two cores."""
+    root = chexpert.synthesize(tmp_path_factory.mktemp("slow"), release="full", patients=1, seed=2)
+    row = next(r for r in synth_rows(patients=1, seed=2, release="full") if r["Frontal/Lateral"] == "Frontal")
+    jpeg = root / row["Path"].removeprefix("CheXpert-v1.0/")
+    rows = []
+    for patient in range(1, 3001):
+        for study in (1, 2):
+            path = f"CheXpert-v1.0/train/patient{patient:05d}/study{study}/view1_frontal.jpg"
+            target = root / path.removeprefix("CheXpert-v1.0/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if not target.exists():
+                os.link(jpeg, target)
+            rows.append(dict(row, Path=path))
+    write_csv(root / "train.csv", rows)
+    return root
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("workers_seen", [1, 2], ids=["as-workers-start", "while-decoding"])
+@pytest.mark.parametrize(("sig", "code", "word"), [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
+def test_an_interrupted_decode_ends_at_once_with_one_line(slow_release, workers_seen, sig, code, word):
+    """Ctrl-C or SIGTERM (to the whole process group, as a terminal sends it) during verify
+    --decode: one line, exit 130 or 143, no worker traceback, the workers gone, no waiting for the
+    queued images. The group is frozen the moment the first (or second) worker exists, so that the
+    signal lands in that exact moment: the first is where a worker has not yet learnt to ignore
+    it and the parent does not yet hold the pool it must stop (once: a traceback, or a hang)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chexpert", "verify", str(slow_release), "--decode", "--workers", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while len(workers := _live_children(process.pid)) < workers_seen and time.monotonic() < deadline:
+        pass  # no sleep: catch the first worker as early as possible
+    os.killpg(process.pid, signal.SIGSTOP)
+    assert process.poll() is None and len(workers) >= workers_seen, "the workers never started"
+    os.killpg(process.pid, sig)
+    os.killpg(process.pid, signal.SIGCONT)
+    out, err = process.communicate(timeout=60)  # the queued images would take minutes: it stopped
+    assert process.returncode == code
+    assert err.splitlines() == [f"chexpert verify: {word}"], err
+    assert out == ""
+    assert not any(_alive(pid) for pid in workers + _live_children(process.pid))

@@ -53,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     from chexpert.cli import main as cli
     from chexpert.policy import apply as apply_policy
-    from chexpert.release import open_release
+    from chexpert.release import SYNTH_MARKER, open_release
     from chexpert.store import open_store, prepare
 
     parser = argparse.ArgumentParser(prog="python -m chexpert.demo", description=__doc__)
@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     root = out / "CheXpert-v1.0-small"
     _step(f"synth: a look-alike CheXpert-v1.0-small in {root}")
-    if (root / "train.csv").exists():
+    if (root / SYNTH_MARKER).exists():
         print("(already there; delete it to make a new one)")
     else:
         cli(["synth", str(out), "--release", "small", "--patients", str(args.patients),

@@ -14,11 +14,14 @@ __all__ = [
     "ReleaseNotFoundError",
     "CSVFormatError",
     "ImageDecodeError",
+    "ReadError",
+    "ImageReadError",
     "InvalidArgumentError",
     "StoreError",
     "StaleStoreError",
     "AnnotationError",
     "Problem",
+    "SEVERITIES",
     "option",
     "use_command_line_spelling",
 ]
@@ -58,6 +61,34 @@ class ImageDecodeError(ChexpertError, ValueError):
         self.file = file
 
 
+class ReadError(ChexpertError, OSError):
+    """A file of the download is there but cannot be read safely.
+
+    It cannot be opened (no permission, an input/output error), is not a regular file (a folder,
+    a FIFO, a device), is larger than any file of its kind, is a symbolic link leading out of the
+    release, or is a damaged zip member (bad CRC-32, a declared size beyond the cap). The message
+    names the file and why; it never quotes the file's content. ``errno`` is set when the system
+    gave one.
+
+    >>> str(ReadError("permission denied", file="train.csv"))
+    'train.csv: permission denied'
+    """
+
+    def __init__(self, message: str, *, file: str | None = None, errno: int | None = None) -> None:
+        super().__init__(f"{file}: {message}" if file else message)
+        self.file = file
+        if errno is not None:
+            self.errno = errno
+
+
+class ImageReadError(ReadError):
+    """An image named by a CSV row is there but cannot be read (see :class:`ReadError` for why).
+
+    A missing image is a :class:`ReleaseNotFoundError` instead; both are ``OSError`` s, so
+    ``except OSError`` takes either.
+    """
+
+
 class InvalidArgumentError(ChexpertError, ValueError):
     """An argument has a value this package cannot use; the message lists what it can use.
 
@@ -84,17 +115,36 @@ class Problem:
     """One thing wrong with a download, as listed in ``verify``'s report.
 
     ``row`` is the 1-based line number in ``file`` (the header is line 1), or None when the problem
-    is not about a CSV row.
+    is not about a CSV row. ``severity`` is ``"error"`` (the download is not as released: verify
+    fails) or ``"warning"`` (worth knowing, harmless to every use: a CSV re-saved with CRLF line
+    endings, say).
+
+    >>> str(Problem("crlf", "train.csv", 1, "has CRLF line endings", severity="warning"))
+    'train.csv, row 1: has CRLF line endings'
     """
 
     kind: str
     file: str
     row: int | None
     message: str
+    severity: str = "error"
+
+    def __post_init__(self) -> None:
+        if self.severity not in SEVERITIES:
+            raise InvalidArgumentError(f"severity must be one of {', '.join(SEVERITIES)}, not {self.severity!r}")
+
+    @property
+    def is_error(self) -> bool:
+        """True unless the problem is only a warning."""
+        return self.severity == "error"
 
     def __str__(self) -> str:
         where = self.file + (f", row {self.row}" if self.row is not None else "")
         return f"{where}: {self.message}"
+
+
+#: Severities of a :class:`Problem`, gravest first.
+SEVERITIES: Final[tuple[str, ...]] = ("error", "warning")
 
 
 _UNSET: Final = object()

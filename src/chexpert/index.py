@@ -243,8 +243,9 @@ def check_csv(
     """Parse like :func:`read_csv` but collect every problem instead of raising.
 
     Returns the index of the rows that parsed (None if the file is unreadable), the problems
-    (including those ``read_csv`` tolerates, BOM and CRLF, which mean the file is not as
-    released), and each indexed row's line number in the file (the header is line 1).
+    (including, as warnings, those ``read_csv`` tolerates: a BOM and CRLF line endings, which
+    mean the file was re-saved but read the same), and each indexed row's line number in the
+    file (the header is line 1).
 
     >>> index, problems, lines = check_csv(b"Path\\n", file="train.csv")
     >>> problems[0].kind
@@ -273,17 +274,17 @@ def _parse(
     data, name = _load_bytes(source, file)
     problems: list[Problem] = []
 
-    def problem(kind: str, row: int | None, message: str) -> None:
-        problems.append(Problem(kind, name, row, message))
+    def problem(kind: str, row: int | None, message: str, severity: str = "error") -> None:
+        problems.append(Problem(kind, name, row, message, severity))
 
     if data.startswith(_BOM):
         data = data[len(_BOM) :]
         if not strict:
-            problem("bom", 1, "starts with a UTF-8 byte-order mark; the released CSVs have none (re-saved by another program?)")
+            problem("bom", 1, "starts with a UTF-8 byte-order mark; the released CSVs have none (re-saved by another program?)", "warning")
     if b"\r\n" in data[:4096]:
         data = data.replace(b"\r\n", b"\n")
         if not strict:
-            problem("crlf", 1, "has CRLF (Windows) line endings; the released CSVs use LF (re-saved by another program?)")
+            problem("crlf", 1, "has CRLF (Windows) line endings; the released CSVs use LF (re-saved by another program?)", "warning")
     if not data.strip():
         problem("empty", None, "is empty; expected the header " + ",".join(schema.CSV_COLUMNS))
         return None, problems, _NO_LINES

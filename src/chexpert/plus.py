@@ -50,10 +50,10 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from chexpert import schema
-from chexpert.errors import ChexpertError, CSVFormatError, InvalidArgumentError, Problem, ReleaseNotFoundError
+from chexpert.errors import ChexpertError, CSVFormatError, ImageReadError, InvalidArgumentError, Problem, ReleaseNotFoundError
 from chexpert.index import Index, concat
 from chexpert.parallel import quiet_worker
-from chexpert.release import Release, _archive, open_release
+from chexpert.release import MAX_IMAGE_BYTES, Release, _archive, _read, open_release
 from chexpert.validation import check_choice
 
 __all__ = [
@@ -398,11 +398,9 @@ class PlusRelease(Release):
             return self.original.read_bytes(path)
         archive, name = self._find(path)
         try:
-            if archive is None:
-                with open(name, "rb") as f:
-                    return f.read()
-            return _archive(archive).read(name)
-        except (FileNotFoundError, KeyError):
+            # Read as safely as any release image: regular files only, capped, no link out of the download.
+            return _read(archive, name, MAX_IMAGE_BYTES, ImageReadError, lambda: (os.path.realpath(self.root),))
+        except FileNotFoundError:
             raise ReleaseNotFoundError(f"{path}: {self.images.upper()} file {name} not found") from None
 
     def list_images(self) -> tuple[set[str], list[Problem]]:

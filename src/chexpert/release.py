@@ -4,25 +4,46 @@ Handles the small release (``CheXpert-v1.0-small``), the full release (``CheXper
 Stanford AIMI download of the full release as four batch zips whose patient folders sit directly
 in the batch folder, a parent folder holding any of these (TFDS's ``manual_dir``), and zips read in
 place. CSV ``Path`` values resolve to the real file whatever their prefix.
+
+Reading is defensive, because a download can be damaged and an archive hostile: only regular
+files are read (a folder, FIFO or device named like an image is refused without blocking), never
+more than :data:`MAX_IMAGE_BYTES` per image (a zip member's declared size is checked before
+inflating, and the bytes actually inflated are capped too), symbolic links that lead out of the
+release are refused, and no message quotes a byte of what it refused to read.
 """
 
 from __future__ import annotations
 
+import errno
+import json
 import os
 import re
+import stat
 import zipfile
-from collections.abc import Iterable, Sequence
+import zlib
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from chexpert import schema
-from chexpert.errors import ChexpertError, InvalidArgumentError, Problem, ReleaseNotFoundError, option
+from chexpert.errors import ChexpertError, ImageReadError, InvalidArgumentError, Problem, ReadError, ReleaseNotFoundError, option
 
 if TYPE_CHECKING:
     from chexpert.index import Index
 
-__all__ = ["Release", "ReleaseFile", "open_release", "DOWNLOAD_HELP", "CSV_NAMES", "FALLBACK_CSV_NAMES"]
+__all__ = [
+    "Release",
+    "ReleaseFile",
+    "Listing",
+    "open_release",
+    "DOWNLOAD_HELP",
+    "CSV_NAMES",
+    "FALLBACK_CSV_NAMES",
+    "MAX_IMAGE_BYTES",
+    "MAX_CSV_BYTES",
+    "SYNTH_MARKER",
+]
 
 #: CSV file name of each split, as released.
 CSV_NAMES: dict[str, str] = {"train": "train.csv", "valid": "valid.csv", "test": "test_labels.csv"}
@@ -33,6 +54,17 @@ FALLBACK_CSV_NAMES: dict[str, str] = {"val_labels.csv": "valid", "groundtruth.cs
 # Folder name -> split. CheXlocalize repackages the validation images as val/.
 _SPLIT_DIRS: dict[str, str] = {"train": "train", "valid": "valid", "val": "valid", "test": "test"}
 
+#: No CheXpert image comes near this (full-resolution JPEGs are about 2 MB); a larger file, or a
+#: zip member declaring more, is refused before it is read.
+MAX_IMAGE_BYTES: Final[int] = 64 << 20
+#: Likewise for a CSV (the real train.csv is 24.5 MB).
+MAX_CSV_BYTES: Final[int] = 1 << 30
+#: The file ``chexpert synth`` writes beside the CSVs of a look-alike release, recording what it
+#: wrote: ``verify`` checks a look-alike against it instead of the published counts, and
+#: ``synth --overwrite`` replaces only a release that it proves synth wrote.
+SYNTH_MARKER: Final[str] = "chexpert-synth.json"
+_MAX_MARKER_BYTES: Final[int] = 256 << 20
+
 DOWNLOAD_HELP = (
     "CheXpert cannot be downloaded automatically. Register and accept the Research Use Agreement at "
     "https://stanfordaimi.azurewebsites.net/datasets/8cbd9ed4-2eb9-4565-affc-111cf4f7ebe2 , then download either "
@@ -40,11 +72,17 @@ DOWNLOAD_HELP = (
     "and 'CheXpert-v1.0 batch 2..4 (train 1..3).zip' (about 439 GB). Pass chexpert the zip, the folder it unpacks to, "
     "or the folder that holds the zips; nothing needs extracting."
 )
+_WHAT_TO_PASS = "Pass the CheXpert zip, the folder it unpacks to, or the folder that holds the zips."
 
 _PATIENT_DIR = re.compile(r"^patient(\d{5})$")
-_BATCH = re.compile(r"batch\s*(\d)", re.IGNORECASE)
 # How deep below the root (or a zip's top) releases are looked for: root/CheXpert-v1.0-small/train.
 _MAX_DEPTH = 3
+# How many folder entries discovery looks at before it gives up: `chexpert info /` must answer at
+# once, not walk /proc and /usr. A release, or a folder holding a few, needs a few dozen.
+_MAX_ENTRIES = 20_000
+# Stands in for the patient folders of a split folder that cannot be listed (no permission), so
+# that the release is still recognised and the reads report the real reason. No patient has 0.
+_UNLISTED_PATIENT = "patient00000"
 
 
 @dataclass(frozen=True)
@@ -76,6 +114,11 @@ class _Source:
         """Where ``split``'s patient folders are, relative to the archive or on disk."""
         return self.prefix + ("" if self.split else f"{self.dirs[schema.SPLITS.index(split)]}/")
 
+    def within(self, split: str) -> tuple[str, ...]:
+        """Real folders a symbolic link in ``split`` may lead into: the release and the split folder
+        (which may itself be a link to another disk)."""
+        return tuple(dict.fromkeys(os.path.realpath(p) for p in (self.prefix or ".", self.folder(split))))
+
 
 @dataclass(frozen=True)
 class _CSV:
@@ -88,8 +131,23 @@ class _CSV:
     def label(self) -> str:
         return f"{self.archive}!{self.name}" if self.archive else self.name
 
+    @property
+    def folder(self) -> str:
+        """The folder holding the CSV (member folder in a zip, "" at its top)."""
+        return self.name.rpartition("/")[0]
+
+    @property
+    def file_name(self) -> str:
+        """The CSV's name without folders."""
+        return self.name.rpartition("/")[2]
+
+    def within(self) -> tuple[str, ...]:
+        """The real folder a symbolic link beside the CSV may lead into: the CSV's own."""
+        return (os.path.realpath(self.folder or "."),)
+
     def read(self) -> bytes:
-        return Path(self.name).read_bytes() if self.archive is None else _archive(self.archive).read(self.name)
+        """The CSV's bytes; :class:`ReadError` if it cannot be read safely, FileNotFoundError if gone."""
+        return _read(self.archive, self.name, MAX_CSV_BYTES, ReadError, self.within)
 
 
 @dataclass(frozen=True)
@@ -117,8 +175,34 @@ class ReleaseFile:
         return f"{self.archive}!{self.location}" if self.archive else self.location
 
     def read(self) -> bytes:
-        """The file's bytes."""
-        return Path(self.location).read_bytes() if self.archive is None else _archive(self.archive).read(self.location)
+        """The file's bytes, read as safely as a CSV (:class:`ReadError` if that cannot be done)."""
+        folder = self.location.rpartition("/")[0]
+        return _read(self.archive, self.location, MAX_CSV_BYTES, ReadError, lambda: (os.path.realpath(folder or "."),))
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What a release holds, found by listing folders and zip directories (no stat per file).
+
+    ``present``: every regular image file as a ``split/patientNNNNN/studyN/file`` key.
+    ``odd``: entries named like images that cannot be read as one, key -> (problem kind, why):
+    folders, FIFOs, devices, symbolic links leading out of the release, zip symlink entries.
+    ``unreadable``: key prefixes (``train/``, ``train/patient00001/``, ...) of folders that could not
+    be listed, so their images are unknown rather than missing. ``problems``: the folders that could
+    not be listed, patients found in two places, folder links leading out of the release (warnings).
+    """
+
+    present: set[str]
+    odd: dict[str, tuple[str, str]]
+    unreadable: frozenset[str]
+    problems: tuple[Problem, ...]
+
+    def under_unreadable(self, key: str) -> bool:
+        """True if ``key`` lies below a folder that could not be listed."""
+        if not self.unreadable:
+            return False
+        parts = key.split("/")
+        return any("/".join(parts[:depth]) + "/" in self.unreadable for depth in range(1, len(parts)))
 
 
 @dataclass(frozen=True, eq=False)
@@ -149,9 +233,15 @@ class Release:
         return tuple(s for s in schema.SPLITS if s in have)
 
     def csv_bytes(self, split: str) -> tuple[bytes, str]:
-        """The raw bytes of ``split``'s CSV and a label naming where it is (for messages)."""
+        """The raw bytes of ``split``'s CSV and a label naming where it is (for messages).
+
+        Raises :class:`ReadError` (an OSError) naming the CSV if it cannot be read safely.
+        """
         csv = self._csv(split)
-        return csv.read(), csv.label
+        try:
+            return csv.read(), csv.label
+        except FileNotFoundError:
+            raise ReleaseNotFoundError(f"{csv.label}: the CSV has gone since the release was opened") from None
 
     def index(self, splits: str | Sequence[str] | None = None) -> Index:
         """Index the images of ``splits`` (default: every split with a CSV), bound to this release.
@@ -173,37 +263,80 @@ class Release:
         >>> release.locate("CheXpert-v1.0-small/train/patient00001/study1/view1_frontal.jpg")  # doctest: +SKIP
         '/data/CheXpert-v1.0-small/train/patient00001/study1/view1_frontal.jpg'
         """
-        source, name = self._resolve(path)
+        source, name, _ = self._resolve(path)
         return f"{source.archive}!{name}" if source.archive else name
 
     def read_bytes(self, path: str) -> bytes:
         """The bytes of the image named by a CSV ``Path`` (any release prefix).
 
         Raises FileNotFoundError (a :class:`ReleaseNotFoundError`) naming the path and, for a
-        partial download, the zip or folder that should hold it.
+        partial download, the zip or folder that should hold it; :class:`ImageReadError` (an
+        OSError) naming the file when it is there but cannot be read safely: no permission, not a
+        regular file, larger than :data:`MAX_IMAGE_BYTES`, a link leading out of the release, a
+        damaged zip member. Neither blocks on a FIFO or a device, nor quotes the file's content.
+
+        >>> release.read_bytes("CheXpert-v1.0-small/train/patient00001/study1/view1_frontal.jpg")[:3]  # doctest: +SKIP
+        b'\\xff\\xd8\\xff'
         """
-        source, name = self._resolve(path)
+        source, name, split = self._resolve(path)
         try:
-            if source.archive is None:
-                with open(name, "rb") as f:
-                    return f.read()
-            return _archive(source.archive).read(name)
-        except (FileNotFoundError, KeyError):
+            return _read(source.archive, name, MAX_IMAGE_BYTES, ImageReadError, lambda: source.within(split))
+        except FileNotFoundError:
             raise ReleaseNotFoundError(f"{path}: image not found at {source.label}/{name.removeprefix(source.prefix)}") from None
 
     def list_images(self) -> tuple[set[str], list[Problem]]:
         """Every image file present, as ``split/patientNNNNN/studyN/file`` keys, found by listing
         folders and zip directories (no stat per file); plus problems such as a patient folder
-        present in two places.
+        present in two places. :meth:`listing` says more.
         """
-        present: set[str] = set()
+        listing = self.listing()
+        return listing.present, list(listing.problems)
+
+    def listing(self) -> Listing:
+        """List every image file of the release without reading any (see :class:`Listing`).
+
+        >>> listing = release.listing()  # doctest: +SKIP
+        >>> "train/patient00001/study1/view1_frontal.jpg" in listing.present  # doctest: +SKIP
+        True
+        """
+        collect = _Collector()
+        withins: dict[tuple[_Source, str], tuple[str, ...]] = {}
         for (split, patient), source in self._patient_sources().items():
             folder = f"patient{patient:05d}/"
             base = source.folder(split) + folder
-            for rest in _list_under(source, base):
-                present.add(f"{split}/{folder}{rest}")
+
+            def within(source: _Source = source, split: str = split) -> tuple[str, ...]:
+                # Resolved only when a link turns up (rarely): realpath costs a stat per folder.
+                if (source, split) not in withins:
+                    withins[(source, split)] = source.within(split)
+                return withins[(source, split)]
+
+            _list_under(source, base, f"{split}/{folder}", within, collect)
         problems = list(cast(list[Problem], self._cache.get("conflicts", [])))
-        return present, problems
+        unreadable = set(cast(set[str], self._cache.get("unreadable_keys", set())))
+        return Listing(collect.present, collect.odd, frozenset(unreadable | collect.unreadable), tuple(problems + collect.problems))
+
+    def look_alike(self) -> dict[str, Any] | None:
+        """What ``chexpert synth`` recorded when it wrote this release (its :data:`SYNTH_MARKER`,
+        found beside the CSVs), or None for a real download.
+
+        >>> chexpert.open(chexpert.synthesize(tmp_path, patients=2)).look_alike()["rows"]  # doctest: +SKIP
+        {'train.csv': 7, 'valid.csv': 2}
+        """
+        if "look_alike" not in self._cache:
+            found = None
+            for csv in self.csvs:
+                name = f"{csv.folder}/{SYNTH_MARKER}" if csv.folder else SYNTH_MARKER
+                try:
+                    data = _read(csv.archive, name, _MAX_MARKER_BYTES, ReadError, csv.within)
+                    marker = json.loads(data)
+                except (OSError, ValueError):
+                    continue  # no marker, or not one synth wrote: a real download
+                if isinstance(marker, dict) and marker.get("format") == "chexpert-synth":
+                    found = marker
+                    break
+            self._cache["look_alike"] = found
+        return cast("dict[str, Any] | None", self._cache["look_alike"])
 
     # -- internals -------------------------------------------------------------------------
 
@@ -216,7 +349,8 @@ class Release:
             + (DOWNLOAD_HELP if split != "test" else "The test set's labels are a separate download from Stanford AIMI.")
         )
 
-    def _resolve(self, path: str) -> tuple[_Source, str]:
+    def _resolve(self, path: str) -> tuple[_Source, str, str]:
+        """The source holding the image of ``path``, its name there, and its split."""
         normal = path.replace("\\", "/")
         match = schema.PATH_PATTERN.match(normal)
         if match is None:
@@ -228,10 +362,12 @@ class Release:
         else:
             source = self._patient_sources().get((split, patient))  # type: ignore[assignment]
             if source is None:
-                raise ReleaseNotFoundError(f"{path}: not found in {self.root}. {self._missing_hint(split)}")
-        return source, source.folder(split) + rest
+                raise ReleaseNotFoundError(f"{path}: not found in {self.root}. {self.missing_hint(split)}")
+        return source, source.folder(split) + rest, split
 
-    def _missing_hint(self, split: str) -> str:
+    def missing_hint(self, split: str) -> str:
+        """What to tell someone whose ``split`` images are not there: which batch zips hold them
+        (the AIMI layout) or how to download the release."""
         if self.layout != "aimi-batches":
             return "Is the download complete? " + DOWNLOAD_HELP
         have = sorted(s.label for s in self.sources)
@@ -244,9 +380,9 @@ class Release:
     def _patient_sources(self) -> dict[tuple[str, int], _Source]:
         found = cast("dict[tuple[str, int], _Source] | None", self._cache.get("patients"))
         if found is None:
-            found, conflicts = {}, []
+            found, conflicts, collect = {}, [], _Collector()
             for source in self.sources:
-                for split, patient in _list_patients(source):
+                for split, patient in _list_patients(source, collect):
                     other = found.get((split, patient))
                     if other is not None and source.repackaged and split == "valid":
                         continue  # CheXlocalize's val/ copies valid/: the release's own images win
@@ -258,38 +394,47 @@ class Release:
                         continue
                     found[(split, patient)] = source
             self._cache["patients"] = found
-            self._cache["conflicts"] = conflicts
+            self._cache["conflicts"] = conflicts + collect.problems
+            self._cache["unreadable_keys"] = collect.unreadable
         return found  # type: ignore[return-value]
 
 
 def open_release(root: str | os.PathLike[str], *, kind: str | None = None) -> Release:
     """Recognise the CheXpert download at ``root`` (a folder or a zip) and return a :class:`Release`.
 
-    ``kind`` ("small" or "full") chooses when ``root`` holds both releases. A folder holding a
-    CheXpert Plus CSV opens as a :class:`chexpert.plus.PlusRelease` (kind "plus").
+    ``kind`` ("small" or "full") chooses when ``root`` holds both releases; a folder holding a
+    CheXpert Plus CSV opens as a :class:`chexpert.plus.PlusRelease` (kind "plus"). Anything that is not a
+    release (a CSV, a split folder, an empty or unrelated folder) is a :class:`ReleaseNotFoundError`
+    saying what to pass instead; the download instructions come only where data is missing.
 
     >>> release = chexpert.open("/data/chexpert")  # doctest: +SKIP
     """
     if kind is not None and kind not in (*schema.RELEASE_KINDS, "plus"):
         raise InvalidArgumentError(f"kind must be one of {', '.join(schema.RELEASE_KINDS)}, plus, not {kind!r}")
     root = Path(root).expanduser().absolute()
-    if not root.exists():
-        raise ReleaseNotFoundError(f"{root} does not exist. {DOWNLOAD_HELP}")
-    if kind in (None, "plus") and root.is_dir():
+    try:
+        mode = root.stat().st_mode
+    except FileNotFoundError:
+        raise ReleaseNotFoundError(f"{root} does not exist." + (f" {DOWNLOAD_HELP}" if _is_chexpert_name(root.name) else "")) from None
+    except OSError as exc:
+        raise ReadError(f"cannot be read: {exc.strerror or exc}", file=str(root), errno=exc.errno) from None
+    if kind in (None, "plus") and stat.S_ISDIR(mode):
         from chexpert import plus
 
         if plus.is_plus(root):  # CheXpert Plus: its own CSV, PNG chunks and DICOMs (kind "small" or "full" picks the original inside)
             return plus.open_plus(root)
         if kind == "plus":
             raise ReleaseNotFoundError(f"{root} holds no CheXpert Plus CSV (df_chexpert_plus_*.csv)")
-    if root.is_file():
-        if not zipfile.is_zipfile(root):
-            raise ReleaseNotFoundError(
-                f"{root} is not a zip archive (truncated download?). Pass the CheXpert zip or the folder it unpacks to."
-            )
-        trees = [_zip_tree(root)]
+    walk = _Walk()
+    if stat.S_ISREG(mode):
+        if root.suffix.lower() == ".csv":
+            raise ReleaseNotFoundError(f"{root} is a CSV file, not a release; pass the folder that holds train.csv ({root.parent})")
+        trees = [_zip_tree(root, named=True)]
+    elif stat.S_ISDIR(mode):
+        csvs, sources, files, zips = _folder_tree(root, walk)
+        trees = [(csvs, sources, files)] + [_zip_tree(Path(z)) for z in zips]
     else:
-        trees = [_folder_tree(root)] + [_zip_tree(z) for z in sorted(root.iterdir()) if z.suffix.lower() == ".zip" and _is_chexpert_name(z.name)]
+        raise ReleaseNotFoundError(f"{root} is neither a folder nor a zip archive. {_WHAT_TO_PASS}")
 
     csvs = [c for tree in trees for c in tree[0]]
     sources = sorted((s for tree in trees for s in tree[1]), key=lambda s: s.repackaged)
@@ -302,16 +447,12 @@ def open_release(root: str | os.PathLike[str], *, kind: str | None = None) -> Re
     csvs = [c for c in csvs if c.kind in (kind, None)]
     sources = [s for s in sources if s.kind in (kind, None)]
     if not csvs:
-        what = "no CSV (train.csv / valid.csv)" if not sources else "images but no train.csv or valid.csv"
-        raise ReleaseNotFoundError(f"found {what} of CheXpert{'-' + kind if kind else ''} in {root}. {DOWNLOAD_HELP}")
-    by_split: dict[str, _CSV] = {}
+        raise ReleaseNotFoundError(_nothing_found(root, kind, sources, walk))
     # A fallback (val_labels.csv, groundtruth.csv) gives a split's rows only when no CSV_NAMES file does.
-    named = {c.split for c in csvs if c.name.rsplit("/", 1)[-1] not in FALLBACK_CSV_NAMES}
-    csvs = [c for c in csvs if c.name.rsplit("/", 1)[-1] not in FALLBACK_CSV_NAMES or c.split not in named]
-    for csv in csvs:
-        if csv.split in by_split:
-            raise ChexpertError(f"two {CSV_NAMES[csv.split]} files found: {by_split[csv.split].label} and {csv.label}; pass the one release folder you mean")
-        by_split[csv.split] = csv
+    named = {c.split for c in csvs if c.file_name not in FALLBACK_CSV_NAMES}
+    csvs = [c for c in csvs if c.file_name not in FALLBACK_CSV_NAMES or c.split not in named]
+    _one_set_of_csvs(root, csvs)
+    by_split = {csv.split: csv for csv in csvs}
     if any(s.split is not None for s in sources):
         layout = "aimi-batches"
     elif any(s.archive for s in sources) or root.is_file():
@@ -332,6 +473,58 @@ def _is_chexpert_name(name: str) -> bool:
     return "chexpert" in name.lower()
 
 
+def _one_set_of_csvs(root: Path, csvs: Sequence[_CSV]) -> None:
+    """Refuse CSVs of one split in several places, or train and valid CSVs in different folders:
+    mixing the CSVs of two copies (or of a copy and an edited subset) would go unnoticed."""
+    places: dict[str, list[_CSV]] = {}
+    for csv in csvs:
+        places.setdefault(csv.split, []).append(csv)
+    several = {split: found for split, found in places.items() if len(found) > 1}
+    # train.csv and valid.csv must lie together; the test set and CheXlocalize are separate downloads.
+    paired = [c for c in csvs if c.split != "test" and c.file_name in CSV_NAMES.values()]
+    folders = {(str(c.archive), c.folder) for c in paired}
+    if not several and len(folders) <= 1:
+        return
+    listed = "; ".join(f"{len(found)} {found[0].file_name}: {', '.join(c.label for c in found)}" for found in several.values())
+    if not several:
+        listed = "train.csv and valid.csv in different folders: " + ", ".join(c.label for c in paired)
+    if root.is_file():
+        advice = "a CheXpert zip holds one release; extract the one you mean and pass its folder"
+    else:
+        advice = "pass the folder of the one release you mean"
+    raise ChexpertError(f"{root} holds several sets of CheXpert CSVs ({listed}); {advice}")
+
+
+def _nothing_found(root: Path, kind: str | None, sources: Sequence[_Source], walk: _Walk) -> str:
+    """The message for a root where no CSV was found, saying what to pass instead."""
+    release = _enclosing_release(root)
+    if release is not None:
+        return f"{root} is inside a CheXpert release; pass the folder that holds train.csv ({release})"
+    name = f"CheXpert{'-' + kind if kind else ''}"
+    if sources:  # images without their CSVs: data really is missing
+        return f"found images but no train.csv or valid.csv of {name} in {root}. {DOWNLOAD_HELP}"
+    if root.is_file():
+        return f"{root} holds no CheXpert release (no train.csv or valid.csv in the zip). " + (DOWNLOAD_HELP if _is_chexpert_name(root.name) else _WHAT_TO_PASS)
+    unread = f"; {walk.unreadable} folder(s) could not be read, e.g. {walk.first_unreadable}" if walk.unreadable else ""
+    if walk.entries == 0 and not walk.unreadable:
+        return f"found no CSV (train.csv / valid.csv) of {name} in {root}: the folder is empty. {DOWNLOAD_HELP}"
+    searched = f"stopped after {_MAX_ENTRIES:,} entries" if walk.truncated else f"within {_MAX_DEPTH} levels"
+    message = f"no CheXpert release in {root}: no train.csv, valid.csv, CheXpert zip or patient folders ({searched}{unread}). "
+    return message + (DOWNLOAD_HELP if _is_chexpert_name(root.name) else _WHAT_TO_PASS)
+
+
+def _enclosing_release(root: Path) -> Path | None:
+    """The nearest folder above ``root`` (at most four levels: release/train/patient/study) that
+    holds train.csv or valid.csv, when ``root`` is one of its split, patient or study folders."""
+    inside = root.name in _SPLIT_DIRS or _PATIENT_DIR.match(root.name) or re.fullmatch(r"study\d+", root.name)
+    if not inside:
+        return None
+    for parent in list(root.parents)[:4]:
+        if any((parent / name).is_file() for name in ("train.csv", "valid.csv")):
+            return parent
+    return None
+
+
 def _kind_of(parts: Iterable[str]) -> str | None:
     """Release kind named by the nearest folder (or zip) name, if any."""
     for part in reversed(list(parts)):
@@ -345,7 +538,11 @@ def _kind_of(parts: Iterable[str]) -> str | None:
 
 def _kind_from_csv(csvs: Sequence[_CSV]) -> str | None:
     for csv in csvs:
-        lines = csv.read()[:4096].splitlines()
+        try:
+            head = csv.read()[:4096]
+        except OSError:
+            continue  # reported when the CSV is read for good
+        lines = head.splitlines()
         if len(lines) > 1:
             first = lines[1].decode("utf-8", "replace")
             if first.startswith(schema.RELEASE_DIRS["small"] + "/"):
@@ -394,11 +591,18 @@ def _has_patients(children: Iterable[str]) -> bool:
     return any(_PATIENT_DIR.match(c) for c in children)
 
 
-def _zip_tree(path: Path) -> tuple[list[_CSV], list[_Source], list[ReleaseFile]]:
+def _zip_tree(path: Path, *, named: bool = False) -> tuple[list[_CSV], list[_Source], list[ReleaseFile]]:
+    """CSVs and sources in a zip; ``named``: the user passed this zip itself."""
     try:
         names = _archive(path).namelist()
     except zipfile.BadZipFile as exc:
-        raise ReleaseNotFoundError(f"{path} is not a readable zip ({exc}); the download may be incomplete. {DOWNLOAD_HELP}") from None
+        if named and not _is_chexpert_name(path.name) and path.suffix.lower() != ".zip":
+            raise ReleaseNotFoundError(f"{path} is neither a folder nor a zip archive. {_WHAT_TO_PASS}") from None
+        raise ReleaseNotFoundError(
+            f"{path} is not a readable zip archive ({exc}); the download may be truncated or incomplete. {DOWNLOAD_HELP}"
+        ) from None
+    except OSError as exc:
+        raise ReadError(f"cannot be read: {exc.strerror or exc}", file=str(path), errno=exc.errno) from None
     entries: dict[str, set[str]] = {}
     files: dict[str, set[str]] = {}
     for name in names:
@@ -416,44 +620,331 @@ def _zip_tree(path: Path) -> tuple[list[_CSV], list[_Source], list[ReleaseFile]]
     return _classify(entries, files, path, "", (path.name,))
 
 
-def _folder_tree(root: Path) -> tuple[list[_CSV], list[_Source], list[ReleaseFile]]:
-    entries: dict[str, set[str]] = {}
-    files: dict[str, set[str]] = {}
+@dataclass
+class _Walk:
+    """What discovery saw of a folder tree: entries looked at, folders it could not read."""
 
-    def walk(folder: Path, rel: str, depth: int) -> None:
-        dirs, names = set(), set()
+    entries: int = 0
+    truncated: bool = False
+    unreadable: int = 0
+    first_unreadable: str = ""
+
+    def scan(self, folder: Path, limit: int | None = None) -> list[os.DirEntry[str]]:
+        """Up to ``limit`` entries of ``folder`` (within the overall budget); [] if unreadable."""
+        out: list[os.DirEntry[str]] = []
         try:
             with os.scandir(folder) as it:
                 for entry in it:
-                    if entry.is_dir():
-                        dirs.add(entry.name)
-                    elif entry.name.lower().endswith((".csv", ".json")):
-                        names.add(entry.name)
-        except PermissionError:
-            return
+                    if self.entries >= _MAX_ENTRIES:
+                        self.truncated = True
+                        break
+                    if limit is not None and len(out) >= limit:
+                        break
+                    self.entries += 1
+                    out.append(entry)
+        except OSError as exc:  # no permission, vanished (/proc, /dev/fd), not a folder after all
+            self.unreadable += 1
+            self.first_unreadable = self.first_unreadable or f"{folder} ({exc.strerror or exc})"
+            return out
+        return out
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def _folder_tree(root: Path, walk: _Walk) -> tuple[list[_CSV], list[_Source], list[ReleaseFile], list[str]]:
+    """CSVs, sources and other CSV/JSON files below ``root``, and the CheXpert zips in it."""
+    entries: dict[str, set[str]] = {}
+    files: dict[str, set[str]] = {}
+    zips: list[str] = []
+
+    def visit(folder: Path, rel: str, depth: int) -> None:
+        found = walk.scan(folder)
+        dirs = {e.name for e in found if not e.name.startswith(".") and _is_dir(e)}
         entries[rel] = dirs
-        files[rel] = names
+        files[rel] = {e.name for e in found if e.name.lower().endswith((".csv", ".json"))}
+        if depth == 0:
+            zips.extend(e.path for e in found if e.name.lower().endswith(".zip") and _is_chexpert_name(e.name) and not _is_dir(e))
         if depth >= _MAX_DEPTH:
             return
-        for d in dirs:
+        for d in sorted(dirs):
             if _PATIENT_DIR.match(d):
                 continue  # patient folders are listed on demand, not at open
             if d in _SPLIT_DIRS:
-                # One level is enough to see patient folders.
-                with os.scandir(folder / d) as it:
-                    entries[f"{rel}{d}/"] = {e.name for _, e in zip(range(64), it)}
+                # One level is enough to see patient folders; a split folder that cannot be listed
+                # still counts, so that reading its images says why they cannot be read.
+                before = walk.unreadable
+                names = {e.name for e in walk.scan(folder / d, limit=64)}
+                entries[f"{rel}{d}/"] = names if walk.unreadable == before else {_UNLISTED_PATIENT}
                 continue
-            walk(folder / d, f"{rel}{d}/", depth + 1)
+            if walk.truncated:
+                return
+            visit(folder / d, f"{rel}{d}/", depth + 1)
 
-    walk(root, "", 0)
-    return _classify(entries, files, None, f"{root}/", tuple(root.parts))
+    visit(root, "", 0)
+    return (*_classify(entries, files, None, f"{root}/", tuple(root.parts)), sorted(zips))
 
 
-# -- listing and reading -----------------------------------------------------------------------
+# -- listing -----------------------------------------------------------------------------------
+
+
+class _Collector:
+    """Gathers a listing: present files, odd entries, folders that could not be listed."""
+
+    def __init__(self) -> None:
+        self.present: set[str] = set()
+        self.odd: dict[str, tuple[str, str]] = {}
+        self.unreadable: set[str] = set()
+        self.problems: list[Problem] = []
+
+    def cannot_list(self, folder: str, key: str, exc: OSError) -> None:
+        self.unreadable.add(key)
+        self.problems.append(Problem("unreadable", folder.rstrip("/"), None, f"cannot list the folder ({exc.strerror or exc}); its images are not checked"))
+
+    def link_out(self, folder: str, target: str) -> None:
+        self.problems.append(
+            Problem("link", folder.rstrip("/"), None, f"is a symbolic link to {target}, outside the release; its images are read there", severity="warning")
+        )
+
+
+def _link_leaves(path: str, within: tuple[str, ...]) -> str | None:
+    """The real target of the link ``path`` if it lies outside every folder of ``within``."""
+    target = os.path.realpath(path)
+    return None if any(_inside(target, base) for base in within) else target
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _list_patients(source: _Source, collect: _Collector) -> list[tuple[str, int]]:
+    splits = [source.split] if source.split else list(schema.SPLITS)
+    out = []
+    for split in splits:
+        base = source.folder(split)
+        if source.archive is None:
+            try:
+                with os.scandir(base) as it:
+                    found = [e for e in it if _is_dir(e)]
+                names = [e.name for e in found]
+                links = [e.name for e in found if e.is_symlink() and _PATIENT_DIR.match(e.name)]
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                collect.cannot_list(base, f"{split}/", exc)
+                continue
+            if not source.split and os.path.islink(base.rstrip("/")):
+                target = _link_leaves(base.rstrip("/"), (os.path.realpath(source.prefix or "."),))
+                if target is not None:
+                    collect.link_out(base, target)
+            if links:
+                within = source.within(split)
+                for link in links:
+                    target = _link_leaves(base + link, within)
+                    if target is not None:
+                        collect.link_out(base + link, target)
+        else:
+            names = list(_zip_children(source.archive).get(base, set()))
+        for name in names:
+            match = _PATIENT_DIR.match(name)
+            if match:
+                out.append((split, int(match[1])))
+    return out
+
+
+def _list_under(source: _Source, base: str, key: str, within: Callable[[], tuple[str, ...]], collect: _Collector) -> None:
+    """Record every file below ``base`` (a patient folder) as ``key`` + relative path; ``within()``
+    gives the folders a symbolic link may lead into."""
+    if source.archive is not None:
+        for rest, oddity in _zip_entries(source.archive).get(base, ()):
+            if oddity is None:
+                collect.present.add(key + rest)
+            else:
+                collect.odd[key + rest] = oddity
+        return
+    try:
+        studies = list(os.scandir(base))
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        collect.cannot_list(base, key, exc)
+        return
+    for study in studies:
+        if not _is_dir(study):
+            _record_file(study, key + study.name, within, collect)
+            continue
+        if study.is_symlink():
+            target = _link_leaves(study.path, within())
+            if target is not None:
+                collect.link_out(study.path, target)
+        folder = f"{key}{study.name}/"
+        try:
+            with os.scandir(study.path) as it:
+                for entry in it:
+                    if entry.is_file(follow_symlinks=False):  # the common case, inline: d_type, no stat
+                        collect.present.add(folder + entry.name)
+                    else:
+                        _record_file(entry, folder + entry.name, within, collect)
+        except OSError as exc:
+            collect.cannot_list(study.path, f"{key}{study.name}/", exc)
+
+
+def _record_file(entry: os.DirEntry[str], key: str, within: Callable[[], tuple[str, ...]], collect: _Collector) -> None:
+    # DirEntry's type tests come from the folder listing itself (d_type): no stat per file.
+    try:
+        if entry.is_file(follow_symlinks=False):
+            collect.present.add(key)
+            return
+        if entry.is_symlink():
+            target = _link_leaves(entry.path, within())
+            if target is not None:
+                collect.odd[key] = ("outside", f"is a symbolic link to {target}, outside the release; chexpert reads only files inside it")
+                return
+            mode = os.stat(entry.path).st_mode
+        else:
+            mode = entry.stat(follow_symlinks=False).st_mode
+    except FileNotFoundError:
+        collect.odd[key] = ("missing", "is a symbolic link to nothing (its target is gone)")
+        return
+    except OSError as exc:
+        collect.odd[key] = ("unreadable", f"cannot be read ({exc.strerror or exc})")
+        return
+    if stat.S_ISREG(mode):
+        collect.present.add(key)
+    else:
+        collect.odd[key] = ("not-a-file", f"is {_file_type(mode)}, not an image file")
+
+
+def _file_type(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISLNK, "a symbolic link"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+# -- reading -----------------------------------------------------------------------------------
+
+# O_NONBLOCK: opening a FIFO must not wait for a writer. O_NOFOLLOW: a link swapped in after the
+# lstat below is refused rather than followed.
+_OPEN_FLAGS: Final[int] = (
+    os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+)
+# What zipfile and its decompressors raise for a damaged member.
+_ZIP_ERRORS: Final[tuple[type[BaseException], ...]] = (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, ValueError)
+
+
+def _read(
+    archive: Path | None, name: str, limit: int, error: type[ReadError], within: Callable[[], tuple[str, ...]]
+) -> bytes:
+    """The bytes of a file on disk or a zip member, read safely (see the module docstring).
+
+    FileNotFoundError if it is not there; ``error`` (a :class:`ReadError`) naming it otherwise.
+    ``within()`` gives the folders a symbolic link may lead into.
+    """
+    if archive is None:
+        return _read_file(name, limit, error, within, follow=True)
+    return _read_member(archive, name, limit, error)
+
+
+def _read_file(name: str, limit: int, error: type[ReadError], within: Callable[[], tuple[str, ...]], *, follow: bool) -> bytes:
+    try:
+        # lstat first: a FIFO, device or folder is refused without being opened.
+        st = os.lstat(name)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise FileNotFoundError(errno.ENOENT, "not found", name) from None
+        raise error(f"cannot be read ({exc.strerror or exc})", file=name, errno=exc.errno) from None
+    if stat.S_ISLNK(st.st_mode):
+        target = _link_leaves(name, within())
+        if target is not None:
+            raise error(f"is a symbolic link to {target}, outside the release; chexpert reads only files inside it", file=name)
+        if not follow:
+            raise error("is a symbolic link that changed while it was read", file=name)
+        return _read_file(os.path.realpath(name), limit, error, within, follow=False)
+    if not stat.S_ISREG(st.st_mode):
+        raise error(f"is {_file_type(st.st_mode)}, not a file; chexpert reads only regular files", file=name)
+    if st.st_size > limit:
+        raise error(f"is {st.st_size:,} bytes, more than the {limit:,} that any file of its kind in CheXpert needs; not read", file=name)
+    try:
+        fd = os.open(name, _OPEN_FLAGS)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise FileNotFoundError(errno.ENOENT, "not found", name) from None
+        raise error(f"cannot be read ({exc.strerror or exc})", file=name, errno=exc.errno) from None
+    try:
+        want = st.st_size
+        data = os.read(fd, want) if want else b""
+        if len(data) < want:  # a short read (network file systems, signals): read on to the end
+            parts = [data]
+            total = len(data)
+            while total < want:
+                part = os.read(fd, want - total)
+                if not part:
+                    break
+                parts.append(part)
+                total += len(part)
+            data = b"".join(parts)
+    except OSError as exc:  # an input/output error of a failing disk, a folder swapped in
+        raise error(f"cannot be read ({exc.strerror or exc})", file=name, errno=exc.errno) from None
+    finally:
+        os.close(fd)
+    return data
+
+
+def _read_member(archive: Path, name: str, limit: int, error: type[ReadError]) -> bytes:
+    label = f"{archive}!{name}"
+    try:
+        zf = _archive(archive)
+    except zipfile.BadZipFile as exc:
+        raise error(f"the zip cannot be read any more ({exc})", file=label) from None
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise error(f"the zip cannot be read ({exc.strerror or exc})", file=label, errno=exc.errno) from None
+    info = zf.NameToInfo.get(name)
+    if info is None:
+        if name + "/" in zf.NameToInfo:
+            raise error("is a folder in the zip, not a file", file=label)
+        raise FileNotFoundError(errno.ENOENT, "not in the zip", label)
+    mode = info.external_attr >> 16
+    if info.create_system == 3 and stat.S_IFMT(mode) not in (0, stat.S_IFREG):
+        # A symbolic link member holds its target's path: neither followed nor quoted.
+        raise error(f"is {_file_type(mode)} in the zip, not a file; chexpert reads only regular members", file=label)
+    if info.flag_bits & 0x1:
+        raise error("is encrypted; CheXpert's zips are not", file=label)
+    if info.file_size > limit:
+        raise error(
+            f"declares {info.file_size:,} bytes once inflated, more than the {limit:,} that any file of its kind in CheXpert needs; "
+            "not inflated (a damaged or hostile zip)",
+            file=label,
+        )
+    try:
+        with zf.open(info) as member:
+            # zipfile stops at the declared size and checks the CRC-32 there, so a member that
+            # lies about its size inflates no further than the cap; read(limit + 1) bounds it even so.
+            data = member.read(limit + 1)
+    except _ZIP_ERRORS as exc:
+        reason = (exc.strerror if isinstance(exc, OSError) else None) or str(exc) or type(exc).__name__
+        raise error(f"damaged zip member ({reason}); the zip is corrupt, download it again", file=label) from None
+    if len(data) > limit:
+        raise error(f"inflates to more than {limit:,} bytes, though it declares {info.file_size:,}; not read further (a damaged or hostile zip)", file=label)
+    return data
+
 
 _ARCHIVES: dict[Path, tuple[int, zipfile.ZipFile]] = {}
 # Listings derived from a zip's central directory, computed once per process.
-_ZIP_CACHE: dict[tuple[str, Path], dict[str, set[str]]] = {}
+_ZIP_CACHE: dict[tuple[str, Path], dict[str, Any]] = {}
 
 
 def _archive(path: Path) -> zipfile.ZipFile:
@@ -464,28 +955,6 @@ def _archive(path: Path) -> zipfile.ZipFile:
         held = (pid, zipfile.ZipFile(path))
         _ARCHIVES[path] = held
     return held[1]
-
-
-def _list_patients(source: _Source) -> list[tuple[str, int]]:
-    splits = [source.split] if source.split else list(schema.SPLITS)
-    out = []
-    for split in splits:
-        for name in _list_children(source, source.folder(split)):
-            match = _PATIENT_DIR.match(name)
-            if match:
-                out.append((split, int(match[1])))
-    return out
-
-
-def _list_children(source: _Source, base: str) -> set[str]:
-    if source.archive is None:
-        try:
-            with os.scandir(base) as it:
-                return {e.name for e in it if e.is_dir()}
-        except FileNotFoundError:
-            return set()
-    children = _zip_children(source.archive)
-    return children.get(base, set())
 
 
 def _zip_children(path: Path) -> dict[str, set[str]]:
@@ -502,36 +971,26 @@ def _zip_children(path: Path) -> dict[str, set[str]]:
     return cached
 
 
-
-def _list_under(source: _Source, base: str) -> Iterable[str]:
-    """Relative paths of every file below ``base`` (a patient folder)."""
-    if source.archive is None:
-        try:
-            studies = list(os.scandir(base))
-        except FileNotFoundError:
-            return
-        for study in studies:
-            if study.is_dir():
-                with os.scandir(study.path) as it:
-                    for entry in it:
-                        yield f"{study.name}/{entry.name}"
-            else:
-                yield study.name
-        return
-    yield from _zip_files(source.archive).get(base, ())
-
-
-def _zip_files(path: Path) -> dict[str, list[str]]:
-    """Patient folder -> files below it, for a zip, computed once per process."""
-    key = ("files", path)
+def _zip_entries(path: Path) -> dict[str, list[tuple[str, tuple[str, str] | None]]]:
+    """Patient folder -> (path below it, None or (problem kind, why) for a member that is no
+    regular file: a folder or a symbolic link named like an image), computed once per process."""
+    key = ("entries", path)
     cached = _ZIP_CACHE.get(key)
     if cached is None:
         cached = {}
-        for name in _archive(path).namelist():
-            if name.endswith("/"):
+        for info in _archive(path).infolist():
+            match = re.search(r"(?:^|/)patient\d{5}/", info.filename)
+            if not match:
                 continue
-            match = re.search(r"(?:^|/)patient\d{5}/", name)
-            if match:
-                cached.setdefault(name[: match.end()], []).append(name[match.end() :])  # type: ignore[arg-type, attr-defined]
-        _ZIP_CACHE[key] = cached  # type: ignore[assignment]
-    return cached  # type: ignore[return-value]
+            rest = info.filename[match.end() :]
+            oddity = None
+            if info.filename.endswith("/"):
+                rest = rest.rstrip("/")
+                if "/" not in rest:
+                    continue  # a study folder
+                oddity = ("not-a-file", "is a folder in the zip, not a file")
+            elif info.create_system == 3 and stat.S_IFMT(info.external_attr >> 16) not in (0, stat.S_IFREG):
+                oddity = ("not-a-file", f"is {_file_type(info.external_attr >> 16)} in the zip, not a file")
+            cached.setdefault(info.filename[: match.end()], []).append((rest, oddity))
+        _ZIP_CACHE[key] = cached
+    return cached

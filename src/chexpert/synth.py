@@ -16,23 +16,27 @@ from __future__ import annotations
 import csv
 import functools
 import io
+import json
 import os
 import pathlib
 import shutil
+import stat
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 import numpy as np
 import simplejpeg
 from PIL import Image
 
 from chexpert import schema
-from chexpert.errors import InvalidArgumentError
+from chexpert.errors import InvalidArgumentError, option
 from chexpert.parallel import quiet_worker
+from chexpert.release import SYNTH_MARKER
 from chexpert.validation import check_choice, check_int
 
 __all__ = [
@@ -59,6 +63,9 @@ AIMI_BATCHES: Final[tuple[str, ...]] = (
     "CheXpert-v1.0 batch 3 (train 2)",
     "CheXpert-v1.0 batch 4 (train 3)",
 )
+
+# A marker of 223,414 images is about 15 MB; anything far larger is not one synth wrote.
+_MAX_MARKER_BYTES: Final[int] = 256 << 20
 
 #: Columns of the test set's study-level ``groundtruth.csv``.
 GROUNDTRUTH_COLUMNS: Final[tuple[str, ...]] = ("Study", *schema.OBSERVATIONS)
@@ -733,10 +740,13 @@ def _render_one(args: tuple[dict[str, str], int, str]) -> bytes:
     return render_jpeg(row, seed=seed, release=release)
 
 
-def _write_one(args: tuple[dict[str, str], int, str, str]) -> None:
+def _write_one(args: tuple[dict[str, str], int, str, str]) -> list[int]:
+    """Write one picture; return its size and CRC-32 (for the marker)."""
     row, seed, release, target = args
+    data = render_jpeg(row, seed=seed, release=release)
     with open(target, "wb") as fh:
-        fh.write(render_jpeg(row, seed=seed, release=release))
+        fh.write(data)
+    return [len(data), zlib.crc32(data)]
 
 
 def _run(
@@ -788,6 +798,7 @@ class _ZipWriter:
     def __init__(self, path: pathlib.Path) -> None:
         self.zf = zipfile.ZipFile(path, "w", allowZip64=True)
         self.dirs: set[str] = set()
+        self.files: dict[str, list[int]] = {}  # below the top folder -> [size, CRC-32], for the marker
 
     def add(self, name: str, data: bytes | None = None) -> None:
         """Add a file, or a folder entry when ``data`` is None (``name`` then ends in ``/``)."""
@@ -800,7 +811,8 @@ class _ZipWriter:
         if data is None:
             return
         info = _zip_info(name)
-        if name.endswith(".csv"):
+        self.files[name.split("/", 1)[1]] = [len(data), zlib.crc32(data)]
+        if not name.endswith((".jpg", ".png")):
             info.compress_type = zipfile.ZIP_DEFLATED
             self.zf.writestr(info, data, compresslevel=6)
         else:
@@ -819,6 +831,99 @@ def _aimi_place(name: str, batch_of: Mapping[int, int]) -> tuple[str, str]:
     patient = int(name.split("/")[1][len("patient") :])
     batch = AIMI_BATCHES[batch_of[patient]]
     return batch, f"{batch}/{name[len('train/') :]}"
+
+
+def _marker(release: str, seed: int, patients: dict[str, int], csvs: Mapping[str, bytes], files: Mapping[str, list[int]]) -> bytes:
+    """The :data:`~chexpert.release.SYNTH_MARKER` of a look-alike: what synth wrote, file by file
+    (size and CRC-32), and each CSV's rows. The same bytes for a seed whatever the layout."""
+    rows = {name: data.rstrip(b"\n").count(b"\n") for name, data in csvs.items() if name != "groundtruth.csv"}
+    marker = {"format": "chexpert-synth", "version": 1, "release": release, "seed": seed, "patients": patients,
+              "rows": rows, "files": dict(sorted(files.items()))}
+    return json.dumps(marker, separators=(",", ":")).encode() + b"\n"
+
+
+def _mark_folder(folder: pathlib.Path, release: str, seed: int, patients: dict[str, int], csvs: Mapping[str, bytes]) -> None:
+    """Write the marker into ``folder``, recording every file below it (read back for its CRC-32)."""
+    files = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            data = path.read_bytes()
+            files[path.relative_to(folder).as_posix()] = [len(data), zlib.crc32(data)]
+    (folder / SYNTH_MARKER).write_bytes(_marker(release, seed, patients, csvs, files))
+
+
+def _written_by_synth(target: pathlib.Path) -> str | None:
+    """None if ``target`` (a release folder or zip in OUT) holds only what synth wrote there, as its
+    marker records it; otherwise why not (the first foreign thing found)."""
+    try:
+        mode = target.lstat().st_mode
+        if stat.S_ISDIR(mode):
+            return _folder_written_by_synth(target)
+        if stat.S_ISREG(mode) and target.suffix == ".zip":
+            return _zip_written_by_synth(target)
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        return f"it cannot be checked ({exc})"
+    return "it is not a folder or zip that synth writes"
+
+
+def _load_marker(data: bytes) -> dict[str, list[int]] | None:
+    marker: Any = json.loads(data)
+    if not isinstance(marker, dict) or marker.get("format") != "chexpert-synth" or not isinstance(marker.get("files"), dict):
+        return None
+    return marker["files"]
+
+
+def _folder_written_by_synth(target: pathlib.Path) -> str | None:
+    marker = target / SYNTH_MARKER
+    if not marker.is_file() or marker.is_symlink():
+        return f"it has no {SYNTH_MARKER}"
+    if marker.stat().st_size > _MAX_MARKER_BYTES:
+        return f"its {SYNTH_MARKER} is too large to be one synth wrote"
+    files = _load_marker(marker.read_bytes())
+    if files is None:
+        return f"its {SYNTH_MARKER} is not one synth wrote"
+    for folder, dirs, names in os.walk(target, onerror=_raise):
+        for name in dirs + names:
+            path = pathlib.Path(folder, name)
+            rel = path.relative_to(target).as_posix()
+            info = path.lstat()
+            if stat.S_ISDIR(info.st_mode):
+                continue
+            if rel != SYNTH_MARKER and (not stat.S_ISREG(info.st_mode) or files.get(rel, [None])[0] != info.st_size):
+                return f"synth did not write {path}"
+    return None
+
+
+def _zip_written_by_synth(target: pathlib.Path) -> str | None:
+    top = target.name[: -len(".zip")]
+    with zipfile.ZipFile(target) as zf:
+        try:
+            files = _load_marker(zf.read(f"{top}/{SYNTH_MARKER}"))
+        except KeyError:
+            return f"it has no {top}/{SYNTH_MARKER}"
+        if files is None:
+            return f"its {SYNTH_MARKER} is not one synth wrote"
+        for info in zf.infolist():
+            rel = info.filename.removeprefix(f"{top}/")
+            if info.is_dir() or rel == SYNTH_MARKER:
+                continue
+            if files.get(rel) != [info.file_size, info.CRC]:
+                return f"synth did not write its member {info.filename}"
+    return None
+
+
+def _raise(exc: OSError) -> None:
+    raise exc
+
+
+def _refuse_foreign(target: pathlib.Path) -> None:
+    """Raise unless ``target`` holds only what synth wrote (``overwrite`` replaces nothing else)."""
+    why = _written_by_synth(target)
+    if why is not None:
+        raise FileExistsError(
+            f"{target} exists and was not written by chexpert synth ({why}); it may be a real release, so it was left as it is. "
+            "Remove it yourself or choose another folder"
+        )
 
 
 def synthesize(
@@ -843,7 +948,9 @@ def synthesize(
     ``max(2, patients // 50)``) from 64541, ``test_patients`` from 64741 (when above 0 they add
     ``test/``, ``test_labels.csv`` and ``groundtruth.csv``). The output is byte-identical for a
     seed, whatever ``workers``. ``progress(done, total)`` is called after each image. An existing
-    release in ``out`` is an error unless ``overwrite``.
+    release in ``out`` is an error unless ``overwrite``, which replaces only what synth itself wrote
+    (as the :data:`~chexpert.release.SYNTH_MARKER` it writes beside the CSVs records, file by file):
+    anything else, a real release above all, is refused and left as it is.
 
     ``release="test"`` writes the released test set's labels and a look-alike CheXlocalize instead
     (see :mod:`chexpert.synth_testset`; ``patients`` are then test patients) and returns ``out``.
@@ -873,13 +980,16 @@ def synthesize(
     out = pathlib.Path(out)
     top = schema.RELEASE_DIRS[release]
     names = {"folder": [top], "zip": [f"{top}.zip"], "aimi": [f"{b}.zip" for b in AIMI_BATCHES]}[layout]
-    existing = [out / n for n in names if (out / n).exists()]
+    existing = [out / n for n in names if (out / n).exists() or (out / n).is_symlink()]
     if existing and not overwrite:
         raise FileExistsError(
             f"{existing[0]} already exists; remove it, choose another folder, or overwrite it "
-            "(overwrite=True, chexpert synth --overwrite)"
+            f"({option('overwrite')}: replaces only a release that chexpert synth wrote)"
         )
+    for target in existing:
+        _refuse_foreign(target)  # before drawing a single image
     csvs, images = _plan(release, patients, valid_patients, test_patients, seed)
+    patients_by_split = {"train": patients, "valid": valid_patients, "test": test_patients}
     image_names = [schema.strip_release_prefix(r["Path"]) for r in images]
 
     out.mkdir(parents=True, exist_ok=True)
@@ -895,8 +1005,10 @@ def synthesize(
             for name, data in csvs.items():
                 (root / name).write_bytes(data)
             jobs = [(r, seed, release, str(root / n)) for r, n in zip(images, image_names, strict=True)]
-            for _ in _run(_write_one, jobs, workers, progress):
-                pass
+            written = {name: [len(data), zlib.crc32(data)] for name, data in csvs.items()}
+            for name, entry in zip(image_names, _run(_write_one, jobs, workers, progress), strict=True):
+                written[name] = entry
+            (root / SYNTH_MARKER).write_bytes(_marker(release, seed, patients_by_split, csvs, written))
         else:
             if layout == "zip":
                 def place(name: str) -> tuple[str, str]:
@@ -919,15 +1031,18 @@ def synthesize(
                 for name, data in zip(image_names, _run(_render_one, jobs2, workers, progress), strict=True):
                     stem, member = place(name)
                     writers[stem].add(member, data)
+                for stem, writer in writers.items():
+                    writer.add(f"{stem}/{SYNTH_MARKER}", _marker(release, seed, patients_by_split, csvs, writer.files))
             finally:
                 for writer in writers.values():
                     writer.close()
         for n in names:
+            if (out / n).exists() or (out / n).is_symlink():
+                _refuse_foreign(out / n)  # again, all before any is replaced: it may have changed meanwhile
+        for n in names:
             target = out / n
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
+            if target.exists():
+                os.replace(target, staging / f"replaced-{n}")  # proven synth's own; removed with the staging folder
             os.replace(staging / n, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -33,6 +33,7 @@ from typing import Any, Final
 import numpy as np
 
 from chexpert import schema
+from chexpert.errors import option
 from chexpert.localize import LOCALIZED_OBSERVATIONS, encode_rle, rasterize
 from chexpert.synth import (
     _TAG_ANATOMY,
@@ -47,8 +48,10 @@ from chexpert.synth import (
     _Findings,
     _heart,
     _image_size,
+    _mark_folder,
     _mediastinum,
     _parse_path,
+    _refuse_foreign,
     _render_one,
     _rng,
     _run,
@@ -244,11 +247,14 @@ def synthesize_test(
     check_int("workers", workers, low=1, high=1024)
     out = pathlib.Path(out)
     names = (LOCALIZE_DIR, LABELS_DIR)
-    existing = [out / n for n in names if (out / n).exists()]
+    existing = [out / n for n in names if (out / n).exists() or (out / n).is_symlink()]
     if existing and not overwrite:
         raise FileExistsError(
-            f"{existing[0]} already exists; remove it, choose another folder, or overwrite it (overwrite=True, chexpert synth --overwrite)"
+            f"{existing[0]} already exists; remove it, choose another folder, or overwrite it "
+            f"({option('overwrite')}: replaces only what chexpert synth wrote)"
         )
+    for target in existing:
+        _refuse_foreign(target)  # a real CheXlocalize download, or files of the user's, stay
     valid = synth_rows("valid", patients=valid_patients, seed=seed, release="full")
     test = synth_rows("test", patients=patients, seed=seed, release="full")
     truth = groundtruth_rows(test)
@@ -280,12 +286,18 @@ def synthesize_test(
             folder = labels / ("benchmark_radiologists" if name in BENCHMARK else "consensus_radiologists")
             folder.mkdir(exist_ok=True)
             (folder / f"{name}.csv").write_bytes(csv_bytes(reads, columns=READER_COLUMNS))
+        # What synth wrote, file by file: beside the CSVs for verify, at each top for --overwrite.
+        patients_by_split = {"valid": valid_patients, "test": patients}
+        _mark_folder(images, "test", seed, patients_by_split, {"val_labels.csv": csv_bytes(valid), "test_labels.csv": csv_bytes(test_labels, columns=_TEST_LABEL_COLUMNS)})
+        for name in names:
+            _mark_folder(staging / name, "test", seed, patients_by_split, {})
+        for name in names:
+            if (out / name).exists() or (out / name).is_symlink():
+                _refuse_foreign(out / name)  # again, all before any is replaced
         for name in names:
             target = out / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
+            if target.exists():
+                os.replace(target, staging / f"replaced-{name}")  # proven synth's own; removed with the staging folder
             os.replace(staging / name, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                       help="also count studies and label prevalence (95%% Wilson interval) per group; race, ethnicity and insurance need CheXpert Plus")
     info.set_defaults(func=_info)
 
-    verify = sub.add_parser("verify", help="check every CSV row and image; exit 1 if anything is wrong")
+    verify = sub.add_parser("verify", help="check the CSVs, their counts and every image; exit 1 on any error (warnings do not count)")
     verify.add_argument("root", help="release folder, zip, or the folder holding them")
     verify.add_argument("--kind", choices=schema.RELEASE_KINDS, help="which release, when ROOT holds both")
     verify.add_argument("--decode", action="store_true", help="also decode every image and check format, size and mode")
@@ -91,6 +91,7 @@ def _print_prevalence(by: str, table: Any) -> None:
 
 
 def _print_info(result: dict[str, Any]) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     from chexpert.cli._common import console as make_console
@@ -98,7 +99,7 @@ def _print_info(result: dict[str, Any]) -> None:
     console = make_console()
     splits = result["splits"]
     names = list(splits)
-    console.print(f"[bold]CheXpert {result['release']}[/bold] release ({result['layout']}) at {result['root']}")
+    console.print(f"[bold]CheXpert {result['release']}[/bold] release ({result['layout']}) at {escape(result['root'])}")
     overview = Table(title="Images", show_edge=False)
     overview.add_column("")
     for name in names:
@@ -156,19 +157,27 @@ def _print_report(report: Any) -> None:
 
     console = make_console()
     checked = f"{report.images:,} images listed" + (f", {report.decoded:,} decoded" if report.decoded else "")
-    if report.ok:
-        console.print(f"[green]OK[/green] CheXpert {report.kind} at {report.root}: {checked}, no problems")
+    warnings = len(report.warnings)
+    if report.ok and not warnings:
+        console.print(f"[green]OK[/green] CheXpert {report.kind} at {escape(report.root)}: {checked}, no problems")
         return
-    kinds = Counter(p.kind for p in report.problems)
-    console.print(
-        f"[red]{len(report.problems):,} problem(s)[/red] in CheXpert {report.kind} at {report.root} ({checked}): "
-        + ", ".join(f"{n:,} {k}" for k, n in kinds.most_common())
-    )
+    # Rarer kinds first: a missing CSV must not scroll away under a thousand missing images.
+    ordered = report.by_rarity()
+    kinds = Counter((p.severity, p.kind) for p in ordered)
+    summary = ", ".join(f"{n:,} {kind}" + (" (warning)" if severity == "warning" else "") for (severity, kind), n in kinds.items())
+    if report.ok:
+        console.print(f"[green]OK[/green] CheXpert {report.kind} at {escape(report.root)}: {checked}, {warnings:,} warning(s): {summary}")
+    else:
+        errors = len(report.errors)
+        console.print(f"[red]{errors:,} problem(s)[/red] in CheXpert {report.kind} at {escape(report.root)} ({checked}"
+                      + (f", {warnings:,} warning(s)" if warnings else "") + f"): {summary}")
     limit = 50
-    for problem in report.problems[:limit]:
-        console.print(f"  [yellow]{problem.kind}[/yellow] {escape(str(problem))}")
-    if len(report.problems) > limit:
-        console.print(f"  ... and {len(report.problems) - limit:,} more (--json lists all)")
+    for problem in ordered[:limit]:
+        style = "yellow" if problem.is_error else "dim"
+        label = problem.kind if problem.is_error else f"{problem.kind} (warning)"
+        console.print(f"  [{style}]{escape(label)}[/{style}] {escape(str(problem))}")
+    if len(ordered) > limit:
+        console.print(f"  ... and {len(ordered) - limit:,} more (--json lists all)")
 
 
 def _cite(args: argparse.Namespace) -> int:

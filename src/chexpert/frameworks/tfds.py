@@ -179,7 +179,13 @@ class ChexpertKit(tfds.core.GeneratorBasedBuilder):
             index, read = store.index, _store_reader(store.images)
             splits = [s for s in schema.SPLITS if (index.split == schema.SPLITS.index(s)).any()]
         else:
-            release = open_release(manual, kind=config.source)
+            try:
+                release = open_release(manual, kind=config.source)
+            except ReleaseNotFoundError as exc:
+                if DOWNLOAD_HELP in str(exc):
+                    raise
+                # The manual folder is where the download belongs: whatever else is there, it is still to be made.
+                raise ReleaseNotFoundError(f"{exc}\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}") from None
             missing = [s for s in ("train", "valid") if s not in release.splits]
             if missing:
                 raise ReleaseNotFoundError(f"{manual} has no {' or '.join(missing)} labels. {self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
