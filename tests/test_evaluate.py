@@ -688,3 +688,10 @@ def test_cli_predictions_that_are_not_a_csv_file(files, tmp_path, capsys, make, 
         captured = capsys.readouterr()
         assert captured.out == "" and captured.err.startswith(f"chexpert {argv[0]}: {path}: {message.replace('predictions', role)}")
         assert len(captured.err.splitlines()) == 1
+
+
+def test_cli_truth_with_the_release_header_and_no_rows(files, tmp_path, capsys):
+    header_only = tmp_path / "valid.csv"
+    header_only.write_text(",".join(schema.CSV_COLUMNS) + "\n")
+    assert main(["evaluate", "--predictions", str(files.predictions), "--truth", str(header_only)]) == 1
+    assert capsys.readouterr().err == f"chexpert evaluate: {header_only}: truth has a header but no rows\n"

@@ -208,9 +208,9 @@ def test_worker_memory_does_not_grow_with_the_number_of_rows(real_train_csv: Pat
 # -- from a split to a loader ------------------------------------------------------------------
 
 
-def test_a_split_goes_straight_into_every_store_loader(store: Store) -> None:
+def test_a_split_goes_straight_into_every_store_loader(store: Store, small_release: Path) -> None:
     import chexpert
-    from chexpert.frameworks.numpy import NumpyLoader, StoreArrays
+    from chexpert.frameworks.numpy import NumpyLoader, StoreArrays, store_rows
 
     parts = chexpert.split_patients(store.index, {"train": 0.7, "valid": 0.3}, seed=2)
     expected = {name: np.flatnonzero(np.isin(store.index.path, part.path)) for name, part in parts.items()}
@@ -220,6 +220,12 @@ def test_a_split_goes_straight_into_every_store_loader(store: Store) -> None:
         numpy_rows = np.concatenate([b["row"] for b in NumpyLoader(store, batch_size=4, rows=part)])
         assert sorted(numpy_rows.tolist()) == expected[name].tolist()
         assert StoreDataset(store, rows=part).arrays.rows.tolist() == StoreArrays(store, rows=part).rows.tolist()
+    # A split of the release's index also makes a JPEGDataset (decoding from the release).
+    release_parts = chexpert.split_patients(open_release(small_release).index(), {"train": 0.7, "valid": 0.3}, seed=2)
+    jpeg = JPEGDataset(release_parts["valid"], size=SIZE)
+    np.testing.assert_array_equal(jpeg[0]["image"][0].numpy(), store.images[store_rows(store, release_parts["valid"])[0]])
+    with pytest.raises(ValueError, match="a dataset brings its own"):
+        dataloader(jpeg, rows=release_parts["valid"])
     # An Index keeps its order, repeats included, and targets follow the store's labels of each row.
     picked = store.index.take([5, 2, 5])
     dataset = StoreDataset(store, rows=picked, policy="u-zeros")

@@ -385,6 +385,8 @@ def read_truth(source: Source | Index) -> StudyTable:
             keys, labels, metadata = _from_image_frame(frame, name)
         else:
             keys, columns, labels = _study_level(frame, name, "truth")
+    if len(keys) == 0:
+        raise CSVFormatError("truth has a header but no rows", file=name)
     studies, values = _per_study(keys, labels, name)
     _check_binary(values, studies, columns, name, "truth")
     if metadata is not None:

@@ -365,6 +365,9 @@ def evaluate(
     of studies (``seed``, shared by every task) give percentile intervals at ``level``. ``by``
     ("sex", "age-band", "projection") scores each subgroup too, from the truth's image metadata or
     from ``metadata`` (an Index, ``valid.csv`` or ``test.csv``) when the truth is study-level.
+    Resamples are drawn and scored in blocks (:func:`~chexpert.evaluate.metrics.bootstrap_blocks`:
+    about 200 MiB of working memory at any number of studies, the same numbers as one draw).
+    Scores outside [0, 1] are ranked as given, with a :class:`~chexpert.evaluate.ScoreRangeWarning`.
 
     >>> result = evaluate("predictions.csv", "CheXpert-v1.0-small/valid.csv")  # doctest: +SKIP
     >>> result.table.loc["Edema", ["auroc", "auroc_lo", "auroc_hi"]]  # doctest: +SKIP

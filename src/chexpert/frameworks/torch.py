@@ -285,7 +285,10 @@ def dataloader(
     if isinstance(data, Store):
         data = StoreDataset(data, policy=policy, rows=rows)
     elif rows is not None:
-        raise InvalidArgumentError("rows selects store rows; for a dataset, make the dataset with rows= instead")
+        raise InvalidArgumentError(
+            "rows selects rows of a Store; a dataset brings its own: StoreDataset(store, rows=...), or a JPEGDataset made "
+            "from the selection itself (JPEGDataset(index) with an Index from release.index())"
+        )
     if not isinstance(data, StoreDataset | JPEGDataset):
         raise TypeError(f"data must be a Store, StoreDataset or JPEGDataset, not {type(data).__name__}")
     weights = balance_weights(data.arrays.policy_targets if isinstance(data, StoreDataset) else data.policy_targets, balance)
