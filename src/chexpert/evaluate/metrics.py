@@ -233,8 +233,8 @@ class SortedScores:
     :func:`bootstrap_auroc` and :func:`bootstrap_average_precision`, which call it).
 
     >>> task = SortedScores(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1]))
-    >>> [task.bootstrap_auroc(counts).tolist() for _, counts in bootstrap_blocks(4, 2, seed=0)]
-    [[0.5, 0.5]]
+    >>> task.bootstrap_auroc(np.array([[1, 2], [1, 0], [1, 1], [1, 1]], np.int32)).tolist()  # studies x resamples
+    [0.75, 1.0]
     """
 
     def __init__(self, scores: np.ndarray, labels: np.ndarray) -> None:
