@@ -191,13 +191,13 @@ STUDY0, STUDY1 = _study(0), _study(1)
         (lambda f: pd.concat([f, f.iloc[:1].assign(Path=f"CheXpert-v1.0-small/{_study(900)}/view1_frontal.jpg")]), rf"not in the truth .*{_study(900)}"),
         (lambda f: pd.concat([f, f.iloc[:1]]), rf"Path appears more than once: {STUDY0}/view1_frontal.jpg"),
         (lambda f: f.assign(Edema=np.where(f["Path"].str.contains(STUDY1 + "/"), "", f["Edema"])), rf"NaN .*{STUDY1}\b.*'Edema'"),
-        (lambda f: f.assign(Edema=np.where(f["Path"].str.contains(STUDY0 + "/"), "1.5", f["Edema"])), rf"outside \[0, 1\] for {STUDY0}\b"),
+        (lambda f: f.assign(Edema=np.where(f["Path"].str.contains(STUDY0 + "/"), "inf", f["Edema"])), rf"or infinite for {STUDY0}\b.*'Edema'"),
         (lambda f: f.assign(Edema=np.where(f["Path"].str.contains(STUDY0 + "/"), "high", f["Edema"])), rf"'Edema' is not a number for {STUDY0} \('high'\)"),
         (lambda f: f.rename(columns={"Pleural Effusion": "Pleural Effusions"}), r"unknown predictions column\(s\) 'Pleural Effusions'; valid: .*Pleural Effusion"),
         (lambda f: f.assign(Path=np.where(f.index == 0, "images/view1.jpg", f["Path"])), r"not a CheXpert study path on row 2 'images/view1.jpg'"),
         (lambda f: f.drop(columns=list(schema.OBSERVATIONS)), r"none of the 14 observations"),
     ],
-    ids=["missing", "extra", "duplicate", "nan", "range", "text", "column", "path", "no-observation"],
+    ids=["missing", "extra", "duplicate", "nan", "infinite", "text", "column", "path", "no-observation"],
 )
 def test_bad_predictions_raise_errors_naming_file_and_studies(files, edit, message):
     bad = _rewrite(files.predictions, edit)
@@ -249,8 +249,16 @@ def test_undefined_task_is_nan_with_a_named_warning(files):
     with pytest.warns(UndefinedMetricWarning, match="Fracture: AUROC is undefined with 0 positives among 48 studies"):
         result = evaluate(files.predictions, truth, radiologists=files.readers, bootstrap=100)
     fracture = result.to_json()["tasks"]["Fracture"]
-    assert fracture == {"auroc": None, "auroc_ci": [None, None], "auprc": None, "positives": 0, "radiologists_under_curve": None}
+    assert fracture["auroc"] is None and fracture["auroc_ci"] == [None, None] and fracture["auroc_delong_ci"] == [None, None]
+    assert fracture["auprc"] is None and fracture["auprc_ci"] == [None, None] and fracture["positives"] == 0
+    assert fracture["radiologists_under_curve"] is None and fracture["resamples"] == 0
+    for reader in fracture["radiologists"].values():  # no positives: no sensitivity, no curve to be under
+        assert reader["sensitivity"] is None and reader["curve_sensitivity"] is None and reader["under_curve"] is None
+        assert reader["specificity"] is not None
     assert result.to_json()["mean_auroc"] is not None  # Fracture is not a competition task
+    # Undefined numbers are NaN, never pd.NA: a row of the table holds plain floats.
+    row = result.table.loc["Fracture"]
+    assert all(isinstance(row[c], float) and math.isnan(row[c]) for c in ("auroc", "auroc_lo", "auprc", "radiologists_under_curve"))
 
 
 # Radiologists.
@@ -316,16 +324,36 @@ def test_radiologists_reading_a_subset_of_observations(files):
 
 
 def test_json_has_exactly_the_documented_structure(files):
-    result = evaluate(files.predictions, files.truth, radiologists=files.readers, bootstrap=100)
+    result = evaluate(files.predictions, files.truth, radiologists=files.readers, bootstrap=100, seed=0)
     document = json.loads(json.dumps(result.to_json()))
-    assert set(document) == {"n_studies", "tasks", "mean_auroc", "mean_auroc_ci"}
-    assert document["n_studies"] == N_STUDIES and list(document["tasks"]) == list(schema.OBSERVATIONS)
+    assert set(document) == {"n_studies", "level", "bootstrap", "seed", "aggregate", "tasks", "mean_auroc", "mean_auroc_ci", "mean_radiologists_under_curve"}
+    assert (document["n_studies"], document["level"], document["bootstrap"], document["seed"], document["aggregate"]) == (N_STUDIES, 0.95, 100, 0, "max")
+    assert list(document["tasks"]) == list(schema.OBSERVATIONS)
+    readers = result.radiologists.set_index(["observation", "radiologist"])
     for observation, task in document["tasks"].items():
-        assert set(task) == {"auroc", "auroc_ci", "auprc", "positives", "radiologists_under_curve"}
-        assert isinstance(task["auroc"], float) and len(task["auroc_ci"]) == 2 and isinstance(task["positives"], int)
-        assert isinstance(task["radiologists_under_curve"], int) and 0 <= task["radiologists_under_curve"] <= 3
-        assert task["auroc"] == result.table.loc[observation, "auroc"]
+        row = result.table.loc[observation]
+        assert set(task) == {
+            "auroc", "auroc_ci", "auroc_delong_ci", "auprc", "auprc_ci", "positives", "negatives", "resamples",
+            "radiologists_under_curve", "radiologists",
+        }  # fmt: skip
+        assert task["auroc"] == row["auroc"] and task["auroc_ci"] == [row["auroc_lo"], row["auroc_hi"]]
+        assert task["auroc_delong_ci"] == [row["auroc_delong_lo"], row["auroc_delong_hi"]]
+        assert task["auprc"] == row["auprc"] and task["auprc_ci"] == [row["auprc_lo"], row["auprc_hi"]]
+        assert (task["positives"], task["negatives"], task["resamples"]) == (row["positives"], row["negatives"], row["resamples"])
+        assert isinstance(task["radiologists_under_curve"], int) and task["radiologists_under_curve"] == row["radiologists_under_curve"]
+        # What the radiologists' table shows: each one's sensitivity / specificity and the curve's sensitivity there.
+        assert list(task["radiologists"]) == ["bc4", "bc6", "bc8"]
+        assert sum(r["under_curve"] for r in task["radiologists"].values()) == task["radiologists_under_curve"]
+        for name, reader in task["radiologists"].items():
+            expected = readers.loc[(observation, name)]
+            assert set(reader) == {"sensitivity", "specificity", "ppv", "npv", "tp", "fp", "tn", "fn", "curve_sensitivity", "under_curve"}
+            for key in ("sensitivity", "specificity", "ppv", "npv", "curve_sensitivity"):
+                assert reader[key] == expected[key], (observation, name, key)
+            assert [reader[k] for k in ("tp", "fp", "tn", "fn")] == [int(expected[k]) for k in ("tp", "fp", "tn", "fn")]
+            assert reader["under_curve"] is bool(expected["under_curve"])
     assert document["mean_auroc"] == result.mean_auroc and document["mean_auroc_ci"] == list(result.mean_auroc_ci)
+    assert document["mean_radiologists_under_curve"] == result.mean_radiologists_under_curve
+    assert document["mean_radiologists_under_curve"] == np.mean([document["tasks"][t]["radiologists_under_curve"] for t in schema.COMPETITION_TASKS])
 
 
 def test_mean_needs_all_five_competition_tasks(files):
@@ -359,7 +387,7 @@ def test_subgroups_are_scored_on_their_own_studies(files, by):
             assert sub.table.loc["Edema", "auroc"] == pytest.approx(sklearn_metrics.roc_auc_score(y, s), abs=1e-12)
     document = result.to_json()
     assert document["by"] == by and set(document["subgroups"]) == set(result.subgroups)
-    assert set(document) == {"n_studies", "tasks", "mean_auroc", "mean_auroc_ci", "by", "subgroups"}
+    assert set(document) == {*evaluate(files.predictions, files.truth, bootstrap=0).to_json(), "by", "subgroups"}
     frame = result.to_frame()
     assert frame["group"].iloc[0] == "all" and set(frame["group"]) == {"all", *result.subgroups}
 
@@ -493,3 +521,181 @@ def test_synthesized_test_set_scores_alike_from_groundtruth_and_from_image_label
     assert from_groundtruth.n_studies == len({r["Path"].rsplit("/", 1)[0] for r in rows})
     assert from_groundtruth.to_json() == from_images.to_json()
     assert not math.isnan(from_groundtruth.mean_auroc)
+
+
+# A task or a subgroup without positives: "–" in the tables, null in JSON, and the run goes on.
+
+
+def _truth_without_fracture(files: Files) -> Path:
+    """valid.csv with no positive Fracture, so Fracture's AUROC (and each subgroup's) is undefined."""
+    return _rewrite(files.truth, lambda f: f.assign(Fracture="0.0"))
+
+
+@pytest.mark.parametrize("extra", [[], ["--json"], ["--by", "age-band"], ["--by", "sex", "--json"], ["--plots", "PLOTS"]], ids=["table", "json", "by", "by-json", "plots"])
+def test_cli_goes_on_when_a_task_has_no_positives(files, tmp_path, capsys, extra):
+    if "--plots" in extra:
+        pytest.importorskip("matplotlib")
+        extra = ["--plots", str(tmp_path / "plots")]
+    truth = _truth_without_fracture(files)
+    argv = ["evaluate", "--predictions", str(files.predictions), "--truth", str(truth), "--bootstrap", "50"]
+    argv += [arg for path in files.readers for arg in ("--radiologists", str(path))]
+    assert main([*argv, *extra]) == 0
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    assert "warning: Fracture: AUROC is undefined with 0 positives among 48 studies" in captured.err
+    if "--json" in extra:
+        document = json.loads(captured.out)
+        groups = [document, *document.get("subgroups", {}).values()]
+        assert len(groups) == (3 if "--by" in extra else 1)
+        for group in groups:
+            fracture = group["tasks"]["Fracture"]
+            assert fracture["positives"] == 0 and fracture["auroc"] is None and fracture["auroc_ci"] == [None, None]
+            assert fracture["radiologists_under_curve"] is None
+        return
+    rows = [[cell.strip() for cell in line.split("│")] for line in captured.out.splitlines() if line.strip().startswith("Fracture")]
+    # The main table: no positives, every number undefined ("–"); the radiologists' table: a
+    # specificity but no sensitivity, and no curve to be under or above.
+    assert rows[0][1] == "0" and set(rows[0][2:]) == {"–"}, rows[0]
+    assert all(cell.startswith("– / 0.") and cell.endswith("(–)") for cell in rows[1][1:]), rows[1]
+    if "--by" in extra:
+        assert "AUROC by age-band" in captured.out and set(rows[2][1:]) == {"–"}, rows[2]
+    if "--plots" in extra:
+        assert (tmp_path / "plots" / "fracture.png").stat().st_size > 0 and (tmp_path / "plots" / "summary.svg").stat().st_size > 0
+        assert "AUROC undefined (0 positive, 48 negative)" in (tmp_path / "plots" / "fracture.svg").read_text()
+
+
+def test_subgroup_without_positives_is_scored_as_undefined(files):
+    # Positives for Edema only among men: the women's Edema AUROC is undefined, the rest is scored.
+    sex = files.image_rows.assign(study=files.scores["study"].to_numpy()).groupby("study")["Sex"].first()
+    labels = files.labels.copy()
+    labels.loc[sex.index[sex == "Female"], "Edema"] = 0
+    truth = labels.reset_index(names="Study")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = evaluate(files.predictions, truth, bootstrap=100, by="sex", metadata=files.truth)
+    assert any(str(w.message).startswith("sex Female: Edema: AUROC is undefined with 0 positives") for w in caught)
+    assert {w.category for w in caught} == {UndefinedMetricWarning} and {w.filename for w in caught} == {__file__}
+    women = result.subgroups["Female"]
+    assert math.isnan(women.table.loc["Edema", "auroc"]) and not math.isnan(women.table.loc["Cardiomegaly", "auroc"])
+    assert women.to_json()["tasks"]["Edema"]["auroc"] is None
+    assert not math.isnan(result.subgroups["Male"].table.loc["Edema", "auroc"])
+
+
+# Scores outside [0, 1]: ranked as given, with a named warning; operating points refuse them.
+
+
+def test_scores_outside_the_unit_interval_are_ranked_with_a_warning(files, tmp_path, capsys):
+    from chexpert.evaluate import ScoreRangeWarning
+
+    # As two released leaderboard models did: scores up to 1.77 and 2.81. A monotone change of
+    # scale keeps every ranking, so AUROC, AUPRC and radiologists under the curve are unchanged.
+    frame = pd.read_csv(files.predictions)
+    scaled = frame.assign(**{o: frame[o] * 2.81 for o in schema.OBSERVATIONS})
+    scaled.to_csv(tmp_path / "scaled.csv", index=False)
+    with pytest.warns(ScoreRangeWarning, match=r"scaled.csv: \d+ of \d+ rows score outside \[0, 1\] \(from 0 to 2.81; first valid/patient\d+/study1 in"):
+        result = evaluate(tmp_path / "scaled.csv", files.truth, radiologists=files.readers, bootstrap=100)
+    expected = evaluate(files.predictions, files.truth, radiologists=files.readers, bootstrap=100)
+    for column in ("auroc", "auroc_lo", "auroc_hi", "auprc", "auprc_lo", "auprc_hi", "radiologists_under_curve"):
+        np.testing.assert_allclose(result.table[column].to_numpy(dtype=float), expected.table[column].to_numpy(dtype=float), rtol=1e-12, err_msg=column)
+    # Thresholds are probabilities: operating points refuse what is not one, naming the file.
+    with pytest.raises(CSVFormatError, match=r"operating points are thresholds on probabilities, but \d+ of 48 studies score outside \[0, 1\]") as raised:
+        operating_points(result, sensitivity=[0.9])
+    assert raised.value.file == str(tmp_path / "scaled.csv")
+    assert len(operating_points(expected, sensitivity=[0.9])) == 3 * 14  # probabilities: fine
+    # Negative scores (logits) too.
+    frame.assign(Edema=np.log(frame["Edema"] + 0.01)).to_csv(tmp_path / "logits.csv", index=False)
+    with pytest.warns(ScoreRangeWarning, match="in 'Edema'"):
+        logits = evaluate(tmp_path / "logits.csv", files.truth, bootstrap=0)
+    assert logits.table.loc["Edema", "auroc"] == pytest.approx(expected.table.loc["Edema", "auroc"], abs=1e-12)
+    # The command line: one warning line, the scores, exit 0; with --operating-point one error line, exit 1.
+    argv = ["evaluate", "--predictions", str(tmp_path / "scaled.csv"), "--truth", str(files.truth), "--bootstrap", "0"]
+    assert main([*argv, "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["tasks"]["Edema"]["auroc"] == pytest.approx(expected.table.loc["Edema", "auroc"])
+    assert [line for line in captured.err.splitlines() if "outside [0, 1]" in line][0].startswith("warning: ")
+    assert main([*argv, "--operating-point", "youden"]) == 1
+    captured = capsys.readouterr()
+    assert "operating points are thresholds on probabilities" in captured.err.splitlines()[-1] and "Traceback" not in captured.err
+
+
+# The bootstrap is drawn and scored in blocks, with the numbers of one draw.
+
+
+def _block_case() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """700 studies, prevalences from 0.4% (resamples without positives) to 50%, rounded scores (ties)."""
+    rng = np.random.default_rng(21)
+    labels = (rng.random((700, 14)) < np.linspace(0.004, 0.5, 14)).astype(int)
+    a = np.round(1 / (1 + np.exp(-(rng.normal(size=labels.shape) + 1.5 * labels))), 2)
+    b = np.round(1 / (1 + np.exp(-(rng.normal(size=labels.shape) + 1.0 * labels))), 2)
+    studies = [f"test/patient{64741 + i}/study1" for i in range(700)]
+    frames = [pd.DataFrame(x, columns=list(schema.OBSERVATIONS)).assign(Study=studies) for x in (labels, a, b)]
+    return frames[0], frames[1], frames[2]
+
+
+def _sha256(values: np.ndarray) -> str:
+    import hashlib
+
+    return hashlib.sha256(np.ascontiguousarray(values, dtype=np.float64).tobytes()).hexdigest()
+
+
+@pytest.mark.parametrize("block_bytes", [1, 8 * 700 * 7, None])
+def test_bootstrap_in_blocks_gives_the_numbers_of_the_single_draw(monkeypatch, block_bytes):
+    if block_bytes is not None:
+        monkeypatch.setattr(metrics, "BLOCK_BYTES", block_bytes)
+    truth, a, b = _block_case()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        result = evaluate(a, truth, bootstrap=600, seed=11)
+        paired = compare(a, b, truth, bootstrap=600, seed=11)
+    # Computed by the implementation that drew one (600, 700) matrix (commit 90a5931). AUROCs of
+    # resamples are exact (integer sums, one division): the same bits on any machine.
+    assert _sha256(result.bootstrap_auroc) == "3b52b0c47762983552fdceec4e52641c1f555a7f4462f5b73862391fa97b4830"
+    assert _sha256(result.table[["auroc_lo", "auroc_hi"]].to_numpy()) == "62a44eb8fd648f2d2ec6607d6813e16db92ef6777a4bf8895d3b8630b9956812"
+    assert [x.hex() for x in result.mean_auroc_ci] == ["0x1.ae682ffb05ca9p-1", "0x1.bdd08da720da6p-1"]
+    assert _sha256(paired.table[["difference_lo", "difference_hi"]].to_numpy()) == "561911903c51d7d3faf35a3d8b3b58cbb1ce666ba71256d5eb5b6c0478294afc"
+    assert [x.hex() for x in paired.mean_difference_ci] == ["0x1.172daaa17259fp-4", "0x1.e9a648e3e54e2p-4"]
+    # Average precision sums floats: compared with the single-matrix computation on this machine.
+    draws = np.random.default_rng(11).integers(0, 700, size=(600, 700))
+    counts = np.stack([np.bincount(row, minlength=700) for row in draws], axis=1).astype(np.int32)
+    for j, observation in enumerate(schema.OBSERVATIONS):
+        y, s = truth[observation].to_numpy(), a[observation].to_numpy()
+        if 0 < y.sum() < len(y):
+            lo, hi = metrics.percentile_interval(metrics.bootstrap_average_precision(s, y, counts))
+            assert (result.table.loc[observation, "auprc_lo"], result.table.loc[observation, "auprc_hi"]) == (lo, hi), observation
+
+
+# Files that are not prediction files: one line, exit 1.
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda d: (d.mkdir(), d)[1], "predictions must be a CSV file, not a folder"),
+        (lambda d: d, "predictions file not found"),
+        (lambda d: (d.write_bytes(b""), d)[1], "predictions file is empty"),
+        (lambda d: (d.write_text("Path,Edema\n"), d)[1], "predictions has a header but no rows"),
+    ],
+    ids=["folder", "missing", "empty", "header-only"],
+)
+def test_cli_predictions_that_are_not_a_csv_file(files, tmp_path, capsys, make, message):
+    path = make(tmp_path / "predictions")
+    for role, argv in (
+        ("predictions", ["evaluate", "--predictions", str(path), "--truth", str(files.truth)]),
+        ("truth", ["evaluate", "--predictions", str(files.predictions), "--truth", str(path)]),
+        ("predictions", ["compare", str(files.predictions), str(path), "--truth", str(files.truth)]),
+    ):
+        assert main([*argv, "--json"]) == 1
+        captured = capsys.readouterr()
+        assert captured.out == "" and len(captured.err.splitlines()) == 1
+        if role == "truth" and path.is_dir():
+            # A folder as --truth is a release (its valid.csv or test set): one line saying none is there.
+            assert captured.err.startswith("chexpert evaluate: found no CSV") and str(path) in captured.err
+            continue
+        assert captured.err.startswith(f"chexpert {argv[0]}: {path}: {message.replace('predictions', role)}")
+
+
+def test_cli_truth_with_the_release_header_and_no_rows(files, tmp_path, capsys):
+    header_only = tmp_path / "valid.csv"
+    header_only.write_text(",".join(schema.CSV_COLUMNS) + "\n")
+    assert main(["evaluate", "--predictions", str(files.predictions), "--truth", str(header_only)]) == 1
+    assert capsys.readouterr().err == f"chexpert evaluate: {header_only}: truth has a header but no rows\n"

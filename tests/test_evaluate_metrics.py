@@ -93,6 +93,59 @@ def test_bootstrap_counts_are_histograms_of_one_index_matrix():
     assert not np.array_equal(counts, metrics.bootstrap_counts(7, 50, seed=4))
 
 
+def _counts_before_blocks(n: int, resamples: int, seed: int) -> np.ndarray:
+    """bootstrap_counts as it was before drawing in blocks (commit 90a5931): one (resamples, n) draw."""
+    draws = np.random.default_rng(seed).integers(0, n, size=(resamples, n), dtype=np.int64)
+    draws += np.arange(resamples, dtype=np.int64)[:, None] * n
+    counts = np.bincount(draws.ravel(), minlength=resamples * n).astype(np.int32).reshape(resamples, n)
+    return np.ascontiguousarray(counts.T)
+
+
+@pytest.mark.parametrize(("n", "resamples", "seed"), [(1, 3, 0), (2, 9, 1), (7, 50, 3), (333, 101, 8), (4_000, 17, 2)])
+@pytest.mark.parametrize("block_bytes", [1, 8 * 333 * 3, None])
+def test_bootstrap_blocks_draw_exactly_the_numbers_of_one_draw(n, resamples, seed, block_bytes):
+    reference = _counts_before_blocks(n, resamples, seed)
+    blocks = list(metrics.bootstrap_blocks(n, resamples, seed, block_bytes=block_bytes))
+    assert [c.start for c, _ in blocks] == sorted({c.start for c, _ in blocks}) and blocks[-1][0].stop == resamples
+    assert all(counts.dtype == np.int32 and counts.flags.c_contiguous for _, counts in blocks)
+    # No block of a single resample unless there is only one: einsum would sum AP in another order.
+    assert all(c.stop - c.start >= 2 for c, _ in blocks) or resamples == 1
+    np.testing.assert_array_equal(np.hstack([counts for _, counts in blocks]), reference)
+    np.testing.assert_array_equal(metrics.bootstrap_counts(n, resamples, seed), reference)
+
+
+def test_bootstrap_blocks_bound_memory():
+    import tracemalloc
+
+    n, resamples = 50_000, 400
+    scores, labels = np.random.default_rng(0).random(n), np.random.default_rng(1).random(n) < 0.2
+    task = metrics.SortedScores(scores, labels)
+    tracemalloc.start()
+    try:
+        for _, counts in metrics.bootstrap_blocks(n, resamples, seed=0, block_bytes=2**20):
+            task.bootstrap_auroc(counts)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # One (resamples, n) draw would hold 160 MB of int64 draws, and as much again for their histogram.
+    assert peak < 16 * 2**20, peak
+
+
+def test_scores_of_blocks_are_bit_identical_to_one_matrix():
+    rng = np.random.default_rng(4)
+    n = 300
+    scores, labels = np.round(rng.random(n), 2), rng.random(n) < 0.1
+    reference = _counts_before_blocks(n, 203, 5)
+    expected_auroc = metrics.bootstrap_auroc(scores, labels, reference)
+    expected_ap = metrics.bootstrap_average_precision(scores, labels, reference)
+    task = metrics.SortedScores(scores, labels)
+    for block_bytes in (1, 8 * n * 3, 8 * n * 200):
+        auroc, ap = np.full(203, np.nan), np.full(203, np.nan)
+        for columns, counts in metrics.bootstrap_blocks(n, 203, 5, block_bytes=block_bytes):
+            auroc[columns], ap[columns] = task.bootstrap_auroc(counts), task.bootstrap_average_precision(counts)
+        assert auroc.tobytes() == expected_auroc.tobytes() and ap.tobytes() == expected_ap.tobytes(), block_bytes
+
+
 @pytest.mark.parametrize("ties", [False, True])
 def test_bootstrap_metrics_equal_sklearn_on_each_resample(ties):
     rng = np.random.default_rng(10 + ties)

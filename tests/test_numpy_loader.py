@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from chexpert import schema
 from chexpert.frameworks.numpy import NumpyLoader, StoreArrays, jax_rank
 from chexpert.policy import apply
 from chexpert.sampling import EpochSampler
@@ -70,3 +71,22 @@ def test_a_selection_and_a_shared_store_arrays(store: Store) -> None:
         StoreArrays(store, rows=np.ones(3, dtype=bool))
     with pytest.raises(ValueError, match="give both rank and world_size"):
         NumpyLoader(store, rank=0)
+
+
+def test_a_split_and_class_balanced_epochs_like_the_torch_loader(store: Store) -> None:
+    import chexpert
+
+    pytest.importorskip("torch")
+    from chexpert.frameworks.torch import dataloader
+
+    deduplicated = chexpert.deduplicate(store.index)  # one frontal image per study, an Index as well
+    parts = chexpert.split_patients(deduplicated, {"train": 0.5, "valid": 0.5}, seed=1)
+    kwargs = {"batch_size": 5, "seed": 2, "rows": parts["train"], "policy": "u-zeros"}
+    ours = [b["row"].tolist() for b in NumpyLoader(store, **kwargs)]
+    assert sorted(sum(ours, [])) == sorted(np.flatnonzero(np.isin(store.index.path, parts["train"].path)).tolist())
+    assert ours == [b["row"].tolist() for b in dataloader(store, **kwargs)]
+    observation = next(o for o in schema.OBSERVATIONS if 0 < apply("u-zeros", parts["train"]).positive(o).sum() < len(parts["train"]))
+    balanced = NumpyLoader(store, balance=[observation, "No Finding"] if observation != "No Finding" else observation, **kwargs)
+    torch_balanced = dataloader(store, balance=[observation, "No Finding"] if observation != "No Finding" else observation, **kwargs)
+    for _ in range(3):
+        assert [b["row"].tolist() for b in balanced] == [b["row"].tolist() for b in torch_balanced]

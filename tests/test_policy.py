@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from chexpert import schema
+from chexpert.errors import CSVFormatError
 from chexpert.index import read_csv
 from chexpert.policy import (
     IGNORE_CLASS,
@@ -16,8 +18,10 @@ from chexpert.policy import (
     PRESETS,
     UNCERTAINTY_POLICIES,
     Policy,
+    RowKeyedDrawsWarning,
     apply,
     get_policy,
+    read_soft_labels,
 )
 from tests.real_counts import REAL_LABELS
 
@@ -157,6 +161,7 @@ def test_smoothing_draws_fill_the_paper_range_uniformly(name, bounds):
     assert abs(np.corrcoef(values[:, 1], values[:, 2])[0, 1]) < 0.05
 
 
+@pytest.mark.filterwarnings("ignore::chexpert.policy.RowKeyedDrawsWarning")
 def test_smoothing_range_is_configurable():
     values = smoothed(Policy(uncertain="smooth-ones", smooth_ones=(0.7, 0.75)), n=2000)
     assert values.min() >= 0.7 and values.max() <= 0.75 and values.max() - values.min() > 0.045
@@ -177,11 +182,38 @@ def test_smoothing_is_deterministic_by_seed_and_per_image():
     # ... and the release prefix does not matter.
     full = paths_for(500, prefix="CheXpert-v1.0/")
     assert np.array_equal(smoothed(policy, n=500, paths=full), first)
-    # Without paths the draws are keyed by row position, still deterministic.
-    assert np.array_equal(smoothed(policy, n=500), smoothed(policy, n=500))
-    assert not np.array_equal(smoothed(policy, n=500), first)
+    # Without paths the draws are keyed by row position, still deterministic, with a named warning.
+    with pytest.warns(RowKeyedDrawsWarning, match="pass the Index itself"):
+        by_position = smoothed(policy, n=500)
+    with pytest.warns(RowKeyedDrawsWarning):
+        assert np.array_equal(by_position, smoothed(policy, n=500))
+    assert not np.array_equal(by_position, first)
 
 
+def test_the_documented_form_keys_draws_by_image(small_release):
+    # The README's form, apply_policy(policy, index): an image gets the same draws in any selection
+    # and any order; index.labels (bare codes) would key them by row position, and warns.
+    import chexpert
+
+    train = chexpert.open(small_release).index("train")
+    frontal = chexpert.select(train, views=["Frontal"])
+    policy = Policy(uncertain="smooth-ones", seed=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RowKeyedDrawsWarning)
+        everything = chexpert.apply_policy(policy, train)
+        documented = chexpert.apply_policy(policy, frontal)
+        order = np.random.default_rng(0).permutation(len(frontal))
+        shuffled = chexpert.apply_policy(policy, frontal.take(order))
+    rows = np.flatnonzero(train.frontal)
+    assert (frontal.labels == UNC).any()  # there are draws to compare
+    np.testing.assert_array_equal(documented.targets, everything.targets[rows])
+    np.testing.assert_array_equal(shuffled.targets, documented.targets[order])
+    with pytest.warns(RowKeyedDrawsWarning):
+        bare = chexpert.apply_policy(policy, frontal.labels)
+    assert not np.array_equal(bare.targets, documented.targets)
+
+
+@pytest.mark.filterwarnings("ignore::chexpert.policy.RowKeyedDrawsWarning")
 def test_smoothing_leaves_known_labels_exact():
     codes = uniform_rows()
     for name in ("smooth-ones", "smooth-zeros"):
@@ -236,6 +268,7 @@ def derived(policy: Policy, *rows: np.ndarray) -> list[float]:
     return t.targets[:, NF].tolist()
 
 
+@pytest.mark.filterwarnings("ignore::chexpert.policy.RowKeyedDrawsWarning")
 def test_no_finding_derived_from_the_others_after_the_policy():
     rows = (
         row(),  # nothing mentioned
@@ -344,6 +377,7 @@ def test_simple_presets(preset, uncertain_target, uncertain_mask):
     assert (t.targets[3] == 0).all() and t.mask[3].all()  # blanks negative, as the CheXpert paper trained
 
 
+@pytest.mark.filterwarnings("ignore::chexpert.policy.RowKeyedDrawsWarning")
 def test_lsr_presets_follow_pham_2019():
     ones, zeros = apply("u-ones-lsr", uniform_rows()), apply("u-zeros-lsr", uniform_rows())
     assert ((ones.targets[2] >= 0.55) & (ones.targets[2] <= 0.85)).all()
@@ -448,3 +482,44 @@ def test_real_train_csv_under_u_ignore_with_blanks_ignored(real):
     lsr = apply("u-ones-lsr", real)
     soft = (lsr.targets != 0) & (lsr.targets != 1)
     assert soft.sum(axis=0).tolist() == [REAL_LABELS[o][1] for o in OBS]
+
+
+# ---------------------------------------------------------------------------------------------
+# Soft labels from a CSV (U-SelfTrained), and positives under a policy
+
+
+def test_soft_labels_from_a_csv(tmp_path):
+    paths = paths_for(4)
+    codes = uniform_rows()  # positive, negative, uncertain, blank
+    soft = pd.DataFrame({"Path": [str(p).replace("-small", "") for p in paths], "Consolidation": [0.9, 0.8, 0.35, ""], "Edema": ["", "", "0.6", ""]})
+    soft.to_csv(tmp_path / "soft.csv", index=False)
+    table = read_soft_labels(tmp_path / "soft.csv")
+    for source in (table, tmp_path / "soft.csv", str(tmp_path / "soft.csv")):
+        t = apply("chexpert-paper-best", codes, paths=paths, soft_labels=source)
+        consolidation = t.observations.index("Consolidation")
+        assert t.targets[:, consolidation].tolist() == pytest.approx([1.0, 0.0, 0.35, 0.0])  # only the uncertain row is looked up
+    assert PRESETS["chexpert-paper-best"].soft_label_observations == ("Consolidation",)
+    assert PRESETS["u-ones"].soft_label_observations == ()
+    soft.assign(Consolidation=["0.9", "high", "0.3", ""]).to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(CSVFormatError, match=r"bad.csv, row 3: 'Consolidation' is not a number: 'high'"):
+        read_soft_labels(tmp_path / "bad.csv")
+    soft.drop(columns="Path").to_csv(tmp_path / "nopath.csv", index=False)
+    with pytest.raises(CSVFormatError, match="need a Path column"):
+        read_soft_labels(tmp_path / "nopath.csv")
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(CSVFormatError, match="empty"):
+        read_soft_labels(tmp_path / "empty.csv")
+    with pytest.raises(CSVFormatError, match="not a folder"):
+        read_soft_labels(tmp_path)
+
+
+def test_positive_under_a_policy():
+    codes = uniform_rows()
+    ones = apply("u-ones", codes)
+    assert ones.positive("Edema").ravel().tolist() == [True, False, True, False]
+    ignore = apply("u-ignore", codes)
+    assert ignore.positive(["Edema", "Fracture"]).tolist() == [[True, True], [False, False], [False, False], [False, False]]
+    multiclass = apply("u-multiclass", codes)  # three-way: only the positive class is positive
+    assert multiclass.positive("Edema").ravel().tolist() == [True, False, False, False]
+    with pytest.raises(ValueError, match="among the policy's targets"):
+        apply("libauc", codes).positive("Fracture")

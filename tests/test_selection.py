@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from chexpert import schema
 from chexpert.index import Index, read_csv
-from chexpert.selection import kfold, select, split_patients
+from chexpert.selection import deduplicate, kfold, select, split_patients
 
 TASKS = [schema.OBSERVATIONS.index(o) for o in schema.COMPETITION_TASKS]
 
@@ -239,3 +239,62 @@ def test_select_validates_values(kwargs, message):
     index = make_index(np.arange(1, 4), np.zeros((3, 14)))
     with pytest.raises(ValueError, match=message):
         select(index, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# De-duplication per study and per patient
+
+
+def test_first_frontal_image_per_study_and_per_patient_against_pandas(real, frame):
+    frame = frame.assign(study=frame["Path"].str.extract(r"/study(\d+)/", expand=False).astype(int))
+    frontal = frame[frame["Frontal/Lateral"] == "Frontal"]
+    for per, keys in (("study", ["patient", "study"]), ("patient", ["patient"])):
+        expected = frontal.groupby(keys, sort=False).head(1)["Path"].to_numpy()
+        ours = deduplicate(real, per)
+        assert np.array_equal(ours.path, expected), per
+        assert ours.frontal.all()
+    assert len(deduplicate(real, "study")) == frontal.groupby(["patient", "study"]).ngroups
+    first_any = frame.groupby(["patient", "study"], sort=False).head(1)["Path"].to_numpy()
+    assert np.array_equal(deduplicate(real, "study", keep="first").path, first_any)
+
+
+def test_deduplicate_keeps_index_order_and_skips_studies_without_a_frontal_image():
+    patients = np.array([3, 3, 1, 1, 2])
+    index = make_index(patients, np.zeros((5, 14), dtype=np.int8))
+    index = Index(**{**{name: getattr(index, name) for name in ("path", "split", "patient", "study", "view", "projection", "sex", "age", "labels")}, "frontal": np.array([False, True, True, True, False])})
+    assert deduplicate(index, "patient").path.tolist() == [index.path[1], index.path[2]]  # patient 2 has no frontal image
+    assert deduplicate(index, "patient", keep="first").path.tolist() == [index.path[0], index.path[2], index.path[4]]
+    with pytest.raises(ValueError, match="per must be one of study, patient"):
+        deduplicate(index, "image")
+    with pytest.raises(ValueError, match="keep must be one of first-frontal, first, merge"):
+        deduplicate(index, keep="last")
+
+
+def test_merge_takes_each_observations_first_non_blank_code():
+    blank, unc, pos, neg = (int(c) for c in (schema.Code.BLANK, schema.Code.UNCERTAIN, schema.Code.POSITIVE, schema.Code.NEGATIVE))
+    labels = np.full((4, 14), blank, dtype=np.int8)
+    labels[0, 5], labels[1, 5], labels[1, 6], labels[2, 6], labels[3, 2] = unc, pos, neg, pos, pos
+    index = make_index(np.array([7, 7, 7, 4]), labels)
+    merged = deduplicate(index, "patient", keep="merge")
+    assert merged.patient.tolist() == [7, 4] and merged.path.tolist() == [index.path[0], index.path[3]]
+    assert merged.labels[0, 5] == unc and merged.labels[0, 6] == neg and merged.labels[0, 2] == blank
+    assert merged.labels[1, 2] == pos and (merged.labels[1, [5, 6]] == blank).all()
+
+
+@pytest.mark.parametrize(("views", "selection"), [(["PA"], {"views": "Frontal", "projections": "PA"}), (["*"], {})])
+def test_merge_per_patient_is_torchxrayvisions_unique_patients(tmp_path, real_train_csv, real, views, selection):
+    xrv = pytest.importorskip("torchxrayvision")
+    from chexpert.policy import apply
+
+    theirs = xrv.datasets.CheX_Dataset(imgpath=str(tmp_path), csvpath=str(real_train_csv), views=views, unique_patients=True)
+    merged = deduplicate(select(real, **selection), "patient", keep="merge")
+    assert len(merged) == len(theirs) > 20_000
+    np.testing.assert_array_equal(merged.path, theirs.csv["Path"].to_numpy())
+    np.testing.assert_array_equal(merged.patient, theirs.csv["patientid"].astype(int).to_numpy())
+    ours = apply("torchxrayvision", merged)
+    assert [o.replace("Pleural Effusion", "Effusion") for o in ours.observations] == list(theirs.pathologies)
+    np.testing.assert_array_equal(~ours.mask, np.isnan(theirs.labels))
+    np.testing.assert_array_equal(ours.targets, np.nan_to_num(theirs.labels, nan=0.0))
+    # A merge, not a pick: some patients' labels come from more than their first image.
+    position = {path: i for i, path in enumerate(real.path.tolist())}
+    assert (merged.labels != real.labels[[position[path] for path in merged.path.tolist()]]).any()

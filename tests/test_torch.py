@@ -203,3 +203,96 @@ def test_worker_memory_does_not_grow_with_the_number_of_rows(real_train_csv: Pat
     # The measurement does see per-row Python objects (so the bound above can fail).
     control = _worker_private(_PerRowObjects(stores[len(index)], policy="u-ones"))
     assert control - small > 8 * 2**20, (small, control)
+
+
+# -- from a split to a loader ------------------------------------------------------------------
+
+
+def test_a_split_goes_straight_into_every_store_loader(store: Store, small_release: Path) -> None:
+    import chexpert
+    from chexpert.frameworks.numpy import NumpyLoader, StoreArrays, store_rows
+
+    parts = chexpert.split_patients(store.index, {"train": 0.7, "valid": 0.3}, seed=2)
+    expected = {name: np.flatnonzero(np.isin(store.index.path, part.path)) for name, part in parts.items()}
+    for name, part in parts.items():
+        rows = torch.cat([b["row"] for b in dataloader(store, batch_size=4, rows=part, policy="u-ones")]).numpy()
+        assert sorted(rows.tolist()) == expected[name].tolist()
+        numpy_rows = np.concatenate([b["row"] for b in NumpyLoader(store, batch_size=4, rows=part)])
+        assert sorted(numpy_rows.tolist()) == expected[name].tolist()
+        assert StoreDataset(store, rows=part).arrays.rows.tolist() == StoreArrays(store, rows=part).rows.tolist()
+    # A split of the release's index also makes a JPEGDataset (decoding from the release).
+    release_parts = chexpert.split_patients(open_release(small_release).index(), {"train": 0.7, "valid": 0.3}, seed=2)
+    jpeg = JPEGDataset(release_parts["valid"], size=SIZE)
+    np.testing.assert_array_equal(jpeg[0]["image"][0].numpy(), store.images[store_rows(store, release_parts["valid"])[0]])
+    with pytest.raises(ValueError, match="a dataset brings its own"):
+        dataloader(jpeg, rows=release_parts["valid"])
+    # An Index keeps its order, repeats included, and targets follow the store's labels of each row.
+    picked = store.index.take([5, 2, 5])
+    dataset = StoreDataset(store, rows=picked, policy="u-zeros")
+    assert dataset.arrays.rows.tolist() == [5, 2, 5]
+    np.testing.assert_array_equal(dataset[0]["targets"].numpy(), apply("u-zeros", store.index).targets[5])
+
+
+def test_an_index_from_the_csv_of_another_release_kind_matches_by_image(store: Store, small_release: Path) -> None:
+    # The full release's CSV names the same images under CheXpert-v1.0/: they are the same rows.
+    from chexpert.index import _ROW_FIELDS, Index
+
+    valid = open_release(small_release).index("valid")
+    renamed = np.strings.replace(valid.path, "CheXpert-v1.0-small/", "CheXpert-v1.0/")
+    full = Index(**{name: getattr(valid, name) for name in _ROW_FIELDS if name != "path"}, path=renamed)
+    rows = StoreDataset(store, rows=full).arrays.rows
+    np.testing.assert_array_equal(store.index.path[rows], valid.path)
+
+
+def test_rows_missing_from_the_store_or_labelled_otherwise_are_errors_naming_them(store: Store, small_release: Path, tmp_path: Path) -> None:
+    import chexpert
+    from chexpert.errors import InvalidArgumentError
+
+    valid_only = prepare(small_release, tmp_path / "valid-only", size=SIZE, splits="valid")
+    train = open_release(small_release).index("train")
+    with pytest.raises(InvalidArgumentError, match=rf"{len(train)} of the {len(train)} images selected are not in the store .*valid-only: {train.path[0]}, "):
+        dataloader(valid_only, rows=train)
+    # A store prepared from other labels: the selection's labels are not what it would train on.
+    relabelled = chexpert.Index(**{name: getattr(store.index, name) for name in ("path", "split", "patient", "study", "view", "frontal", "projection", "sex", "age")}, labels=store.index.labels.copy())
+    relabelled.labels[3, 5] = 1 if relabelled.labels[3, 5] != 1 else 0
+    with pytest.raises(InvalidArgumentError, match=rf"1 of the images selected have other raw labels .*first {relabelled.path[3]}, 'Edema'"):
+        StoreDataset(store, rows=relabelled)
+
+
+@pytest.mark.filterwarnings("ignore:This DataLoader will create:UserWarning")  # 4 workers on a 2-core runner
+def test_the_readme_split_to_loader_snippet_runs_as_written(small_release: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("### From a split to a loader", 1)[1]
+    snippet = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert "split_patients" in snippet and "dataloader(" in snippet and "augment(" in snippet
+    assert snippet.count('"~/data/CheXpert-v1.0-small.zip"') == 1
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {}
+    exec(compile(snippet.replace('"~/data/CheXpert-v1.0-small.zip"', repr(str(small_release))), "README.md", "exec"), namespace)
+    loader, parts, store = namespace["loader"], namespace["parts"], namespace["store"]
+    seen = torch.cat([b["row"] for b in loader]).numpy()  # type: ignore[attr-defined]
+    assert sorted(store.index.path[seen].tolist()) == sorted(parts["train"].path.tolist())  # type: ignore[attr-defined, index]
+    x = namespace["x"]
+    assert x.dtype == torch.float32 and x.shape[1:] == (3, 288, 288)  # type: ignore[attr-defined]
+    assert namespace["counted"].dtype == torch.bool  # type: ignore[attr-defined]
+
+
+# -- class-balanced epochs ---------------------------------------------------------------------
+
+
+def test_balanced_epochs_draw_positives_and_the_rest_equally_often_per_seed_and_epoch(store: Store) -> None:
+    targets = apply("u-ones", store.index)
+    observation = next(o for o in targets.observations if 0 < targets.positive(o).sum() < len(store) // 4)
+    positive = targets.positive(observation)[:, 0]
+    loader = dataloader(store, batch_size=8, seed=3, policy="u-ones", balance=observation)
+    drawn = [torch.cat([b["row"] for b in loader]).numpy() for _ in range(40)]  # each pass is the next epoch
+    assert all(len(rows) == len(store) for rows in drawn)  # as many rows as a plain epoch
+    assert not np.array_equal(drawn[0], drawn[1])
+    share = positive[np.concatenate(drawn)].mean()
+    assert abs(share - 0.5) < 0.06, (share, positive.mean())  # the natural share is under 0.25
+    # The same rows for a seed and epoch, whatever the number of workers.
+    parallel = dataloader(store, batch_size=8, seed=3, policy="u-ones", balance=observation, num_workers=2)
+    parallel.sampler.set_epoch(1)
+    np.testing.assert_array_equal(torch.cat([b["row"] for b in parallel]).numpy(), drawn[1])
+    with pytest.raises(ValueError, match=rf"balance= needs positives .*{observation} 0 positive of"):
+        dataloader(store, batch_size=8, rows=np.flatnonzero(~positive), policy="u-ones", balance=observation)

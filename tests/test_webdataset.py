@@ -119,3 +119,54 @@ def test_cli_export_writes_readable_shards(store: Store, tmp_path: Path, capsys:
     assert sorted(_row_of(s) for s in samples) == list(range(len(store)))
     np.testing.assert_array_equal(samples[0]["targets.npy"], apply("u-ones", store.index).targets[_row_of(samples[0])])
     assert main(["export", "--format", "webdataset", str(store.path), str(out), "--quiet"]) == 1  # earlier export: refused
+
+
+def test_a_split_as_rows(store: Store, tmp_path: Path) -> None:
+    import chexpert
+
+    parts = chexpert.split_patients(store.index, {"train": 0.5, "valid": 0.5}, seed=0)
+    shards = export_webdataset(store, tmp_path, shard_size=4, rows=parts["valid"])
+    samples = _read(str(tmp_path / json.loads((tmp_path / "manifest.json").read_text())["pattern"]))
+    assert len(shards) == -(-len(parts["valid"]) // 4)
+    assert sorted(s["json"]["path"] for s in samples) == sorted(parts["valid"].path.tolist())
+
+
+def _soft_labels(store: Store, path: Path) -> Path:
+    """A soft-label CSV (as a U-Ignore model's predictions would be) for every image of the store."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"Path": store.index.path.tolist(), **{o: rng.random(len(store)).round(3) for o in schema.COMPETITION_TASKS}})
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_cli_export_with_the_paper_policy_needs_and_uses_soft_labels(store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import pandas as pd
+
+    from chexpert.cli import main
+
+    argv = ["export", "--format", "webdataset", str(store.path), str(tmp_path / "shards"), "--policy", "chexpert-paper-best", "--quiet"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("chexpert export: --policy chexpert-paper-best uses U-SelfTrained for Consolidation: its uncertain labels come from --soft-labels CSV")
+    assert len(err.splitlines()) == 1 and not (tmp_path / "shards").exists()  # said before any work
+    soft = _soft_labels(store, tmp_path / "soft.csv")
+    assert main([*argv, "--soft-labels", str(soft)]) == 0
+    manifest = json.loads((tmp_path / "shards" / "manifest.json").read_text())
+    assert manifest["policy"]["soft_labels"] is True
+    expected = apply("chexpert-paper-best", store.index, soft_labels=pd.read_csv(soft))
+    consolidation = expected.observations.index("Consolidation")
+    uncertain = store.index.observation("Consolidation") == schema.Code.UNCERTAIN
+    assert uncertain.any()  # some targets come from the soft labels
+    for sample in _read(str(tmp_path / "shards" / manifest["pattern"])):
+        i = _row_of(sample)
+        np.testing.assert_array_equal(sample["targets.npy"], expected.targets[i])
+        np.testing.assert_array_equal(sample["classes.npy"], expected.classes[i])
+        if uncertain[i]:
+            assert sample["targets.npy"][consolidation] == pytest.approx(pd.read_csv(soft)["Consolidation"][i])
+    # Soft labels for a policy without U-SelfTrained: a mistake, said as such.
+    assert main(["export", "--format", "webdataset", str(store.path), str(tmp_path / "other"), "--policy", "u-ones", "--soft-labels", str(soft), "--quiet"]) == 1
+    assert "this policy has none; presets with one: chexpert-paper-best" in capsys.readouterr().err
+    assert main(["export", "--format", "webdataset", str(store.path), str(tmp_path / "other"), "--policy", "chexpert-paper-best", "--soft-labels", str(tmp_path), "--quiet"]) == 1
+    assert "soft labels must be a CSV file, not a folder" in capsys.readouterr().err

@@ -3,7 +3,7 @@
 >>> import chexpert
 >>> release = chexpert.open("~/data/CheXpert-v1.0-small.zip")  # doctest: +SKIP
 >>> train = release.index("train")  # doctest: +SKIP
->>> targets = chexpert.apply_policy("u-ones", train.labels)  # doctest: +SKIP
+>>> targets = chexpert.apply_policy("u-ones", train)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "Policy": ("chexpert.policy", "Policy"),
     "apply_policy": ("chexpert.policy", "apply"),
     "select": ("chexpert.selection", "select"),
+    "deduplicate": ("chexpert.selection", "deduplicate"),
     "split_patients": ("chexpert.selection", "split_patients"),
     "kfold": ("chexpert.selection", "kfold"),
     "prepare": ("chexpert.store", "prepare"),
@@ -72,6 +73,7 @@ __all__ = [
     "Policy",
     "apply_policy",
     "select",
+    "deduplicate",
     "split_patients",
     "kfold",
     "prepare",

@@ -83,11 +83,23 @@ def _bands(evaluation: Evaluation, j: int) -> tuple[np.ndarray, np.ndarray] | No
     data = evaluation.data
     if evaluation.bootstrap == 0:
         return None
-    counts = metrics.bootstrap_counts(len(data.studies), evaluation.bootstrap, evaluation.seed)
-    fp, tp = metrics.bootstrap_roc_vertices(data.scores[:, j], data.labels[:, j], counts)
+    curves = [
+        _resampled_curves(data.scores[:, j], data.labels[:, j], counts)
+        for _, counts in metrics.bootstrap_blocks(len(data.studies), evaluation.bootstrap, evaluation.seed)
+    ]
+    sensitivity = np.concatenate([c[0] for c in curves])
+    if not len(sensitivity):
+        return None
+    precision = np.concatenate([c[1] for c in curves])
+    return metrics.percentile_interval(sensitivity, evaluation.level), metrics.percentile_interval(precision, evaluation.level)
+
+
+def _resampled_curves(scores: np.ndarray, labels: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sensitivity and precision on the grid, ``(resamples holding both classes, grid)`` each, for a block of resamples."""
+    fp, tp = metrics.bootstrap_roc_vertices(scores, labels, counts)
     defined = (fp[-1] > 0) & (tp[-1] > 0)
     if not defined.any():
-        return None
+        return np.zeros((0, len(_GRID))), np.zeros((0, len(_GRID)))
     fpr, tpr = fp[:, defined] / fp[-1, defined], tp[:, defined] / tp[-1, defined]
     columns = np.arange(fpr.shape[1])[:, None]
     # Sensitivity at each false-positive rate: top of a vertical step, linear across a sloped one.
@@ -103,7 +115,7 @@ def _bands(evaluation: Evaluation, j: int) -> tuple[np.ndarray, np.ndarray] | No
     recall = np.where(selected > 0, tpr[1:], -1.0)
     k = np.minimum(_columnwise_searchsorted(recall, _GRID, "left"), len(recall) - 1)
     precision = tp[1:, defined][k, columns] / selected[k, columns]
-    return metrics.percentile_interval(sensitivity, evaluation.level), metrics.percentile_interval(precision, evaluation.level)
+    return sensitivity, precision
 
 
 def _readers(evaluation: Evaluation, observation: str) -> list[tuple[str, float, float, float, bool]]:
@@ -131,7 +143,21 @@ def _square(ax: Axes) -> None:
 
 
 def _ci_text(lo: float, hi: float, level: float) -> str:
-    return "" if math.isnan(lo) else f" ({level:.0%} CI {lo:.3f}-{hi:.3f})"
+    return "" if math.isnan(lo) or math.isnan(hi) else f" ({level:.0%} CI {lo:.3f}-{hi:.3f})"
+
+
+def _metric_text(name: str, row: Any, key: str, level: float) -> str:
+    """``AUROC 0.912 (95% CI ...)``, or why the metric is undefined (a task or subgroup with one class)."""
+    value = float(row[key])
+    if math.isnan(value):
+        return f"{name} undefined ({int(row['positives'])} positive, {int(row['negatives'])} negative)"
+    return f"{name} {value:.3f}{_ci_text(float(row[key + '_lo']), float(row[key + '_hi']), level)}"
+
+
+def _legend(ax: Axes, **options: Any) -> None:
+    """A legend, if anything drawn has a label (a task without positives may have none)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**options)
 
 
 def _draw_roc(ax: Axes, evaluation: Evaluation, observation: str, band: np.ndarray | None, *, compact: bool = False) -> None:
@@ -152,13 +178,13 @@ def _draw_roc(ax: Axes, evaluation: Evaluation, observation: str, band: np.ndarr
     _square(ax)
     ax.set_xlabel("1 - specificity")
     ax.set_ylabel("sensitivity")
-    auroc = f"AUROC {row['auroc']:.3f}{_ci_text(row['auroc_lo'], row['auroc_hi'], evaluation.level)}"
+    auroc = _metric_text("AUROC", row, "auroc", evaluation.level)
     if compact:
         ax.set_title(f"{observation}\n{auroc}", fontsize=12)
-        ax.legend(loc="lower right", fontsize=8.5, framealpha=0.9)
+        _legend(ax, loc="lower right", fontsize=8.5, framealpha=0.9)
     else:
         ax.set_title(f"ROC: {auroc}")
-        ax.legend(loc="lower right", framealpha=0.9)
+        _legend(ax, loc="lower right", framealpha=0.9)
 
 
 def _draw_pr(ax: Axes, evaluation: Evaluation, observation: str, band: np.ndarray | None) -> None:
@@ -177,8 +203,8 @@ def _draw_pr(ax: Axes, evaluation: Evaluation, observation: str, band: np.ndarra
     _square(ax)
     ax.set_xlabel("recall (sensitivity)")
     ax.set_ylabel("precision (PPV)")
-    ax.set_title(f"Precision-recall: AUPRC {row['auprc']:.3f}{_ci_text(row['auprc_lo'], row['auprc_hi'], evaluation.level)}")
-    ax.legend(loc="lower left", framealpha=0.9)
+    ax.set_title(f"Precision-recall: {_metric_text('AUPRC', row, 'auprc', evaluation.level)}")
+    _legend(ax, loc="lower left", framealpha=0.9)
 
 
 def roc_figure(evaluation: Evaluation, observation: str) -> Figure:

@@ -24,17 +24,19 @@ CheXpert paper trained, or masked (``blank="ignore"``), as torchxrayvision does.
 
 from __future__ import annotations
 
+import os
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Union
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from chexpert import schema
-from chexpert.errors import InvalidArgumentError
+from chexpert.errors import CSVFormatError, InvalidArgumentError
 from chexpert.index import Index, observation_position
 from chexpert.validation import check_choice
 
@@ -44,8 +46,10 @@ if TYPE_CHECKING:
 __all__ = [
     "Policy",
     "Targets",
+    "RowKeyedDrawsWarning",
     "apply",
     "get_policy",
+    "read_soft_labels",
     "PRESETS",
     "UNCERTAINTY_POLICIES",
     "BLANK_POLICIES",
@@ -75,6 +79,18 @@ _SUPPORT_DEVICES = observation_position("Support Devices")
 #: Observations whose positivity rules No Finding out (all but No Finding and Support Devices).
 _PATHOLOGIES = tuple(j for j in range(len(schema.OBSERVATIONS)) if j not in (_NO_FINDING, _SUPPORT_DEVICES))
 _STR = np.dtypes.StringDType()
+
+#: What ``soft_labels=`` takes: a DataFrame (``Path`` column or index), a mapping Path -> {observation: value}, or a CSV path.
+SoftLabels = Union["pd.DataFrame", Mapping[str, Mapping[str, float]], str, "os.PathLike[str]"]
+
+
+class RowKeyedDrawsWarning(UserWarning):
+    """Label-smoothing draws keyed by row position, because bare codes came without paths.
+
+    Then a subset or a reordering of the rows gets other draws for the same image. Pass the
+    :class:`~chexpert.index.Index` itself (``apply("u-ones-lsr", frontal)``) or ``paths=``: the
+    draws are then keyed by image path, the same in any selection and order.
+    """
 
 
 @dataclass(frozen=True)
@@ -157,6 +173,15 @@ class Policy:
         observation_position(observation)
         return dict(self.per_observation).get(observation, self.uncertain)
 
+    @property
+    def soft_label_observations(self) -> tuple[str, ...]:
+        """The target observations under U-SelfTrained, whose uncertain entries need ``soft_labels``.
+
+        >>> PRESETS["chexpert-paper-best"].soft_label_observations
+        ('Consolidation',)
+        """
+        return tuple(o for o in self.target_observations if self.uncertainty(o) == "self-trained")
+
 
 @dataclass(frozen=True, eq=False)
 class Targets:
@@ -183,6 +208,28 @@ class Targets:
 
     def __len__(self) -> int:
         return len(self.targets)
+
+    def positive(self, observations: str | Iterable[str] | None = None) -> np.ndarray:
+        """Bool ``(N, k)``: which rows count as positive for each of ``observations`` (default: all).
+
+        Positive is a counted binary target >= 0.5, or the three-way class POSITIVE_CLASS;
+        uncounted entries are not positive. :func:`chexpert.sampling.balanced_weights` turns this
+        into class-balanced sampling weights (the loaders' ``balance=``).
+
+        >>> apply("u-ones", np.array([[1, -1, 0] + [-2] * 11], dtype=np.int8)).positive(["No Finding", "Cardiomegaly"]).tolist()
+        [[True, False]]
+        """
+        names = self.observations if observations is None else ((observations,) if isinstance(observations, str) else tuple(observations))
+        missing = [o for o in names if o not in self.observations]
+        if missing or not names:
+            raise InvalidArgumentError(
+                f"observations must be among the policy's targets ({', '.join(self.observations)}); got {', '.join(map(repr, missing)) or 'none'}"
+            )
+        columns = [self.observations.index(o) for o in names]
+        binary = self.mask[:, columns] & (self.targets[:, columns] >= 0.5)
+        if self.classes is None:
+            return binary
+        return np.where(self.multiclass[columns], self.classes[:, columns] == POSITIVE_CLASS, binary)
 
 
 class _Part(NamedTuple):
@@ -248,6 +295,14 @@ def u_multiclass(codes: np.ndarray, observations: tuple[str, ...], ctx: _Context
 
 
 def _smooth(codes: np.ndarray, observations: tuple[str, ...], ctx: _Context, bounds: tuple[float, float]) -> _Part:
+    if ctx.paths is None and _uncertain(codes).any():
+        warnings.warn(
+            "label smoothing without paths draws by row position, so a subset or a "
+            "reordering of these rows gets other values for the same image; pass the Index itself "
+            "(apply_policy(policy, index), not index.labels) or paths= to key the draws by image",
+            RowKeyedDrawsWarning,
+            stacklevel=4,  # _smooth <- u_smooth_* <- apply <- the caller
+        )
     lo, hi = bounds
     positions = np.array([observation_position(o) for o in observations], dtype=np.uint64)
     draws = lo + (hi - lo) * _uniform(ctx.keys, positions, ctx.policy.seed)
@@ -373,15 +428,18 @@ def apply(
     labels: np.ndarray | Index,
     *,
     paths: np.ndarray | Iterable[str] | None = None,
-    soft_labels: pd.DataFrame | Mapping[str, Mapping[str, float]] | None = None,
+    soft_labels: SoftLabels | None = None,
 ) -> Targets:
     """Turn raw codes (N, 14) in ``schema.OBSERVATIONS`` order into :class:`Targets`.
 
-    ``labels`` may be an :class:`~chexpert.index.Index`, whose paths are then used. ``paths`` (the
-    CSV Path of each row, any release prefix) key the smoothing draws to the image and look up
-    soft labels; without them smoothing draws are keyed by row position. ``soft_labels`` (for
+    ``labels`` may be an :class:`~chexpert.index.Index`, whose paths are then used: pass the Index
+    (``apply("u-ones-lsr", frontal)``), so that every image gets the same smoothing draws in any
+    selection and order. ``paths`` (the CSV Path of each row, any release prefix) do the same for
+    bare codes and look up soft labels; without them smoothing draws are keyed by row position,
+    with a :class:`RowKeyedDrawsWarning`. ``soft_labels`` (for
     ``self-trained``) is a DataFrame with a ``Path`` column (or index) and a column per
-    observation, or a mapping Path -> {observation: value}; only uncertain entries are looked up.
+    observation, a mapping Path -> {observation: value}, or the path of such a CSV (see
+    :func:`read_soft_labels`); only uncertain entries are looked up.
 
     >>> t = apply(Policy(uncertain="ignore", blank="ignore"), np.array([[1, 0, -1, -2] * 3 + [1, 1]], dtype=np.int8))
     >>> t.targets[0, :4].tolist(), t.mask[0, :4].tolist()
@@ -487,11 +545,54 @@ def _uniform(keys: np.ndarray, positions: np.ndarray, seed: int) -> np.ndarray:
     return (bits >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
 
 
-def _soft_table(soft_labels: pd.DataFrame | Mapping[str, Mapping[str, float]] | None) -> pd.DataFrame | None:
+def read_soft_labels(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """A soft-label CSV for U-SelfTrained: a ``Path`` column (CSV Paths, any release prefix) and a column per observation.
+
+    Such a file is typically a U-Ignore model's predictions on the training images (``chexpert
+    predict`` writes this form). Cells must be numbers (empty where not needed); an error names
+    the file, the row and the column. Values are checked against [0, 1] where
+    :func:`apply` uses them, for the uncertain entries only.
+
+    >>> soft = read_soft_labels("u-ignore-predictions.csv")  # doctest: +SKIP
+    >>> apply("chexpert-paper-best", train, soft_labels=soft)  # doctest: +SKIP
+    """
+    import pandas as pd
+
+    name = os.fspath(path)
+    if os.path.isdir(name):
+        raise CSVFormatError("soft labels must be a CSV file, not a folder", file=name)
+    try:
+        frame = pd.read_csv(name, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise CSVFormatError("soft-label file not found", file=name) from None
+    except pd.errors.EmptyDataError:
+        raise CSVFormatError("soft-label file is empty; it needs a Path column and a column per observation", file=name) from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise CSVFormatError(f"cannot be read as CSV: {exc}", file=name) from None
+    if "Path" not in frame.columns:
+        raise CSVFormatError(f"soft labels need a Path column (the CSV Path of each image); columns are {list(frame.columns)}", file=name)
+    columns = [c for c in frame.columns if c in schema.OBSERVATIONS]
+    if not columns:
+        raise CSVFormatError("soft labels have none of the 14 observations as a column: " + ", ".join(schema.OBSERVATIONS), file=name)
+    table = pd.DataFrame(index=frame["Path"].to_numpy(dtype=object))
+    for column in columns:
+        text = frame[column].str.strip()
+        values = pd.to_numeric(text.replace("", "nan"), errors="coerce").to_numpy(dtype=np.float64)
+        bad = np.isnan(values) & ~text.isin(["", "nan", "NaN"]).to_numpy()
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise CSVFormatError(f"{column!r} is not a number: {frame[column].iloc[row]!r}", file=name, row=row + 2)
+        table[column] = values
+    return table
+
+
+def _soft_table(soft_labels: SoftLabels | None) -> pd.DataFrame | None:
     if soft_labels is None:
         return None
     import pandas as pd
 
+    if isinstance(soft_labels, str | os.PathLike):
+        soft_labels = read_soft_labels(soft_labels)
     if isinstance(soft_labels, pd.DataFrame):
         table = soft_labels.set_index("Path") if "Path" in soft_labels.columns else soft_labels
     elif isinstance(soft_labels, Mapping):

@@ -1,7 +1,9 @@
 """Which rows each rank reads in each epoch, and in which batches: the order every loader uses.
 
 The order is a pure function of (seed, epoch, rank, world size): it does not depend on the number
-of loader workers, the framework, or anything run before. Sharding follows
+of loader workers, the framework, or anything run before. With ``weights`` (e.g.
+:func:`balanced_weights`, for class-balanced sampling) the epoch's rows are drawn with replacement
+in proportion to them, still as a pure function of (seed, epoch). Sharding follows
 ``torch.utils.data.DistributedSampler``: the epoch's permutation is padded by wrapping around to a
 multiple of the world size (or cut with ``drop_last``), and rank r takes every world-size-th row
 starting at r. So the shards are disjoint apart from the padding rows, all have the same length,
@@ -24,7 +26,7 @@ import numpy as np
 from chexpert.errors import InvalidArgumentError
 from chexpert.validation import check_int
 
-__all__ = ["EpochSampler", "EpochPasses", "check_epoch", "shard_of"]
+__all__ = ["EpochSampler", "EpochPasses", "balanced_weights", "check_epoch", "shard_of"]
 
 
 def check_epoch(epoch: object) -> int:
@@ -103,6 +105,8 @@ class EpochSampler:
     world_size: int = 1
     drop_last: bool = False
     sort_batches: bool = True
+    weights: np.ndarray | None = field(default=None, repr=False)
+    samples: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.rows, int | np.integer) and not isinstance(self.rows, bool):
@@ -114,6 +118,14 @@ class EpochSampler:
             rows = rows.astype(np.int64)
             rows.setflags(write=False)
         object.__setattr__(self, "rows", rows)
+        if self.weights is not None:
+            object.__setattr__(self, "weights", _probabilities(self.weights, len(rows)))
+            if not self.shuffle:
+                raise InvalidArgumentError("weights draw rows at random: they need shuffle=True")
+        if self.samples is not None:
+            if self.weights is None:
+                raise InvalidArgumentError("samples sets how many rows weights= draws per epoch; without weights every row is read once")
+            check_int("samples", self.samples, low=1)
         check_int("batch_size", self.batch_size, low=1)
         check_int("seed", self.seed, low=0)
         check_int("world_size", self.world_size, low=1)
@@ -128,11 +140,18 @@ class EpochSampler:
     @property
     def rows_per_rank(self) -> int:
         """Rows each rank reads per epoch (padding included)."""
-        n, ws = len(self.rows), self.world_size  # type: ignore[arg-type]
+        n, ws = self._epoch_rows, self.world_size
         per_rank = n // ws if self.drop_last else -(-n // ws)
         if self.drop_last:
             per_rank -= per_rank % self.batch_size
         return per_rank
+
+    @property
+    def _epoch_rows(self) -> int:
+        """Rows in an epoch before sharding: every row once, or ``samples`` weighted draws."""
+        if self.weights is not None:
+            return int(self.samples) if self.samples is not None else len(self.rows)  # type: ignore[arg-type]
+        return len(self.rows)  # type: ignore[arg-type]
 
     def __len__(self) -> int:
         """Batches per epoch, the same on every rank."""
@@ -142,8 +161,13 @@ class EpochSampler:
         """Every row of the epoch in order, before sharding (padded or cut to a multiple of world_size)."""
         check_int("epoch", epoch, low=0)
         rows: np.ndarray = self.rows  # type: ignore[assignment]
-        order = rows[np.random.default_rng([self.seed, epoch]).permutation(len(rows))] if self.shuffle else rows
-        total = -(-len(rows) // self.world_size) * self.world_size if not self.drop_last else len(rows) // self.world_size * self.world_size
+        rng = np.random.default_rng([self.seed, epoch])
+        if self.weights is not None:
+            order = rows[rng.choice(len(rows), size=self._epoch_rows, p=self.weights)]
+        else:
+            order = rows[rng.permutation(len(rows))] if self.shuffle else rows
+        n = len(order)
+        total = -(-n // self.world_size) * self.world_size if not self.drop_last else n // self.world_size * self.world_size
         if total > len(order):
             # Pad by wrapping around, as DistributedSampler does, so that every rank gets as many rows.
             order = np.resize(order, total) if len(order) else order
@@ -166,3 +190,44 @@ class EpochSampler:
         for first in range(start * self.batch_size, len(order), self.batch_size):
             batch = order[first : first + self.batch_size]
             yield np.sort(batch) if self.sort_batches else batch.copy()
+
+
+def _probabilities(weights: object, n: int) -> np.ndarray:
+    """``weights`` as float64 probabilities summing to 1, read-only; an error for anything else."""
+    values = np.asarray(weights, dtype=np.float64) if not isinstance(weights, str) else np.array([np.nan])
+    if values.shape != (n,):
+        raise InvalidArgumentError(f"weights must hold one number per row ({n}), got shape {values.shape}")
+    if not np.isfinite(values).all() or (values < 0).any() or not values.sum() > 0:
+        raise InvalidArgumentError("weights must be finite, non-negative and not all zero")
+    probabilities = values / values.sum()
+    probabilities.setflags(write=False)
+    return probabilities
+
+
+def balanced_weights(positive: np.ndarray) -> np.ndarray:
+    """Per-row sampling weights that balance positives and the rest of each column of ``positive``.
+
+    ``positive`` is a boolean ``(N,)`` or ``(N, k)`` array (row i positive for observation j).
+    With one column, positives and other rows are each drawn half the time; with k columns the
+    weights are the mean of the k one-column weights, so each observation is balanced in 1/k of
+    the draws (a mixture, which keeps rare label combinations from dominating). Every column
+    needs at least one positive and one other row.
+
+    >>> balanced_weights(np.array([True, False, False, False])).tolist()
+    [0.5, 0.16666666666666666, 0.16666666666666666, 0.16666666666666666]
+    """
+    positive = np.asarray(positive)
+    if positive.ndim == 1:
+        positive = positive[:, None]
+    if positive.ndim != 2 or positive.dtype != bool:
+        raise InvalidArgumentError(f"positive must be a boolean (N,) or (N, k) array, got {positive.dtype} of shape {positive.shape}")
+    n = len(positive)
+    counts = positive.sum(axis=0)
+    empty = np.flatnonzero((counts == 0) | (counts == n))
+    if len(empty):
+        raise InvalidArgumentError(
+            f"cannot balance column(s) {', '.join(map(str, empty.tolist()))}: "
+            + ", ".join(f"{int(counts[j])} positive of {n}" for j in empty)
+        )
+    per_column = np.where(positive, 0.5 / counts, 0.5 / (n - counts))
+    return per_column.mean(axis=1)

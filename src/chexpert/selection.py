@@ -24,11 +24,16 @@ import numpy as np
 
 from chexpert import schema
 from chexpert.errors import InvalidArgumentError
-from chexpert.index import Index, observation_position
+from chexpert.index import _ROW_FIELDS, Index, observation_position
+from chexpert.validation import check_choice
 
-__all__ = ["select", "split_patients", "kfold", "DEFAULT_FRACTIONS"]
+__all__ = ["select", "deduplicate", "split_patients", "kfold", "DEFAULT_FRACTIONS", "DEDUPLICATE_PER", "DEDUPLICATE_KEEP"]
 
 DEFAULT_FRACTIONS: tuple[tuple[str, float], ...] = (("train", 0.8), ("valid", 0.1), ("test", 0.1))
+#: What :func:`deduplicate` keeps one row of.
+DEDUPLICATE_PER: tuple[str, ...] = ("study", "patient")
+#: Which row :func:`deduplicate` keeps, or how it merges them.
+DEDUPLICATE_KEEP: tuple[str, ...] = ("first-frontal", "first", "merge")
 
 
 def select(
@@ -79,6 +84,56 @@ def select(
     if patients is not None:
         keep &= np.isin(index.patient, _patient_numbers(patients))
     return index.take(keep)
+
+
+def deduplicate(index: Index, per: str = "study", *, keep: str = "first-frontal") -> Index:
+    """One row per study (or per patient) of ``index``, in the order of the rows kept.
+
+    ``keep``:
+
+    - ``"first-frontal"`` (default): the first frontal image of each study (patient), in index
+      order; groups without a frontal image are left out. One image per study is how models are
+      often trained and how the competition scored (per study).
+    - ``"first"``: the first image of each group, of any view.
+    - ``"merge"``: torchxrayvision's ``unique_patients=True`` (``CheX_Dataset``), with ``per=
+      "patient"``: one row per patient with the path, view and metadata of the patient's first row
+      and, for each observation, the first non-blank code among the patient's rows in index order
+      (pandas ``groupby().first()`` skips blanks), so one row's labels may come from several
+      studies and images. Select views first, as torchxrayvision does (its default is PA only):
+      ``deduplicate(select(index, views="Frontal", projections="PA"), "patient", keep="merge")``.
+
+    "First" is index order: for an index read from the release's CSV, the lowest view of the
+    earliest study. Patients are told apart by split and number.
+
+    >>> one_per_study = deduplicate(train)  # doctest: +SKIP
+    >>> like_torchxrayvision = deduplicate(select(train, projections="PA"), "patient", keep="merge")  # doctest: +SKIP
+    """
+    check_choice("per", per, DEDUPLICATE_PER)
+    check_choice("keep", keep, DEDUPLICATE_KEEP)
+    study = index.study_ids()
+    group = study if per == "study" else study // 1_000  # (split, patient), see Index.study_ids
+    if keep == "merge":
+        return _merge(index, group)
+    candidates = np.flatnonzero(index.frontal) if keep == "first-frontal" else np.arange(len(index))
+    _, first = np.unique(group[candidates], return_index=True)  # np.unique returns first occurrences
+    return index.take(np.sort(candidates[first]))
+
+
+def _merge(index: Index, group: np.ndarray) -> Index:
+    """One row per group: its first row, with each observation's first non-blank code in the group."""
+    order = np.argsort(group, kind="stable")  # by group, index order within a group
+    keys = group[order]
+    groups, first = np.unique(keys, return_index=True)
+    labels = np.full((len(groups), len(schema.OBSERVATIONS)), int(schema.Code.BLANK), dtype=np.int8)
+    for j in range(len(schema.OBSERVATIONS)):
+        codes = index.labels[order, j]
+        known = codes != schema.Code.BLANK
+        present, first_known = np.unique(keys[known], return_index=True)
+        labels[np.searchsorted(groups, present), j] = codes[known][first_known]
+    rows = order[first]  # each group's first row
+    appearance = np.argsort(rows, kind="stable")  # groups in the order their first rows come
+    merged = index.take(rows[appearance])
+    return Index(**{name: getattr(merged, name) for name in _ROW_FIELDS if name != "labels"}, labels=labels[appearance], release=index.release)
 
 
 def split_patients(

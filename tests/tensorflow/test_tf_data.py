@@ -106,3 +106,18 @@ def test_release_reads_when_tensorflow_was_imported_first(tmp_path: Path) -> Non
     result = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert int(result.stdout.split()[-1]) > 0
+
+
+def test_a_split_and_class_balanced_epochs_like_the_numpy_loader(store: Store) -> None:
+    import chexpert
+
+    parts = chexpert.split_patients(store.index, {"train": 0.6, "valid": 0.4}, seed=3)
+    for name, part in parts.items():
+        rows = np.concatenate([b["row"] for b in _epoch(to_tf_dataset(store, 3, rows=part, seed=4))])
+        assert sorted(rows.tolist()) == np.flatnonzero(np.isin(store.index.path, part.path)).tolist(), name
+    targets = apply("u-ones", parts["train"])
+    observation = next(o for o in targets.observations if 0 < targets.positive(o).sum() < len(targets))
+    numpy_loader = NumpyLoader(store, 3, rows=parts["train"], policy="u-ones", seed=4, balance=observation)
+    dataset = to_tf_dataset(store, 3, rows=parts["train"], policy="u-ones", seed=4, balance=observation)
+    for _ in range(2):  # epochs 0 and 1
+        assert [b["row"].tolist() for b in _epoch(dataset)] == [b["row"].tolist() for b in numpy_loader]

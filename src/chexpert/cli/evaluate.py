@@ -33,7 +33,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "or its valid.csv, chosen by the split the predictions are in, with the test set's radiologists found "
         "automatically), joined by study.",
     )
-    scoring.add_argument("--predictions", required=True, metavar="CSV", help="model scores in [0, 1], one column per observation")
+    scoring.add_argument("--predictions", required=True, metavar="CSV", help="model scores, one column per observation: probabilities in [0, 1] "
+        "(other finite scores are ranked as given, with a warning; --operating-point needs [0, 1])")
     _common(scoring)
     scoring.add_argument(
         "--radiologists", action="append", default=None, metavar="CSV|GROUP",
@@ -110,14 +111,16 @@ def _criteria(specs: list[tuple[str, float | None]]) -> dict[str, Any]:
 
 
 def _quietly(run: Callable[[], Any]) -> Any:
-    """Run ``run``, printing its undefined-metric warnings as one line each on stderr (stdout may be JSON)."""
-    from chexpert.evaluate import UndefinedMetricWarning
+    """Run ``run``, printing its scoring warnings as one line each on stderr (stdout may be JSON)."""
+    from chexpert.evaluate import ScoreRangeWarning, UndefinedMetricWarning
 
+    ours = (UndefinedMetricWarning, ScoreRangeWarning)
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", UndefinedMetricWarning)
+        for category in ours:
+            warnings.simplefilter("always", category)
         result = run()
     for warning in caught:
-        if issubclass(warning.category, UndefinedMetricWarning):
+        if issubclass(warning.category, ours):
             print(f"warning: {warning.message}", file=sys.stderr)
         else:
             warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
@@ -183,23 +186,24 @@ def _console() -> Any:
     return console()
 
 
+#: What a cell shows for a number that is undefined (a task or subgroup without positives, say).
+_UNDEFINED = "–"
+
+
 def _missing(value: Any) -> bool:
-    # A subgroup's table may hold pandas' NA (not only NaN) where a metric is undefined.
-    return value is None or value is pd_na() or (isinstance(value, float) and math.isnan(value))
+    """Whether ``value`` is NaN, None or pd.NA: undefined numbers, shown as :data:`_UNDEFINED`."""
+    try:
+        return math.isnan(float(value))
+    except TypeError:  # None, pd.NA
+        return True
 
 
-def pd_na() -> Any:
-    import pandas as pd
-
-    return pd.NA
+def _f(value: Any, digits: int = 3) -> str:
+    return _UNDEFINED if _missing(value) else f"{float(value):.{digits}f}"
 
 
-def _f(value: float, digits: int = 3) -> str:
-    return "-" if _missing(value) else f"{float(value):.{digits}f}"
-
-
-def _ci(lo: float, hi: float, digits: int = 3) -> str:
-    return "-" if _missing(lo) or _missing(hi) else f"{float(lo):.{digits}f}-{float(hi):.{digits}f}"
+def _ci(lo: Any, hi: Any, digits: int = 3) -> str:
+    return _UNDEFINED if _missing(lo) or _missing(hi) else f"{float(lo):.{digits}f}-{float(hi):.{digits}f}"
 
 
 def _name(observation: str) -> str:
@@ -207,7 +211,6 @@ def _name(observation: str) -> str:
 
 
 def _print_evaluation(result: Evaluation, predictions: str) -> None:
-    import pandas as pd
     from rich.table import Table
 
     console = _console()
@@ -229,9 +232,9 @@ def _print_evaluation(result: Evaluation, predictions: str) -> None:
         cells = [_name(str(observation)), str(int(row["positives"])), _f(row["auroc"]), _ci(row["auroc_lo"], row["auroc_hi"]), _f(row["auprc"])]
         if readers:
             under = row["radiologists_under_curve"]
-            cells.append("-" if pd.isna(under) else f"{int(under)}/{int(row['radiologists'])}")
+            cells.append(_UNDEFINED if _missing(under) else f"{int(under)}/{int(row['radiologists'])}")
         table.add_row(*cells)
-    if not math.isnan(result.mean_auroc):
+    if not _missing(result.mean_auroc):
         footer = ["Mean of 5 competition tasks", "", _f(result.mean_auroc), _ci(*result.mean_auroc_ci), ""]
         if readers:
             footer.append(_f(result.mean_radiologists_under_curve, 1))
@@ -257,11 +260,14 @@ def _print_radiologists(console: Any, result: Evaluation) -> None:
         cells = [_name(str(observation))]
         for name in names:
             if (observation, name) not in by_task.index:
-                cells.append("-")
+                cells.append(_UNDEFINED)
                 continue
             point = by_task.loc[(observation, name)]
-            mark = "under" if point["under_curve"] else "above"
-            cells.append(f"{_f(point['sensitivity'], 2)} / {_f(point['specificity'], 2)} ({_f(point['curve_sensitivity'], 2)}, {mark})")
+            if _missing(point["curve_sensitivity"]):
+                curve = _UNDEFINED  # no curve without positives and negatives: neither under nor above
+            else:
+                curve = f"{_f(point['curve_sensitivity'], 2)}, {'under' if point['under_curve'] else 'above'}"
+            cells.append(f"{_f(point['sensitivity'], 2)} / {_f(point['specificity'], 2)} ({curve})")
         table.add_row(*cells)
     console.print(table)
 
@@ -290,7 +296,7 @@ def _print_operating_points(points: pd.DataFrame) -> None:
     for column in ("Observation", "Criterion", "Threshold", "Sens.", "Spec.", "TP", "FP", "TN", "FN"):
         table.add_column(column, justify="left" if column in ("Observation", "Criterion") else "right")
     for row in points.itertuples(index=False):
-        criterion = row.criterion if math.isnan(row.target) else f"{_CRITERION_LABELS[row.criterion]} >= {row.target:.3f}"
+        criterion = row.criterion if _missing(row.target) else f"{_CRITERION_LABELS[row.criterion]} >= {row.target:.3f}"
         table.add_row(
             _name(row.observation), criterion, _f(row.threshold, 4), _f(row.sensitivity), _f(row.specificity),
             *(str(int(getattr(row, c))) for c in ("tp", "fp", "tn", "fn")),
@@ -319,15 +325,15 @@ def _print_comparison(result: Comparison) -> None:
     _console().print(table)
 
 
-def _signed(value: float) -> str:
-    return "-" if math.isnan(value) else f"{value:+.3f}"
+def _signed(value: Any) -> str:
+    return _UNDEFINED if _missing(value) else f"{float(value):+.3f}"
 
 
-def _signed_ci(lo: float, hi: float) -> str:
-    return "-" if math.isnan(lo) else f"{lo:+.2f} to {hi:+.2f}"
+def _signed_ci(lo: Any, hi: Any) -> str:
+    return _UNDEFINED if _missing(lo) or _missing(hi) else f"{float(lo):+.2f} to {float(hi):+.2f}"
 
 
-def _p(value: float) -> str:
-    if math.isnan(value):
-        return "-"
+def _p(value: Any) -> str:
+    if _missing(value):
+        return _UNDEFINED
     return "<0.001" if value < 0.001 else f"{value:.3f}"

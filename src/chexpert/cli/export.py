@@ -25,6 +25,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     export.add_argument("--format", choices=FORMATS, required=True, help="what to write")
     export.add_argument("--shard-size", type=positive_int, default=5000, help="samples per shard (default 5000)")
     export.add_argument("--policy", choices=tuple(PRESETS), help="also write targets and mask under this uncertainty policy")
+    export.add_argument(
+        "--soft-labels",
+        metavar="CSV",
+        help="soft labels for the policy's U-SelfTrained columns (chexpert-paper-best: Consolidation): a Path column and a "
+        "column per observation, e.g. a U-Ignore model's predictions on these images",
+    )
     export.add_argument("--image-format", choices=("npy", "png"), default="npy", help="raw uint8 .npy (default) or lossless .png")
     export.add_argument("--seed", type=int, default=0, help="seed of the order samples are written in (default 0)")
     export.add_argument("--no-shuffle", action="store_true", help="write samples in store order")
@@ -37,9 +43,19 @@ def _export(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from chexpert.cli._common import console
+    from chexpert.errors import InvalidArgumentError
     from chexpert.frameworks.webdataset import MANIFEST, export_webdataset
+    from chexpert.policy import get_policy, read_soft_labels
     from chexpert.store import open_store
 
+    needs = get_policy(args.policy).soft_label_observations if args.policy else ()
+    if needs and args.soft_labels is None:
+        # Said before any work, in the command line's words.
+        raise InvalidArgumentError(
+            f"--policy {args.policy} uses U-SelfTrained for {', '.join(needs)}: its uncertain labels come from "
+            "--soft-labels CSV (a Path column and a column per observation, e.g. a U-Ignore model's predictions on these images)"
+        )
+    soft_labels = read_soft_labels(args.soft_labels) if args.soft_labels is not None else None
     store = open_store(args.store)
     with Progress(
         TextColumn("[bold]export"), BarColumn(), MofNCompleteColumn(), TextColumn("samples"), TimeElapsedColumn(),
@@ -48,7 +64,7 @@ def _export(args: argparse.Namespace) -> int:
         task = bar.add_task("export", total=len(store))
         shards = export_webdataset(
             store, args.out, shard_size=args.shard_size, policy=args.policy, image_format=args.image_format,
-            shuffle=not args.no_shuffle, seed=args.seed, overwrite=args.overwrite,
+            shuffle=not args.no_shuffle, seed=args.seed, overwrite=args.overwrite, soft_labels=soft_labels,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     console().print(f"{args.out}: {len(shards)} shards, {len(store):,} samples; read them with the pattern in {MANIFEST}")

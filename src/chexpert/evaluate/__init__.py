@@ -16,6 +16,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from chexpert.evaluate.io import ScoreRangeWarning
     from chexpert.evaluate.metrics import UndefinedMetricWarning
     from chexpert.evaluate.scoring import Comparison, Evaluation, StudyScores, compare, evaluate, operating_points
 
@@ -27,6 +28,7 @@ __all__ = [
     "Comparison",
     "StudyScores",
     "UndefinedMetricWarning",
+    "ScoreRangeWarning",
     "AGGREGATES",
     "SUBGROUPS",
     "AGE_BANDS",
@@ -48,6 +50,7 @@ AGE_BANDS: tuple[tuple[str, int, int], ...] = (
 
 _LAZY = {
     "UndefinedMetricWarning": "metrics",
+    "ScoreRangeWarning": "io",
     **dict.fromkeys(("Comparison", "Evaluation", "StudyScores", "compare", "evaluate", "operating_points"), "scoring"),
 }
 

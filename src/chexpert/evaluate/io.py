@@ -8,6 +8,7 @@ the order of the rows in a file. Columns are matched by name, never by position.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from chexpert.index import read_csv as read_index_csv
 from chexpert.subgroups import DEMOGRAPHIC_COLUMNS, UNKNOWN, group_order, subgroup_of_rows
 
 __all__ = [
+    "ScoreRangeWarning",
     "Source",
     "StudyTable",
     "read_predictions",
@@ -42,6 +44,14 @@ Source = Union[str, "os.PathLike[str]", pd.DataFrame]
 MIXED, NO_FRONTAL = "mixed", "no frontal"
 
 _SHOWN = 8  # studies named in an error message
+
+
+class ScoreRangeWarning(UserWarning):
+    """Prediction scores outside [0, 1]: ranked as given (AUROC and AUPRC depend only on their order).
+
+    Some released competition models wrote scores above 1. Operating points, being thresholds on
+    probabilities, refuse such scores.
+    """
 
 
 def _listing(items: Iterable[object]) -> str:
@@ -91,17 +101,35 @@ def _source_name(source: Source | Index, role: str) -> str:
     return os.fspath(source)
 
 
+def _check_file(name: str, role: str) -> None:
+    """A clear error unless ``name`` is something to read a CSV from (a file, or a pipe)."""
+    if not os.path.exists(name):
+        raise CSVFormatError(f"{role} file not found", file=name)
+    if os.path.isdir(name):
+        raise CSVFormatError(f"{role} must be a CSV file, not a folder", file=name)
+
+
 def _load(source: Source, role: str) -> tuple[pd.DataFrame, str]:
-    """The source as a DataFrame (of strings when read from a file), and the name used in messages."""
+    """The source as a DataFrame (of strings when read from a file), and the name used in messages.
+
+    A missing file, a folder, an empty file and a file with a header but no rows are errors
+    naming the file.
+    """
     name = _source_name(source, role)
     if isinstance(source, pd.DataFrame):
-        return source.reset_index(drop=True), name
-    try:
-        frame = pd.read_csv(name, dtype=str, keep_default_na=False)
-    except FileNotFoundError:
-        raise CSVFormatError(f"{role} file not found", file=name) from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise CSVFormatError(f"cannot be read as CSV: {exc}", file=name) from None
+        frame = source.reset_index(drop=True)
+    else:
+        _check_file(name, role)
+        try:
+            frame = pd.read_csv(name, dtype=str, keep_default_na=False)
+        except FileNotFoundError:
+            raise CSVFormatError(f"{role} file not found", file=name) from None
+        except pd.errors.EmptyDataError:
+            raise CSVFormatError(f"{role} file is empty; it needs a header and one row per image or study", file=name) from None
+        except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+            raise CSVFormatError(f"cannot be read as CSV: {exc}", file=name) from None
+    if len(frame) == 0:
+        raise CSVFormatError(f"{role} has a header but no rows", file=name)
     return frame, name
 
 
@@ -187,9 +215,13 @@ def _check_binary(values: np.ndarray, studies: np.ndarray, columns: Sequence[str
 def read_predictions(source: Source, *, aggregate: str = "max") -> StudyTable:
     """Read model scores, per image (``Path`` column) or per study (``Study`` column), into one row per study.
 
-    Image scores become study scores by ``aggregate`` ("max" or "mean"). Scores must be
-    probabilities in [0, 1]; NaN, out-of-range scores, duplicate rows and paths that are not
-    CheXpert's raise :class:`~chexpert.errors.CSVFormatError` naming the studies.
+    Image scores become study scores by ``aggregate`` ("max" or "mean"). Scores should be
+    probabilities in [0, 1], but any finite number is accepted: AUROC and AUPRC depend only on the
+    order of the scores, so scores outside [0, 1] (logits, or the slightly-over-1 scores of some
+    released competition models) are scored as given, with a :class:`ScoreRangeWarning`
+    (:func:`~chexpert.evaluate.operating_points` refuses them). NaN, infinite or empty scores,
+    duplicate rows and paths that are not CheXpert's raise
+    :class:`~chexpert.errors.CSVFormatError` naming the studies.
 
     >>> table = read_predictions("predictions.csv")  # doctest: +SKIP
     >>> table.studies[:1], table.observations[:2]  # doctest: +SKIP
@@ -202,15 +234,16 @@ def read_predictions(source: Source, *, aggregate: str = "max") -> StudyTable:
     columns = _observation_columns(frame, name, "predictions")
     keys = _keys(frame, key_column, name)
     scores = _numbers(frame, columns, keys, name)
-    for what, bad in (("NaN (or empty)", np.isnan(scores)), ("outside [0, 1]", (scores < 0) | (scores > 1))):
-        rows = bad.any(axis=1)
-        if rows.any():
-            observation = columns[int(np.argmax(bad[rows][0]))]
-            raise CSVFormatError(
-                f"scores {what} for {_listing(np.unique(keys[rows]))} (first in {observation!r}); "
-                "scores must be probabilities in [0, 1] (apply a sigmoid to logits)",
-                file=name,
-            )
+    bad = ~np.isfinite(scores)
+    rows = bad.any(axis=1)
+    if rows.any():
+        observation = columns[int(np.argmax(bad[rows][0]))]
+        raise CSVFormatError(
+            f"scores NaN (or empty) or infinite for {_listing(np.unique(keys[rows]))} (first in {observation!r}); "
+            "every study needs a finite score for every observation in the file",
+            file=name,
+        )
+    _warn_outside_unit_interval(scores, keys, columns, name)
     identity = keys if key_column == "Study" else frame[key_column].map(schema.strip_release_prefix).to_numpy(dtype=object)
     repeated = _duplicates(identity)
     if repeated:
@@ -224,6 +257,35 @@ def read_predictions(source: Source, *, aggregate: str = "max") -> StudyTable:
     else:
         values = np.add.reduceat(ordered, first, axis=0) / np.diff(np.r_[first, len(order)])[:, None]
     return StudyTable(name, studies.astype(object), tuple(columns), values)
+
+
+def _outside_unit_interval(values: np.ndarray, keys: np.ndarray, columns: Sequence[str], rows: str = "studies") -> str | None:
+    """How many ``rows`` of ``values`` hold a score outside [0, 1], the scores' range and the first study; None if none.
+
+    >>> _outside_unit_interval(np.array([[0.2], [1.77]]), np.array(["valid/patient64541/study1", "valid/patient64542/study1"]), ["Edema"])
+    "1 of 2 studies score outside [0, 1] (from 0.2 to 1.77; first valid/patient64542/study1 in 'Edema')"
+    """
+    outside = (values < 0.0) | (values > 1.0)
+    any_outside = outside.any(axis=1)
+    if not any_outside.any():
+        return None
+    first = int(np.argmax(any_outside))
+    observation = columns[int(np.argmax(outside[first]))]
+    return (
+        f"{int(any_outside.sum())} of {len(values)} {rows} score outside [0, 1] (from {values.min():g} to {values.max():g}; "
+        f"first {keys[first]} in {observation!r})"
+    )
+
+
+def _warn_outside_unit_interval(scores: np.ndarray, keys: np.ndarray, columns: Sequence[str], name: str) -> None:
+    described = _outside_unit_interval(scores, keys, columns, "rows")
+    if described is not None:
+        warnings.warn(
+            f"{name}: {described}; they are ranked as given (AUROC and AUPRC depend only on the order of the "
+            "scores), but operating points need probabilities",
+            ScoreRangeWarning,
+            stacklevel=4,
+        )
 
 
 def _image_metadata(
@@ -323,6 +385,8 @@ def read_truth(source: Source | Index) -> StudyTable:
             keys, labels, metadata = _from_image_frame(frame, name)
         else:
             keys, columns, labels = _study_level(frame, name, "truth")
+    if len(keys) == 0:
+        raise CSVFormatError("truth has a header but no rows", file=name)
     studies, values = _per_study(keys, labels, name)
     _check_binary(values, studies, columns, name, "truth")
     if metadata is not None:
@@ -334,6 +398,7 @@ def _is_release_csv(source: Source, role: str) -> bool:
     """Whether ``source`` is a file with the header of the release's train/valid/test CSVs."""
     if isinstance(source, pd.DataFrame):
         return False
+    _check_file(os.fspath(source), role)
     try:
         with open(source, encoding="utf-8-sig", newline="") as f:
             return f.readline().rstrip("\r\n") == ",".join(schema.CSV_COLUMNS)

@@ -8,17 +8,21 @@ once per distinct score.
 The bootstrap works on a matrix of resample *counts* (how often each study was drawn in each
 resample) rather than on resampled copies: each task is sorted once and all resamples are scored
 together with cumulative sums in integer arithmetic, so 2,000 resamples cost a few array passes.
+The matrix is drawn and scored in blocks of resamples (:func:`bootstrap_blocks`), so memory stays
+bounded at any number of studies, and the numbers do not depend on the block size.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterator
 from statistics import NormalDist
 
 import numpy as np
 
 from chexpert.errors import InvalidArgumentError
+from chexpert.validation import check_int
 
 __all__ = [
     "UndefinedMetricWarning",
@@ -27,7 +31,10 @@ __all__ = [
     "average_precision",
     "roc_curve",
     "precision_recall_curve",
+    "BLOCK_BYTES",
+    "bootstrap_blocks",
     "bootstrap_counts",
+    "SortedScores",
     "bootstrap_auroc",
     "bootstrap_average_precision",
     "bootstrap_roc_vertices",
@@ -154,54 +161,136 @@ def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
     return float(max(0.0, np.sum(np.diff(recall, prepend=0.0) * precision)))
 
 
+#: Bytes of resample draws held at once by :func:`bootstrap_blocks` (and so by evaluate and compare).
+BLOCK_BYTES = 64 * 2**20
+
+
+def bootstrap_blocks(
+    n: int, resamples: int, seed: int | np.random.Generator | None = 0, *, block_bytes: int | None = None
+) -> Iterator[tuple[slice, np.ndarray]]:
+    """The columns of :func:`bootstrap_counts` a block at a time: ``(columns, counts)``, counts ``(n, b)`` int32.
+
+    Resample b draws its ``n`` studies right after resample b - 1 from one generator, so the
+    blocks put together are exactly ``bootstrap_counts(n, resamples, seed)`` whatever their size,
+    and so is every result computed from them. A block holds ``b = max(2, block_bytes // (8 n))``
+    resamples (``block_bytes`` defaults to :data:`BLOCK_BYTES`, 64 MiB), so memory stays bounded
+    however many studies and resamples: drawing a block (the int64 draws, their histogram, the
+    int32 block handed out) takes about ``3 x block_bytes``, about 200 MiB by default, up to four
+    million studies, and about 48 bytes per study beyond (blocks of two resamples); one draw of
+    all resamples at once took ``24 n resamples`` bytes, 45 GiB for 2,000 resamples of a million
+    studies. A block never holds a single resample unless
+    ``resamples`` is 1: summing one column, numpy's einsum takes another summation order, and
+    average precision could change in the last bit.
+
+    >>> [(columns.start, columns.stop, counts.shape) for columns, counts in bootstrap_blocks(5, 5, block_bytes=80)]
+    [(0, 2, (5, 2)), (2, 5, (5, 3))]
+    """
+    n, resamples = check_int("n", n, low=1), check_int("resamples", resamples, low=0)
+    rng = np.random.default_rng(seed)
+    step = max(2, check_int("block_bytes", BLOCK_BYTES if block_bytes is None else block_bytes, low=1) // (8 * n))
+    first = 0
+    while first < resamples:
+        b = min(step, resamples - first)
+        if resamples - first - b == 1:
+            b += 1  # no block of one resample (see above)
+        # Drawing (b, n) after (first, n) continues the generator's stream exactly as one
+        # (resamples, n) draw would: the same studies for every seed, whatever the block size.
+        draws = rng.integers(0, n, size=(b, n), dtype=np.int64)
+        draws += np.arange(b, dtype=np.int64)[:, None] * n
+        histogram = np.bincount(draws.ravel(), minlength=b * n)
+        del draws
+        # One copy: transposed (a study's counts contiguous, for gathers by study) and narrowed.
+        yield slice(first, first + b), np.array(histogram.reshape(b, n).T, dtype=np.int32, order="C")
+        first += b
+
+
 def bootstrap_counts(n: int, resamples: int, seed: int | np.random.Generator | None = 0) -> np.ndarray:
     """``(n, resamples)`` int32 matrix: how often each of ``n`` studies is drawn in each resample.
 
-    Column b is the histogram of resample b's ``n`` draws with replacement (all drawn as one
-    ``(resamples, n)`` index matrix from ``np.random.default_rng(seed)``). The same matrix, indexed
-    by the same sorted studies, serves every task and both models of a paired comparison.
+    Column b is the histogram of resample b's ``n`` draws with replacement (the rows of one
+    ``(resamples, n)`` index matrix from ``np.random.default_rng(seed)``, drawn in blocks by
+    :func:`bootstrap_blocks`, so besides the result only a bounded block is held). The same
+    matrix, indexed by the same sorted studies, serves every task and both models of a paired
+    comparison. Scoring many studies, iterate :func:`bootstrap_blocks` instead: this matrix
+    alone is ``4 n resamples`` bytes.
 
     >>> counts = bootstrap_counts(5, 3, seed=0)
     >>> counts.shape, counts.sum(axis=0).tolist()
     ((5, 3), [5, 5, 5])
     """
-    if n < 1 or resamples < 0:
-        raise InvalidArgumentError(f"need n >= 1 studies and resamples >= 0, got n={n}, resamples={resamples}")
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n, size=(resamples, n), dtype=np.int64)
-    draws += np.arange(resamples, dtype=np.int64)[:, None] * n
-    counts = np.bincount(draws.ravel(), minlength=resamples * n).astype(np.int32).reshape(resamples, n)
-    return np.ascontiguousarray(counts.T)
+    n, resamples = check_int("n", n, low=1), check_int("resamples", resamples, low=0)
+    out = np.empty((n, resamples), dtype=np.int32)
+    for columns, counts in bootstrap_blocks(n, resamples, seed):
+        out[:, columns] = counts
+    return out
 
 
-class _Runs:
-    """One task sorted once: where each run of tied scores starts and ends among negatives and positives."""
+class SortedScores:
+    """One task's scores sorted once, to score any number of blocks of bootstrap resamples.
 
-    def __init__(self, scores: np.ndarray, labels: np.ndarray, counts: np.ndarray) -> None:
+    Holds where each run of tied scores starts and ends among negatives and positives; each
+    call then costs a gather and a cumulative sum over the block's counts (see
+    :func:`bootstrap_auroc` and :func:`bootstrap_average_precision`, which call it).
+
+    >>> task = SortedScores(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1]))
+    >>> task.bootstrap_auroc(np.array([[1, 2], [1, 0], [1, 1], [1, 1]], np.int32)).tolist()  # studies x resamples
+    [0.75, 1.0]
+    """
+
+    def __init__(self, scores: np.ndarray, labels: np.ndarray) -> None:
         scores, labels = _check(scores, labels)
-        counts = np.asarray(counts)
-        if counts.ndim != 2 or counts.shape[0] != len(scores):
-            raise InvalidArgumentError(f"counts must be (n={len(scores)}, resamples), got {counts.shape}")
         order = np.argsort(scores, kind="stable")
         ordered = scores[order]
         new_run = np.r_[True, ordered[1:] != ordered[:-1]]
         starts = np.flatnonzero(new_run)
         ends = np.r_[starts[1:], len(ordered)]
         is_positive = labels[order]
+        self.n = len(scores)
         # Integer sums stay exact; int32 holds them while 2 n^2 < 2^31.
         self.dtype = np.int32 if len(scores) < 30_000 else np.int64
-        self.positive_weights = counts[order[is_positive]].astype(self.dtype, copy=False)
+        self.positive_order = order[is_positive]
+        self.negative_order = order[~is_positive]
         self.positive_run = (np.cumsum(new_run) - 1)[is_positive]
         self.negatives_before = np.r_[0, np.cumsum(~is_positive)]
         self.positives_before = np.r_[0, np.cumsum(is_positive)]
         self.starts, self.ends = starts, ends
-        self.negative_cumsum = self._cumsum(counts[order[~is_positive]])
+
+    def _weights(self, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Resampled weight of each positive (in score order), and the cumulative weight of negatives."""
+        counts = np.asarray(counts)
+        if counts.ndim != 2 or counts.shape[0] != self.n:
+            raise InvalidArgumentError(f"counts must be (n={self.n}, resamples), got {counts.shape}")
+        return counts[self.positive_order].astype(self.dtype, copy=False), self._cumsum(counts[self.negative_order])
 
     def _cumsum(self, weights: np.ndarray) -> np.ndarray:
         """Row k: resampled weight of the first k rows (row 0 is zero)."""
         out = np.zeros((len(weights) + 1, weights.shape[1]), dtype=self.dtype)
         np.cumsum(weights, axis=0, dtype=self.dtype, out=out[1:])
         return out
+
+    def bootstrap_auroc(self, counts: np.ndarray) -> np.ndarray:
+        """AUROC of every resample (column) of ``counts``; NaN where one class is missing."""
+        positive_weights, below = self._weights(counts)
+        run = self.positive_run
+        twice_pairs = below[self.negatives_before[self.starts[run]]] + below[self.negatives_before[self.ends[run]]]
+        numerator = np.einsum("ij,ij->j", positive_weights, twice_pairs)
+        n_positive = positive_weights.sum(axis=0, dtype=np.int64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return numerator / (2.0 * n_positive * below[-1])
+
+    def bootstrap_average_precision(self, counts: np.ndarray) -> np.ndarray:
+        """Average precision of every resample (column) of ``counts``; NaN where it has no positive."""
+        positive_weights, negatives = self._weights(counts)
+        positives = self._cumsum(positive_weights)
+        run = np.unique(self.positive_run)
+        start, end = self.starts[run], self.ends[run]
+        at_least = positives[-1] - positives[self.positives_before[start]]
+        gained = positives[self.positives_before[end]] - positives[self.positives_before[start]]
+        selected = at_least + negatives[-1] - negatives[self.negatives_before[start]]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            # A run drawn zero times gains nothing, so its undefined precision does not matter.
+            precision = at_least / np.maximum(selected, 1)
+            return np.einsum("ij,ij->j", gained, precision) / positives[-1]
 
 
 def bootstrap_auroc(scores: np.ndarray, labels: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -210,19 +299,13 @@ def bootstrap_auroc(scores: np.ndarray, labels: np.ndarray, counts: np.ndarray) 
     A resample is the original studies weighted by their counts, so its AUROC is the weighted
     Mann-Whitney statistic: for each positive, the weight of negatives scoring lower plus half the
     weight of tied negatives. After one sort both are a cumulative sum over negatives read at the
-    start and at the end of the positive's run of ties. Integer arithmetic: exact.
+    start and at the end of the positive's run of ties. Integer arithmetic: exact. To score
+    several blocks of resamples, sort once with :class:`SortedScores`.
 
     >>> bootstrap_auroc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1]), np.ones((4, 1), np.int32)).tolist()
     [0.75]
     """
-    runs = _Runs(scores, labels, counts)
-    below = runs.negative_cumsum
-    run = runs.positive_run
-    twice_pairs = below[runs.negatives_before[runs.starts[run]]] + below[runs.negatives_before[runs.ends[run]]]
-    numerator = np.einsum("ij,ij->j", runs.positive_weights, twice_pairs)
-    n_positive = runs.positive_weights.sum(axis=0, dtype=np.int64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return numerator / (2.0 * n_positive * below[-1])
+    return SortedScores(scores, labels).bootstrap_auroc(counts)
 
 
 def bootstrap_average_precision(scores: np.ndarray, labels: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -234,18 +317,7 @@ def bootstrap_average_precision(scores: np.ndarray, labels: np.ndarray, counts: 
     >>> bootstrap_average_precision(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1]), np.ones((4, 1), np.int32)).round(4).tolist()
     [0.8333]
     """
-    runs = _Runs(scores, labels, counts)
-    negatives = runs.negative_cumsum
-    positives = runs._cumsum(runs.positive_weights)
-    run = np.unique(runs.positive_run)
-    start, end = runs.starts[run], runs.ends[run]
-    at_least = positives[-1] - positives[runs.positives_before[start]]
-    gained = positives[runs.positives_before[end]] - positives[runs.positives_before[start]]
-    selected = at_least + negatives[-1] - negatives[runs.negatives_before[start]]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        # A run drawn zero times gains nothing, so its undefined precision does not matter.
-        precision = at_least / np.maximum(selected, 1)
-        return np.einsum("ij,ij->j", gained, precision) / positives[-1]
+    return SortedScores(scores, labels).bootstrap_average_precision(counts)
 
 
 def bootstrap_roc_vertices(scores: np.ndarray, labels: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

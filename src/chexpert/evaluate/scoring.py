@@ -29,7 +29,7 @@ class StudyScores:
     """The aligned study-level inputs of an evaluation; row i of every array is ``studies[i]``.
 
     ``readers`` maps each radiologist to ``(studies, observations)`` 0/1 reads, NaN where that
-    radiologist's file lacks the observation.
+    radiologist's file lacks the observation. ``name`` names the predictions in messages.
     """
 
     studies: np.ndarray
@@ -37,6 +37,7 @@ class StudyScores:
     scores: np.ndarray
     labels: np.ndarray
     readers: Mapping[str, np.ndarray] = field(default_factory=dict)
+    name: str = "<predictions>"
 
     def take(self, rows: np.ndarray) -> StudyScores:
         """The studies selected by a boolean mask or integer positions (kept in key order)."""
@@ -46,6 +47,7 @@ class StudyScores:
             self.scores[rows],
             self.labels[rows],
             {name: reads[rows] for name, reads in self.readers.items()},
+            self.name,
         )
 
 
@@ -87,26 +89,58 @@ class Evaluation:
         return math.nan if counts.isna().any() else float(counts.astype(float).mean())
 
     def to_json(self) -> dict[str, Any]:
-        """The documented JSON structure (NaN written as null); with subgroups, also ``by`` and ``subgroups``.
+        """Everything the ``evaluate`` tables show, as plain JSON types (NaN written as null).
 
-        >>> evaluation.to_json()["tasks"]["Edema"]["auroc"]  # doctest: +SKIP
-        0.93
+        Top level: ``n_studies``, ``level``, ``bootstrap``, ``seed``, ``aggregate``, ``tasks``,
+        ``mean_auroc``, ``mean_auroc_ci`` and ``mean_radiologists_under_curve`` (the leaderboard's
+        "radiologists under ROC"); with subgroups also ``by`` and ``subgroups`` (each an object
+        like this one). Each task: ``auroc``, ``auroc_ci`` (bootstrap percentile),
+        ``auroc_delong_ci``, ``auprc``, ``auprc_ci``, ``positives``, ``negatives``, ``resamples``,
+        ``radiologists_under_curve`` (null where undefined or unread) and ``radiologists``: per
+        radiologist who read it, ``sensitivity``, ``specificity``, ``ppv``, ``npv``, the counts
+        ``tp``/``fp``/``tn``/``fn``, ``curve_sensitivity`` (the model's sensitivity at the
+        radiologist's false-positive rate) and ``under_curve`` (null where the curve is undefined).
+
+        >>> evaluation.to_json()["tasks"]["Edema"]["radiologists"]["bc4"]["sensitivity"]  # doctest: +SKIP
+        0.85
         """
+        readers: dict[str, dict[str, Any]] = {}
+        for point in self.radiologists.itertuples(index=False):
+            curve = _number(point.curve_sensitivity)
+            readers.setdefault(str(point.observation), {})[str(point.radiologist)] = {
+                "sensitivity": _number(point.sensitivity),
+                "specificity": _number(point.specificity),
+                "ppv": _number(point.ppv),
+                "npv": _number(point.npv),
+                **{count: int(getattr(point, count)) for count in ("tp", "fp", "tn", "fn")},
+                "curve_sensitivity": curve,
+                "under_curve": None if curve is None else bool(point.under_curve),
+            }
         tasks = {}
         for observation, row in self.table.iterrows():
-            under = row["radiologists_under_curve"]
+            under = _number(row["radiologists_under_curve"])
             tasks[str(observation)] = {
                 "auroc": _number(row["auroc"]),
                 "auroc_ci": [_number(row["auroc_lo"]), _number(row["auroc_hi"])],
+                "auroc_delong_ci": [_number(row["auroc_delong_lo"]), _number(row["auroc_delong_hi"])],
                 "auprc": _number(row["auprc"]),
+                "auprc_ci": [_number(row["auprc_lo"]), _number(row["auprc_hi"])],
                 "positives": int(row["positives"]),
-                "radiologists_under_curve": None if pd.isna(under) else int(under),
+                "negatives": int(row["negatives"]),
+                "resamples": int(row["resamples"]),
+                "radiologists_under_curve": None if under is None else int(under),
+                "radiologists": readers.get(str(observation), {}),
             }
         result: dict[str, Any] = {
             "n_studies": self.n_studies,
+            "level": self.level,
+            "bootstrap": self.bootstrap,
+            "seed": self.seed,
+            "aggregate": self.aggregate,
             "tasks": tasks,
             "mean_auroc": _number(self.mean_auroc),
             "mean_auroc_ci": [_number(x) for x in self.mean_auroc_ci],
+            "mean_radiologists_under_curve": _number(self.mean_radiologists_under_curve),
         }
         if self.by is not None:
             result["by"] = self.by
@@ -166,6 +200,9 @@ class Comparison:
 
 
 def _number(value: Any) -> float | None:
+    """``value`` as a float for JSON; None for NaN (and for pd.NA or None)."""
+    if value is None or value is pd.NA:
+        return None
     value = float(value)
     return None if math.isnan(value) else value
 
@@ -211,12 +248,35 @@ def _interval(values: np.ndarray, level: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+def _bootstrap(
+    models: Sequence[np.ndarray], labels: np.ndarray, bootstrap: int, seed: int, *, average_precision: bool = True
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per model (scores ``(studies, tasks)``): AUROC and average precision of every resample, ``(bootstrap, tasks)``.
+
+    NaN for tasks with one class. Every model is scored on the same resamples (a paired
+    bootstrap), drawn and scored a block at a time (:func:`metrics.bootstrap_blocks`) with each
+    task sorted once, so memory stays bounded whatever the number of studies.
+    """
+    n, k = labels.shape
+    positives = labels.sum(axis=0)
+    defined = [j for j in range(k) if 0 < positives[j] < n]
+    tasks = [{j: metrics.SortedScores(scores[:, j], labels[:, j]) for j in defined} for scores in models]
+    results = [(np.full((bootstrap, k), np.nan), np.full((bootstrap, k), np.nan)) for _ in models]
+    if bootstrap and defined:
+        for columns, counts in metrics.bootstrap_blocks(n, bootstrap, seed):
+            for sorted_tasks, (aurocs, aps) in zip(tasks, results):
+                for j, task in sorted_tasks.items():
+                    aurocs[columns, j] = task.bootstrap_auroc(counts)
+                    if average_precision:
+                        aps[columns, j] = task.bootstrap_average_precision(counts)
+    return results
+
+
 def _score(
     data: StudyScores, *, bootstrap: int, seed: int, level: float, aggregate: str, context: str = ""
 ) -> Evaluation:
     n, observations = len(data.studies), data.observations
-    counts = metrics.bootstrap_counts(n, bootstrap, seed)
-    resampled = np.full((bootstrap, len(observations)), np.nan)
+    [(resampled, resampled_ap)] = _bootstrap([data.scores], data.labels, bootstrap, seed)
     rows, reader_rows, one_class = [], [], []
     for j, observation in enumerate(observations):
         scores, labels = data.scores[:, j], data.labels[:, j]
@@ -231,13 +291,8 @@ def _score(
             row["auroc"] = metrics.auroc(scores, labels) if defined else math.nan
             row["auroc_delong_lo"], row["auroc_delong_hi"] = metrics.delong_interval(scores, labels, level) if defined else (math.nan, math.nan)
             row["auprc"] = metrics.average_precision(scores, labels) if positives else math.nan
-        if bootstrap and defined:
-            resampled[:, j] = metrics.bootstrap_auroc(scores, labels, counts)
-            ap = metrics.bootstrap_average_precision(scores, labels, counts)
-        else:
-            ap = np.full(bootstrap, np.nan)
         row["auroc_lo"], row["auroc_hi"] = _interval(resampled[:, j], level)
-        row["auprc_lo"], row["auprc_hi"] = _interval(ap, level)
+        row["auprc_lo"], row["auprc_hi"] = _interval(resampled_ap[:, j], level)
         row["resamples"] = int(np.isfinite(resampled[:, j]).sum())
         if defined and row["resamples"] < bootstrap:
             one_class.append(f"{observation} {bootstrap - row['resamples']}")
@@ -248,7 +303,9 @@ def _score(
         ]
         reader_rows += points
         row["radiologists"] = len(points)
-        row["radiologists_under_curve"] = sum(bool(p["under_curve"]) for p in points) if points and defined else pd.NA
+        # A float column: NaN (not pd.NA) where undefined, so that a row read from the table holds
+        # plain floats (a nullable column turns every NaN of the row into pd.NA).
+        row["radiologists_under_curve"] = float(sum(bool(p["under_curve"]) for p in points)) if points and defined else math.nan
         rows.append(row)
     if one_class:
         _warn(
@@ -260,7 +317,6 @@ def _score(
         "auprc", "auprc_lo", "auprc_hi", "resamples", "radiologists", "radiologists_under_curve",
     ]  # fmt: skip
     table = pd.DataFrame(rows).set_index("observation")[columns]
-    table["radiologists_under_curve"] = table["radiologists_under_curve"].astype("Int64")
     reader_table = pd.DataFrame(
         reader_rows,
         columns=["radiologist", "observation", "tp", "fp", "tn", "fn", "sensitivity", "specificity", "ppv", "npv", "curve_sensitivity", "under_curve"],
@@ -309,6 +365,9 @@ def evaluate(
     of studies (``seed``, shared by every task) give percentile intervals at ``level``. ``by``
     ("sex", "age-band", "projection") scores each subgroup too, from the truth's image metadata or
     from ``metadata`` (an Index, ``valid.csv`` or ``test.csv``) when the truth is study-level.
+    Resamples are drawn and scored in blocks (:func:`~chexpert.evaluate.metrics.bootstrap_blocks`:
+    about 200 MiB of working memory at any number of studies, the same numbers as one draw).
+    Scores outside [0, 1] are ranked as given, with a :class:`~chexpert.evaluate.ScoreRangeWarning`.
 
     >>> result = evaluate("predictions.csv", "CheXpert-v1.0-small/valid.csv")  # doctest: +SKIP
     >>> result.table.loc["Edema", ["auroc", "auroc_lo", "auroc_hi"]]  # doctest: +SKIP
@@ -324,7 +383,7 @@ def evaluate(
         name: io.align(table, truth_table, f"radiologist {name!r}").select(observations)
         for name, table in io.read_radiologists(radiologists).items()
     }
-    data = StudyScores(truth_table.studies, observations, scores.values, _labels(truth_table, observations, scores.name), readers)
+    data = StudyScores(truth_table.studies, observations, scores.values, _labels(truth_table, observations, scores.name), readers, scores.name)
     score = functools.partial(_score, bootstrap=bootstrap, seed=seed, level=level, aggregate=aggregate)
     result = score(data)
     if by is None:
@@ -332,7 +391,9 @@ def evaluate(
     if metadata is None and truth_table.metadata is None:
         metadata = found_metadata
     groups = io.subgroup_of(io.study_metadata(truth_table, metadata), by)
-    subgroups = {group: score(data.take(groups == group), context=f"{by} {group}: ") for group in io.subgroup_order(by, groups)}
+    subgroups = {}
+    for group in io.subgroup_order(by, groups):  # a loop, not a comprehension: warnings point at the caller
+        subgroups[group] = score(data.take(groups == group), context=f"{by} {group}: ")
     return replace(result, by=by, subgroups=subgroups)
 
 
@@ -367,8 +428,9 @@ def compare(
         raise CSVFormatError(f"no observation is scored by both {first.name} and {second.name}")
     labels = _labels(truth_table, observations, first.name)
     n = len(truth_table)
-    counts = metrics.bootstrap_counts(n, bootstrap, seed)
-    differences = np.full((bootstrap, len(observations)), np.nan)
+    # One set of resamples for both files: the interval of the difference is paired.
+    (resampled_a, _), (resampled_b, _) = _bootstrap([first.select(observations), second.select(observations)], labels, bootstrap, seed, average_precision=False)
+    differences = resampled_a - resampled_b
     aurocs = np.full((2, len(observations)), np.nan)
     rows = []
     for j, observation in enumerate(observations):
@@ -381,8 +443,6 @@ def compare(
                 warnings.simplefilter("ignore", UndefinedMetricWarning)
                 aurocs[:, j] = [metrics.auroc(s, y) for s in pair]
                 test = metrics.delong_test(*pair, y, level)
-            if bootstrap:
-                differences[:, j] = metrics.bootstrap_auroc(pair[0], y, counts) - metrics.bootstrap_auroc(pair[1], y, counts)
         lo, hi = _interval(differences[:, j], level)
         rows.append(
             {
@@ -423,13 +483,21 @@ def operating_points(
     ``criterion`` is "sensitivity" or "specificity" (the threshold reaching at least ``target``
     with the best other rate), "youden" (maximum sensitivity + specificity - 1) or "radiologists"
     (at least the radiologists' mean specificity on that observation; only where they read it).
-    A study is called positive when its score is at least ``threshold``.
+    A study is called positive when its score is at least ``threshold``. Thresholds are
+    probabilities: scores outside [0, 1] (accepted by :func:`evaluate` with a warning, since
+    ranking them is well defined) raise :class:`~chexpert.errors.CSVFormatError` here.
 
     >>> operating_points(result, sensitivity=[0.9])  # doctest: +SKIP
     """
     if isinstance(sensitivity, int | float) or isinstance(specificity, int | float):
         raise TypeError("sensitivity= and specificity= take sequences of targets, e.g. [0.9, 0.95]")
     data, rows = evaluation.data, []
+    outside = io._outside_unit_interval(data.scores, data.studies, data.observations)
+    if outside is not None:
+        raise CSVFormatError(
+            f"operating points are thresholds on probabilities, but {outside}; pass scores in [0, 1] (apply a sigmoid to logits)",
+            file=data.name,
+        )
     mean_specificity = evaluation.radiologists.groupby("observation")["specificity"].mean() if radiologists else pd.Series(dtype=float)
     for j, observation in enumerate(data.observations):
         scores, labels = data.scores[:, j], data.labels[:, j]

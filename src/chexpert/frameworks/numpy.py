@@ -12,27 +12,117 @@ under a policy, computed once for every row) and is shared by the framework load
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from chexpert import schema
 from chexpert.errors import InvalidArgumentError
-from chexpert.policy import Policy, apply
-from chexpert.sampling import EpochPasses, EpochSampler, shard_of
+from chexpert.index import Index
+from chexpert.policy import Policy, SoftLabels, Targets, apply
+from chexpert.sampling import EpochPasses, EpochSampler, balanced_weights, shard_of
 from chexpert.store import IMAGES, Store
 
-if TYPE_CHECKING:
-    import pandas as pd
+__all__ = ["StoreArrays", "NumpyLoader", "jax_rank", "store_rows", "balance_weights"]
 
-__all__ = ["StoreArrays", "NumpyLoader", "jax_rank"]
+_SHOWN = 5  # paths named in an error message
+
+
+def _image_keys(index: Index) -> np.ndarray:
+    """One int64 per image, from the columns its path is parsed into (split, patient, study, view, frontal).
+
+    Equal for the same image whatever the release prefix of its CSV path (small or full release).
+    """
+    key = index.study_ids() * 1_000 + index.view.astype(np.int64)
+    return key * 2 + index.frontal.astype(np.int64)
+
+
+def store_rows(store: Store, rows: np.ndarray | Sequence[int] | Index | None) -> np.ndarray:
+    """Store row numbers (int64) for a selection: row numbers, a boolean mask over the store, or an Index.
+
+    An :class:`~chexpert.index.Index` (what :func:`chexpert.select`, :func:`chexpert.split_patients`
+    and :func:`chexpert.kfold` return) is matched to the store by image path, ignoring the release
+    prefix, and keeps its order (and any repeated rows). Images the store does not hold, and images
+    whose raw labels differ from the store's (a store prepared from other labels), are errors
+    naming them: a loader never trains on other rows or other labels than those asked for.
+
+    >>> parts = chexpert.split_patients(store.index, seed=0)  # doctest: +SKIP
+    >>> store_rows(store, parts["valid"])[:3]  # doctest: +SKIP
+    array([ 12,  13, 102])
+    """
+    n = len(store)
+    if rows is None:
+        return np.arange(n, dtype=np.int64)
+    if isinstance(rows, Index):
+        return _rows_of_index(store, rows)
+    rows = np.asarray(rows)
+    if rows.dtype == bool:
+        if rows.ndim != 1 or len(rows) != n:
+            raise InvalidArgumentError(f"boolean rows has {len(rows)} entries for a store of {n} rows")
+        return np.flatnonzero(rows)
+    if rows.ndim != 1 or (rows.size and rows.dtype.kind not in "iu"):
+        raise InvalidArgumentError(
+            f"rows must be store row numbers, a boolean mask or an Index (a selection or split), got {rows.dtype} {rows.shape}"
+        )
+    rows = rows.astype(np.int64)
+    if rows.size and (rows.min() < 0 or rows.max() >= n):
+        raise InvalidArgumentError(f"rows must be in 0..{n - 1} for a store of {n} rows")
+    return rows
+
+
+def balance_weights(targets: Targets, balance: str | Sequence[str] | None) -> np.ndarray | None:
+    """Class-balanced sampling weights for the loaders' ``balance=``: None, an observation, or several.
+
+    Positives (under the policy: :meth:`~chexpert.policy.Targets.positive`) and the other rows of
+    each named observation are drawn equally often; several observations are balanced in turn
+    (see :func:`chexpert.sampling.balanced_weights`). None gives None (every row once per epoch).
+
+    >>> loader = NumpyLoader(store, batch_size=64, policy="u-ones", balance="Edema")  # doctest: +SKIP
+    """
+    if balance is None:
+        return None
+    positive = targets.positive(balance)
+    try:
+        return balanced_weights(positive)
+    except InvalidArgumentError:
+        names = (balance,) if isinstance(balance, str) else tuple(balance)
+        counts = ", ".join(f"{name} {int(positive[:, j].sum())} positive of {len(positive)}" for j, name in enumerate(names))
+        raise InvalidArgumentError(f"balance= needs positives and other rows for every observation named; {counts}") from None
+
+
+def _rows_of_index(store: Store, index: Index) -> np.ndarray:
+    held = _image_keys(store.index)
+    order = np.argsort(held, kind="stable")  # the first of repeated store rows wins
+    wanted = _image_keys(index)
+    at = np.minimum(np.searchsorted(held, wanted, sorter=order), max(len(held) - 1, 0))
+    found = order[at] if len(held) else np.zeros(len(wanted), dtype=np.int64)
+    missing = np.flatnonzero(held[found] != wanted) if len(held) else np.arange(len(wanted))
+    if len(missing):
+        shown = ", ".join(str(p) for p in index.path[missing[:_SHOWN]])
+        more = f" and {len(missing) - _SHOWN} more" if len(missing) > _SHOWN else ""
+        raise InvalidArgumentError(
+            f"{len(missing)} of the {len(index)} images selected are not in the store {store.path}: {shown}{more}; "
+            "prepare a store of them (chexpert.prepare(release, out, index=...)) or select from store.index"
+        )
+    differ = np.flatnonzero((store.index.labels[found] != index.labels).any(axis=1))
+    if len(differ):
+        first = int(differ[0])
+        observation = schema.OBSERVATIONS[int(np.argmax(store.index.labels[found[first]] != index.labels[first]))]
+        raise InvalidArgumentError(
+            f"{len(differ)} of the images selected have other raw labels than in the store {store.path} "
+            f"(first {index.path[first]}, {observation!r}): the store was prepared from other labels; prepare it again "
+            "from this index, or select from store.index"
+        )
+    return found.astype(np.int64)
 
 
 class StoreArrays:
     """A store's pixels with targets under ``policy``, gathered a batch at a time.
 
-    Position i is store row ``rows[i]`` (default: every row). Targets, mask and (for
+    Position i is store row ``rows[i]`` (default: every row); ``rows`` takes row numbers, a
+    boolean mask or an Index such as a split (see :func:`store_rows`). Targets, mask and (for
     U-MultiClass) classes are computed once, here; a batch is then a few fancy-index gathers.
     Pickling (for spawned workers) carries the store's path, not its pixels: the memory map is
     reopened on the other side.
@@ -48,8 +138,8 @@ class StoreArrays:
         store: Store | StoreArrays,
         *,
         policy: str | Policy = "u-ignore",
-        rows: np.ndarray | None = None,
-        soft_labels: pd.DataFrame | Mapping[str, Mapping[str, float]] | None = None,
+        rows: np.ndarray | Sequence[int] | Index | None = None,
+        soft_labels: SoftLabels | None = None,
     ) -> StoreArrays:
         """``store`` itself when it is already a StoreArrays (which then owns rows and soft labels)."""
         if isinstance(store, StoreArrays):
@@ -63,24 +153,12 @@ class StoreArrays:
         store: Store,
         *,
         policy: str | Policy = "u-ignore",
-        rows: np.ndarray | None = None,
-        soft_labels: pd.DataFrame | Mapping[str, Mapping[str, float]] | None = None,
+        rows: np.ndarray | Sequence[int] | Index | None = None,
+        soft_labels: SoftLabels | None = None,
     ) -> None:
-        n = len(store)
-        if rows is None:
-            rows = np.arange(n, dtype=np.int64)
-        else:
-            rows = np.asarray(rows)
-            if rows.dtype == bool:
-                if len(rows) != n:
-                    raise InvalidArgumentError(f"boolean rows has {len(rows)} entries for a store of {n} rows")
-                rows = np.flatnonzero(rows)
-            if rows.ndim != 1 or (rows.size and rows.dtype.kind not in "iu"):
-                raise InvalidArgumentError(f"rows must be a 1-D array of row numbers or a boolean mask, got {rows.dtype} {rows.shape}")
-            rows = rows.astype(np.int64)
-            if rows.size and (rows.min() < 0 or rows.max() >= n):
-                raise InvalidArgumentError(f"rows must be in 0..{n - 1} for a store of {n} rows")
+        rows = store_rows(store, rows)
         targets = apply(policy, store.index.take(rows), soft_labels=soft_labels)
+        self.policy_targets = targets
         self.path: Path = store.path
         self.images: np.ndarray = store.images
         self.rows = rows
@@ -140,7 +218,10 @@ class NumpyLoader(EpochPasses):
     (B, H, W, 1) (channels last, as JAX/Flax convolutions expect). Each pass over the loader is
     the next epoch (starting at 0); :meth:`set_epoch` chooses one. ``rank``/``world_size`` shard
     the epoch; ``jax_process=True`` takes them from ``jax.process_index()`` and
-    ``jax.process_count()``. Arrays are plain NumPy, ready for ``jax.device_put``.
+    ``jax.process_count()``. ``rows`` selects store rows as :class:`StoreArrays` does (an Index such
+    as a split included). ``balance`` (an observation or several) samples class-balanced epochs
+    (see :func:`balance_weights`): as many rows as a plain epoch, drawn with replacement,
+    deterministic per seed and epoch. Arrays are plain NumPy, ready for ``jax.device_put``.
 
     >>> loader = NumpyLoader(store, batch_size=128, seed=3, jax_process=True)  # doctest: +SKIP
     >>> batch = next(iter(loader)); batch["image"].shape  # doctest: +SKIP
@@ -153,18 +234,22 @@ class NumpyLoader(EpochPasses):
         batch_size: int = 64,
         *,
         policy: str | Policy = "u-ignore",
-        rows: np.ndarray | None = None,
+        rows: np.ndarray | Sequence[int] | Index | None = None,
         shuffle: bool = True,
         seed: int = 0,
         drop_last: bool = False,
         rank: int | None = None,
         world_size: int | None = None,
         jax_process: bool = False,
-        soft_labels: pd.DataFrame | Mapping[str, Mapping[str, float]] | None = None,
+        soft_labels: SoftLabels | None = None,
+        balance: str | Sequence[str] | None = None,
     ) -> None:
         self.arrays = StoreArrays.of(store, policy=policy, rows=rows, soft_labels=soft_labels)
         rank, world_size = shard_of(rank, world_size, given=jax_rank() if jax_process else None, given_by="jax_process=True")
-        sampler = EpochSampler(len(self.arrays), batch_size, shuffle=shuffle, seed=seed, rank=rank, world_size=world_size, drop_last=drop_last)
+        sampler = EpochSampler(
+            len(self.arrays), batch_size, shuffle=shuffle, seed=seed, rank=rank, world_size=world_size, drop_last=drop_last,
+            weights=balance_weights(self.arrays.policy_targets, balance),
+        )  # fmt: skip
         super().__init__(sampler)
 
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:

@@ -13,19 +13,18 @@ PyTorch and NumPy loaders. Each pass over the dataset is the next epoch, which i
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow as tf
 
-from chexpert.frameworks.numpy import StoreArrays
-from chexpert.policy import Policy
+from chexpert.frameworks.numpy import StoreArrays, balance_weights
+from chexpert.index import Index
+from chexpert.policy import Policy, SoftLabels
 from chexpert.sampling import EpochPasses, EpochSampler, shard_of
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from chexpert.store import Store
 
 __all__ = ["to_tf_dataset"]
@@ -36,7 +35,7 @@ def to_tf_dataset(
     batch_size: int = 64,
     *,
     policy: str | Policy = "u-ignore",
-    rows: np.ndarray | None = None,
+    rows: np.ndarray | Sequence[int] | Index | None = None,
     shuffle: bool = True,
     seed: int = 0,
     epoch: int = 0,
@@ -45,7 +44,8 @@ def to_tf_dataset(
     world_size: int | None = None,
     input_context: tf.distribute.InputContext | None = None,
     as_supervised: bool = False,
-    soft_labels: pd.DataFrame | Mapping[str, Mapping[str, float]] | None = None,
+    soft_labels: SoftLabels | None = None,
+    balance: str | Sequence[str] | None = None,
 ) -> tf.data.Dataset:
     """A ``tf.data.Dataset`` of batches from a prepared store.
 
@@ -54,10 +54,13 @@ def to_tf_dataset(
     the policy has three-way (U-MultiClass) columns. ``as_supervised=True`` gives
     ``(image, targets, weights)`` tuples instead, the mask as float32 weights, for Keras.
 
-    The first pass is epoch ``epoch``, each further pass the next. ``rows`` selects store rows
-    (row numbers or a boolean mask). Shard with ``rank``/``world_size`` or a
-    ``tf.distribute.InputContext`` (``distribute_datasets_from_function``); ``batch_size`` is
-    then per input pipeline (``input_context.get_per_replica_batch_size(global_batch)``).
+    The first pass is epoch ``epoch``, each further pass the next. ``rows`` selects store rows:
+    row numbers, a boolean mask, or an Index such as a split (``chexpert.split_patients``),
+    matched by image path. ``balance`` (an observation, or several) samples class-balanced epochs
+    with replacement, as the PyTorch and NumPy loaders do (same rows for a seed and epoch). Shard
+    with ``rank``/``world_size`` or a ``tf.distribute.InputContext``
+    (``distribute_datasets_from_function``); ``batch_size`` is then per input pipeline
+    (``input_context.get_per_replica_batch_size(global_batch)``).
 
     >>> ds = strategy.distribute_datasets_from_function(
     ...     lambda ctx: to_tf_dataset(store, ctx.get_per_replica_batch_size(256), input_context=ctx))  # doctest: +SKIP
@@ -65,7 +68,10 @@ def to_tf_dataset(
     pipeline = (input_context.input_pipeline_id, input_context.num_input_pipelines) if input_context is not None else None
     rank, world_size = shard_of(rank, world_size, given=pipeline, given_by="input_context")
     arrays = StoreArrays.of(store, policy=policy, rows=rows, soft_labels=soft_labels)
-    sampler = EpochSampler(len(arrays), batch_size, shuffle=shuffle, seed=seed, rank=rank, world_size=world_size, drop_last=drop_last)
+    sampler = EpochSampler(
+        len(arrays), batch_size, shuffle=shuffle, seed=seed, rank=rank, world_size=world_size, drop_last=drop_last,
+        weights=balance_weights(arrays.policy_targets, balance),
+    )  # fmt: skip
     passes = _Passes(sampler, epoch)
     # One Python call per pass lays out the epoch's batches; the per-batch Python work is then
     # the gather alone. (A from_generator source would be a second Python thread per batch, and

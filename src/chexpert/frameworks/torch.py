@@ -21,8 +21,8 @@ into floats there with :mod:`chexpert.augment`.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,16 +30,13 @@ import torch.distributed
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from chexpert.errors import InvalidArgumentError
-from chexpert.frameworks.numpy import StoreArrays
+from chexpert.frameworks.numpy import StoreArrays, balance_weights
 from chexpert.imaging import RESIZE_MODES, decode_resized
 from chexpert.index import Index
-from chexpert.policy import Policy, apply
+from chexpert.policy import Policy, SoftLabels, apply
 from chexpert.release import Release, open_release
 from chexpert.sampling import EpochPasses, EpochSampler, shard_of
 from chexpert.store import Store
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 __all__ = ["StoreDataset", "JPEGDataset", "EpochBatchSampler", "dataloader", "resolve_rank"]
 
@@ -62,6 +59,10 @@ def _tensors(batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
 class StoreDataset(Dataset[dict[str, torch.Tensor]]):
     """A prepared store as a map-style Dataset: item i is store row ``rows[i]`` (default: row i).
 
+    ``rows`` takes store row numbers, a boolean mask, or an Index: a selection or a split of the
+    store's images (``chexpert.split_patients(...)["train"]``), matched by image path (see
+    :func:`~chexpert.frameworks.numpy.store_rows`).
+
     Targets follow ``policy`` (a name from ``chexpert.policy.PRESETS`` or a Policy), computed
     once for all rows. Indexing one item works with any sampler; :func:`dataloader` instead calls
     :meth:`batch`, which reads a whole batch with one gather.
@@ -76,8 +77,8 @@ class StoreDataset(Dataset[dict[str, torch.Tensor]]):
         store: Store,
         *,
         policy: str | Policy = "u-ignore",
-        rows: np.ndarray | None = None,
-        soft_labels: pd.DataFrame | Mapping[str, Mapping[str, float]] | None = None,
+        rows: np.ndarray | Sequence[int] | Index | None = None,
+        soft_labels: SoftLabels | None = None,
     ) -> None:
         self.arrays = StoreArrays(store, policy=policy, rows=rows, soft_labels=soft_labels)
         self.observations = self.arrays.observations
@@ -127,7 +128,7 @@ class JPEGDataset(Dataset[dict[str, torch.Tensor]]):
         resize: str = "pad",
         splits: str | Sequence[str] | None = None,
         policy: str | Policy = "u-ignore",
-        soft_labels: pd.DataFrame | Mapping[str, Mapping[str, float]] | None = None,
+        soft_labels: SoftLabels | None = None,
     ) -> None:
         if resize not in RESIZE_MODES:
             raise InvalidArgumentError(f"resize must be one of {', '.join(RESIZE_MODES)}, not {resize!r}")
@@ -146,6 +147,7 @@ class JPEGDataset(Dataset[dict[str, torch.Tensor]]):
             release = source if isinstance(source, Release) else open_release(source)
             index = release.index(splits)
         targets = apply(policy, index, soft_labels=soft_labels)
+        self.policy_targets = targets
         self.release: Release = index.release  # type: ignore[assignment]
         self.paths = index.path
         self.size, self.resize = size, resize
@@ -193,7 +195,8 @@ class EpochBatchSampler(Sampler[np.ndarray], EpochPasses):
     pass (as with DistributedSampler, e.g. after resuming from a checkpoint). Rank and world size
     come from the arguments or ``torch.distributed``. Shards are disjoint and of equal length; to
     make them equal, the epoch is padded by wrapping around to a multiple of the world size
-    (``drop_last`` cuts instead), exactly as ``DistributedSampler`` does.
+    (``drop_last`` cuts instead), exactly as ``DistributedSampler`` does. ``weights`` draws each
+    epoch with replacement in proportion to them (see :class:`~chexpert.sampling.EpochSampler`).
 
     >>> sampler = EpochBatchSampler(1000, batch_size=64, seed=0, rank=1, world_size=4)
     >>> len(sampler)
@@ -210,10 +213,12 @@ class EpochBatchSampler(Sampler[np.ndarray], EpochPasses):
         drop_last: bool = False,
         rank: int | None = None,
         world_size: int | None = None,
+        weights: np.ndarray | None = None,
     ) -> None:
         rank, world_size = resolve_rank(rank, world_size)
         EpochPasses.__init__(
-            self, EpochSampler(rows, batch_size, shuffle=shuffle, seed=seed, rank=rank, world_size=world_size, drop_last=drop_last)
+            self,
+            EpochSampler(rows, batch_size, shuffle=shuffle, seed=seed, rank=rank, world_size=world_size, drop_last=drop_last, weights=weights),
         )
 
     def __iter__(self) -> Iterator[np.ndarray]:
@@ -244,7 +249,7 @@ def dataloader(
     batch_size: int = 64,
     *,
     policy: str | Policy = "u-ignore",
-    rows: np.ndarray | None = None,
+    rows: np.ndarray | Sequence[int] | Index | None = None,
     shuffle: bool = True,
     seed: int = 0,
     drop_last: bool = False,
@@ -255,24 +260,41 @@ def dataloader(
     persistent_workers: bool = False,
     prefetch_factor: int | None = None,
     multiprocessing_context: Any = None,
+    balance: str | Sequence[str] | None = None,
 ) -> DataLoader[dict[str, torch.Tensor]]:
     """A DataLoader over a store (or a dataset) that fetches each batch in one call.
 
-    ``policy`` and ``rows`` (a selection of store rows) apply when ``data`` is a Store. The
+    ``policy`` and ``rows`` apply when ``data`` is a Store: ``rows`` selects store rows by number,
+    boolean mask, or an Index such as a split (matched by image path), so a split goes straight in::
+
+        parts = chexpert.split_patients(store.index, seed=0)
+        loader = dataloader(store, rows=parts["train"], policy="u-ones")
+
+    The
     loader's sampler is an :class:`EpochBatchSampler` (``loader.batch_sampler`` is None; reach it
     as ``loader.sampler``): batches are the same for a seed and epoch whatever ``num_workers``,
-    and each pass over the loader is the next epoch.
+    and each pass over the loader is the next epoch. ``balance`` (an observation, or several)
+    makes each epoch class-balanced: as many rows, drawn with replacement so that the positives
+    and the other rows of each observation named come equally often (see
+    :func:`~chexpert.frameworks.numpy.balance_weights`), the same for a seed and epoch.
 
     >>> loader = dataloader(store, batch_size=64, num_workers=4, pin_memory=True)  # doctest: +SKIP
+    >>> balanced = dataloader(store, batch_size=64, policy="u-ones", balance="Pneumothorax")  # doctest: +SKIP
     >>> loader.sampler.set_epoch(5)  # doctest: +SKIP
     """
     if isinstance(data, Store):
         data = StoreDataset(data, policy=policy, rows=rows)
     elif rows is not None:
-        raise InvalidArgumentError("rows selects store rows; for a dataset, make the dataset with rows= instead")
+        raise InvalidArgumentError(
+            "rows selects rows of a Store; a dataset brings its own: StoreDataset(store, rows=...), or a JPEGDataset made "
+            "from the selection itself (JPEGDataset(index) with an Index from release.index())"
+        )
     if not isinstance(data, StoreDataset | JPEGDataset):
         raise TypeError(f"data must be a Store, StoreDataset or JPEGDataset, not {type(data).__name__}")
-    sampler = EpochBatchSampler(len(data), batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last, rank=rank, world_size=world_size)
+    weights = balance_weights(data.arrays.policy_targets if isinstance(data, StoreDataset) else data.policy_targets, balance)
+    sampler = EpochBatchSampler(
+        len(data), batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last, rank=rank, world_size=world_size, weights=weights
+    )
     return DataLoader(
         _Batches(data),
         batch_size=None,

@@ -38,7 +38,7 @@ from chexpert.errors import InvalidArgumentError, StoreError, option
 from chexpert.frameworks.hf import png_bytes
 from chexpert.frameworks.numpy import StoreArrays
 from chexpert.index import Index
-from chexpert.policy import Policy, get_policy
+from chexpert.policy import PRESETS, Policy, SoftLabels, get_policy
 from chexpert.sampling import EpochSampler
 
 if TYPE_CHECKING:
@@ -59,15 +59,20 @@ def export_webdataset(
     shard_size: int = 5000,
     policy: str | Policy | None = None,
     image_format: str = "npy",
-    rows: np.ndarray | None = None,
+    rows: np.ndarray | Index | None = None,
     shuffle: bool = True,
     seed: int = 0,
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    soft_labels: SoftLabels | None = None,
 ) -> list[Path]:
     """Write the store's rows (or ``rows``) as tar shards of ``shard_size`` samples into ``out``.
 
-    Returns the shard paths. ``policy`` adds targets and mask (see the module docstring).
+    Returns the shard paths. ``rows`` selects store rows: row numbers, a boolean mask, or an
+    Index (a split or selection, matched by image path; see
+    :func:`~chexpert.frameworks.numpy.store_rows`). ``policy`` adds targets and mask (see the
+    module docstring); ``soft_labels`` feeds its U-SelfTrained columns (see
+    :func:`chexpert.policy.apply`), as ``chexpert-paper-best`` needs.
     ``out`` must be new or empty unless ``overwrite``, which first removes the shards and
     manifest of an earlier export there. ``progress(done, total)`` is called after each shard.
 
@@ -80,7 +85,13 @@ def export_webdataset(
     if image_format not in IMAGE_FORMATS:
         raise InvalidArgumentError(f"image_format must be one of {', '.join(IMAGE_FORMATS)}, not {image_format!r}")
     resolved = get_policy(policy) if policy is not None else None
-    arrays = StoreArrays(store, policy=resolved if resolved is not None else "u-ignore", rows=rows)
+    if soft_labels is not None and (resolved is None or not resolved.soft_label_observations):
+        raise InvalidArgumentError(
+            f"{option('soft_labels')} feeds a policy's U-SelfTrained columns, but "
+            + ("no policy is given" if resolved is None else "this policy has none")
+            + f"; presets with one: {', '.join(n for n, p in PRESETS.items() if p.soft_label_observations)}"
+        )
+    arrays = StoreArrays(store, policy=resolved if resolved is not None else "u-ignore", rows=rows, soft_labels=soft_labels)
     out = Path(out)
     _prepare_folder(out, overwrite)
 
@@ -105,7 +116,9 @@ def export_webdataset(
         "samples": n,
         "image": {"format": image_format, "size": int(store.size), "resize": store.resize, "dtype": "uint8"},
         "labels": {"observations": list(schema.OBSERVATIONS), "codes": {c.name.lower(): int(c) for c in schema.Code}},
-        "policy": None if resolved is None else {"repr": repr(resolved), "observations": list(arrays.observations)},
+        "policy": None
+        if resolved is None
+        else {"repr": repr(resolved), "observations": list(arrays.observations), "soft_labels": soft_labels is not None},
         "store": {"path": str(store.path), "source": store.manifest.get("source")},
         "shuffle": shuffle,
         "seed": seed,
