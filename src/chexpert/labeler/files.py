@@ -23,6 +23,7 @@ only with ``overwrite``, and never when it is the input itself.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import io
@@ -231,7 +232,8 @@ def _csv(path: Path, text: io.TextIOWrapper[Any], counter: _Counting, column: st
         except StopIteration:
             return None
         except UnicodeDecodeError as exc:
-            raise CSVFormatError(f"not {text.encoding} text ({exc.reason}); pass {option('encoding', 'latin-1')} or the file's encoding", file=str(path), row=reader.line_num + 1) from None
+            # The text is decoded a block ahead of the rows: find the line of the bad byte itself.
+            raise CSVFormatError(f"not {text.encoding} text ({exc.reason}); pass {option('encoding', 'latin-1')} or the file's encoding", file=str(path), row=_undecodable_line(path, text.encoding)) from None
         except csv.Error as exc:
             raise CSVFormatError(f"{exc} (reports are limited to {MAX_REPORT:,} characters)" if "field larger" in str(exc) else str(exc), file=str(path), row=reader.line_num) from None
         line = reader.line_num
@@ -288,6 +290,18 @@ def _csv(path: Path, text: io.TextIOWrapper[Any], counter: _Counting, column: st
             yield [row[i] for i in kept_at], row[text_at]
 
     return _Source(kept_names, rows(), total, lambda: counter.count)
+
+
+def _undecodable_line(path: Path, encoding: str) -> int | None:
+    """The 1-based line of ``path`` holding its first byte that ``encoding`` cannot decode."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    with path.open("rb") as file:
+        for number, line in enumerate(file, 1):
+            try:
+                decoder.decode(line)
+            except UnicodeDecodeError:
+                return number
+    return None
 
 
 def _folder(root: Path, encoding: str) -> _Source:

@@ -508,6 +508,8 @@ def decide(
             break
         if rule.kind == PSEUDO or rule.attributes_only or rule.devices_only:
             stopped = trigger if rule.explains else None
+            if rule.kind == PSEUDO:
+                weak = None  # "no change in X or Y": a list, not alternatives
             break
         if rule.blocks_pre:
             break

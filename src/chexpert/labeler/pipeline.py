@@ -194,18 +194,16 @@ def labelled_chunks(batches: Iterable[list[str]], sections: str, workers: int) -
         for batch in batches:
             yield _codes(batch, sections)
         return
+    # On an error or an interrupt the pool's exit waits for the few chunks in flight; cancelling
+    # them instead breaks Python 3.11's executor when SIGTERM has also ended the workers.
     with ProcessPoolExecutor(workers, initializer=quiet_worker, initargs=(_warm_up,)) as pool:
         pending: deque[Future[tuple[np.ndarray, np.ndarray]]] = deque()
-        try:
-            for batch in batches:
-                pending.append(pool.submit(_codes, batch, sections))
-                if len(pending) >= 2 * workers:
-                    yield pending.popleft().result()
-            while pending:
+        for batch in batches:
+            pending.append(pool.submit(_codes, batch, sections))
+            if len(pending) >= 2 * workers:
                 yield pending.popleft().result()
-        finally:
-            for future in pending:
-                future.cancel()
+        while pending:
+            yield pending.popleft().result()
 
 
 def _warm_up() -> None:

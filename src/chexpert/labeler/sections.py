@@ -7,7 +7,7 @@ section they stand in and stay part of it.
 
 Choosing (``sections=``):
 
-- ``impression``: the impression (also "conclusion", "summary", "opinion"); the findings when
+- ``impression``: the impression (also "conclusion", "opinion"); the findings when
   the report has no impression, the report when it has neither: what the original labeler read;
 - ``findings``: the findings; the impression when there are none, then the report;
 - ``report``: every section except those that say why and how the study was made (indication,
@@ -40,7 +40,7 @@ IMPRESSION, FINDINGS, CONTEXT, OTHER, PREAMBLE = "impression", "findings", "cont
 
 _HEADINGS: Final[dict[str, str]] = {
     **dict.fromkeys(
-        ("impression", "impressions", "conclusion", "conclusions", "summary", "opinion", "final impression",
+        ("impression", "impressions", "conclusion", "conclusions", "opinion", "final impression",
          "impression and recommendation", "impression and recommendations", "impression/recommendation",
          "impression/recommendations", "assessment", "interpretation", "diagnosis", "findings and impression",
          "findings/impression", "impression and findings", "findings and impressions", "findings/impressions"),
@@ -48,10 +48,14 @@ _HEADINGS: Final[dict[str, str]] = {
     ),
     **dict.fromkeys(
         ("findings", "finding", "report", "description", "results", "result", "observations", "body",
-         "narrative", "report text", "findings narrative", "chest"),
+         "report text", "findings narrative"),
         FINDINGS,
     ),
-    **dict.fromkeys(("recommendation", "recommendations", "notification", "addendum", "wet read", "comment", "comments", "note"), OTHER),
+    **dict.fromkeys(
+        ("recommendation", "recommendations", "notification", "addendum", "wet read", "comment", "comments", "note",
+         "narrative", "end of impression", "summary", "summary of findings"),
+        OTHER,
+    ),
     **dict.fromkeys(
         ("history", "clinical history", "indication", "indications", "reason for exam", "reason for examination",
          "reason for study", "reason for the exam", "reason", "clinical information", "clinical indication",

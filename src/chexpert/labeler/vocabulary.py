@@ -252,7 +252,7 @@ _HEART_FAILURE: Final[tuple[str, ...]] = (
 _EXCLUSIONS: Final[tuple[str, ...]] = (
     # not a Pleural Effusion
     "pericardial effusion", "pericardial fluid", "joint effusion", "effusion of the pericardium",
-    "pericardial effusion or", "knee effusion", "shoulder effusion", "glenohumeral effusion",
+    "knee effusion", "shoulder effusion", "glenohumeral effusion",
     # not Support Devices
     "pleural line", "visceral pleural line", "midline", "skin line", "skin fold", "skinfold",
     "azygoesophageal line", "paraspinal line", "paratracheal line", "anterior junction line",
