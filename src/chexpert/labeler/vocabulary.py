@@ -320,6 +320,8 @@ _OTHER: Final[tuple[str, ...]] = (
     "pulmonary emboli", "pulmonary embolus", "embolism", "embolus", "emboli", "dilated bowel", "bowel dilatation",
     "distended bowel", "bowel obstruction", "prominent hila", "prominent hilum", "hilar fullness", "enlarged hilum",
     "metastasis", "metastatic disease", "osseous metastasis", "bony metastasis", "skeletal metastasis",
+    "ards", "acute respiratory distress syndrome", "aortic injury", "aortic dissection", "dissection",
+    "mediastinal hematoma", "aspiration pneumonitis", "pulmonary contusion", "traumatic aortic injury",
     "wedge deformity", "compression deformity", "vertebral body height loss", "loss of vertebral body height",
     "loss of height", "dilated loops of bowel", "dilated small bowel", "dilated loop of bowel", "bowel loops",
     "cp angle blunting", "costophrenic blunting", "blunting of the cp angle", "blunted cp angle",
