@@ -120,17 +120,20 @@ class ReportLabels(Mapping[str, ObservationLabel]):
         >>> from chexpert.labeler import label_report
         >>> print(label_report("Possible small left effusion.").explain())
         labelled: report
+        No Finding: blank (Pleural Effusion positive or uncertain)
         Pleural Effusion: uncertain (uncertain mention)
           'effusion' uncertain (uncertainty: 'Possible') in 'Possible small left effusion.'
         """
         lines = [f"labelled: {self.section}"]
         for label in self.observations:
-            if label.value is None and not label.mentions:
+            if label.value is None and not label.mentions and label.observation != "No Finding":
                 continue
             lines.append(f"{label.observation}: {VALUE_TEXT[label.value]} ({label.reason})")
             lines.extend(f"  {mention}" for mention in label.mentions)
-        for mention in self.other:
-            lines.append(f"  other abnormality {mention}")
-        for mention in self.excluded:
-            lines.append(f"  not counted: {mention.text!r} (look-alike) in {mention.sentence!r}")
+        if self.other:
+            lines.append("Other abnormalities (not among the 14):")
+            lines.extend(f"  {mention}" for mention in self.other)
+        if self.excluded:
+            lines.append("Not counted (look-alikes):")
+            lines.extend(f"  {mention.text!r} in {mention.sentence!r}" for mention in self.excluded)
         return "\n".join(lines)

@@ -34,7 +34,7 @@ _BOUNDARY: Final = re.compile(
     r"""
       (?P<stop>[.!]+)(?=[\s"')\]]|$)                # end punctuation before a space
     | \.(?<=[A-Za-z]{2}\.)(?=[A-Za-z])              # "effusion.Mild": the space left out
-    | \.(?<=[a-z)%]\.)(?=\d+[.)]?\s*[A-Za-z])        # "effusion.2. Mild": a list item glued on
+    | \.(?<=[A-Za-z)%]\.)(?=\d+[.)]?\s*[A-Za-z])     # "effusion.2. Mild": a list item glued on
     | \?+(?=\s*$|\s+[A-Z]|\s*\n)                     # "Pneumonia? No effusion"
     | \n[ \t]*\n                                    # a blank line
     | \n(?=[ \t]*(?:\(?\d{1,2}[.)]|[-*\u2022])\s)    # a line break before a list item or bullet
