@@ -47,6 +47,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "Store": ("chexpert.store", "Store"),
     "read_masks": ("chexpert.localize", "read_masks"),
     "overlay": ("chexpert.localize", "overlay"),
+    "label_report": ("chexpert.labeler", "label_report"),
 }
 
 __all__ = [
@@ -81,6 +82,7 @@ __all__ = [
     "Store",
     "read_masks",
     "overlay",
+    "label_report",
 ]
 
 

@@ -26,6 +26,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "prepare",  # prepare
     "export",  # export
     "evaluate",  # evaluate, compare
+    "label",  # label
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2

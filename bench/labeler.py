@@ -1,0 +1,168 @@
+"""The report labeler: agreement with the annotated development set, and reports per second.
+
+Accuracy: per-observation F1 for mention, negation and uncertainty, as the CheXpert paper's Table 2
+measured its labeler (which scored macro F1 0.948 / 0.899 / 0.770 on its private 1,000 reports), on
+tests/data/labeler (sentences and whole reports, written for this project). Peer in the same run:
+negspacy's NegEx (spaCy 3.8) fed the same vocabulary, sections and aggregation, so that only the
+negation detection differs (NegEx has no uncertainty: every mention it does not negate is positive).
+
+Speed: reports of 50 to 150 words (the development set's), on one core and with two workers, against
+negspacy and against the original labeler's published rate (about 3 to 5 reports/s: its MIMIC-CXR run
+took 58 minutes per 10,000 reports; it needs Python 3.6, Java and a parser model, so it is not run).
+
+    .venv-test/bin/python bench/labeler.py
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import one_core
+
+from chexpert.labeler import label_reports
+from chexpert.labeler.aggregation import Reading, aggregate
+from chexpert.labeler.evaluation import TASKS, f1_scores, macro, read_gold
+from chexpert.labeler.sections import select
+from chexpert.labeler.vocabulary import terms
+from chexpert.schema import OBSERVATIONS, Code
+
+DEVSET = Path(__file__).resolve().parent.parent / "tests" / "data" / "labeler"
+ORIGINAL_MACRO = {"mention": 0.948, "negation": 0.899, "uncertainty": 0.770}
+ORIGINAL_RATE = 10_000 / (58 * 60)  # the original's MIMIC-CXR run: 58 minutes per 10,000 reports
+TARGETS = {"mention": 0.95, "negation": 0.90, "uncertainty": 0.80}
+MIN_CASES = 10
+
+
+def negspacy_labeler():  # type: ignore[no-untyped-def]
+    """negspacy's NegEx over the labeler's vocabulary: a spaCy pipeline with no model to download."""
+    try:
+        import spacy
+        from negspacy.negation import Negex  # noqa: F401  (registers the "negex" factory)
+        from negspacy.termsets import termset
+    except ImportError:
+        return None
+    nlp = spacy.blank("en")
+    nlp.add_pipe("sentencizer")
+    ruler = nlp.add_pipe("entity_ruler", config={"phrase_matcher_attr": "LOWER"})
+    patterns = []
+    labels = set()
+    for phrase, term in terms().items():
+        if term.excluded:
+            continue
+        label = "|".join(term.observations)
+        labels.add(label)
+        patterns.append({"label": label, "pattern": phrase})
+    ruler.add_patterns(patterns)
+    nlp.add_pipe("negex", config={"neg_termset": termset("en_clinical").get_patterns(), "ent_types": sorted(labels)})
+
+    def label(texts: list[str]) -> np.ndarray:
+        parts = []
+        for text in texts:
+            _, spans = select(text, "report") if text.strip() else ("", [])
+            parts.append(" ".join(text[a:b] for a, b in spans))
+        out = np.full((len(texts), len(OBSERVATIONS)), Code.BLANK, dtype=np.int8)
+        for i, doc in enumerate(nlp.pipe(parts, batch_size=256)):
+            if not parts[i].strip():
+                continue
+            readings = [Reading(o, 0.0 if ent._.negex else 1.0) for ent in doc.ents for o in ent.label_.split("|")]
+            values = aggregate(readings).values
+            out[i] = [{1.0: 1, 0.0: 0, -1.0: -1, None: -2}[v] for v in values]
+        return out
+
+    return label
+
+
+def accuracy(peer) -> None:  # type: ignore[no-untyped-def]
+    files = [DEVSET / "sentences.jsonl", DEVSET / "reports.jsonl"]
+    gold_sets = [read_gold(f) for f in files]
+    gold = np.concatenate([g.codes for g in gold_sets])
+    texts = [t for g in gold_sets for t in g.texts]
+    ours = label_reports(texts, sections="report")
+    print(f"development set: {len(gold_sets[0])} sentences + {len(gold_sets[1])} reports = {len(gold)} units ({DEVSET})")
+    scores = f1_scores(gold, ours)
+    print(f"\nchexpert labeler, F1 per observation (gold cases in brackets); targets {TARGETS} where cases >= {MIN_CASES}")
+    print(f"{'':28s}" + "".join(f"{task:>20s}" for task in TASKS))
+    for name in OBSERVATIONS:
+        cells = []
+        for task in TASKS:
+            s = scores[task][name]
+            cells.append(f"{'-':>14s} ({s.cases:3d})" if math.isnan(s.f1) else f"{s.f1:14.3f} ({s.cases:3d})")
+        print(f"{name:28s}" + "".join(cells))
+    peer_scores = f1_scores(gold, peer(texts)) if peer is not None else None
+    print(f"\nmacro F1 over observations with >= {MIN_CASES} cases")
+    print(f"{'':34s}" + "".join(f"{task:>14s}" for task in TASKS))
+    print(f"{'chexpert labeler (this set)':34s}" + "".join(f"{macro(scores[t], min_cases=MIN_CASES):14.3f}" for t in TASKS))
+    if peer_scores is not None:
+        print(f"{'negspacy NegEx, same vocabulary':34s}" + "".join(f"{macro(peer_scores[t], min_cases=MIN_CASES):14.3f}" for t in TASKS))
+    print(f"{'original labeler (its own set)':34s}" + "".join(f"{ORIGINAL_MACRO[t]:14.3f}" for t in TASKS))
+    lowest = {t: min((s.f1, n) for n, s in scores[t].items() if s.cases >= MIN_CASES) for t in TASKS}
+    print("lowest per observation: " + ", ".join(f"{t} {v:.3f} ({n})" for t, (v, n) in lowest.items()))
+    met = all(v >= TARGETS[t] for t, (v, _) in lowest.items())
+    print(f"targets {'met' if met else 'NOT met'} for every observation with >= {MIN_CASES} cases")
+
+
+def rate(fn, texts: list[str], repeat: int = 3) -> float:  # type: ignore[no-untyped-def]
+    best = 0.0
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn(texts)
+        best = max(best, len(texts) / (time.perf_counter() - start))
+    return best
+
+
+def speed(peer) -> None:  # type: ignore[no-untyped-def]
+    gold = read_gold(DEVSET / "reports.jsonl")
+    typical = [t for t in gold.texts if 50 <= len(t.split()) <= 150]
+    texts = (typical * (4000 // len(typical) + 1))[:4000]
+    words = np.mean([len(t.split()) for t in texts])
+    label_reports(texts[:10], sections="report")  # compile the vocabulary
+    cpu = time.process_time()
+    wall = time.perf_counter()
+    label_reports(texts, sections="report")
+    cpu_rate = len(texts) / (time.process_time() - cpu)
+    one_wall = len(texts) / (time.perf_counter() - wall)
+    one = max(one_wall, rate(lambda t: label_reports(t, sections="report"), texts))
+    # Two workers, on four times the reports so that starting the pool is a small part; and the CPU
+    # seconds all processes spent, which say whether the work splits without overhead even when the
+    # machine's other load leaves the second core busy.
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = time.process_time()
+    two = rate(lambda t: label_reports(t, sections="report", workers=2), texts * 4, repeat=1)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    spent = time.process_time() - cpu + (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    efficiency = (len(texts) * 4 / cpu_rate) / spent
+    rows = [("chexpert labeler, 1 core", one), ("chexpert labeler, 2 workers", two)]
+    if peer is not None:
+        rows.append(("negspacy NegEx, 1 core", rate(peer, texts[:1000], repeat=2)))
+    rows.append(("original labeler (published)", ORIGINAL_RATE))
+    print(f"\nreports per second: {len(texts)} reports of 50-150 words (mean {words:.0f}); {os.cpu_count()} cores, shared, so measured under load")
+    print(f"{'':34s}{'reports/s':>12s}{'vs original':>14s}{'vs negspacy':>14s}")
+    negspacy = rows[2][1] if peer is not None else None
+    for name, value in rows:
+        print(f"{name:34s}{value:12,.0f}{value / ORIGINAL_RATE:13,.0f}x" + (f"{value / negspacy:13.1f}x" if negspacy else ""))
+    print(f"one core by CPU time (the process's own seconds, whatever the load): {cpu_rate:,.0f} reports/s")
+    print(f"two workers / one core: {two / one:.2f} by wall clock (linear: 2.00 when a second core is free)")
+    print(f"parallel efficiency by CPU time: {efficiency:.2f} (1.00: two workers spend no more CPU than one core; the work splits linearly)")
+
+
+def main() -> None:
+    one_core()
+    if not (DEVSET / "reports.jsonl").is_file():
+        sys.exit(f"no development set at {DEVSET}")
+    peer = negspacy_labeler()
+    if peer is None:
+        print("negspacy is not installed: the peer is left out (pip install spacy negspacy)")
+    accuracy(peer)
+    speed(peer)
+
+
+if __name__ == "__main__":
+    main()
