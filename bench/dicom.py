@@ -31,7 +31,7 @@ from _common import best_of
 
 def _files(n: int, folder: Path) -> list[Path]:
     from chexpert import synth
-    from chexpert.synth_dicom import draw_params, render_dicom
+    from chexpert.synth.dicom import draw_params, render_dicom
 
     rows = synth.synth_rows("train", patients=max(1, n // 3), seed=0)
     paths = []

@@ -14,7 +14,7 @@ from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
 from chexpert import dicom, imaging
 from chexpert.errors import ImageDecodeError
-from chexpert.synth_dicom import TRANSFER_SYNTAXES, DicomParams, dicom_bytes, jpeg_lossless, render_dicom
+from chexpert.synth.dicom import TRANSFER_SYNTAXES, DicomParams, dicom_bytes, jpeg_lossless, render_dicom
 
 FILE = "train/patient00001/study1/view1_frontal.dcm"
 

@@ -19,8 +19,8 @@ import chexpert
 from chexpert import schema
 from chexpert.errors import CSVFormatError, ReleaseNotFoundError
 from chexpert.plus import PLUS_COLUMNS, dicom_header_columns, open_plus, radgraph, read_labels
-from chexpert.synth_plus import PLUS_CSV, synthesize_plus
-from chexpert.synth_report import render_report
+from chexpert.synth.plus import PLUS_CSV, synthesize_plus
+from chexpert.synth.report import render_report
 from tests.conftest import tree_digest
 
 

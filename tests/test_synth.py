@@ -489,7 +489,7 @@ def test_overwrite_checks_every_batch_before_replacing_any(tmp_path: Path) -> No
 
 
 def test_overwrite_of_a_test_set_look_alike_replaces_only_what_synth_wrote(tmp_path: Path) -> None:
-    from chexpert.synth_testset import LABELS_DIR, LOCALIZE_DIR
+    from chexpert.synth.testset import LABELS_DIR, LOCALIZE_DIR
 
     synthesize(tmp_path, release="test", patients=1, seed=1, valid_patients=1)
     assert (tmp_path / LOCALIZE_DIR / SYNTH_MARKER).is_file() and (tmp_path / LABELS_DIR / SYNTH_MARKER).is_file()

@@ -333,7 +333,7 @@ def test_files_and_folders_without_read_permission(release: Path) -> None:
 def test_a_plus_release_reads_as_safely(tmp_path: Path) -> None:
     """CheXpert Plus reads its DICOMs and PNGs through the same safe reader."""
     from chexpert.plus import open_plus
-    from chexpert.synth_plus import synthesize_plus
+    from chexpert.synth.plus import synthesize_plus
 
     root = synthesize_plus(tmp_path, patients=2, valid_patients=1, seed=5)
     release = open_plus(root, images="dicom")

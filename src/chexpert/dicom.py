@@ -14,7 +14,7 @@ makes the one final conversion to uint8. Files without the 128-byte preamble or 
 meta information are read (``force``); damaged, truncated or undecodable pixel data is an
 :class:`~chexpert.errors.ImageDecodeError` naming the file.
 
->>> from chexpert.synth_dicom import dicom_bytes
+>>> from chexpert.synth.dicom import dicom_bytes
 >>> data = dicom_bytes(np.full((4, 4), 100, np.uint16), bits_stored=12)
 >>> display(read(data)).shape
 (4, 4)

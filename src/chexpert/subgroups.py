@@ -73,7 +73,7 @@ def subgroup_of_rows(index: Index, by: str) -> np.ndarray:
 def group_order(by: str, groups: object) -> list[str]:
     """Groups in reading order: the vocabulary's order where there is one, then by name, Unknown last."""
     from chexpert.evaluate import AGE_BANDS
-    from chexpert.synth_plus import ETHNICITIES, INSURANCE_TYPES, RACES
+    from chexpert.synth.plus import ETHNICITIES, INSURANCE_TYPES, RACES
 
     vocabulary: tuple[str, ...] = {
         "sex": schema.SEXES, "projection": schema.PROJECTIONS, "age-band": tuple(b[0] for b in AGE_BANDS),

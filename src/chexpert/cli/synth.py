@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 def run(args: argparse.Namespace) -> int:
     """Run ``chexpert synth`` with parsed arguments; print the resulting path."""
     if args.release == "plus":
-        from chexpert.synth_plus import synthesize_plus
+        from chexpert.synth.plus import synthesize_plus
 
         if args.layout != "folder" or args.test_patients:
             raise InvalidArgumentError("--release plus writes the Plus folder layout; --layout and --test-patients do not apply")

@@ -12,7 +12,7 @@
                                                                  native, deflated, RLE, JPEG Lossless, JPEG 2000
       CheXpert-v1.0-small/                   the original release the rows join to (``original=True``)
 
-Reports are written from each study's labels (:func:`chexpert.synth_report.render_report`), and
+Reports are written from each study's labels (:func:`chexpert.synth.report.render_report`), and
 the label files hold what the text says. The release's known quirks are reproduced: a study whose
 images carry differently anonymised copies of its report with different labels, impression text in
 ``section_findings``, a literal "None" section, accession numbers with leading zeros, a row
@@ -35,9 +35,10 @@ from typing import Any, Final
 import numpy as np
 from PIL import Image
 
-from chexpert import schema, synth
-from chexpert.synth_dicom import draw_params, render_dicom
-from chexpert.synth_report import SECTION_COLUMNS, render_report
+from chexpert import schema
+from chexpert.synth import release as synth
+from chexpert.synth.dicom import draw_params, render_dicom
+from chexpert.synth.report import SECTION_COLUMNS, render_report
 from chexpert.validation import check_int
 
 __all__ = [

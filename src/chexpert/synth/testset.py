@@ -35,7 +35,7 @@ import numpy as np
 from chexpert import schema
 from chexpert.errors import option
 from chexpert.localize import LOCALIZED_OBSERVATIONS, encode_rle, rasterize
-from chexpert.synth import (
+from chexpert.synth.release import (
     _TAG_ANATOMY,
     _TAG_FINDINGS,
     _TAG_VIEW,

@@ -953,7 +953,7 @@ def synthesize(
     anything else, a real release above all, is refused and left as it is.
 
     ``release="test"`` writes the released test set's labels and a look-alike CheXlocalize instead
-    (see :mod:`chexpert.synth_testset`; ``patients`` are then test patients) and returns ``out``.
+    (see :mod:`chexpert.synth.testset`; ``patients`` are then test patients) and returns ``out``.
 
     >>> root = synthesize(tmp_path, patients=20, seed=1)     # doctest: +SKIP
     >>> root.name                                            # doctest: +SKIP
@@ -961,7 +961,7 @@ def synthesize(
     """
     check_choice("release", release, RELEASES)
     if release == "test":
-        from chexpert.synth_testset import synthesize_test
+        from chexpert.synth.testset import synthesize_test
 
         if layout != "folder":
             raise InvalidArgumentError("release 'test' is written as folders (CheXlocalize/ and chexpert-test-set-labels/); use layout='folder'")
