@@ -147,3 +147,21 @@ def test_arguments_are_validated(release: Release, store: Store, tmp_path: Path)
         hf.to_hf_dataset([1, 2], cache_dir=tmp_path)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unknown policy preset"):
         hf.to_hf_dataset(store, policy="u-maybe", cache_dir=tmp_path)
+
+
+def test_rows_of_a_store_take_a_split_as_every_loader_does(store: Store, tmp_path: Path) -> None:
+    import chexpert
+
+    parts = chexpert.split_patients(store.index, {"train": 0.5, "valid": 0.5}, seed=3)
+    split = parts["valid"].take(np.arange(len(parts["valid"]))[::-1])  # any order: kept as given
+    ds = hf.to_hf_dataset(store, rows=split, policy="u-ones", cache_dir=tmp_path)
+    keys = {p: i for i, p in enumerate(store.index.path.tolist())}
+    positions = np.array([keys[p] for p in split.path.tolist()])
+    assert ds["Path"] == split.path.tolist()
+    images = ds.with_format("numpy", columns=["image"], dtype=np.uint8)[:]["image"]
+    np.testing.assert_array_equal(images, store.images[positions])
+    np.testing.assert_array_equal(np.array(ds["targets"], dtype=np.float32), apply("u-ones", store.index.take(positions)).targets)
+    whole = hf.to_hf_dataset(store, cache_dir=tmp_path)
+    assert len(whole) == len(store) != len(ds)  # another selection, another cache file
+    with pytest.raises(ValueError, match="an Index is its own selection"):
+        hf.to_hf_dataset(store.index, rows=[0], images=False, cache_dir=tmp_path)

@@ -26,7 +26,7 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -35,6 +35,7 @@ import numpy as np
 from chexpert import __version__, schema
 from chexpert.citation import BIBTEX, RESEARCH_USE_TERMS
 from chexpert.errors import ChexpertError, InvalidArgumentError
+from chexpert.frameworks.numpy import store_rows
 from chexpert.index import _ROW_FIELDS, Index
 from chexpert.policy import Policy, apply
 
@@ -85,6 +86,7 @@ def to_hf_dataset(
     images: bool = True,
     image_format: str = "array",
     cache_dir: str | os.PathLike[str] | None = None,
+    rows: np.ndarray | Sequence[int] | Index | None = None,
 ) -> datasets.Dataset:
     """A local ``datasets.Dataset`` of the rows of an :class:`Index` or a prepared :class:`Store`.
 
@@ -92,7 +94,9 @@ def to_hf_dataset(
     leaves the image column out. ``policy`` (a preset name or :class:`~chexpert.policy.Policy`)
     adds ``targets`` (float32) and ``mask`` (bool) per row, in ``Policy.target_observations``
     order (also written in the dataset's description). ``image_format`` applies to stores, see
-    :data:`IMAGE_FORMATS`.
+    :data:`IMAGE_FORMATS`. ``rows`` picks rows of a store as every loader does: row numbers, a
+    boolean mask, or an Index such as a split, matched by image (see
+    :func:`~chexpert.frameworks.numpy.store_rows`); an Index source is already the selection.
 
     HF's "numpy" and "torch" formats widen integers to int64 (8 bytes a pixel) unless told the
     dtype, as below; the Arrow file holds uint8.
@@ -108,9 +112,16 @@ def to_hf_dataset(
 
     if image_format not in IMAGE_FORMATS:
         raise InvalidArgumentError(f"image_format must be one of {', '.join(IMAGE_FORMATS)}, not {image_format!r}")
+    pixels: np.ndarray | _Gathered | None
     if isinstance(source, Store):
-        index, pixels = source.index, source.images
+        if rows is None:
+            index, pixels = source.index, source.images
+        else:
+            positions = store_rows(source, rows)
+            index, pixels = source.index.take(positions), _Gathered(source.images, positions)
     elif isinstance(source, Index):
+        if rows is not None:
+            raise InvalidArgumentError("rows selects rows of a Store; an Index is its own selection (pass index.take(rows) or the split)")
         index, pixels = source, None
         if images and source.release is None:
             raise InvalidArgumentError("this Index is not bound to a release, so its images cannot be read; "
@@ -143,7 +154,23 @@ def to_hf_dataset(
 # -- building ------------------------------------------------------------------------------------
 
 
-def _features(pixels: np.ndarray | None, images: bool, image_format: str, targets: Any) -> datasets.Features:
+class _Gathered:
+    """Selected rows of a store's pixels, read block by block as the writer asks for them."""
+
+    def __init__(self, images: np.ndarray, positions: np.ndarray) -> None:
+        self._images = images
+        self._positions = positions
+        self.shape = (len(positions), *images.shape[1:])
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        wanted = self._positions[rows]
+        order = np.argsort(wanted, kind="stable")  # one forward pass over the memory map
+        block = np.empty((len(wanted), *self.shape[1:]), dtype=self._images.dtype)
+        block[order] = self._images[wanted[order]]
+        return block
+
+
+def _features(pixels: np.ndarray | _Gathered | None, images: bool, image_format: str, targets: Any) -> datasets.Features:
     import datasets
 
     columns: dict[str, Any] = {}
@@ -173,7 +200,7 @@ def _features(pixels: np.ndarray | None, images: bool, image_format: str, target
     return datasets.Features(columns)
 
 
-def _write(path: Path, features: datasets.Features, index: Index, pixels: np.ndarray | None, images: bool,
+def _write(path: Path, features: datasets.Features, index: Index, pixels: np.ndarray | _Gathered | None, images: bool,
            image_format: str, targets: Any) -> None:
     """Write the Arrow file chunk by chunk under a temporary name, then rename it into place."""
     from datasets.arrow_writer import ArrowWriter
@@ -221,7 +248,7 @@ def _table(features: datasets.Features, index: Index, rows: slice, image_column:
     return pa.table(columns)
 
 
-def _image_column(index: Index, pixels: np.ndarray | None, image_format: str, features: datasets.Features) -> Callable[[slice], pa.Array]:
+def _image_column(index: Index, pixels: np.ndarray | _Gathered | None, image_format: str, features: datasets.Features) -> Callable[[slice], pa.Array]:
     import pyarrow as pa
 
     def encoded(blobs: list[bytes]) -> pa.Array:
