@@ -15,6 +15,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from chexpert import schema
+
 __all__ = ["run_demo", "main"]
 
 
@@ -115,7 +117,7 @@ def run_demo(
         ],
     )
     print(f"{report}  (open it in a browser)")
-    task_line = ", ".join(f"{t} {result.table.loc[t, 'auroc']:.3f}" for t in result.table.index if t in ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion"))
+    task_line = ", ".join(f"{t} {result.table.loc[t, 'auroc']:.3f}" for t in schema.COMPETITION_TASKS if t in result.table.index)
     print(f"\nDone in {time.perf_counter() - started:.0f} s. Mean AUROC of the 5 competition tasks {result.mean_auroc:.3f} ({task_line}).")
     return report
 

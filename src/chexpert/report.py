@@ -67,10 +67,10 @@ tr.mean td { font-weight:650; border-top:2px solid var(--ink); }
 .na { color:var(--muted); }
 img.figure { width:100%; height:auto; display:block; }
 .grid { display:grid; grid-template-columns:repeat(auto-fill,minmax(190px,1fr)); gap:14px; }
-.sample { margin:0; border:1px solid var(--line); border-radius:8px; overflow:hidden; background:#000; }
-.sample img { width:100%; display:block; image-rendering:auto; }
-.sample figcaption { background:#fff; padding:6px 8px 8px; font-size:12px; line-height:1.35; min-height:56px; }
-.sample .where { color:var(--muted); display:block; margin-bottom:3px; }
+.sample { margin:0; border:1px solid var(--line); border-radius:8px; overflow:hidden; background:#fff; }
+.sample img { width:100%; display:block; background:#000; }
+.sample figcaption { padding:6px 8px 8px; font-size:12px; line-height:1.35; }
+.sample .where { color:var(--muted); display:block; margin-bottom:3px; overflow-wrap:anywhere; }
 .chip { display:inline-block; padding:0 6px; margin:1px 2px 1px 0; border-radius:9px; color:#fff; font-size:11px; }
 .legend span { margin-right:14px; font-size:13px; }
 .legend i { display:inline-block; width:11px; height:11px; border-radius:2px; margin-right:5px; vertical-align:-1px; }
@@ -102,8 +102,24 @@ def _figure_class() -> Any:
     return Figure
 
 
-def _fmt(value: float, digits: int = 3) -> str:
-    return '<span class="na">–</span>' if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+def _num(value: Any) -> float:
+    """A table cell as a float; missing (None, NaN, pandas' NA) as NaN."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return number
+
+
+def _interval(lo: Any, hi: Any) -> str:
+    if math.isnan(_num(lo)) and math.isnan(_num(hi)):
+        return _fmt(lo)
+    return f"{_fmt(lo)} – {_fmt(hi)}"
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    number = _num(value)
+    return '<span class="na">–</span>' if math.isnan(number) else f"{number:.{digits}f}"
 
 
 # -- parts of the page -----------------------------------------------------------------------------
@@ -160,9 +176,11 @@ def _prevalence_figure(index: Index) -> str | None:
 def _sample_rows(index: Index, count: int) -> list[int]:
     """A varied, deterministic choice: a positive frontal image per competition task, No Finding, laterals, then the rest."""
     chosen: list[int] = []
+    # Visit rows in a fixed shuffled order, so that the picks come from many patients.
+    order = np.random.default_rng(0).permutation(len(index))
 
     def take(mask: np.ndarray) -> None:
-        for row in np.flatnonzero(mask):
+        for row in order[mask[order]]:
             if int(row) not in chosen:
                 chosen.append(int(row))
                 return
@@ -173,7 +191,7 @@ def _sample_rows(index: Index, count: int) -> list[int]:
     take((index.observation("Support Devices") == schema.Code.POSITIVE) & index.frontal)
     take(~index.frontal)
     take((index.labels == schema.Code.UNCERTAIN).any(axis=1))
-    for row in range(len(index)):
+    for row in order.tolist():
         if len(chosen) >= count:
             break
         if row not in chosen:
@@ -269,14 +287,14 @@ def _auroc_table(evaluation: Evaluation) -> str:
     names = [t for t in schema.COMPETITION_TASKS if t in table.index] + [o for o in table.index if o not in schema.COMPETITION_TASKS]
     for name in names:
         row = table.loc[name]
-        auroc = float(row["auroc"])
+        auroc = _num(row["auroc"])
         width = 0 if math.isnan(auroc) else max(0.0, (auroc - 0.5) * 2) * 120
         rows.append(
             f'<tr class="{"task" if name in schema.COMPETITION_TASKS else ""}"><td>{html.escape(str(name))}</td>'
             f"<td>{int(row['positives'])} of {evaluation.n_studies}</td><td>{_fmt(auroc)}</td>"
-            f"<td>{_fmt(float(row['auroc_lo']))} – {_fmt(float(row['auroc_hi']))}</td>"
+            f"<td>{_interval(row['auroc_lo'], row['auroc_hi'])}</td>"
             f'<td style="text-align:left"><span class="bar" style="width:{width:.0f}px"></span></td>'
-            f"<td>{_fmt(float(row['auprc']))}</td><td>{_fmt(float(row['auprc_lo']))} – {_fmt(float(row['auprc_hi']))}</td></tr>"
+            f"<td>{_fmt(row['auprc'])}</td><td>{_interval(row['auprc_lo'], row['auprc_hi'])}</td></tr>"
         )
     if not math.isnan(evaluation.mean_auroc):
         lo, hi = evaluation.mean_auroc_ci
@@ -293,7 +311,7 @@ def _roc_figure(evaluation: Evaluation) -> str | None:
         return None
     from chexpert.plots import summary_figure
 
-    return _png(summary_figure(evaluation), dpi=72)
+    return _png(summary_figure(evaluation), dpi=80)
 
 
 # -- the page ----------------------------------------------------------------------------------------

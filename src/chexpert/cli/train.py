@@ -64,6 +64,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     training.add_argument("--lr", type=_number, help="Adam learning rate")
     training.add_argument("--checkpoint-every", type=positive_int, metavar="STEPS", help="validate and checkpoint every STEPS steps")
     training.add_argument("--keep-best", type=positive_int, metavar="K", help="checkpoints kept for the ensemble")
+    training.add_argument("--log-every", type=positive_int, metavar="STEPS", help="log the mean loss every STEPS steps")
     training.add_argument("--precision", choices=PRECISIONS, help="mixed precision (auto: bf16 on a GPU, off on the CPU)")
     training.add_argument("--channels-last", type=_switch, metavar="auto|on|off", help="channels-last memory format (auto: on a GPU)")
     training.add_argument("--compile", action="store_true", default=None, help="torch.compile the network")
@@ -115,7 +116,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 _RECIPE_OPTIONS = (
     "policy", "model", "weights", "channels", "size", "input_size", "views", "batch_size", "epochs", "max_steps", "lr",
-    "checkpoint_every", "keep_best", "precision", "channels_last", "compile", "seed",
+    "checkpoint_every", "keep_best", "log_every", "precision", "channels_last", "compile", "seed",
 )  # fmt: skip
 
 

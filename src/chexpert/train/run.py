@@ -44,6 +44,8 @@ RUN_VERSION: Final = 1
 RUN_JSON, STATE, SUMMARY, LOG, VALIDATION = "run.json", "state.pt", "summary.json", "log.csv", "validation.csv"
 CHECKPOINTS, SOFT_LABELS, STAGE_ONE, BOARD = "checkpoints", "soft-labels.csv", "u-ignore", "tensorboard"
 _STEP_FILE = re.compile(r"^step-(\d{7,})\.pt$")
+# Temporary names save_atomic uses (".NAME.PID.tmp"): left behind only by a killed run, removed on resume.
+_TMP_FILE = re.compile(r"^\.(?:run\.json|state\.pt|summary\.json|soft-labels\.csv|step-\d{7,}\.pt)\.\d+\.tmp$")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -197,10 +199,15 @@ class RunFolder:
                 stage.path.rmdir()
 
     def drop_checkpoints_except(self, keep: Sequence[int]) -> None:
-        """Remove step files not in ``keep`` (evicted, or written after the state being resumed)."""
+        """Remove step files not in ``keep`` (evicted, or written after the state being resumed) and torn temporary files."""
         for step, path in self.step_files():
             if step not in keep:
                 path.unlink()
+        for folder in (self.path, self.path / CHECKPOINTS):
+            if folder.is_dir():
+                for entry in folder.iterdir():
+                    if _TMP_FILE.match(entry.name) and entry.is_file():
+                        entry.unlink()
 
 
 def _changes(before: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
