@@ -13,8 +13,8 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("matplotlib")
 
-from chexpert import schema  # noqa: E402
-from chexpert.evaluate import evaluate  # noqa: E402
+from chexpert import schema
+from chexpert.evaluate import evaluate
 
 
 def test_a_shortened_demo_writes_a_report_with_its_numbers(tmp_path: Path) -> None:

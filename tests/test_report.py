@@ -15,15 +15,15 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("matplotlib")
 
-from PIL import Image  # noqa: E402
+from PIL import Image
 
-from chexpert import schema  # noqa: E402
-from chexpert.evaluate import evaluate  # noqa: E402
-from chexpert.release import open_release  # noqa: E402
-from chexpert.report import STATE_COLORS, render_report, write_report  # noqa: E402
-from chexpert.store import prepare  # noqa: E402
-from chexpert.synth import synthesize  # noqa: E402
-from chexpert.train import get_recipe, predict, train  # noqa: E402
+from chexpert import schema
+from chexpert.evaluate import evaluate
+from chexpert.release import open_release
+from chexpert.report import STATE_COLORS, render_report, write_report
+from chexpert.store import prepare
+from chexpert.synth import synthesize
+from chexpert.train import get_recipe, predict, train
 
 WIDTH, HEIGHT = 1280, 4200
 
