@@ -19,7 +19,7 @@ from chexpert.evaluate import evaluate
 
 def test_a_shortened_demo_writes_a_report_with_its_numbers(tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    command = [sys.executable, "-m", "chexpert", "demo", str(out), "--patients", "40", "--valid-patients", "12", "--steps", "12",
+    command = [sys.executable, "-m", "chexpert", "demo", str(out), "--patients", "40", "--valid-patients", "40", "--steps", "12",
                "--size", "32", "--bootstrap", "50", "--workers", "2"]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-4000:]

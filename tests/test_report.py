@@ -26,6 +26,7 @@ from chexpert.synth import synthesize
 from chexpert.train import get_recipe, predict, train
 
 WIDTH, HEIGHT = 1280, 4200
+pytestmark = pytest.mark.filterwarnings("ignore::chexpert.evaluate.metrics.UndefinedMetricWarning")
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,7 @@ from chexpert.train.heads import Head  # noqa: E402
 from chexpert.train.models import WeightsNotFoundError, build_model, imagenet_weights_file  # noqa: E402
 
 SIZE = 32
+pytestmark = pytest.mark.filterwarnings("ignore::chexpert.evaluate.metrics.UndefinedMetricWarning")
 
 
 @pytest.fixture(scope="module")

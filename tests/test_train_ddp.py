@@ -22,6 +22,7 @@ from chexpert.store import Store, prepare  # noqa: E402
 from chexpert.train import get_recipe, open_run, train  # noqa: E402
 
 SIZE = 32
+pytestmark = pytest.mark.filterwarnings("ignore::chexpert.evaluate.metrics.UndefinedMetricWarning")
 OPTIONS = ("--recipe", "demo", "--size", str(SIZE), "--batch-size", "4", "--max-steps", "6", "--checkpoint-every", "3",
            "--log-every", "1", "--workers", "1", "--quiet")  # fmt: skip
 
