@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from chexpert import __version__, schema
-from chexpert.errors import InvalidArgumentError, RunError
+from chexpert.errors import InvalidArgumentError, RunError, option
 from chexpert.policy import Policy, apply, get_policy
 from chexpert.release import Release, open_release
 from chexpert.store import MANIFEST, Store, open_store, prepare
@@ -184,7 +184,7 @@ def _run_settings(placement: Placement, deterministic: bool) -> Iterator[None]:
 
 def _training_store(
     source: Store | Release | str | os.PathLike[str], folder: RunFolder, recipe: Recipe, store: str | os.PathLike[str] | None,
-    workers: int, dist: Distributed, progress: Progress | None,
+    dist: Distributed, progress: Progress | None,
 ) -> Store:  # fmt: skip
     """The prepared store to train from: ``source`` itself when it is one, else the release prepared (rank 0) into ``store``."""
     if isinstance(source, str | os.PathLike) and (Path(source).expanduser() / MANIFEST).is_file():
@@ -195,7 +195,9 @@ def _training_store(
         if (source.size, source.resize) != (recipe.size, recipe.resize):
             raise InvalidArgumentError(
                 f"{source.path} holds {source.size}x{source.size} images ({source.resize}); the recipe asks for "
-                f"{recipe.size}x{recipe.size} ({recipe.resize}): prepare a store with those, or set the recipe's size and resize"
+                f"{recipe.size}x{recipe.size} ({recipe.resize}): train with {option('size', source.size)}"
+                + ("" if source.resize == recipe.resize else f" and resize {source.resize!r}")
+                + ", or prepare a store of the recipe's size"
             )
         return source
     release = source if isinstance(source, Release) else open_release(source)
@@ -203,7 +205,7 @@ def _training_store(
     if dist.main:
         if progress is not None:
             progress({"event": "stage", "message": f"preparing {release.root} into {path} ({recipe.size}x{recipe.size}, {recipe.resize})"})
-        prepare(release, path, size=recipe.size, resize=recipe.resize, workers=max(1, min(workers, os.cpu_count() or 1)) if workers else os.cpu_count() or 1)
+        prepare(release, path, size=recipe.size, resize=recipe.resize, workers=os.cpu_count() or 1)
     dist.barrier()
     return open_store(path, size=recipe.size, resize=recipe.resize)
 
@@ -281,7 +283,7 @@ def train(
     try:
         if dist.main:
             _check_folder(folder, recipe)
-        the_store = _training_store(source, folder, recipe, store, workers, dist, progress)
+        the_store = _training_store(source, folder, recipe, store, dist, progress)
         policy = recipe.resolved_policy()
         train_rows, valid_rows = training_rows(the_store, recipe.views)
         if len(train_rows) == 0:
