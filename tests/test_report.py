@@ -32,9 +32,9 @@ pytestmark = pytest.mark.filterwarnings("ignore::chexpert.evaluate.metrics.Undef
 @pytest.fixture(scope="module")
 def page(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("report")
-    root = synthesize(base, patients=40, valid_patients=12, seed=4, workers=2)
+    root = synthesize(base, patients=40, valid_patients=12, seed=4)
     release = open_release(root)
-    store = prepare(release, base / "store", size=32, workers=2)
+    store = prepare(release, base / "store", size=32)
     recipe = get_recipe("demo").replace(size=32, batch_size=16, max_steps=8, checkpoint_every=2, log_every=1)
     run = train(store, base / "run", recipe)
     predict(run, store).write(base / "predictions.csv")

@@ -33,12 +33,12 @@ pytestmark = pytest.mark.filterwarnings("ignore::chexpert.evaluate.metrics.Undef
 
 @pytest.fixture(scope="module")
 def release(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return synthesize(tmp_path_factory.mktemp("train-release"), patients=40, valid_patients=12, seed=3, workers=2)
+    return synthesize(tmp_path_factory.mktemp("train-release"), patients=40, valid_patients=12, seed=3)
 
 
 @pytest.fixture(scope="module")
 def store(release: Path, tmp_path_factory: pytest.TempPathFactory) -> Store:
-    return prepare(release, tmp_path_factory.mktemp("train-store") / "store", size=SIZE, workers=2)
+    return prepare(release, tmp_path_factory.mktemp("train-store") / "store", size=SIZE)
 
 
 def small(**changes: object) -> Recipe:

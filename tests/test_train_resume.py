@@ -28,8 +28,8 @@ OPTIONS = ("--recipe", "demo", "--size", str(SIZE), "--batch-size", "8", "--epoc
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
-    release = synthesize(tmp_path_factory.mktemp("resume-release"), patients=40, valid_patients=8, seed=2, workers=2)
-    return prepare(release, tmp_path_factory.mktemp("resume-store") / "store", size=SIZE, workers=2)
+    release = synthesize(tmp_path_factory.mktemp("resume-release"), patients=40, valid_patients=8, seed=2)
+    return prepare(release, tmp_path_factory.mktemp("resume-store") / "store", size=SIZE)
 
 
 def _command(store: Store, out: Path) -> list[str]:
