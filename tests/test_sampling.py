@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from chexpert.errors import InvalidArgumentError
 from chexpert.sampling import EpochSampler
 
 
@@ -158,3 +159,16 @@ def test_balanced_weights_need_both_classes() -> None:
         balanced_weights(np.array([[True, False], [False, False], [False, False]]))
     with pytest.raises(ValueError, match="boolean"):
         balanced_weights(np.array([1, 0]))
+
+
+def test_a_pass_can_start_part_way_through_an_epoch_and_the_next_starts_at_zero() -> None:
+    from chexpert.sampling import EpochPasses
+
+    sampler = EpochSampler(23, batch_size=4, seed=3)
+    passes = EpochPasses(sampler)
+    passes.set_epoch(1, start=2)
+    assert passes.next_pass() == (1, 2) and passes.next_pass() == (2, 0)
+    full = [b.tolist() for b in sampler.batches(1)]
+    assert [b.tolist() for b in sampler.batches(1, start=2)] == full[2:]
+    with pytest.raises(InvalidArgumentError, match="start must be an integer >= 0"):
+        passes.set_epoch(0, start=-1)

@@ -296,3 +296,11 @@ def test_balanced_epochs_draw_positives_and_the_rest_equally_often_per_seed_and_
     np.testing.assert_array_equal(torch.cat([b["row"] for b in parallel]).numpy(), drawn[1])
     with pytest.raises(ValueError, match=rf"balance= needs positives .*{observation} 0 positive of"):
         dataloader(store, batch_size=8, rows=np.flatnonzero(~positive), policy="u-ones", balance=observation)
+
+
+def test_the_batch_sampler_resumes_an_epoch_at_a_batch() -> None:
+    sampler = EpochBatchSampler(23, batch_size=4, seed=3)
+    full = [b.tolist() for b in sampler.sampler.batches(1)]
+    sampler.set_epoch(1, start=2)
+    assert [b.tolist() for b in sampler] == full[2:]
+    assert [b.tolist() for b in sampler] == [b.tolist() for b in sampler.sampler.batches(2)]

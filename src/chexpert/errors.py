@@ -20,6 +20,7 @@ __all__ = [
     "StoreError",
     "StaleStoreError",
     "AnnotationError",
+    "RunError",
     "Problem",
     "SEVERITIES",
     "option",
@@ -108,6 +109,10 @@ class StaleStoreError(StoreError):
 class AnnotationError(ChexpertError, ValueError):
     """A localization file (CheXlocalize's segmentation or polygon JSON) is damaged or does not
     fit its image; the message names the file, the image and the observation."""
+
+
+class RunError(ChexpertError, ValueError):
+    """A training run folder is not a run, is incomplete, or was started with another recipe or data."""
 
 
 @dataclass(frozen=True)

@@ -59,21 +59,34 @@ class EpochPasses:
     """What every loader shares: each pass over it is the next epoch of ``sampler``.
 
     Passes start at epoch 0; :meth:`set_epoch` chooses the epoch of the next pass (as with
-    ``DistributedSampler.set_epoch``, e.g. when resuming from a checkpoint).
+    ``DistributedSampler.set_epoch``, e.g. when resuming from a checkpoint), and with ``start``
+    the batch that pass begins at (a run killed mid-epoch resumes at the same sample).
     """
 
     def __init__(self, sampler: EpochSampler, epoch: int = 0) -> None:
         self.sampler = sampler
         self.epoch = check_epoch(epoch)
+        self.start = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        """Make the next pass epoch ``epoch``."""
+    def set_epoch(self, epoch: int, *, start: int = 0) -> None:
+        """Make the next pass epoch ``epoch``, beginning at its batch ``start`` (later passes start at 0).
+
+        >>> passes = EpochPasses(EpochSampler(10, batch_size=4))
+        >>> passes.set_epoch(2, start=1); passes.next_pass(), passes.next_pass()
+        ((2, 1), (3, 0))
+        """
         self.epoch = check_epoch(epoch)
+        self.start = check_int("start", start, low=0)
 
     def next_epoch(self) -> int:
         """The epoch of the pass that starts now; the following pass gets the next one."""
-        epoch, self.epoch = self.epoch, self.epoch + 1
-        return epoch
+        return self.next_pass()[0]
+
+    def next_pass(self) -> tuple[int, int]:
+        """``(epoch, first batch)`` of the pass that starts now; the following pass starts the next epoch at 0."""
+        epoch, start = self.epoch, self.start
+        self.epoch, self.start = epoch + 1, 0
+        return epoch, start
 
     def __len__(self) -> int:
         """Batches per pass."""

@@ -27,6 +27,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "export",  # export
     "evaluate",  # evaluate, compare
     "label",  # label
+    "train",  # train, predict, demo
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2

@@ -253,7 +253,8 @@ class NumpyLoader(EpochPasses):
         super().__init__(sampler)
 
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
-        for positions in self.sampler.batches(self.next_epoch()):
+        epoch, start = self.next_pass()
+        for positions in self.sampler.batches(epoch, start=start):
             batch = self.arrays.batch(positions)
             batch["image"] = batch["image"][..., None]
             yield batch

@@ -192,7 +192,8 @@ class EpochBatchSampler(Sampler[np.ndarray], EpochPasses):
     """A torch Sampler yielding this rank's batches (int64 arrays of item positions).
 
     Each pass is the next epoch, starting at 0; ``set_epoch(e)`` chooses the epoch of the next
-    pass (as with DistributedSampler, e.g. after resuming from a checkpoint). Rank and world size
+    pass (as with DistributedSampler, e.g. after resuming from a checkpoint) and, with ``start``,
+    the batch it begins at (resuming mid-epoch). Rank and world size
     come from the arguments or ``torch.distributed``. Shards are disjoint and of equal length; to
     make them equal, the epoch is padded by wrapping around to a multiple of the world size
     (``drop_last`` cuts instead), exactly as ``DistributedSampler`` does. ``weights`` draws each
@@ -224,7 +225,8 @@ class EpochBatchSampler(Sampler[np.ndarray], EpochPasses):
     def __iter__(self) -> Iterator[np.ndarray]:
         # A generator, so that the epoch advances when batches are drawn, not when an iterator
         # is made: DataLoader with workers makes (and drops) one more than it uses.
-        yield from self.sampler.batches(self.next_epoch())
+        epoch, start = self.next_pass()
+        yield from self.sampler.batches(epoch, start=start)
 
 
 class _Batches(Dataset[dict[str, torch.Tensor]]):

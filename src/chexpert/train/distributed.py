@@ -1,0 +1,86 @@
+"""Several processes (GPUs, machines) under ``torchrun``: one process group, rank 0 writes, all step together.
+
+``torchrun --nproc_per_node=N -m chexpert train ...`` sets ``RANK``, ``WORLD_SIZE`` and
+``LOCAL_RANK``; :class:`Distributed` then joins the process group (NCCL on GPUs, gloo on the CPU),
+each rank reads its shard of every epoch (:class:`~chexpert.sampling.EpochSampler`'s rank
+sharding) and DistributedDataParallel averages the gradients. Rank 0 alone validates, logs and
+writes checkpoints; the others wait at a barrier. Without torchrun it is one process and every
+method is trivial.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from typing import Any, TypeVar
+
+import torch
+import torch.distributed as dist
+
+__all__ = ["Distributed"]
+
+T = TypeVar("T")
+
+
+class Distributed:
+    """This process's place among the ranks; ``started`` says whether it joined the group itself."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.started = False
+        if dist.is_available() and dist.is_initialized():
+            self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
+        elif int(os.environ.get("WORLD_SIZE", "1")) > 1 and dist.is_available():
+            backend = "nccl" if device.type == "cuda" else "gloo"
+            if device.type == "cuda":
+                torch.cuda.set_device(device)
+            dist.init_process_group(backend, timeout=datetime.timedelta(minutes=30))
+            self.started = True
+            self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
+        else:
+            self.rank, self.world_size = 0, 1
+        self.device = device
+
+    @property
+    def active(self) -> bool:
+        """Whether there is more than one rank."""
+        return self.world_size > 1
+
+    @property
+    def main(self) -> bool:
+        """Whether this is the rank that validates, logs and writes."""
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        """Wait for every rank."""
+        if self.active:
+            dist.barrier()
+
+    def mean(self, value: float) -> float:
+        """The mean of ``value`` over the ranks."""
+        if not self.active:
+            return value
+        tensor = torch.tensor([value], dtype=torch.float64, device=self.device)
+        dist.all_reduce(tensor)
+        return float(tensor.item()) / self.world_size
+
+    def gather(self, value: T) -> list[T]:
+        """Every rank's ``value``, in rank order (on every rank)."""
+        if not self.active:
+            return [value]
+        out: list[Any] = [None] * self.world_size
+        dist.all_gather_object(out, value)
+        return out
+
+    def broadcast(self, value: T) -> T:
+        """Rank 0's ``value`` on every rank."""
+        if not self.active:
+            return value
+        box: list[Any] = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def close(self) -> None:
+        """Leave the process group if this object joined it."""
+        if self.started and dist.is_initialized():
+            dist.destroy_process_group()
+            self.started = False

@@ -1,0 +1,224 @@
+"""Predictions of a run: per image, and per study as the maximum over its views, in the CSV forms ``evaluate`` reads.
+
+>>> predictions = predict("runs/u-ones", "~/data/CheXpert-v1.0-small", split="valid")  # doctest: +SKIP
+>>> predictions.write("predictions.csv")  # per image (Path), and predictions-studies.csv (Study)  # doctest: +SKIP
+>>> evaluate(predictions.studies, "~/data/CheXpert-v1.0-small/valid.csv").mean_auroc  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from chexpert import schema
+from chexpert.augment import IMAGENET_MEAN, IMAGENET_STD, Augment
+from chexpert.errors import InvalidArgumentError, RunError
+from chexpert.evaluate import AGGREGATES
+from chexpert.index import Index
+from chexpert.release import Release, open_release
+from chexpert.store import MANIFEST, Store, open_store
+from chexpert.train.device import Placement, resolve_placement
+from chexpert.train.heads import Head
+from chexpert.train.models import GREY_MEAN, GREY_STD
+from chexpert.train.recipe import Recipe
+from chexpert.train.run import Checkpoint, Run, open_run
+from chexpert.validation import check_choice, check_int
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["Predictions", "predict", "input_transform", "study_scores", "score_batches"]
+
+
+def input_transform(recipe: Recipe, *, train: bool) -> Augment:
+    """The recipe's uint8 -> network input map: its augmentations when ``train``, else resize and normalise only.
+
+    >>> input_transform(Recipe(channels=1, size=64), train=False)(torch.zeros(2, 1, 64, 64, dtype=torch.uint8)).shape
+    torch.Size([2, 1, 64, 64])
+    """
+    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if recipe.channels == 3 else (GREY_MEAN, GREY_STD)
+    fixed = recipe.crop_scale == (1.0, 1.0)
+    augment = Augment(
+        size=recipe.network_size,
+        crop_scale=recipe.crop_scale,
+        crop_ratio=(1.0, 1.0) if fixed else (3 / 4, 4 / 3),
+        degrees=recipe.degrees,
+        translate=recipe.translate,
+        brightness=recipe.brightness,
+        contrast=recipe.contrast,
+        mean=mean,
+        std=std,
+        channels=recipe.channels,
+    )
+    # Without random transforms, training sees exactly what inference sees (no resampling pass).
+    return augment.train(train and recipe.augments)
+
+
+@dataclass(frozen=True, eq=False)
+class Predictions:
+    """``images``: one row per image (``Path`` and a probability per observation); ``studies``: one per study (``Study``)."""
+
+    images: pd.DataFrame
+    studies: pd.DataFrame
+    aggregate: str = "max"
+
+    def write(self, path: str | os.PathLike[str], studies: str | os.PathLike[str] | None = None) -> tuple[Path, Path]:
+        """Write the per-image CSV to ``path`` and the per-study CSV to ``studies`` (default ``<stem>-studies.csv`` beside it).
+
+        >>> predictions.write("predictions.csv")  # doctest: +SKIP
+        (PosixPath('predictions.csv'), PosixPath('predictions-studies.csv'))
+        """
+        path = Path(path)
+        study_path = Path(studies) if studies is not None else path.with_name(f"{path.stem}-studies{path.suffix or '.csv'}")
+        if study_path.absolute() == path.absolute():
+            raise InvalidArgumentError(f"the per-image and per-study predictions would both be written to {path}")
+        for target, frame in ((path, self.images), (study_path, self.studies)):
+            if target.is_dir():
+                raise IsADirectoryError(21, "is a folder, not a file to write", str(target))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.tmp")
+            frame.to_csv(tmp, index=False, float_format="%.6f")
+            os.replace(tmp, target)
+        return path, study_path
+
+
+def study_scores(keys: np.ndarray, scores: np.ndarray, aggregate: str = "max") -> tuple[np.ndarray, np.ndarray]:
+    """(sorted study keys, one row of scores per study): the maximum (or mean) over each study's images.
+
+    >>> study_scores(np.array(["b", "a", "b"]), np.array([[0.1], [0.5], [0.7]]))[1].tolist()
+    [[0.5], [0.7]]
+    """
+    check_choice("aggregate", aggregate, AGGREGATES)
+    studies, inverse = np.unique(np.asarray(keys).astype(object), return_inverse=True)
+    if aggregate == "max":
+        out = np.full((len(studies), scores.shape[1]), -np.inf)
+        np.maximum.at(out, inverse, scores)
+    else:
+        out = np.zeros((len(studies), scores.shape[1]))
+        np.add.at(out, inverse, scores)
+        out /= np.bincount(inverse, minlength=len(studies))[:, None]
+    return studies, out
+
+
+@torch.no_grad()
+def score_batches(
+    models: Sequence[torch.nn.Module],
+    head: Head,
+    batches: Iterable[dict[str, torch.Tensor]],
+    placement: Placement,
+    transform: Callable[[torch.Tensor], torch.Tensor],
+) -> tuple[np.ndarray, np.ndarray]:
+    """(row of each image, (images, observations) probabilities averaged over ``models``) for the loader's batches."""
+    rows, probabilities = [], []
+    gpu = placement.device.type == "cuda"
+    for batch in batches:
+        inputs = transform(batch["image"].to(placement.device, non_blocking=gpu))
+        if placement.channels_last:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        with placement.autocast_context():
+            outputs = [head.probabilities(model(inputs)) for model in models]
+        probabilities.append((torch.stack(outputs).sum(dim=0) / len(outputs)).cpu().numpy())
+        rows.append(batch["row"].numpy())
+    if not rows:
+        return np.zeros(0, dtype=np.int64), np.zeros((0, len(head.observations)), dtype=np.float32)
+    return np.concatenate(rows), np.concatenate(probabilities)
+
+
+def _source_rows(run: Run, source: Store | Release | Index | str | os.PathLike[str], split: str | None) -> tuple[Any, Index]:
+    """The dataset to read and the index rows it covers (the split's rows, all views)."""
+    from chexpert.frameworks.torch import JPEGDataset, StoreDataset
+
+    recipe = run.recipe
+    if isinstance(source, str | os.PathLike) and (Path(source).expanduser() / MANIFEST).is_file():
+        source = open_store(source)
+    if isinstance(source, Store):
+        if (source.size, source.resize) != (recipe.size, recipe.resize):
+            raise InvalidArgumentError(
+                f"{source.path} holds {source.size}x{source.size} images ({source.resize}); the run was trained on "
+                f"{recipe.size}x{recipe.size} ({recipe.resize}): predict from a store prepared like the run's, or from the release"
+            )
+        rows = np.arange(len(source)) if split is None else np.flatnonzero(source.index.split == schema.SPLITS.index(split))
+        return StoreDataset(source, rows=rows), source.index.take(rows)
+    if isinstance(source, Index):
+        index = source if split is None else source.take(source.split == schema.SPLITS.index(split))
+        if index.release is None:
+            raise InvalidArgumentError("the Index is not bound to a release, so its images cannot be read; make it with release.index()")
+    else:
+        release = source if isinstance(source, Release) else open_release(source)
+        if split is not None and split not in release.splits:
+            raise InvalidArgumentError(f"split {split!r} is not in {release.root}; it has: {', '.join(release.splits)}")
+        index = release.index(split)
+    return JPEGDataset(index, size=recipe.size, resize=recipe.resize), index
+
+
+def ensemble_members(run: Run, ensemble: int | None) -> list[Checkpoint]:
+    """The ``ensemble`` best checkpoints (default: every kept one)."""
+    if not run.checkpoints:
+        raise RunError(f"{run.path} has no checkpoint yet: train first")
+    if ensemble is None:
+        return list(run.checkpoints)
+    check_int("ensemble", ensemble, low=1)
+    return list(run.checkpoints[:ensemble])
+
+
+def predict(
+    run: Run | str | os.PathLike[str],
+    source: Store | Release | Index | str | os.PathLike[str],
+    *,
+    split: str | None = "valid",
+    ensemble: int | None = None,
+    aggregate: str = "max",
+    batch_size: int = 64,
+    workers: int = 0,
+    device: str | torch.device | None = None,
+) -> Predictions:
+    """Probabilities for every image of ``split`` (all views), averaged over the ``ensemble`` best checkpoints.
+
+    ``source`` is the release (images decoded as the run's store was prepared) or a store prepared
+    at the run's size. Studies get the ``aggregate`` ("max", the paper's; or "mean") of their
+    images. U-MultiClass columns give the positive class's probability against the negative one.
+
+    >>> p = predict("runs/demo", "demo/CheXpert-v1.0-small", split="valid")  # doctest: +SKIP
+    >>> p.studies.columns[:2].tolist()  # doctest: +SKIP
+    ['Study', 'Atelectasis']
+    """
+    import pandas as pd
+
+    from chexpert.frameworks.torch import dataloader
+
+    run = run if isinstance(run, Run) else open_run(run)
+    if split is not None:
+        check_choice("split", split, schema.SPLITS)
+    check_choice("aggregate", aggregate, AGGREGATES)
+    check_int("batch_size", batch_size, low=1)
+    check_int("workers", workers, low=0)
+    members = ensemble_members(run, ensemble)
+    recipe = run.recipe
+    placement = resolve_placement(device, recipe.precision, recipe.channels_last)
+    dataset, index = _source_rows(run, source, split)
+    if len(index) == 0:
+        raise InvalidArgumentError(f"no images to predict in split {split!r}")
+    models = []
+    for checkpoint in members:
+        model = run.model(checkpoint).to(placement.device)
+        if placement.channels_last:
+            model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        models.append(model)
+    loader = dataloader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, pin_memory=placement.device.type == "cuda")
+    transform = input_transform(recipe, train=False).to(placement.device)
+    positions, probabilities = score_batches(models, run.head, loader, placement, transform)
+    order = np.argsort(positions, kind="stable")
+    probabilities = probabilities[order]
+    columns = list(run.head.observations)
+    images = pd.DataFrame(probabilities.astype(np.float64), columns=columns)
+    images.insert(0, "Path", index.path.astype(object))
+    studies, per_study = study_scores(index.study_keys(), probabilities.astype(np.float64), aggregate)
+    study_frame = pd.DataFrame(per_study, columns=columns)
+    study_frame.insert(0, "Study", studies.astype(object))
+    return Predictions(images, study_frame, aggregate)

@@ -1,0 +1,554 @@
+"""The training loop: a recipe, a prepared store and a run folder in; checkpoints, logs and an ensemble out.
+
+Every step is a pure function of the run's state and (seed, rank, step): the batch comes from
+:class:`~chexpert.sampling.EpochSampler` (seed, epoch, batch position), its augmentation and any
+dropout from generators seeded by (seed, rank, step). The resumable state written at each
+checkpoint (weights, optimiser, loss scaler, epoch and batch position, RNG states) therefore lets
+a run killed at any moment continue from its last checkpoint to the same weights as a run that was
+never interrupted (bit for bit on the same machine and thread count; ``deterministic=True`` also
+pins the kernels that are not deterministic by default, as some GPU kernels are not).
+
+>>> run = train("~/data/CheXpert-v1.0-small", "runs/u-ones", Recipe(policy="u-ones"))  # doctest: +SKIP
+>>> run.checkpoints[0].metric  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from chexpert import __version__, schema
+from chexpert.errors import InvalidArgumentError, RunError, option
+from chexpert.policy import Policy, apply, get_policy
+from chexpert.release import Release, open_release
+from chexpert.store import MANIFEST, Store, open_store, prepare
+from chexpert.train.device import Feeder, Placement, resolve_placement, step_seed
+from chexpert.train.distributed import Distributed
+from chexpert.train.heads import Head
+from chexpert.train.inference import input_transform, score_batches, study_scores
+from chexpert.train.log import RunLog
+from chexpert.train.models import build_model
+from chexpert.train.recipe import Recipe, get_recipe
+from chexpert.train.run import RUN_FORMAT, RUN_VERSION, SOFT_LABELS, STATE, SUMMARY, Run, RunFolder, _sorted_kept, load_state, open_run, save_atomic
+from chexpert.validation import check_int
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["train", "Trainer", "TrainingWarning", "training_rows", "head_of", "Progress"]
+
+#: ``progress(event)`` receives dicts with an ``event`` key: "start", "step", "validation", "checkpoint", "stage", "done".
+Progress = Callable[[Mapping[str, Any]], None]
+
+
+class TrainingWarning(UserWarning):
+    """Something about a run that does not stop it (no validation split, validation left out, ...)."""
+
+
+def training_rows(store: Store, views: str) -> tuple[np.ndarray, np.ndarray]:
+    """(training rows of ``views``, validation rows of every view) of the store.
+
+    >>> training_rows(store, "frontal")[0][:3]  # doctest: +SKIP
+    array([0, 2, 3])
+    """
+    split = store.index.split
+    train = split == schema.SPLITS.index("train")
+    if views == "frontal":
+        train &= store.index.frontal
+    elif views == "lateral":
+        train &= ~store.index.frontal
+    return np.flatnonzero(train), np.flatnonzero(split == schema.SPLITS.index("valid"))
+
+
+def _without_self_training(policy: Policy, replacement: str) -> Policy:
+    """``policy`` with every U-SelfTrained observation under ``replacement`` instead."""
+    import dataclasses
+
+    pairs: tuple[tuple[str, str], ...] = tuple(policy.per_observation)  # type: ignore[arg-type]  # sorted pairs after __post_init__
+    per = tuple((o, replacement if p == "self-trained" else p) for o, p in pairs)
+    uncertain = replacement if policy.uncertain == "self-trained" else policy.uncertain
+    return dataclasses.replace(policy, uncertain=uncertain, per_observation=per)
+
+
+def _self_trained(policy: Policy) -> list[str]:
+    return [o for o in policy.target_observations if policy.uncertainty(o) == "self-trained"]
+
+
+def head_of(policy: str | Policy) -> Head:
+    """The output layout a policy's targets need (U-SelfTrained columns are binary).
+
+    >>> head_of("u-multiclass").outputs
+    42
+    """
+    policy = _without_self_training(get_policy(policy), "ones")
+    return Head.of(apply(policy, np.zeros((0, len(schema.OBSERVATIONS)), dtype=np.int8)))
+
+
+class Trainer:
+    """Model, optimiser, loss scaler and input maps of a recipe on one device: one :meth:`step` per batch.
+
+    :func:`train` drives it; ``bench/train.py`` times its step alone.
+    """
+
+    def __init__(self, recipe: Recipe, head: Head, placement: Placement, dist: Distributed | None = None) -> None:
+        self.recipe, self.head, self.placement = recipe, head, placement
+        self.module = build_model(recipe.model, outputs=head.outputs, channels=recipe.channels, weights=recipe.weights).to(placement.device)
+        if placement.channels_last:
+            self.module = self.module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self.model: torch.nn.Module = self.module
+        if dist is not None and dist.active:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.model = DistributedDataParallel(self.module, device_ids=[placement.device.index] if placement.device.type == "cuda" else None)
+        if recipe.compile:
+            self.model = torch.compile(self.model)  # type: ignore[assignment]
+        self.optimizer = torch.optim.Adam(self.module.parameters(), lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay)
+        self.scaler = torch.amp.GradScaler(placement.device.type) if placement.scaler_needed else None
+        self.train_transform = input_transform(recipe, train=True).to(placement.device)
+        self.eval_transform = input_transform(recipe, train=False).to(placement.device)
+
+    def transform(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """uint8 batch on the device -> network input (augmented when the recipe says so)."""
+        if self.train_transform.training:
+            return self.train_transform(images, generator=generator)  # type: ignore[no-any-return]
+        return self.eval_transform(images)  # type: ignore[no-any-return]
+
+    def step(self, inputs: torch.Tensor, labels: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """One optimisation step; returns the loss (detached, on the device: reading it waits for the step)."""
+        with self.placement.autocast_context():
+            logits = self.model(inputs)
+        loss = self.head.loss(logits, labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self.optimizer.step()
+        return loss.detach()
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "model": {k: v.detach().cpu() for k, v in self.module.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": None if self.scaler is None else self.scaler.state_dict(),
+        }
+
+    def load(self, state: Mapping[str, Any]) -> None:
+        self.module.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scaler is not None and state.get("scaler") is not None:
+            self.scaler.load_state_dict(state["scaler"])
+
+
+def _rng_state(placement: Placement) -> dict[str, Any]:
+    state = {"cpu": torch.get_rng_state()}
+    if placement.device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(placement.device)
+    return state
+
+
+def _set_rng_state(state: Mapping[str, Any], placement: Placement) -> None:
+    torch.set_rng_state(state["cpu"])
+    if placement.device.type == "cuda" and state.get("cuda") is not None:
+        torch.cuda.set_rng_state(state["cuda"], placement.device)
+
+
+@contextlib.contextmanager
+def _run_settings(placement: Placement, deterministic: bool) -> Iterator[None]:
+    """Global torch settings for the run, put back afterwards: RNG streams, deterministic kernels, cuDNN autotuning."""
+    devices = [placement.device.index] if placement.device.type == "cuda" else []
+    previous = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(), torch.backends.cudnn.benchmark)
+    if deterministic and placement.device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    with torch.random.fork_rng(devices=devices):
+        try:
+            torch.use_deterministic_algorithms(deterministic)
+            torch.backends.cudnn.benchmark = not deterministic and placement.device.type == "cuda"
+            yield
+        finally:
+            torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+            torch.backends.cudnn.benchmark = previous[2]
+
+
+def _training_store(
+    source: Store | Release | str | os.PathLike[str], folder: RunFolder, recipe: Recipe, store: str | os.PathLike[str] | None,
+    dist: Distributed, progress: Progress | None,
+) -> Store:  # fmt: skip
+    """The prepared store to train from: ``source`` itself when it is one, else the release prepared (rank 0) into ``store``."""
+    if isinstance(source, str | os.PathLike) and (Path(source).expanduser() / MANIFEST).is_file():
+        source = open_store(source)
+    if isinstance(source, Store):
+        if store is not None:
+            raise InvalidArgumentError("the source is a prepared store already; give store only with a release as the source")
+        if (source.size, source.resize) != (recipe.size, recipe.resize):
+            raise InvalidArgumentError(
+                f"{source.path} holds {source.size}x{source.size} images ({source.resize}); the recipe asks for "
+                f"{recipe.size}x{recipe.size} ({recipe.resize}): train with {option('size', source.size)}"
+                + ("" if source.resize == recipe.resize else f" and resize {source.resize!r}")
+                + ", or prepare a store of the recipe's size"
+            )
+        return source
+    release = source if isinstance(source, Release) else open_release(source)
+    path = Path(store) if store is not None else folder.path / _store_name(recipe)
+    if dist.main:
+        if progress is not None:
+            progress({"event": "stage", "message": f"preparing {release.root} into {path} ({recipe.size}x{recipe.size}, {recipe.resize})"})
+        prepare(release, path, size=recipe.size, resize=recipe.resize, workers=os.cpu_count() or 1)
+    dist.barrier()
+    return open_store(path, size=recipe.size, resize=recipe.resize)
+
+
+def _store_name(recipe: Recipe) -> str:
+    return f"store-{recipe.size}-{recipe.resize}"
+
+
+def _soft_label_table(soft_labels: pd.DataFrame | str | os.PathLike[str]) -> pd.DataFrame:
+    import pandas as pd
+
+    if isinstance(soft_labels, pd.DataFrame):
+        return soft_labels
+    path = Path(soft_labels)
+    try:
+        return pd.read_csv(path)
+    except FileNotFoundError:
+        raise InvalidArgumentError(f"{path}: soft labels file not found") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InvalidArgumentError(f"{path}: cannot be read as CSV ({exc})") from None
+
+
+def _digest(frame: pd.DataFrame) -> str:
+    import hashlib
+
+    return hashlib.sha256(frame.to_csv(index=False).encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class _Setup:
+    store: Store
+    train_rows: np.ndarray
+    valid_rows: np.ndarray
+    head: Head
+    policy: Policy
+
+
+def train(
+    source: Store | Release | str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    recipe: Recipe | str = "chexpert-paper",
+    *,
+    store: str | os.PathLike[str] | None = None,
+    soft_labels: pd.DataFrame | str | os.PathLike[str] | None = None,
+    validate: bool = True,
+    workers: int | None = None,
+    device: str | torch.device | None = None,
+    deterministic: bool = False,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> Run:
+    """Train ``recipe`` on ``source`` into the run folder ``out``; resume it if ``out`` holds the same run.
+
+    ``source`` is a prepared store (its size and resize must be the recipe's) or a release, which
+    is then prepared once (all splits) into ``store`` (default ``out/store-SIZE-RESIZE``).
+    Training uses the train split (the recipe's views); the valid split, when there is one, scores
+    every checkpoint (``validate``) at study level with :func:`chexpert.evaluate.evaluate`.
+    Policies with U-SelfTrained observations need ``soft_labels`` (a CSV or DataFrame keyed by
+    Path); without them the run first trains with U-Ignore in ``out/u-ignore``, labels the
+    uncertain training images with that model, then trains again with those labels.
+    ``workers`` loader processes (default 0 on the CPU, up to 8 on a GPU). Under ``torchrun`` every
+    rank trains its shard with DistributedDataParallel; rank 0 validates and writes.
+    ``progress(event)`` is called with dicts describing the run (see :data:`Progress`).
+
+    >>> run = train(store, "runs/demo", "demo", validate=True)  # doctest: +SKIP
+    """
+    recipe = get_recipe(recipe)
+    if workers is not None:
+        check_int("workers", workers, low=0)
+    placement = resolve_placement(device, recipe.precision, recipe.channels_last)
+    if workers is None:
+        workers = min(8, os.cpu_count() or 1) if placement.device.type == "cuda" else 0
+    folder = RunFolder(out)
+    dist = Distributed(placement.device)
+    try:
+        if dist.main:
+            _check_folder(folder, recipe)
+        the_store = _training_store(source, folder, recipe, store, dist, progress)
+        policy = recipe.resolved_policy()
+        train_rows, valid_rows = training_rows(the_store, recipe.views)
+        if len(train_rows) == 0:
+            raise InvalidArgumentError(f"{the_store.path} has no training images ({recipe.views} views of the train split)")
+        if validate and len(valid_rows) == 0:
+            warnings.warn(f"{the_store.path} has no valid split: checkpoints are not validated, the latest are kept", TrainingWarning, stacklevel=2)
+        setup = _Setup(the_store, train_rows, valid_rows if validate else valid_rows[:0], head_of(policy), policy)
+        needs_labels = bool(_self_trained(policy))
+        table = None if soft_labels is None else _soft_label_table(soft_labels)
+        identity = _identity(setup, recipe, dist, "u-ignore stage" if needs_labels and table is None else (None if table is None else _digest(table)))
+        start = dist.broadcast(folder.begin(identity, overwrite=overwrite, allowed=(_store_name(recipe),)) if dist.main else None)
+        dist.barrier()
+        if start == "done":
+            if progress is not None:
+                progress({"event": "done", "already": True, "path": str(folder.path)})
+            return open_run(folder.path)
+        if needs_labels and table is None:
+            table = _self_training_labels(setup, folder, recipe, dist, placement, workers, deterministic, progress)
+        return _train(setup, folder, recipe, table, dist, placement, workers, deterministic, progress, resume=start == "resume")
+    finally:
+        dist.close()
+
+
+def _check_folder(folder: RunFolder, recipe: Recipe) -> None:
+    """Refuse a folder of other files before preparing anything into it."""
+    if folder.path.exists() and not folder.path.is_dir():
+        raise RunError(f"{folder.path} is a file, not a folder for the run")
+    if folder.path.is_dir() and folder.read_identity() is None:
+        others = sorted(p.name for p in folder.path.iterdir() if p.name != _store_name(recipe))
+        if others:
+            raise RunError(f"{folder.path} holds other files ({', '.join(others[:5])}) and is not a run; choose a new or empty folder for the run")
+
+
+def _identity(setup: _Setup, recipe: Recipe, dist: Distributed, soft_labels: str | None) -> dict[str, Any]:
+    source = setup.store.manifest.get("source", {})
+    return {
+        "format": RUN_FORMAT,
+        "version": RUN_VERSION,
+        "chexpert": __version__,
+        "recipe": recipe.to_json(),
+        "head": setup.head.to_json(),
+        "world_size": dist.world_size,
+        "data": {
+            "store_rows_sha256": source.get("rows_sha256"),
+            "store_size": setup.store.size,
+            "store_resize": setup.store.resize,
+            "train_images": len(setup.train_rows),
+            "valid_images": len(setup.valid_rows),
+            "soft_labels": soft_labels,
+        },
+    }
+
+
+def _self_training_labels(
+    setup: _Setup, folder: RunFolder, recipe: Recipe, dist: Distributed, placement: Placement, workers: int, deterministic: bool,
+    progress: Progress | None,
+) -> pd.DataFrame:  # fmt: skip
+    """U-SelfTrained: train with U-Ignore in ``folder/u-ignore``, label the uncertain training images with it."""
+    import pandas as pd
+
+    from chexpert.train.run import STAGE_ONE
+
+    path = folder / SOFT_LABELS
+    observations = _self_trained(setup.policy)
+    if not path.exists():
+        stage_policy = _without_self_training(setup.policy, "ignore")
+        stage_recipe = recipe.replace(policy=stage_policy)
+        stage_setup = _Setup(setup.store, setup.train_rows, setup.valid_rows, head_of(stage_policy), stage_policy)
+        stage = RunFolder(folder / STAGE_ONE)
+        if progress is not None:
+            progress({"event": "stage", "message": f"U-SelfTrained: training with U-Ignore in {stage.path} to label the uncertain "
+                      f"{', '.join(observations)} images"})  # fmt: skip
+        identity = _identity(stage_setup, stage_recipe, dist, None)
+        start = dist.broadcast(stage.begin(identity, overwrite=False) if dist.main else None)
+        dist.barrier()
+        if start != "done":
+            _train(stage_setup, stage, stage_recipe, None, dist, placement, workers, deterministic, progress, resume=start == "resume")
+        if dist.main:
+            labels = _label_uncertain(open_run(stage.path), setup, observations, placement)
+            save_atomic(path, labels.to_csv(index=False, float_format="%.6f"))
+        dist.barrier()
+    return pd.read_csv(path)
+
+
+def _label_uncertain(run: Run, setup: _Setup, observations: list[str], placement: Placement) -> pd.DataFrame:
+    """The stage model's probabilities for the training images with an uncertain label among ``observations``."""
+    import pandas as pd
+
+    from chexpert.frameworks.torch import StoreDataset, dataloader
+    from chexpert.train.inference import ensemble_members
+
+    columns = [schema.OBSERVATIONS.index(o) for o in observations]
+    labels = setup.store.index.labels[setup.train_rows][:, columns]
+    rows = setup.train_rows[(labels == schema.Code.UNCERTAIN).any(axis=1)]
+    models = [run.model(c).to(placement.device) for c in ensemble_members(run, None)]
+    dataset = StoreDataset(setup.store, rows=rows)
+    loader = dataloader(dataset, batch_size=64, shuffle=False)
+    transform = input_transform(run.recipe, train=False).to(placement.device)
+    found, probabilities = score_batches(models, run.head, loader, placement, transform)
+    order = np.argsort(found, kind="stable")
+    wanted = [run.head.observations.index(o) for o in observations]
+    frame = pd.DataFrame(probabilities[order][:, wanted].astype(np.float64), columns=observations)
+    frame.insert(0, "Path", setup.store.index.path[rows].astype(object))
+    return frame
+
+
+def _validate(trainer: Trainer, setup: _Setup, batch_size: int) -> tuple[float, dict[str, float]]:
+    """Mean AUROC over the competition tasks scored (else over all) and each observation's AUROC, per study."""
+    from chexpert.evaluate import UndefinedMetricWarning, evaluate
+    from chexpert.frameworks.torch import StoreDataset, dataloader
+
+    if len(setup.valid_rows) == 0:
+        return math.nan, {}
+    model = trainer.module
+    model.eval()
+    try:
+        loader = dataloader(StoreDataset(setup.store, rows=setup.valid_rows), batch_size=max(batch_size, 64), shuffle=False)
+        _, probabilities = score_batches([model], trainer.head, loader, trainer.placement, trainer.eval_transform)
+    finally:
+        model.train()
+    import pandas as pd
+
+    index = setup.store.index.take(setup.valid_rows)
+    studies, scores = study_scores(index.study_keys(), probabilities.astype(np.float64))
+    frame = pd.DataFrame(scores, columns=list(trainer.head.observations))
+    frame.insert(0, "Study", studies.astype(object))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)  # an observation without positives scores NaN
+        result = evaluate(frame, index, bootstrap=0)
+    aurocs = {str(k): float(v) for k, v in result.table["auroc"].items()}
+    competition = [aurocs[t] for t in schema.COMPETITION_TASKS if t in aurocs and not math.isnan(aurocs[t])]
+    chosen = competition or [v for v in aurocs.values() if not math.isnan(v)]
+    return (float(np.mean(chosen)) if chosen else math.nan), aurocs
+
+
+def _train(
+    setup: _Setup, folder: RunFolder, recipe: Recipe, soft_labels: pd.DataFrame | None, dist: Distributed, placement: Placement,
+    workers: int, deterministic: bool, progress: Progress | None, *, resume: bool,
+) -> Run:  # fmt: skip
+    from chexpert.frameworks.torch import StoreDataset, dataloader
+
+    dataset = StoreDataset(setup.store, policy=setup.policy, rows=setup.train_rows, soft_labels=soft_labels)
+    loader = dataloader(
+        dataset, batch_size=recipe.batch_size, seed=recipe.seed, num_workers=workers, pin_memory=placement.device.type == "cuda",
+        persistent_workers=workers > 0,
+    )  # fmt: skip
+    steps_per_epoch = len(loader)
+    total = recipe.epochs * steps_per_epoch if recipe.max_steps is None else min(recipe.max_steps, recipe.epochs * steps_per_epoch)
+    with _run_settings(placement, deterministic):
+        torch.manual_seed(recipe.seed)  # the same initial weights on every rank
+        trainer = Trainer(recipe, setup.head, placement, dist)
+        step = epoch = position = 0
+        kept: list[tuple[int, float]] = []
+        elapsed, images_seen = 0.0, 0
+        if resume:
+            state = load_state(folder / STATE)
+            trainer.load(state)
+            step, epoch, position = int(state["step"]), int(state["epoch"]), int(state["batch"])
+            kept = [(int(s), float(m)) for s, m in state["kept"]]
+            elapsed, images_seen = float(state["elapsed"]), int(state["images"])
+            rng = state["rng"]
+            _set_rng_state(rng[dist.rank] if dist.rank < len(rng) else rng[0], placement)
+        log = None
+        if dist.main:
+            folder.drop_checkpoints_except([s for s, _ in kept])
+            log = RunLog(folder.path, setup.head.observations, resume_step=step if resume else None)
+            if progress is not None:
+                progress({
+                    "event": "start", "path": str(folder.path), "step": step, "total": total, "steps_per_epoch": steps_per_epoch,
+                    "images": len(setup.train_rows), "valid_images": len(setup.valid_rows), "placement": placement.describe(),
+                    "world_size": dist.world_size, "model": recipe.model, "policy": recipe.policy if isinstance(recipe.policy, str) else "custom",
+                })  # fmt: skip
+        trainer.model.train()
+        running = torch.zeros((), device=placement.device)
+        running_steps, window_images = 0, 0
+        window_start = time.perf_counter()
+        try:
+            while step < total:
+                loader.sampler.set_epoch(epoch, start=position)  # type: ignore[attr-defined]
+                first = step
+
+                def seed_of(i: int, first: int = first) -> int:
+                    return step_seed(recipe.seed, dist.rank, first + 1 + i)
+
+                for batch in Feeder(loader, placement, trainer.transform, seed_of):
+                    torch.manual_seed(step_seed(recipe.seed, dist.rank, step + 1, stream=1))  # dropout and the like
+                    running += trainer.step(batch.inputs, batch.labels)
+                    step, position = step + 1, position + 1
+                    running_steps += 1
+                    window_images += batch.size * dist.world_size
+                    if position == steps_per_epoch:
+                        epoch, position = epoch + 1, 0
+                    if step % recipe.log_every == 0 or step == total:
+                        loss = dist.mean(float(running.item()) / running_steps)
+                        now = time.perf_counter()
+                        seconds = now - window_start
+                        elapsed += seconds
+                        images_seen += window_images
+                        rate = window_images / seconds if seconds > 0 else math.nan
+                        if log is not None:
+                            log.train(step, epoch, loss, recipe.lr, rate, elapsed)
+                            if progress is not None:
+                                progress({"event": "step", "step": step, "total": total, "epoch": epoch, "loss": loss, "images_per_second": rate})
+                        running.zero_()
+                        running_steps, window_images, window_start = 0, 0, now
+                    if step % recipe.checkpoint_every == 0 or step == total:
+                        kept = _checkpoint(trainer, setup, folder, recipe, dist, placement, log, progress, step, epoch, position, kept, elapsed, images_seen)
+                        window_start = time.perf_counter()  # validation is not training time
+                    if step == total:
+                        break
+        finally:
+            if log is not None:
+                log.close()
+        if dist.main:
+            _write_summary(folder, recipe, kept, step, epoch, elapsed, images_seen)
+        dist.barrier()
+    run = open_run(folder.path)
+    if progress is not None and dist.main:
+        progress({"event": "done", "already": False, "path": str(folder.path), "best": run.checkpoints[0].metric if run.checkpoints else math.nan})
+    return run
+
+
+def _checkpoint(
+    trainer: Trainer, setup: _Setup, folder: RunFolder, recipe: Recipe, dist: Distributed, placement: Placement, log: RunLog | None,
+    progress: Progress | None, step: int, epoch: int, position: int, kept: list[tuple[int, float]], elapsed: float, images: int,
+) -> list[tuple[int, float]]:  # fmt: skip
+    """Validate (rank 0), write the weights and the resumable state, keep the best; every rank returns the new kept list."""
+    rng = dist.gather(_rng_state(placement))
+    if dist.main:
+        metric, aurocs = _validate(trainer, setup, recipe.batch_size)
+        if log is not None and len(setup.valid_rows):
+            log.validation(step, epoch, metric, aurocs)
+        if progress is not None and len(setup.valid_rows):
+            progress({"event": "validation", "step": step, "mean_auroc": metric, "aurocs": aurocs})
+        weights = trainer.state()
+        path = folder.checkpoint_file(step)
+        path.parent.mkdir(exist_ok=True)
+        save_atomic(path, {"model": weights["model"], "step": step, "metric": metric})
+        ranked = _sorted_kept([*[k for k in kept if k[0] != step], (step, metric)], folder)
+        new_kept = [(c.step, c.metric) for c in ranked[: recipe.keep_best]]
+        state = {
+            **weights, "step": step, "epoch": epoch, "batch": position, "rng": rng, "kept": new_kept,
+            "elapsed": elapsed, "images": images, "chexpert": __version__,
+        }  # fmt: skip
+        save_atomic(folder / STATE, state)
+        folder.drop_checkpoints_except([s for s, _ in new_kept])  # evicted only now that the state no longer names them
+        if progress is not None:
+            progress({"event": "checkpoint", "step": step, "path": str(path), "kept": len(new_kept)})
+        kept = new_kept
+    dist.barrier()
+    return list(dist.broadcast(kept))
+
+
+def _write_summary(folder: RunFolder, recipe: Recipe, kept: list[tuple[int, float]], step: int, epoch: int, elapsed: float, images: int) -> None:
+    import json
+
+    ranked = _sorted_kept(kept, folder)
+    summary = {
+        "steps": step,
+        "epochs_completed": epoch,
+        "seconds": round(elapsed, 3),
+        "images": images,
+        "images_per_second": round(images / elapsed, 1) if elapsed > 0 else None,
+        "kept": [{"step": c.step, "metric": None if math.isnan(c.metric) else c.metric, "file": str(c.path.relative_to(folder.path))} for c in ranked],
+        "best_mean_auroc": None if not ranked or math.isnan(ranked[0].metric) else ranked[0].metric,
+    }
+    save_atomic(folder / SUMMARY, json.dumps(summary, indent=2) + "\n")
+

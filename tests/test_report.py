@@ -1,0 +1,99 @@
+"""The report page: self-contained, the release's counts, every score, and it renders in a real headless Chromium."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("matplotlib")
+
+from PIL import Image
+
+from chexpert import schema
+from chexpert.evaluate import evaluate
+from chexpert.release import open_release
+from chexpert.report import STATE_COLORS, render_report, write_report
+from chexpert.store import prepare
+from chexpert.synth import synthesize
+from chexpert.train import get_recipe, predict, train
+
+WIDTH, HEIGHT = 1280, 4200
+pytestmark = pytest.mark.filterwarnings("ignore::chexpert.evaluate.metrics.UndefinedMetricWarning")
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("report")
+    root = synthesize(base, patients=40, valid_patients=12, seed=4)
+    release = open_release(root)
+    store = prepare(release, base / "store", size=32)
+    recipe = get_recipe("demo").replace(size=32, batch_size=16, max_steps=8, checkpoint_every=2, log_every=1)
+    run = train(store, base / "run", recipe)
+    predict(run, store).write(base / "predictions.csv")
+    result = evaluate(base / "predictions.csv", root / "valid.csv", bootstrap=50)
+    return write_report(base / "report.html", store, release=release, run=run, evaluation=result, title="A test report", subtitle="look-alike")
+
+
+def _rgb(color: str) -> np.ndarray:
+    return np.array([int(color[i : i + 2], 16) for i in (1, 3, 5)])
+
+
+def test_the_page_is_self_contained_and_holds_counts_and_scores(page: Path) -> None:
+    html = page.read_text(encoding="utf-8")
+    assert html.startswith("<!DOCTYPE html>") and "<script" not in html
+    assert not re.search(r"(src|href)=\"(https?:)?//", html) and "url(" not in html and "@import" not in html
+    release = open_release(page.parent / "CheXpert-v1.0-small")
+    counts = release.index("train").counts()
+    assert f"<td>train</td><td>{counts['images']:,}</td><td>{counts['frontal']:,}</td><td>{counts['lateral']:,}</td><td>{counts['studies']:,}</td>" in html
+    for observation in schema.OBSERVATIONS:
+        assert f"<td>{observation}</td>" in html
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
+    assert len(images) == 12 + 3
+    for data in images:
+        Image.open(io.BytesIO(base64.b64decode(data))).verify()
+
+
+def test_without_matplotlib_figures_the_page_keeps_its_tables(page: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import chexpert.report as report
+
+    monkeypatch.setattr(report, "_figure_class", lambda: None)
+    release = open_release(page.parent / "CheXpert-v1.0-small")
+    html = render_report(index=release.index(), release=release)
+    assert "<table>" in html and html.count("data:image/png") == 12  # the sample images only
+
+
+def test_the_page_renders_in_headless_chromium(page: Path, tmp_path: Path) -> None:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("Chromium is not installed (scripts/test installs Debian's chromium package)")
+    shot = tmp_path / "page.png"
+    command = [
+        browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--hide-scrollbars",
+        f"--window-size={WIDTH},{HEIGHT}", f"--screenshot={shot}", page.as_uri(),
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0 and shot.is_file(), result.stderr[-2000:]
+    pixels = np.asarray(Image.open(shot).convert("RGB")).astype(np.int64)
+    assert pixels.shape == (HEIGHT, WIDTH, 3)
+    assert pixels.std() > 30, "the screenshot is blank"
+    header = pixels[20:60, 100:400]
+    assert (header[..., 2] > header[..., 0] + 40).mean() > 0.9, "the header's blue band is missing"
+
+    def near(color: str, tolerance: int = 12) -> int:
+        return int((np.abs(pixels - _rgb(color)).max(axis=-1) <= tolerance).sum())
+
+    assert near(STATE_COLORS["positive"]) > 2000, "the prevalence chart's positive bars are missing"
+    assert near(STATE_COLORS["uncertain"]) > 1000, "the uncertain bars are missing"
+    assert near("#1f5fa8") > 3000, "the ROC curves and AUROC bars are missing"
+    # The sample images are greyscale pictures, not empty boxes.
+    grey = (np.abs(pixels[..., 0] - pixels[..., 1]) < 3) & (np.abs(pixels[..., 1] - pixels[..., 2]) < 3) & (pixels[..., 0] > 40) & (pixels[..., 0] < 215)
+    assert grey.sum() > 12 * 120 * 120
