@@ -309,14 +309,9 @@ def _auroc_table(evaluation: Evaluation) -> str:
 def _roc_figure(evaluation: Evaluation) -> str | None:
     if _figure_class() is None:
         return None
-    import dataclasses
-
     from chexpert.plots import summary_figure
 
-    # A row of a table holding a nullable Int64 column turns NaN into pandas' NA, which the
-    # figure's number formatting cannot take (a task without positives): plain floats only.
-    table = evaluation.table.astype({"radiologists_under_curve": "float64"})
-    return _png(summary_figure(dataclasses.replace(evaluation, table=table)), dpi=80)
+    return _png(summary_figure(evaluation), dpi=80)
 
 
 # -- the page ----------------------------------------------------------------------------------------
