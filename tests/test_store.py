@@ -73,7 +73,7 @@ def test_pixels_index_and_manifest_are_what_the_release_holds(small_release: Pat
     assert manifest["format"] == FORMAT and manifest["format_version"] == FORMAT_VERSION == 2
     assert len(manifest["store_id"]) == 16
     checksums = manifest["checksums"]
-    assert checksums["algorithm"] == "xxh3_64" and checksums["rows"] == 16 and len(checksums["blocks"]) == -(-len(index) // 16)
+    assert checksums["algorithm"] == "xxh3_64 of rows' xxh3_64" and checksums["rows"] == 16 and len(checksums["blocks"]) == -(-len(index) // 16)
     assert manifest["files"]["index.npz"]["bytes"] == (reference / "index.npz").stat().st_size
     assert manifest["params"] == {"size": SIZE, "resize": "pad", "on_error": "raise"}
     assert manifest["source"]["release"] == "small"

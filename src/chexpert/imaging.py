@@ -268,26 +268,33 @@ def _min_decoded(size: int | None, mode: str, h: int, w: int) -> tuple[int, int]
 
 
 def _jpeg_info(data: bytes) -> ImageInfo:
-    import simplejpeg
+    frame = _jpeg_frame(data)
+    if frame is not None:
+        return frame
+    import simplejpeg  # no frame header found by the quick scan: let libjpeg-turbo look
 
     height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
-    channels = {"Gray": 1, "GRAY": 1, "CMYK": 4}.get(colorspace, 3)
-    bits, progressive = _jpeg_frame(data)
-    return ImageInfo("jpeg", width, height, channels, bits, progressive)
+    return ImageInfo("jpeg", width, height, {"Gray": 1, "GRAY": 1, "CMYK": 4}.get(colorspace, 3), 8)
 
 
-def _jpeg_frame(data: bytes) -> tuple[int, bool]:
-    """Sample precision and whether the frame is progressive, from the SOF marker."""
+def _jpeg_frame(data: bytes) -> ImageInfo | None:
+    """Size, components, sample precision and progressiveness from the SOF marker (a few bytes
+    read in Python: cheaper than asking libjpeg-turbo, which the decode does once more anyway)."""
     i = 2
     while i + 4 <= len(data):
         if data[i] != 0xFF:
             break
         marker = data[i + 1]
-        length = struct.unpack(">H", data[i + 2 : i + 4])[0]
+        length = (data[i + 2] << 8) | data[i + 3]
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            return data[i + 4], marker in (0xC2, 0xC6, 0xCA, 0xCE)
+            if i + 10 > len(data):
+                break
+            bits, height, width, components = struct.unpack(">BHHB", data[i + 4 : i + 10])
+            if not height or not width:
+                break  # height 0 (set by a later DNL marker): leave it to libjpeg-turbo
+            return ImageInfo("jpeg", width, height, components, bits, marker in (0xC2, 0xC6, 0xCA, 0xCE))
         i += 2 + length
-    return 8, False
+    return None
 
 
 def _jpeg_decode(data: bytes, size: int | None, mode: str, convert: bool) -> tuple[np.ndarray, tuple[int, int]]:

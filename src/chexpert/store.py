@@ -7,19 +7,19 @@ A store is a folder that numpy alone can read (format version 2)::
                    row i describes images[i]
     manifest.json  format and version, the store's id, parameters, source fingerprint, producing
                    code, every row that could not be read (skipped or blanked), the size and
-                   SHA-256 of index.npz, and an xxh3-64 checksum of every block of rows of
-                   images.npy; written last, by rename
+                   SHA-256 of index.npz, and a checksum of every block of rows of images.npy
+                   (:data:`CHECKSUM`); written last, by rename
 
 A folder without ``manifest.json`` is not a store. While :func:`prepare` runs it also holds
 ``.plan.json`` (the manifest to be, so that a re-run knows whether it may resume) and files whose
 names carry the plan's id: ``.images.ID.npy`` (the pixels, renamed ``images.npy`` when finished),
-``.journal.ID`` (one JSON line per finished range of rows, with its checksums) and ``*.ID.tmp``.
-Pixels go straight into the preallocated images file; a range is journaled only after its pixels
-are written and synced, so a run killed at any moment (SIGKILL, a full disk, Ctrl-C) leaves either
-nothing of value or a state that the next run with the same arguments resumes, finishing only the
-missing ranges. Every row's bytes depend only on its image and the parameters, and checksums cover
-fixed blocks of rows, so a resumed store is byte-identical to an uninterrupted one, checksums
-included.
+``.journal.ID`` (one JSON line per finished range of rows, with each row's digest) and
+``*.ID.tmp``. Pixels go straight into the preallocated images file; a range is journaled only
+after its pixels are written and synced, so a run killed at any moment (SIGKILL, a full disk,
+Ctrl-C) leaves either nothing of value or a state that the next run with the same arguments
+resumes, finishing only the missing ranges. Every row's bytes depend only on its image and the
+parameters, and checksums cover fixed blocks of rows (a number that depends on the size alone), so
+a resumed store is byte-identical to an uninterrupted one, checksums included.
 
 ``prepare`` removes or replaces only files it can prove it wrote: the plan and manifest (JSON of
 this format), files named with their id, and ``images.npy`` / ``index.npz`` carrying the headers
@@ -95,18 +95,24 @@ FORMAT_VERSION: Final = 2
 #: row out of the store, or keep the row with black pixels. Skipped and blanked rows are listed
 #: in the manifest either way.
 ON_ERROR: Final[tuple[str, ...]] = ("raise", "skip", "blank")
-#: The checksum of each block of rows of images.npy: xxHash's XXH3, 64 bits (about 25 GB/s a core,
-#: ten times zlib's CRC-32, so that prepare pays almost nothing for it).
-CHECKSUM: Final = "xxh3_64"
+#: The checksum of each block of rows of images.npy: xxHash's XXH3 (64 bits; about 25 GB/s a core,
+#: ten times zlib's CRC-32, so that prepare pays almost nothing for it) of the XXH3 digests of its
+#: rows, each as 8 bytes little-endian. Rows are digested where they are decoded, so that work can
+#: be split anywhere and a resumed run still gives the same checksums.
+CHECKSUM: Final = "xxh3_64 of rows' xxh3_64"
+_JOURNAL_DIGESTS: Final = "xxh3_64"  # the journal's key for the digest of each row
 
 IMAGES, INDEX, MANIFEST = "images.npy", "index.npz", "manifest.json"
 _PLAN = ".plan.json"
 _V1_JOURNAL = ".journal"  # format 1 named its journal without an id
 # Rows per unit of work, at most: enough that bookkeeping is negligible, few enough that a kill
-# loses little and progress moves smoothly. Chunks are also capped in bytes, shrunk so that every
-# worker gets several, and made whole numbers of checksum blocks (see _chunk_rows).
-_CHUNK_ROWS = 256
-_CHUNK_BYTES = 32 * 2**20
+# loses little, progress moves smoothly and the last chunks end together. Chunks are also capped
+# in bytes and shrunk so that every worker gets several (see _chunk_rows).
+_CHUNK_ROWS = 64
+_CHUNK_BYTES = 8 * 2**20
+_CHUNKS_PER_WORKER = 8
+# Decoded rows are checksummed and written this many bytes at a time, while still in the CPU's cache.
+_WRITE_BYTES = 2 * 2**20
 # A checksum block is at most this many bytes and rows: fine enough to name the damaged rows,
 # coarse enough that the manifest stays small (14,000 checksums for the small release at 320).
 _BLOCK_BYTES = 2 * 2**20
@@ -257,13 +263,13 @@ def prepare(
                 _start(out, plan)
             _recover(out, plan, on_error)
         journal = out / _journal_name(ident)
-        done, _, _ = _read_journal(journal, n, _block_rows(size))
+        done, _, _ = _read_journal(journal, n)
         chunk = _chunk_rows(n, size, workers)
         todo = _missing_ranges(done, n, chunk)
-        job = _Job(release, index.path, str(out / _work_name(ident)), str(out), needed, size, resize, on_error, _block_rows(size), chunk,
+        job = _Job(release, index.path, str(out / _work_name(ident)), str(out), needed, size, resize, on_error,
                    lock=lock, parent=os.getpid())  # fmt: skip
         _run(job, journal, todo, workers, mp_context, progress, n - sum(b - a for a, b in todo))
-        _, failures, digests = _read_journal(journal, n, _block_rows(size))
+        _, failures, digests = _read_journal(journal, n)
         if failures and on_error == "raise":
             # Recorded by an earlier run with on_error="skip" or "blank".
             _raise_failure(index.path, *min(failures.items()))
@@ -852,24 +858,25 @@ def _recover(out: Path, plan: dict[str, Any], on_error: str) -> None:
 # -- the journal ---------------------------------------------------------------------------------
 
 
-def _read_journal(path: Path, n: int, block_rows: int) -> tuple[list[tuple[int, int]], dict[int, str], dict[int, str]]:
-    """Finished row ranges, the rows that failed (row -> error) and the checksum of each finished
-    block; drops a torn last line."""
+def _read_journal(path: Path, n: int) -> tuple[list[tuple[int, int]], dict[int, str], dict[int, int]]:
+    """Finished row ranges, the rows that failed (row -> error) and the digest of every finished
+    row; drops a torn last line."""
     data = path.read_bytes()
     end = data.rfind(b"\n") + 1
     if end < len(data):
         # A kill mid-append leaves a partial line; cut it so the next append starts clean.
         with open(path, "r+b") as f:
             f.truncate(end)
-    ranges, failures, digests = [], {}, {}
+    ranges: list[tuple[int, int]] = []
+    failures: dict[int, str] = {}
+    digests: dict[int, int] = {}
     for number, line in enumerate(data[:end].splitlines(), 1):
         try:
             record = json.loads(line)
             start, stop = int(record["rows"][0]), int(record["rows"][1])
-            sums = [str(s) for s in record[CHECKSUM]]
+            rows = [int(digest, 16) for digest in record[_JOURNAL_DIGESTS]]
             failed = {int(row): str(error) for row, error in record.get("failed", [])}
-            aligned = start % block_rows == 0 and (stop == n or stop % block_rows == 0)
-            if not (0 <= start < stop <= n and aligned and len(sums) == -(-(stop - start) // block_rows)):
+            if not (0 <= start < stop <= n and len(rows) == stop - start):
                 raise ValueError("rows out of range")
         except (ValueError, KeyError, TypeError, IndexError):
             raise StoreError(
@@ -878,16 +885,14 @@ def _read_journal(path: Path, n: int, block_rows: int) -> tuple[list[tuple[int, 
             ) from None
         ranges.append((start, stop))
         failures.update(failed)
-        digests.update({start // block_rows + i: s for i, s in enumerate(sums)})
+        digests.update(zip(range(start, stop), rows))
     return ranges, failures, digests
 
 
 def _chunk_rows(n: int, size: int, workers: int) -> int:
-    """Rows per chunk: about _CHUNK_ROWS and _CHUNK_BYTES at most, at least 4 chunks per worker,
-    and a whole number of checksum blocks."""
-    block = _block_rows(size)
-    rows = max(1, min(_CHUNK_ROWS, _CHUNK_BYTES // (size * size), -(-n // (4 * workers))))
-    return max(block, rows // block * block)
+    """Rows per chunk: at most _CHUNK_ROWS and _CHUNK_BYTES, at least _CHUNKS_PER_WORKER chunks
+    per worker (so that the last ones, of a few slow full-resolution images, end together)."""
+    return max(1, min(_CHUNK_ROWS, _CHUNK_BYTES // (size * size), -(-n // (_CHUNKS_PER_WORKER * workers))))
 
 
 def _missing_ranges(done: list[tuple[int, int]], n: int, chunk: int) -> list[tuple[int, int]]:
@@ -918,8 +923,6 @@ class _Job:
     size: int
     resize: str
     on_error: str
-    block_rows: int
-    chunk: int
     lock: tuple[int, int] = (-1, -1)  # the parent's lock on the folder: descriptor and inode
     parent: int = 0  # the parent's process id
     offset: int = 0
@@ -952,44 +955,61 @@ def _init_worker(job: _Job) -> None:
         raise StoreError(f"{job.images}: not the images file prepare made")
     job.offset = header[1]
     job.fd = os.open(job.images, os.O_WRONLY | getattr(os, "O_BINARY", 0))
-    job.pixels = np.empty((job.chunk, job.size, job.size), dtype=np.uint8)
+    job.pixels = np.empty((max(1, _WRITE_BYTES // (job.size * job.size)), job.size, job.size), dtype=np.uint8)
     _JOB = job
 
 
 def _decode_range(rows: tuple[int, int]) -> tuple[int, int, list[tuple[int, str]], list[str]]:
-    """Decode rows [start, stop), write their pixels with one pwrite; the failures and checksums."""
+    """Decode rows [start, stop) and write their pixels; the failures and each row's digest.
+
+    A few rows at a time: decoded into a buffer small enough to stay in the CPU's cache, digested
+    and written (one pwrite) while they are there.
+    """
     job = _JOB
     if job is None or job.pixels is None:  # pragma: no cover - only reachable by misuse
         raise RuntimeError("worker not initialised")
     start, stop = rows
-    if stop - start > len(job.pixels):
-        job.pixels = np.empty((stop - start, job.size, job.size), dtype=np.uint8)
-    pixels = job.pixels[: stop - start]
     failed: list[tuple[int, str]] = []
-    for j, row in enumerate(range(start, stop)):
-        path = str(job.paths[row])
+    digests: list[str] = []
+    row_bytes = job.size * job.size
+    for first in range(start, stop, len(job.pixels)):
+        last = min(first + len(job.pixels), stop)
+        pixels = job.pixels[: last - first]
+        for j, row in enumerate(range(first, last)):
+            path = str(job.paths[row])
+            try:
+                decode_resized(job.release.read_bytes(path), job.size, job.resize, file=path, out=pixels[j])
+            except (ChexpertError, OSError) as exc:  # whatever keeps this one image from being read
+                pixels[j] = 0
+                failed.append((row, f"{type(exc).__name__}: {exc}"))
+                if job.on_error == "raise":
+                    # Stop at once; rows already journaled are kept for the resumed run.
+                    return start, start, failed, []
+        digests += [f"{digest:016x}" for digest in _row_digests(pixels)]
         try:
-            decode_resized(job.release.read_bytes(path), job.size, job.resize, file=path, out=pixels[j])
-        except (ChexpertError, OSError) as exc:  # whatever keeps this one image from being read
-            pixels[j] = 0
-            failed.append((row, f"{type(exc).__name__}: {exc}"))
-            if job.on_error == "raise":
-                # Stop at once; rows already journaled are kept for the resumed run.
-                return start, start, failed, []
-    data = memoryview(pixels).cast("B")  # type: ignore[arg-type]  # ndarray is a Buffer
-    step = job.block_rows * job.size * job.size
-    digests = [_digest(data[i : i + step]) for i in range(0, len(data), step)]
-    try:
-        _write_at(job.fd, data, job.offset + start * job.size * job.size)
-    except OSError as exc:
-        raise _write_error(exc, Path(job.out), job.needed) from None
+            _write_at(job.fd, memoryview(pixels).cast("B"), job.offset + first * row_bytes)  # type: ignore[arg-type]  # ndarray is a Buffer
+        except OSError as exc:
+            raise _write_error(exc, Path(job.out), job.needed) from None
     return start, stop, failed, digests
 
 
-def _digest(data: memoryview | bytes) -> str:
+def _row_digests(pixels: np.ndarray) -> list[int]:
+    """The XXH3-64 digest of each row (image) of a C-contiguous (rows, size, size) array."""
     import xxhash
 
-    return f"{xxhash.xxh3_64_intdigest(data):016x}"
+    data = memoryview(pixels).cast("B")  # type: ignore[arg-type]  # ndarray is a Buffer
+    step = pixels.shape[1] * pixels.shape[2]
+    return [xxhash.xxh3_64_intdigest(data[i : i + step]) for i in range(0, len(data), step)]
+
+
+def _block_checksums(rows: Sequence[int], block: int) -> list[str]:
+    """The checksum of each block of ``block`` rows: XXH3-64 of the rows' digests (8 bytes little-endian each)."""
+    import xxhash
+
+    return [
+        f"{xxhash.xxh3_64_intdigest(struct.pack(f'<{len(part)}Q', *part)):016x}"
+        for part in (rows[i : i + block] for i in range(0, len(rows), block))
+    ]
 
 
 def _write_at(fd: int, data: memoryview, position: int) -> None:
@@ -1033,7 +1053,7 @@ def _run(
     try:
         for start, stop, failed, digests in results:
             if stop > start:
-                journal.add(_json_bytes({"rows": [start, stop], "failed": failed, CHECKSUM: digests}, line=True))
+                journal.add(_json_bytes({"rows": [start, stop], "failed": failed, _JOURNAL_DIGESTS: digests}, line=True))
                 done += stop - start
                 if progress is not None:
                     progress(done, total)
@@ -1145,7 +1165,7 @@ def _raise_failure(paths: np.ndarray, row: int, error: str) -> None:
 # -- finishing -----------------------------------------------------------------------------------
 
 
-def _finish(out: Path, plan: dict[str, Any], index: Index, failures: dict[int, str], digests: dict[int, str], on_error: str) -> None:
+def _finish(out: Path, plan: dict[str, Any], index: Index, failures: dict[int, str], digests: dict[int, int], on_error: str) -> None:
     ident, size = plan["store_id"], plan["shape"][1]
     work = out / _work_name(ident)
     n = len(index)
@@ -1163,12 +1183,12 @@ def _finish(out: Path, plan: dict[str, Any], index: Index, failures: dict[int, s
         _compact(work, out / _compact_name(ident), keep)
         index = index.take(keep)
         manifest["shape"] = [len(keep), size, size]
-        blocks = _file_digests(work, len(keep), size, block)
+        blocks = _block_checksums(_file_digests(work, len(keep), size), block)
     else:
         try:
-            blocks = [digests[b] for b in range(-(-n // block))]
+            blocks = _block_checksums([digests[row] for row in range(n)], block)
         except KeyError as missing:  # pragma: no cover - every range was journaled before finishing
-            raise StoreError(f"{out}: the journal has no checksum for block {missing}; prepare again with {option('overwrite')}") from None
+            raise StoreError(f"{out}: the journal has no digest of row {missing}; prepare again with {option('overwrite')}") from None
     manifest["checksums"] = dict(plan["checksums"], blocks=blocks)
     with open(work, "rb") as f:
         os.fsync(f.fileno())
@@ -1205,35 +1225,32 @@ def _compact(work: Path, target_path: Path, keep: np.ndarray) -> None:
     os.replace(target_path, work)
 
 
-def _file_digests(path: Path, n: int, size: int, block: int, progress: Callable[[int, int], None] | None = None) -> list[str]:
-    """The checksum of every block of rows of the .npy file at ``path`` (None where rows are missing)."""
+def _file_digests(path: Path, n: int, size: int, progress: Callable[[int, int], None] | None = None) -> list[int]:
+    """The digest of each of the first ``n`` rows of the .npy file at ``path`` (fewer if it ends early)."""
     with open(path, "rb", buffering=0) as f:
         header = _read_npy_header(f)
         if header is None:
             raise StoreError(f"{path}: not a uint8 .npy file")
         f.seek(header[1])
-        step = block * size * size
-        span = max(step, _READ_BYTES // step * step)
-        buffer = bytearray(span)
-        view = memoryview(buffer)
-        digests: list[str] = []
-        total = n * size * size
-        done = 0
-        while done < total:
-            want = min(span, total - done)
+        row = size * size
+        span = max(row, _READ_BYTES // row * row)
+        buffer = np.empty(span, dtype=np.uint8)
+        view = memoryview(buffer)  # type: ignore[arg-type]  # ndarray is a Buffer
+        digests: list[int] = []
+        while len(digests) < n:
+            want = min(span, (n - len(digests)) * row)
             got = 0
             while got < want:
                 count = f.readinto(view[got:want])
                 if not count:
                     break
                 got += count
-            whole = got if got == want else got // step * step
-            digests += [_digest(view[i : min(i + step, whole)]) for i in range(0, whole, step)]
-            done += got
+            whole = got // row
+            digests += _row_digests(buffer[: whole * row].reshape(whole, size, size))
             if progress is not None:
-                progress(min(n, done // (size * size)), n)
+                progress(len(digests), n)
             if got < want:
-                break  # the file ends early: the blocks after it have no checksum
+                break  # the file ends early: the rows after it have no digest
     return digests
 
 
@@ -1344,9 +1361,10 @@ def _check_pixels(path: Path, manifest: dict[str, Any], progress: Callable[[int,
     block = int(checksums["rows"])
     expected = list(checksums["blocks"])
     try:
-        found = _file_digests(images, n, size, block, progress)
+        rows = _file_digests(images, n, size, progress)
     except (OSError, StoreError):
         return []  # reported by _check_files
+    found = _block_checksums(rows[: len(rows) // block * block if len(rows) < n else n], block)
     problems = []
     bad = [b for b, digest in enumerate(found) if b >= len(expected) or digest != expected[b]]
     for b in bad:
