@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -531,6 +532,13 @@ def test_forked_workers_after_opencv_started_its_threads(small_release: Path, re
         prepare(sys.argv[1], sys.argv[2], size=int(sys.argv[3]), workers=2, mp_context="fork")
         """
     )
-    result = subprocess.run([sys.executable, "-c", script, str(small_release), str(tmp_path / "store"), str(SIZE)], timeout=120, capture_output=True)
-    assert result.returncode == 0, result.stderr.decode()
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, str(small_release), str(tmp_path / "store"), str(SIZE)], stderr=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        _, stderr = process.communicate(timeout=120)
+    finally:  # a hung worker must not outlive the test
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 0, stderr.decode()
     assert same_files(tmp_path / "store", reference)

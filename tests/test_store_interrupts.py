@@ -54,6 +54,19 @@ def _argv(source: Path, out: Path) -> list[str]:
     return ["prepare", str(source), "--out", str(out), "--size", str(SIZE), "--workers", "2"]
 
 
+def _run(args: list[str], preexec_fn: object = None) -> subprocess.CompletedProcess[str]:
+    """Run a command in its own process group; whatever of it is left after 120 s is killed."""
+    process = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=preexec_fn  # type: ignore[arg-type]
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    return subprocess.CompletedProcess(args, process.returncode, stdout, stderr)
+
+
 def _journaled_rows(out: Path) -> int:
     journals = sorted(out.glob(".journal.*")) if out.is_dir() else []
     if not journals:
@@ -90,7 +103,7 @@ def test_a_signal_to_the_process_group_is_one_line_and_the_store_resumes(
     assert stderr == f"chexpert prepare: {word}\n" and stdout == ""
     assert not (out / "manifest.json").exists() and 16 <= _journaled_rows(out) < 55
     # The same command resumes and ends with the uninterrupted run's bytes.
-    resumed = subprocess.run([sys.executable, "-c", _COMMAND, "0", *_argv(small_release, out)], capture_output=True, text=True)
+    resumed = _run([sys.executable, "-c", _COMMAND, "0", *_argv(small_release, out)])
     assert resumed.returncode == 0, resumed.stderr
     assert same_files(out, reference)
 
@@ -120,9 +133,7 @@ def test_a_full_disk_is_one_line_naming_the_store_and_the_next_run_resumes(small
             if limit is not None:
                 resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-        full = subprocess.run(
-            [sys.executable, "-c", _COMMAND, "0", *_argv(small_release, out)], capture_output=True, text=True, preexec_fn=lower_limit
-        )
+        full = _run([sys.executable, "-c", _COMMAND, "0", *_argv(small_release, out)], preexec_fn=lower_limit)
         assert full.returncode == 1, full.stderr
         assert full.stderr.count("\n") == 1 and "Traceback" not in full.stderr
         reason = "No space left on device" if how == "tmpfs" else "File too large"
@@ -133,7 +144,7 @@ def test_a_full_disk_is_one_line_naming_the_store_and_the_next_run_resumes(small
         if how == "tmpfs":
             subprocess.run(["mount", "-o", "remount,size=4m", str(disk)], check=True)
         limit = None
-        resumed = subprocess.run([sys.executable, "-c", _COMMAND, "0", *_argv(small_release, out)], capture_output=True, text=True)
+        resumed = _run([sys.executable, "-c", _COMMAND, "0", *_argv(small_release, out)])
         assert resumed.returncode == 0, resumed.stderr
         assert same_files(out, reference)
         assert done < 55

@@ -258,12 +258,12 @@ def prepare(
             if progress is not None:
                 progress(n, n)
             return open_store(out)
+        journal = out / _journal_name(ident)
         with _writing(out, needed):
             if state == "fresh":
                 _start(out, plan)
             _recover(out, plan, on_error)
-        journal = out / _journal_name(ident)
-        done, _, _ = _read_journal(journal, n)
+            done, _, _ = _read_journal(journal, n)  # cuts a torn last line
         chunk = _chunk_rows(n, size, workers)
         todo = _missing_ranges(done, n, chunk)
         job = _Job(release, index.path, str(out / _work_name(ident)), str(out), needed, size, resize, on_error,
