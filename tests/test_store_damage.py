@@ -63,6 +63,7 @@ def test_a_damaged_store_is_named_and_rebuilt_by_overwrite(small_release: Path, 
     with pytest.raises(StoreError, match=message) as caught:
         open_store(out)
     assert str(out / name) in str(caught.value) and "overwrite=True" in str(caught.value)
+    assert [p.file for p in verify_store(out)] == [str(out / name)]
     # The same arguments without overwrite: the damage, and what to do about it.
     with pytest.raises(StoreError, match=rf"{name.replace('.', '[.]')}: .*Prepare it again with overwrite=True \(same arguments\)"):
         prepare(small_release, out, size=SIZE)
