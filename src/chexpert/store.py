@@ -975,8 +975,8 @@ def _decode_range(rows: tuple[int, int]) -> tuple[int, int, list[tuple[int, str]
     for first in range(start, stop, len(job.pixels)):
         last = min(first + len(job.pixels), stop)
         pixels = job.pixels[: last - first]
-        for j, row in enumerate(range(first, last)):
-            path = str(job.paths[row])
+        for j, path in enumerate(job.paths[first:last].tolist()):
+            row = first + j
             try:
                 decode_resized(job.release.read_bytes(path), job.size, job.resize, file=path, out=pixels[j])
             except (ChexpertError, OSError) as exc:  # whatever keeps this one image from being read
