@@ -19,7 +19,7 @@ import pytest
 
 import chexpert.store as store_module
 from chexpert import schema
-from chexpert.errors import ChexpertError, ImageDecodeError, ReleaseNotFoundError, StaleStoreError, StoreError
+from chexpert.errors import ImageDecodeError, ImageReadError, ReleaseNotFoundError, StaleStoreError, StoreError
 from chexpert.imaging import decode_resized
 from chexpert.index import _ROW_FIELDS
 from chexpert.release import open_release
@@ -434,17 +434,20 @@ def test_the_prepare_command(small_release: Path, tmp_path: Path, capsys: pytest
 def _unreadable(root: Path) -> dict[str, str]:
     """Make three train images unreadable in three ways; returns CSV path -> what was done."""
     paths = [str(p) for p in open_release(root).index("train").path]
-    folder, denied, chexpert_error = paths[5], paths[17], paths[33]
-    target = root.parent / folder
-    target.unlink()
-    target.mkdir()  # a directory named x.jpg: IsADirectoryError, an OSError
-    return {folder: "IsADirectoryError", denied: "PermissionError", chexpert_error: "ChexpertError"}
+    folder, fifo, device, denied, chexpert_error = paths[5], paths[11], paths[25], paths[17], paths[33]
+    for path in (folder, fifo, device):
+        (root.parent / path).unlink()
+    (root.parent / folder).mkdir()  # a directory named x.jpg
+    os.mkfifo(root.parent / fifo)  # reading it would block for ever
+    (root.parent / device).symlink_to("/dev/zero")  # reading it would never end
+    return {folder: "ImageReadError", fifo: "ImageReadError", device: "ImageReadError", denied: "PermissionError", chexpert_error: "ChexpertError"}
 
 
 @pytest.fixture
 def unreadable(small_release: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, dict[str, str]]:
-    """A release copy where reading three images fails: a folder at an image's name, and (injected,
-    as a non-root user or the release reader meet them) a PermissionError and a ChexpertError."""
+    """A release copy where reading five images fails: a folder at an image's name, a FIFO, a link
+    to /dev/zero, and (injected, as a non-root user or another reader meets them) a
+    PermissionError and a ChexpertError."""
     from chexpert.errors import ChexpertError
     from chexpert.release import Release
 
@@ -467,19 +470,20 @@ def unreadable(small_release: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_any_unreadable_image_follows_on_error(unreadable: tuple[Path, dict[str, str]], small_release: Path, tmp_path: Path, workers: int) -> None:
-    """Before: only ImageDecodeError and FileNotFoundError were per-image; a folder or no permission crashed prepare."""
+    """Before: only ImageDecodeError and FileNotFoundError were per-image; ImageReadError (a folder at an
+    image's name), a PermissionError or another ChexpertError stopped prepare whatever on_error said."""
     root, bad = unreadable
     paths = [str(p) for p in open_release(small_release).index("train").path]
     rows = sorted(paths.index(p) for p in bad)
     skipped = prepare(root, tmp_path / "skip", size=SIZE, splits="train", on_error="skip", workers=workers)
-    assert [r["row"] for r in skipped.skipped] == rows and len(skipped) == len(paths) - 3
+    assert [r["row"] for r in skipped.skipped] == rows and len(skipped) == len(paths) - len(bad)
     assert {r["path"]: r["error"].split(":")[0] for r in skipped.skipped} == bad
     assert all(r["path"] in r["error"] for r in skipped.skipped)  # every message names its file
     blanked = prepare(root, tmp_path / "blank", size=SIZE, splits="train", on_error="blank", workers=workers)
     assert [r["row"] for r in blanked.blanked] == rows and (blanked.images[rows] == 0).all()
-    with pytest.raises(ChexpertError, match=r"on_error='skip' or on_error='blank' goes on without it") as caught:
+    with pytest.raises(ImageReadError, match=r"on_error='skip' or on_error='blank' goes on without it") as caught:
         prepare(root, tmp_path / "raise", size=SIZE, splits="train", workers=workers)
-    assert caught.value.file in bad and str(Path(caught.value.file).name) in str(caught.value)  # type: ignore[attr-defined]
+    assert isinstance(caught.value, OSError) and caught.value.file in bad and Path(caught.value.file).name in str(caught.value)
 
 
 def test_the_command_line_says_on_error_as_the_command_line_does(unreadable: tuple[Path, dict[str, str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -490,7 +494,7 @@ def test_the_command_line_says_on_error_as_the_command_line_does(unreadable: tup
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "(--on-error skip or --on-error blank goes on without it; finished rows are kept)" in err
     assert main(["prepare", str(root), "--out", str(tmp_path / "store"), "--size", "32", "--splits", "train", "--on-error", "skip", "--quiet"]) == 0
-    assert "3 unreadable images skipped" in capsys.readouterr().out
+    assert f"{len(bad)} unreadable images skipped" in capsys.readouterr().out
 
 
 # -- from a split to a store -------------------------------------------------------------------------

@@ -61,8 +61,10 @@ from chexpert import __version__, errors, schema
 from chexpert.errors import (
     ChexpertError,
     ImageDecodeError,
+    ImageReadError,
     InvalidArgumentError,
     Problem,
+    ReadError,
     ReleaseNotFoundError,
     StaleStoreError,
     StoreError,
@@ -1143,22 +1145,19 @@ class _Journal:
 
 
 def _raise_failure(paths: np.ndarray, row: int, error: str) -> None:
-    """Raise the error recorded for ``row`` ("TypeName: message", the message naming the file)."""
+    """Raise the error recorded for ``row`` ("TypeName: message", the message naming the file).
+
+    Its kind as recorded when it is one of chexpert's (an ImageDecodeError, an ImageReadError, a
+    missing image's ReleaseNotFoundError); any other OSError of reading is an ImageReadError.
+    """
     kind, _, message = error.partition(": ")
     message += f" ({option('on_error', 'skip')} or {option('on_error', 'blank')} goes on without it; finished rows are kept)"
-    path = str(paths[row])
     if kind in (ReleaseNotFoundError.__name__, FileNotFoundError.__name__):
         raise ReleaseNotFoundError(message)
     known = getattr(errors, kind, None)
-    if isinstance(known, type) and issubclass(known, ChexpertError) and known is not ChexpertError:
-        cls: type[ChexpertError] = known
-    else:  # an OSError of reading (a folder, no permission, ...), or a ChexpertError of no known kind
-        cls = getattr(errors, "ImageReadError", ImageDecodeError)
-    try:
-        exc = cls(message)
-    except TypeError:  # pragma: no cover - a subclass with another signature
-        exc = ImageDecodeError(message)
-    exc.file = path  # type: ignore[attr-defined]
+    cls = known if isinstance(known, type) and issubclass(known, ImageDecodeError | ReadError) else ImageReadError
+    exc = cls(message)
+    exc.file = str(paths[row])
     raise exc
 
 
