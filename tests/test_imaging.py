@@ -133,6 +133,56 @@ def test_resize_is_antialiased():
     assert 100 < out.mean() < 155 and out.std() < 20
 
 
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b) ** 2))
+    return 99.0 if mse == 0 else 10 * np.log10(255**2 / mse)
+
+
+@pytest.mark.parametrize("release", ["small", "full"])
+def test_shrinking_agrees_with_pillows_antialiased_resize_on_radiographs(release, small_release, tmp_path):
+    """OpenCV's INTER_AREA (after DCT-domain downscaling for full-resolution JPEGs) against
+    Pillow's Lanczos on the full decode, on look-alike radiographs: close, and much closer than
+    point sampling (so the comparison can tell an aliased resize)."""
+    from chexpert.release import open_release
+    from chexpert.synth import synthesize
+
+    root = small_release if release == "small" else synthesize(tmp_path, release="full", patients=1, seed=3, valid_patients=0)
+    index = open_release(root).index("train")
+    images = [open_release(root).read_bytes(str(p)) for p in index.path[:6]]
+    for data in images:
+        full = imaging.decode(data)
+        for mode, box in (("squash", (320, 320)), ("pad", None)):
+            ours = imaging.decode_resized(data, 320, mode)
+            if box is None:  # compare the picture, not the bars
+                h, w = full.shape
+                box = (round(w * 320 / max(h, w)), round(h * 320 / max(h, w)))
+                top, left = (320 - box[1]) // 2, (320 - box[0]) // 2
+                ours = ours[top : top + box[1], left : left + box[0]]
+            lanczos = np.asarray(Image.fromarray(full).resize(box, Image.Resampling.LANCZOS))
+            nearest = np.asarray(Image.fromarray(full).resize(box, Image.Resampling.NEAREST))
+            assert _psnr(ours, lanczos) > 39, (release, mode)
+            assert _psnr(ours, lanczos) > _psnr(nearest, lanczos) + 3, (release, mode)
+
+
+def test_resize_is_deterministic_and_writes_in_place():
+    cv2 = pytest.importorskip("cv2")
+    rng = np.random.default_rng(0)
+    image = (rng.random((390, 320)) * 255).astype(np.uint8)
+    threads = cv2.getNumThreads()
+    try:
+        results = []
+        for n in (1, 4):
+            cv2.setNumThreads(n)
+            results.append([imaging.resize(image, size, mode).tobytes() for size in (224, 320, 512) for mode in imaging.RESIZE_MODES])
+    finally:
+        cv2.setNumThreads(threads)
+    assert results[0] == results[1]
+    out = np.full((224, 224), 7, np.uint8)
+    assert imaging.resize(image, 224, "pad", out=out) is out and (out[:, :10] == 0).all() and out.tobytes() == results[0][0]
+    with pytest.raises(ValueError, match=r"out must be a \(224, 224\) uint8 array"):
+        imaging.resize(image, 224, out=np.zeros((224, 224), np.float32))
+
+
 @pytest.mark.parametrize("mode", imaging.RESIZE_MODES)
 def test_decode_resized_matches_decode_then_resize(mode):
     """DCT-domain downscaling changes pixels only slightly compared with the full decode."""

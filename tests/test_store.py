@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -18,7 +19,7 @@ import pytest
 
 import chexpert.store as store_module
 from chexpert import schema
-from chexpert.errors import ImageDecodeError, ReleaseNotFoundError, StaleStoreError, StoreError
+from chexpert.errors import ImageDecodeError, ImageReadError, ReleaseNotFoundError, StaleStoreError, StoreError
 from chexpert.imaging import decode_resized
 from chexpert.index import _ROW_FIELDS
 from chexpert.release import open_release
@@ -31,6 +32,7 @@ STORE_FILES = ("images.npy", "index.npz", "manifest.json")
 
 
 def same_files(a: Path, b: Path) -> bool:
+    """The two stores are equal byte for byte: pixels, index and manifest (checksums included)."""
     return all((a / name).read_bytes() == (b / name).read_bytes() for name in STORE_FILES)
 
 
@@ -69,7 +71,11 @@ def test_pixels_index_and_manifest_are_what_the_release_holds(small_release: Pat
         np.testing.assert_array_equal(getattr(store.index, name), getattr(index, name))
     assert store.index.release is None and store.with_release(release).index.release is release
     manifest = store.manifest
-    assert manifest["format"] == FORMAT and manifest["format_version"] == FORMAT_VERSION
+    assert manifest["format"] == FORMAT and manifest["format_version"] == FORMAT_VERSION == 2
+    assert len(manifest["store_id"]) == 16
+    checksums = manifest["checksums"]
+    assert checksums["algorithm"] == "xxh3_64 of rows' xxh3_64" and checksums["rows"] == 16 and len(checksums["blocks"]) == -(-len(index) // 16)
+    assert manifest["files"]["index.npz"]["bytes"] == (reference / "index.npz").stat().st_size
     assert manifest["params"] == {"size": SIZE, "resize": "pad", "on_error": "raise"}
     assert manifest["source"]["release"] == "small"
     assert set(manifest["source"]["csv_sha256"]) == set(release.splits)
@@ -143,9 +149,15 @@ _RUNNER = textwrap.dedent(
 )
 
 
+def _journal(out: Path) -> Path | None:
+    found = sorted(out.glob(".journal.*")) if out.is_dir() else []
+    return found[0] if found else None
+
+
 def _journaled_rows(out: Path) -> int:
+    journal = _journal(out)
     try:
-        lines = (out / ".journal").read_bytes().split(b"\n")[:-1]
+        lines = journal.read_bytes().split(b"\n")[:-1] if journal is not None else []
     except FileNotFoundError:
         return 0
     return sum(json.loads(line)["rows"][1] - json.loads(line)["rows"][0] for line in lines)
@@ -185,9 +197,9 @@ def test_sigkill_at_any_point_leaves_nothing_or_a_resumable_store(
     decoded = []
     original = store_module.decode_resized
 
-    def counting(data: bytes, size: int, mode: str, *, file: str | None = None) -> np.ndarray:
+    def counting(data: bytes, size: int, mode: str, *, file: str | None = None, **kwargs: object) -> np.ndarray:
         decoded.append(file)
-        return original(data, size, mode, file=file)
+        return original(data, size, mode, file=file, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(store_module, "decode_resized", counting)
     calls: list[tuple[int, int]] = []
@@ -202,9 +214,25 @@ def test_sigkill_at_any_point_leaves_nothing_or_a_resumable_store(
 def test_a_torn_journal_line_is_dropped_and_the_run_resumes(small_release: Path, reference: Path, tmp_path: Path) -> None:
     out = tmp_path / "store"
     _start_and_kill(small_release, out, 8)
-    with open(out / ".journal", "ab") as journal:
-        journal.write(b'{"rows":[40,4')  # what a kill in the middle of an append leaves
+    journal = _journal(out)
+    assert journal is not None
+    with open(journal, "ab") as f:
+        f.write(b'{"rows":[40,4')  # what a kill in the middle of an append leaves
     prepare(small_release, out, size=SIZE)
+    assert same_files(out, reference)
+
+
+def test_a_damaged_journal_line_says_what_works_and_it_does(small_release: Path, reference: Path, tmp_path: Path) -> None:
+    out = tmp_path / "store"
+    _start_and_kill(small_release, out, 8)
+    journal = _journal(out)
+    assert journal is not None
+    journal.write_bytes(b"{not json}\n" + journal.read_bytes())  # a whole line damaged, not a torn tail
+    with pytest.raises(StoreError, match=r"line 1: unreadable journal record.*prepare again with overwrite=True") as caught:
+        prepare(small_release, out, size=SIZE)
+    assert str(journal) in str(caught.value)
+    # The advice: the same call with overwrite=True. (Before, it resumed into the same error.)
+    prepare(small_release, out, size=SIZE, overwrite=True)
     assert same_files(out, reference)
 
 
@@ -336,7 +364,7 @@ def test_skip_leaves_rows_out_and_blank_keeps_them_black(damaged: tuple[Path, li
         ({"resize": "stretch"}, "resize must be one of pad, crop, squash"),
         ({"on_error": "ignore"}, "on_error must be one of raise, skip, blank"),
         ({"size": 0}, "size must be an integer from 8 to 4096"),
-        ({"workers": 0}, "workers must be a positive integer"),
+        ({"workers": 0}, "workers must be an integer >= 1"),
         ({"splits": "holdout"}, "split 'holdout' is not in this release; valid: train, valid, test"),
         ({"mp_context": "threads"}, "mp_context must be one of"),
     ],
@@ -369,10 +397,10 @@ def test_a_crash_while_finishing_resumes_to_the_same_bytes(
     fresh = prepare(root, tmp_path / "fresh", size=SIZE, splits="train", on_error=then)
     written = store_module._write_atomic
 
-    def crash_before_manifest(path: Path, data: bytes) -> None:
+    def crash_before_manifest(path: Path, data: bytes, ident: str) -> None:
         if path.name == "manifest.json":
             raise KeyboardInterrupt("killed after compacting, before the manifest")
-        written(path, data)
+        written(path, data, ident)
 
     monkeypatch.setattr(store_module, "_write_atomic", crash_before_manifest)
     with pytest.raises(KeyboardInterrupt):
@@ -401,3 +429,120 @@ def test_the_prepare_command(small_release: Path, tmp_path: Path, capsys: pytest
     assert "size 32 -> 64" in capsys.readouterr().err
     assert main([*argv[:5], "64", *argv[6:], "--overwrite"]) == 0
     assert open_store(out).size == 64
+
+
+def _unreadable(root: Path) -> dict[str, str]:
+    """Make three train images unreadable in three ways; returns CSV path -> what was done."""
+    paths = [str(p) for p in open_release(root).index("train").path]
+    folder, fifo, device, denied, chexpert_error = paths[5], paths[11], paths[25], paths[17], paths[33]
+    for path in (folder, fifo, device):
+        (root.parent / path).unlink()
+    (root.parent / folder).mkdir()  # a directory named x.jpg
+    os.mkfifo(root.parent / fifo)  # reading it would block for ever
+    (root.parent / device).symlink_to("/dev/zero")  # reading it would never end
+    return {folder: "ImageReadError", fifo: "ImageReadError", device: "ImageReadError", denied: "PermissionError", chexpert_error: "ChexpertError"}
+
+
+@pytest.fixture
+def unreadable(small_release: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, dict[str, str]]:
+    """A release copy where reading five images fails: a folder at an image's name, a FIFO, a link
+    to /dev/zero, and (injected, as a non-root user or another reader meets them) a
+    PermissionError and a ChexpertError."""
+    from chexpert.errors import ChexpertError
+    from chexpert.release import Release
+
+    root = tmp_path / "unreadable" / small_release.name
+    shutil.copytree(small_release, root)
+    bad = _unreadable(root)
+    original = Release.read_bytes
+    by_kind = {kind: path for path, kind in bad.items()}
+
+    def read_bytes(self: Release, path: str) -> bytes:
+        if path == by_kind["PermissionError"]:
+            raise PermissionError(13, "Permission denied", str(self.root.parent / path))
+        if path == by_kind["ChexpertError"]:
+            raise ChexpertError(f"{path}: zip member fails its CRC-32")
+        return original(self, path)
+
+    monkeypatch.setattr(Release, "read_bytes", read_bytes)  # inherited by forked workers
+    return root, bad
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_any_unreadable_image_follows_on_error(unreadable: tuple[Path, dict[str, str]], small_release: Path, tmp_path: Path, workers: int) -> None:
+    """Before: only ImageDecodeError and FileNotFoundError were per-image; ImageReadError (a folder at an
+    image's name), a PermissionError or another ChexpertError stopped prepare whatever on_error said."""
+    root, bad = unreadable
+    paths = [str(p) for p in open_release(small_release).index("train").path]
+    rows = sorted(paths.index(p) for p in bad)
+    skipped = prepare(root, tmp_path / "skip", size=SIZE, splits="train", on_error="skip", workers=workers)
+    assert [r["row"] for r in skipped.skipped] == rows and len(skipped) == len(paths) - len(bad)
+    assert {r["path"]: r["error"].split(":")[0] for r in skipped.skipped} == bad
+    assert all(r["path"] in r["error"] for r in skipped.skipped)  # every message names its file
+    blanked = prepare(root, tmp_path / "blank", size=SIZE, splits="train", on_error="blank", workers=workers)
+    assert [r["row"] for r in blanked.blanked] == rows and (blanked.images[rows] == 0).all()
+    with pytest.raises(ImageReadError, match=r"on_error='skip' or on_error='blank' goes on without it") as caught:
+        prepare(root, tmp_path / "raise", size=SIZE, splits="train", workers=workers)
+    assert isinstance(caught.value, OSError) and caught.value.file in bad and Path(caught.value.file).name in str(caught.value)
+
+
+def test_the_command_line_says_on_error_as_the_command_line_does(unreadable: tuple[Path, dict[str, str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from chexpert.cli import main
+
+    root, bad = unreadable
+    assert main(["prepare", str(root), "--out", str(tmp_path / "store"), "--size", "32", "--splits", "train", "--workers", "1"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "(--on-error skip or --on-error blank goes on without it; finished rows are kept)" in err
+    assert main(["prepare", str(root), "--out", str(tmp_path / "store"), "--size", "32", "--splits", "train", "--on-error", "skip", "--quiet"]) == 0
+    assert f"{len(bad)} unreadable images skipped" in capsys.readouterr().out
+
+
+# -- from a split to a store -------------------------------------------------------------------------
+
+
+def test_a_store_of_one_part_of_a_patient_split(small_release: Path, reference: Path, tmp_path: Path) -> None:
+    """split_patients / select give an Index bound to the release: prepare takes it as the source or as index=."""
+    import chexpert
+
+    release = chexpert.open(small_release)
+    frontal = chexpert.select(release.index("train"), views="Frontal")
+    parts = chexpert.split_patients(frontal, {"train": 0.75, "valid": 0.25}, seed=1)
+    store = chexpert.prepare(parts["train"], tmp_path / "train", size=SIZE)
+    np.testing.assert_array_equal(store.index.path, parts["train"].path)
+    assert store.index.frontal.all() and len(store) == len(parts["train"])
+    full = open_store(reference)
+    row_of = {str(path): row for row, path in enumerate(full.index.path)}
+    rows = np.array([row_of[str(path)] for path in parts["train"].path])
+    np.testing.assert_array_equal(store.images, full.images[rows])  # the same pixels as in the whole store
+    again = prepare(release, tmp_path / "train", size=SIZE, index=parts["train"])  # the same store: found done
+    assert again.manifest == store.manifest
+    with pytest.raises(StaleStoreError, match="selected rows differ"):
+        prepare(parts["valid"], tmp_path / "train", size=SIZE)
+    with pytest.raises(ValueError, match="not bound to a release"):
+        prepare(parts["train"].with_release(None), tmp_path / "unbound", size=SIZE)
+    with pytest.raises(ValueError, match="pass no splits or index"):
+        prepare(parts["train"], tmp_path / "both", size=SIZE, splits="train")
+
+
+def test_forked_workers_after_opencv_started_its_threads(small_release: Path, reference: Path, tmp_path: Path) -> None:
+    """Before: workers set OpenCV's thread count, which hangs in a child forked after the parent's
+    OpenCV thread pool started (as any resize of a large image in the parent does)."""
+    script = textwrap.dedent(
+        """
+        import sys, numpy as np, cv2
+        from chexpert.store import prepare
+        cv2.setNumThreads(4)
+        cv2.resize(np.zeros((2000, 2000), np.uint8), (3000, 3000))
+        prepare(sys.argv[1], sys.argv[2], size=int(sys.argv[3]), workers=2, mp_context="fork")
+        """
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, str(small_release), str(tmp_path / "store"), str(SIZE)], stderr=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        _, stderr = process.communicate(timeout=120)
+    finally:  # a hung worker must not outlive the test
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 0, stderr.decode()
+    assert same_files(tmp_path / "store", reference)

@@ -4,6 +4,11 @@ The format is told by the file's bytes, never its name: a ``.jpg`` holding PNG d
 as PNG and reported by ``verify``. Decoders sit in a small registry keyed by format.
 JPEG goes through libjpeg-turbo (simplejpeg) and may be downscaled in the DCT domain while
 decoding, which is what makes full-resolution preparation fast.
+
+Shrinking uses OpenCV's ``INTER_AREA`` (each output pixel the mean of the input area it covers:
+antialiased, and the fastest correct shrink measured, see ``bench/prepare.py``); enlarging uses
+bilinear interpolation. Both are deterministic: the same image gives the same bytes whatever the
+number of OpenCV threads.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Final
 import numpy as np
 
 from chexpert.errors import ImageDecodeError, InvalidArgumentError
+from chexpert.validation import check_choice, check_int
 
 __all__ = ["ImageInfo", "RESIZE_MODES", "detect_format", "image_info", "decode", "resize", "decode_resized", "to_uint8"]
 
@@ -101,26 +107,34 @@ def decode_resized(
     *,
     file: str | None = None,
     convert: bool = False,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Decode and resize to ``size`` x ``size`` in one step (JPEG downscaled while decoding).
+    """Decode and resize to ``size`` x ``size`` uint8 in one step (JPEG downscaled while decoding).
 
-    ``size`` None decodes at full size. See :func:`resize` for ``mode``.
+    ``size`` None decodes at full size. See :func:`resize` for ``mode``. ``out``, a writable
+    (size, size) uint8 array, receives the pixels (no copy; it is returned).
 
     >>> decode_resized(jpeg_bytes, 320, "pad").shape  # doctest: +SKIP
     (320, 320)
     """
-    if mode not in RESIZE_MODES:
-        raise InvalidArgumentError(f"resize mode must be one of {', '.join(RESIZE_MODES)}, not {mode!r}")
+    check_choice("resize mode", mode, RESIZE_MODES)
     kind = detect_format(data, file=file)
     try:
-        image = _DECODE[kind](data, size, mode, convert)
+        image, source = _DECODE[kind](data, size, mode, convert)
     except ImageDecodeError as exc:
         raise ImageDecodeError(str(exc).removeprefix(f"{exc.file}: " if exc.file else ""), file=file) from None
     except Exception as exc:  # noqa: BLE001  (truncated or corrupt data surfaces as various decoder errors)
         raise ImageDecodeError(f"cannot decode {kind} data: {exc}", file=file) from None
-    if size is not None:
-        image = resize(image, size, mode)
-    return to_uint8(image)
+    if size is None:
+        return to_uint8(image)
+    if image.dtype == np.uint8:
+        return _resize(image, size, mode, out, source)
+    wide = to_uint8(_resize(image, size, mode, None, source))  # resized before rounding to 8 bits
+    if out is None:
+        return wide
+    _check_out(out, size, np.dtype(np.uint8))
+    out[...] = wide
+    return out
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -138,42 +152,96 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return np.rint(scaled, out=scaled).astype(np.uint8)
 
 
-def resize(image: np.ndarray, size: int, mode: str = "pad") -> np.ndarray:
+def resize(image: np.ndarray, size: int, mode: str = "pad", *, out: np.ndarray | None = None) -> np.ndarray:
     """Resize a 2-D image (uint8, or float32 for wide sources) to ``size`` x ``size``, antialiased.
 
     - ``"pad"``: keep the aspect ratio, fit the longer side, pad the rest with black (centred);
     - ``"crop"``: keep the aspect ratio, fit the shorter side, cut the centre;
     - ``"squash"``: stretch to the square.
 
+    The result has the image's dtype. ``out``, a writable (size, size) array of that dtype,
+    receives it (no copy; it is returned).
+
     >>> resize(np.zeros((390, 320), np.uint8), 224, "pad").shape
     (224, 224)
     """
-    from PIL import Image
+    check_choice("resize mode", mode, RESIZE_MODES)
+    size = check_int("size", size, low=1)
+    if image.ndim != 2 or image.dtype not in (np.uint8, np.float32):
+        raise InvalidArgumentError(f"image must be a 2-D uint8 or float32 array, not {image.dtype} {image.shape}")
+    return _resize(image, size, mode, out, image.shape)
 
-    if mode not in RESIZE_MODES:
-        raise InvalidArgumentError(f"resize mode must be one of {', '.join(RESIZE_MODES)}, not {mode!r}")
-    if size < 1:
-        raise InvalidArgumentError(f"size must be positive, not {size}")
-    h, w = image.shape
+
+def _check_out(out: np.ndarray, size: int, dtype: np.dtype) -> None:
+    if out.shape != (size, size) or out.dtype != dtype:
+        raise InvalidArgumentError(f"out must be a ({size}, {size}) {dtype} array, not {out.dtype} {out.shape}")
+
+
+def _resize(image: np.ndarray, size: int, mode: str, out: np.ndarray | None, source: tuple[int, ...]) -> np.ndarray:
+    """:func:`resize` of an image decoded from one of ``source`` (height, width) pixels, perhaps
+    reduced 2, 4 or 8 times in the DCT domain: the geometry is the source's."""
+    if out is None:
+        out = np.empty((size, size), dtype=image.dtype)
+    else:
+        _check_out(out, size, image.dtype)
+    h, w = source
     if mode == "squash":
-        new_h, new_w = size, size
-    else:
-        scale = size / (max(h, w) if mode == "pad" else min(h, w))
-        new_h, new_w = max(1, round(h * scale)), max(1, round(w * scale))
-    if (new_h, new_w) != (h, w):
-        # Pillow widens the bilinear kernel when shrinking, so this is antialiased, not point-sampled.
-        pil = Image.fromarray(image) if image.dtype == np.uint8 else Image.fromarray(image.astype(np.float32, copy=False), mode="F")
-        image = np.asarray(pil.resize((new_w, new_h), Image.Resampling.BILINEAR))
-    if mode == "squash" or (new_h, new_w) == (size, size):
-        return np.ascontiguousarray(image)
-    out = np.zeros((size, size), dtype=image.dtype)
-    if mode == "pad":
-        top, left = (size - new_h) // 2, (size - new_w) // 2
-        out[top : top + new_h, left : left + new_w] = image
-    else:
+        _scale(image, out, source)
+        return out
+    if mode == "crop":
+        scale = size / min(h, w)
+        new_h, new_w = max(size, round(h * scale)), max(size, round(w * scale))
         top, left = (new_h - size) // 2, (new_w - size) // 2
-        out[:] = image[top : top + size, left : left + size]
+        if (new_h, new_w) == image.shape:
+            out[:] = image[top : top + size, left : left + size]
+        else:
+            out[:] = _scale(image, np.empty((new_h, new_w), dtype=image.dtype), source)[top : top + size, left : left + size]
+        return out
+    # Pad: the image goes straight into the centre of out, then the bars are blackened.
+    scale = size / max(h, w)
+    new_h, new_w = min(size, max(1, round(h * scale))), min(size, max(1, round(w * scale)))
+    top, left = (size - new_h) // 2, (size - new_w) // 2
+    _scale(image, out[top : top + new_h, left : left + new_w], source)
+    out[:top] = 0
+    out[top + new_h :] = 0
+    out[top : top + new_h, :left] = 0
+    out[top : top + new_h, left + new_w :] = 0
     return out
+
+
+def _scale(image: np.ndarray, target: np.ndarray, source: tuple[int, ...]) -> np.ndarray:
+    """Resample ``image`` into ``target`` (a view is written in place): area mean when shrinking.
+
+    ``image`` may be ``source`` reduced by 2, 4 or 8 in the DCT domain, its last row and column
+    covering less of the source when the size does not divide: the scale is then set from the
+    source, so that the picture is neither stretched nor shifted, and the overhang cut off.
+    """
+    import cv2
+
+    if target.shape == image.shape:
+        target[...] = image
+        return target
+    shrinks = target.shape[0] < image.shape[0] or target.shape[1] < image.shape[1]
+    interpolation = cv2.INTER_AREA if shrinks else cv2.INTER_LINEAR
+    if image.shape != tuple(source):
+        factor = _reduction(source, image.shape)
+        fy, fx = target.shape[0] * factor / source[0], target.shape[1] * factor / source[1]
+        result = cv2.resize(image, None, fx=fx, fy=fy, interpolation=interpolation)
+        if result.shape[0] >= target.shape[0] and result.shape[1] >= target.shape[1]:
+            target[...] = result[: target.shape[0], : target.shape[1]]
+            return target
+    result = cv2.resize(image, (target.shape[1], target.shape[0]), dst=target, interpolation=interpolation)
+    if result is not target and not np.shares_memory(result, target):  # pragma: no cover - OpenCV kept a copy
+        target[...] = result
+    return target
+
+
+def _reduction(source: tuple[int, ...], decoded: tuple[int, ...]) -> int:
+    """The DCT-domain reduction (1, 2, 4 or 8) that turned ``source`` into ``decoded`` dimensions."""
+    for factor in (2, 4, 8):
+        if (-(-source[0] // factor), -(-source[1] // factor)) == tuple(decoded):
+            return factor
+    return 1
 
 
 # -- decoders ------------------------------------------------------------------------------------
@@ -222,15 +290,27 @@ def _jpeg_frame(data: bytes) -> tuple[int, bool]:
     return 8, False
 
 
-def _jpeg_decode(data: bytes, size: int | None, mode: str, convert: bool) -> np.ndarray:
+def _jpeg_decode(data: bytes, size: int | None, mode: str, convert: bool) -> tuple[np.ndarray, tuple[int, int]]:
     import simplejpeg
 
+    # The header alone on the way that succeeds (about 1 us); the frame's precision, read in
+    # Python, only to explain a refusal: libjpeg-turbo's 8-bit decoder decodes 8-bit data only.
+    height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+    if not convert and colorspace not in ("Gray", "GRAY"):
+        _refuse_jpeg(data)
+    min_h, min_w = _min_decoded(size, mode, height, width)
+    try:
+        image = simplejpeg.decode_jpeg(data, colorspace="GRAY", min_height=min_h, min_width=min_w)
+    except ValueError:
+        if _jpeg_frame(data)[0] != 8 and not convert:
+            _refuse_jpeg(data)
+        raise
+    return (image[:, :, 0] if image.ndim == 3 else image), (height, width)
+
+
+def _refuse_jpeg(data: bytes) -> None:
     info = _jpeg_info(data)
-    if not convert and not info.grayscale8:
-        raise ImageDecodeError(f"JPEG has {info.channels} channels at {info.bits} bits; expected 1 channel at 8 bits (convert=True to accept)")
-    min_h, min_w = _min_decoded(size, mode, info.height, info.width)
-    image = simplejpeg.decode_jpeg(data, colorspace="GRAY", min_height=min_h, min_width=min_w)
-    return image[:, :, 0] if image.ndim == 3 else image
+    raise ImageDecodeError(f"JPEG has {info.channels} channels at {info.bits} bits; expected 1 channel at 8 bits (convert=True to accept)")
 
 
 def _png_info(data: bytes) -> ImageInfo:
@@ -241,7 +321,12 @@ def _png_info(data: bytes) -> ImageInfo:
     return ImageInfo("png", width, height, channels, bits)
 
 
-def _png_decode(data: bytes, size: int | None, mode: str, convert: bool) -> np.ndarray:
+def _png_decode(data: bytes, size: int | None, mode: str, convert: bool) -> tuple[np.ndarray, tuple[int, int]]:
+    image = _png_pixels(data, convert)
+    return image, (image.shape[0], image.shape[1])
+
+
+def _png_pixels(data: bytes, convert: bool) -> np.ndarray:
     from PIL import Image
 
     info = _png_info(data)
@@ -267,15 +352,17 @@ def _dicom_info(data: bytes) -> ImageInfo:
     )
 
 
-def _dicom_decode(data: bytes, size: int | None, mode: str, convert: bool) -> np.ndarray:
+def _dicom_decode(data: bytes, size: int | None, mode: str, convert: bool) -> tuple[np.ndarray, tuple[int, int]]:
     """DICOM as displayed (modality, VOI, MONOCHROME1 inverted), float32 in [0, 1]; see chexpert.dicom."""
     from chexpert import dicom
 
-    return dicom.display(dicom.read(data))
+    image = dicom.display(dicom.read(data))
+    return image, (image.shape[0], image.shape[1])
 
 
 _INFO: Final[dict[str, Callable[[bytes], ImageInfo]]] = {"jpeg": _jpeg_info, "png": _png_info, "dicom": _dicom_info}
-_DECODE: Final[dict[str, Callable[[bytes, int | None, str, bool], np.ndarray]]] = {
+# Each decoder gives the pixels (perhaps reduced while decoding) and the source's (height, width).
+_DECODE: Final[dict[str, Callable[[bytes, int | None, str, bool], tuple[np.ndarray, tuple[int, int]]]]] = {
     "jpeg": _jpeg_decode,
     "png": _png_decode,
     "dicom": _dicom_decode,

@@ -1,10 +1,15 @@
-"""``chexpert prepare``."""
+"""``chexpert prepare`` (make a store) and ``chexpert verify-store`` (check one, every pixel)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from chexpert import schema
 from chexpert.cli._common import positive_int
@@ -20,7 +25,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "prepare",
         help="decode every selected image once into a memory-mappable uint8 store (resumable)",
         description="Decode every selected image once, resize it and write a store that numpy can memory-map. "
-        "A run that is interrupted resumes where it stopped when started again with the same arguments.",
+        "A run that is interrupted (Ctrl-C, a kill, a full disk) resumes where it stopped when started again with "
+        "the same arguments. Only files prepare wrote are ever replaced.",
     )
     prepare.add_argument("root", help="release folder, zip, or the folder holding them")
     prepare.add_argument("--out", required=True, help="store folder to write (new, empty, or an earlier run's)")
@@ -33,13 +39,41 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     prepare.add_argument("--workers", type=positive_int, default=None, help="decoding processes (default: all cores)")
     prepare.add_argument("--on-error", choices=ON_ERROR, default="raise",
                          help="an unreadable image stops the run (raise), is left out (skip) or kept black (blank)")
-    prepare.add_argument("--overwrite", action="store_true", help="replace a store of other data or parameters at --out")
-    prepare.add_argument("--quiet", action="store_true", help="no progress bar")
+    prepare.add_argument("--overwrite", action="store_true",
+                         help="rebuild the store at --out (of other data or parameters, or damaged) from scratch")
+    prepare.add_argument("--quiet", action="store_true", help="no progress bar (there is none when stderr is not a terminal)")
     prepare.set_defaults(func=_prepare)
+
+    verify = sub.add_parser(
+        "verify-store",
+        help="check a prepared store: files, index and every pixel against its checksums",
+        description="Read every pixel of a prepared store and compare each block of rows with the checksum the "
+        "manifest holds; check the index and the files' lengths. Exit 1 naming the file and rows of each problem.",
+    )
+    verify.add_argument("store", help="the store folder (the --out of prepare)")
+    verify.add_argument("--json", action="store_true", help="print the result as JSON")
+    verify.add_argument("--quiet", action="store_true", help="no progress bar (there is none when stderr is not a terminal)")
+    verify.set_defaults(func=_verify_store)
+
+
+@contextmanager
+def _progress_bar(label: str, unit: str, quiet: bool) -> Iterator[Callable[[int, int], None]]:
+    """A progress callback drawing a bar on stderr, when stderr is a terminal (a bar in a log is noise)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from chexpert.cli._common import console
+
+    disabled = quiet or not sys.stderr.isatty()
+    with Progress(
+        TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=console(stderr=True), disable=disabled, transient=False,
+    ) as bar:  # fmt: skip
+        task = bar.add_task(label, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.markup import escape
 
     from chexpert.cli._common import console
     from chexpert.release import open_release
@@ -50,22 +84,47 @@ def _prepare(args: argparse.Namespace) -> int:
     if args.views != "all":
         index = index.take(index.frontal if args.views == "frontal" else ~index.frontal)
     workers = args.workers or os.cpu_count() or 1
-    progress_console = console(stderr=True)
     started = time.perf_counter()
-    with Progress(
-        TextColumn("[bold]prepare"), BarColumn(), MofNCompleteColumn(), TextColumn("images"),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=progress_console, disable=args.quiet, transient=False,
-    ) as bar:
-        task = bar.add_task("prepare", total=len(index))
+    with _progress_bar("prepare", "images", args.quiet) as progress:
         store = prepare(
-            release, args.out, size=args.size, resize=args.resize, index=index, workers=workers,
-            on_error=args.on_error, overwrite=args.overwrite,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
-        )
+            index, args.out, size=args.size, resize=args.resize, workers=workers,
+            on_error=args.on_error, overwrite=args.overwrite, progress=progress,
+        )  # fmt: skip
     seconds = time.perf_counter() - started
     out = console()
-    out.print(f"{store.path}: {len(store):,} images of {store.size}x{store.size} ({store.resize}) in {seconds:.1f} s")
+    out.print(f"{store.path}: {len(store):,} images of {store.size}x{store.size} ({store.resize}) in {seconds:.1f} s", markup=False)
     for what, rows in (("skipped", store.skipped), ("blanked", store.blanked)):
         if rows:
-            out.print(f"[yellow]{len(rows)} unreadable images {what}[/yellow] (listed in {store.path / 'manifest.json'}), first: {rows[0]['error']}")
+            out.print(f"[yellow]{len(rows)} unreadable images {what}[/yellow] (listed in {escape(str(store.path / 'manifest.json'))}), "
+                      f"first: {escape(rows[0]['error'])}")  # fmt: skip
     return 0
+
+
+def _verify_store(args: argparse.Namespace) -> int:
+    import dataclasses
+    from pathlib import Path
+
+    from chexpert.cli._common import console
+    from chexpert.store import MANIFEST, verify_store
+
+    path = Path(args.store).expanduser().absolute()
+    with _progress_bar("verify-store", "rows", args.quiet) as progress:
+        problems = verify_store(path, progress=progress)
+    out = console()
+    summary: dict[str, Any] = {"store": str(path), "ok": not problems, "problems": [dataclasses.asdict(p) for p in problems]}
+    if not problems:
+        manifest = json.loads((path / MANIFEST).read_bytes())
+        summary["images"] = int(manifest["shape"][0])
+        summary["checksum_blocks"] = len(manifest["checksums"]["blocks"])
+    if args.json:
+        print(json.dumps(summary, indent=1))
+    elif problems:
+        for problem in problems:
+            out.print(str(problem), markup=False, highlight=False)
+        if all(p.kind != "manifest" for p in problems):
+            out.print(f"{path}: {len(problems)} problem{'s' if len(problems) != 1 else ''}; prepare it again with --overwrite "
+                      "and the same arguments to rebuild it", markup=False, highlight=False)  # fmt: skip
+    else:
+        out.print(f"{path}: OK, {summary['images']:,} images, {summary['checksum_blocks']:,} checksum blocks and the index match "
+                  "the manifest", markup=False, highlight=False)  # fmt: skip
+    return 1 if problems else 0

@@ -23,7 +23,7 @@ from chexpert.errors import InvalidArgumentError
 from chexpert.index import Index
 from chexpert.policy import Policy, SoftLabels, Targets, apply
 from chexpert.sampling import EpochPasses, EpochSampler, balanced_weights, shard_of
-from chexpert.store import IMAGES, Store
+from chexpert.store import Store, reopen_images
 
 __all__ = ["StoreArrays", "NumpyLoader", "jax_rank", "store_rows", "balance_weights"]
 
@@ -124,8 +124,9 @@ class StoreArrays:
     Position i is store row ``rows[i]`` (default: every row); ``rows`` takes row numbers, a
     boolean mask or an Index such as a split (see :func:`store_rows`). Targets, mask and (for
     U-MultiClass) classes are computed once, here; a batch is then a few fancy-index gathers.
-    Pickling (for spawned workers) carries the store's path, not its pixels: the memory map is
-    reopened on the other side.
+    Pickling (for spawned workers) carries the store's path and identity, not its pixels: the
+    memory map is reopened on the other side, which raises StoreError if the store was prepared
+    again meanwhile (new pixels must not meet these labels).
 
     >>> arrays = StoreArrays(store, policy="u-zeros", rows=np.flatnonzero(store.index.frontal))  # doctest: +SKIP
     >>> arrays.batch(np.arange(4))["image"].shape  # doctest: +SKIP
@@ -160,7 +161,8 @@ class StoreArrays:
         targets = apply(policy, store.index.take(rows), soft_labels=soft_labels)
         self.policy_targets = targets
         self.path: Path = store.path
-        self.images: np.ndarray = store.images
+        self.identity = store.identity
+        self._images: np.ndarray | None = store.images
         self.rows = rows
         self.observations = targets.observations
         self.targets = targets.targets
@@ -171,14 +173,18 @@ class StoreArrays:
     def __len__(self) -> int:
         return len(self.rows)
 
+    @property
+    def images(self) -> np.ndarray:
+        """The store's pixels, memory-mapped; after unpickling, mapped on first use (in the worker,
+        where a StoreError reaches the loader) once the store proves to be the same."""
+        if self._images is None:
+            self._images = reopen_images(self.path, self.identity)
+        return self._images
+
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        del state["images"]  # a memmap would pickle as a copy of every pixel
+        state["_images"] = None  # a memmap would pickle as a copy of every pixel
         return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self.images = np.load(self.path / IMAGES, mmap_mode="r")
 
     def batch(self, positions: np.ndarray) -> dict[str, np.ndarray]:
         """Gather positions as one batch: ``image`` (B, H, W) uint8, ``targets`` (B, K) float32,
