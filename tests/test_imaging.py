@@ -226,3 +226,27 @@ def test_dicom_is_windowed_to_uint8(tmp_path):
     # MONOCHROME1: the largest value is displayed black.
     assert out.flat[int(np.argmax(pixels))] == 0 and out.flat[int(np.argmin(pixels))] == 255
     assert pydicom.__version__
+
+
+def test_a_header_declaring_gigapixels_is_refused_before_decoding() -> None:
+    import struct
+
+    from chexpert.imaging import MAX_PIXELS, decode_resized
+
+    small = simplejpeg.encode_jpeg(np.zeros((16, 16, 1), np.uint8), colorspace="GRAY")
+    sof = small.index(b"\xff\xc0")  # baseline frame header: precision, height, width
+    bomb = small[: sof + 5] + struct.pack(">HH", 65000, 65000) + small[sof + 9 :]
+    assert 65000 * 65000 > MAX_PIXELS
+    with pytest.raises(ImageDecodeError, match="declares 65000x65000 pixels"):
+        decode_resized(bomb, 320, "pad", file="bomb.jpg")
+    png = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + struct.pack(">IIBBBBB", 70000, 70000, 8, 0, 0, 0, 0) + bytes(4)
+    with pytest.raises(ImageDecodeError, match="declares 70000x70000"):
+        decode_resized(png, None, file="bomb.png")
+
+
+def test_a_file_that_is_no_image_is_named_without_quoting_its_bytes() -> None:
+    from chexpert.imaging import decode
+
+    with pytest.raises(ImageDecodeError) as raised:
+        decode(b"secret: hunter2", file="x.jpg")
+    assert "x.jpg" in str(raised.value) and "hunter2" not in str(raised.value) and "73 65" not in str(raised.value)

@@ -24,9 +24,14 @@ import numpy as np
 from chexpert.errors import ImageDecodeError, InvalidArgumentError
 from chexpert.validation import check_choice, check_int
 
-__all__ = ["ImageInfo", "RESIZE_MODES", "detect_format", "image_info", "decode", "resize", "decode_resized", "to_uint8"]
+__all__ = ["ImageInfo", "RESIZE_MODES", "MAX_PIXELS", "check_pixel_count", "detect_format", "image_info", "decode", "resize", "decode_resized", "to_uint8"]
 
 RESIZE_MODES: Final[tuple[str, ...]] = ("pad", "crop", "squash")
+
+#: No CheXpert image has more pixels than this (full resolution is at most about 3000 x 3000). A
+#: header declaring more is refused before decoding: a few hundred bytes of JPEG can declare
+#: 65,500 x 65,500 pixels, gigabytes of memory in every worker that decodes it.
+MAX_PIXELS: Final[int] = 1 << 26
 
 _MAGIC: Final[tuple[tuple[bytes, int, str], ...]] = (
     (b"\xff\xd8\xff", 0, "jpeg"),
@@ -67,7 +72,23 @@ def detect_format(data: bytes, *, file: str | None = None) -> str:
 
     if looks_like_dicom(data):  # a data set written without preamble and file meta
         return "dicom"
-    raise ImageDecodeError(f"not a JPEG, PNG or DICOM file (starts with {data[:8].hex(' ')})", file=file)
+    # The message never quotes the bytes: they may be anything the path led to.
+    raise ImageDecodeError(f"not a JPEG, PNG or DICOM file ({len(data):,} bytes of something else)", file=file)
+
+
+def check_pixel_count(height: int, width: int, *, file: str | None = None) -> None:
+    """Refuse (ImageDecodeError) an image whose header declares more than :data:`MAX_PIXELS`.
+
+    >>> check_pixel_count(2320, 2828)
+    >>> check_pixel_count(65500, 65500)
+    Traceback (most recent call last):
+        ...
+    chexpert.errors.ImageDecodeError: the header declares 65500x65500 pixels, more than any CheXpert image (67,108,864); not decoded
+    """
+    if height * width > MAX_PIXELS:
+        raise ImageDecodeError(
+            f"the header declares {width}x{height} pixels, more than any CheXpert image ({MAX_PIXELS:,}); not decoded", file=file
+        )
 
 
 def image_info(data: bytes, *, file: str | None = None) -> ImageInfo:
@@ -296,6 +317,7 @@ def _jpeg_decode(data: bytes, size: int | None, mode: str, convert: bool) -> tup
     # The header alone on the way that succeeds (about 1 us); the frame's precision, read in
     # Python, only to explain a refusal: libjpeg-turbo's 8-bit decoder decodes 8-bit data only.
     height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+    check_pixel_count(height, width)
     if not convert and colorspace not in ("Gray", "GRAY"):
         _refuse_jpeg(data)
     min_h, min_w = _min_decoded(size, mode, height, width)
@@ -330,6 +352,7 @@ def _png_pixels(data: bytes, convert: bool) -> np.ndarray:
     from PIL import Image
 
     info = _png_info(data)
+    check_pixel_count(info.height, info.width)
     gray16 = info.channels == 1 and info.bits == 16  # CheXpert Plus ships some of these
     if not convert and not info.grayscale8 and not gray16:
         raise ImageDecodeError(f"PNG has {info.channels} channels at {info.bits} bits; expected 1 channel at 8 or 16 bits (convert=True to accept)")

@@ -85,9 +85,6 @@ COLORS: Final[dict[str, tuple[int, int, int]]] = {
     "Support Devices": (255, 215, 0),
 }
 
-# A mask larger than this many pixels is refused before allocating it (the largest CheXpert image
-# is about 4,000 x 4,000 pixels).
-_MAX_PIXELS: Final[int] = 1 << 26
 _FILE_NAME = re.compile(r"^(?P<annotator>gt|hb)_(?P<form>segmentations|annotations)_(?P<split>val|valid|test)\.json$", re.IGNORECASE)
 _IMAGE_ID = re.compile(r"^patient(?P<patient>\d{5})_study(?P<study>\d+)_view(?P<view>\d+)_(?P<kind>frontal|lateral)$")
 
@@ -160,7 +157,7 @@ def decode_rle(rle: Mapping[str, Any]) -> np.ndarray:
     if not (isinstance(size, Sequence) and len(size) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
         raise ValueError(f"size must be [height, width] in pixels, not {_short(size)}")
     h, w = int(size[0]), int(size[1])
-    if h * w > _MAX_PIXELS:
+    if h * w > imaging.MAX_PIXELS:
         raise ValueError(f"size {h}x{w} is larger than any chest radiograph")
     raw = rle["counts"]
     if isinstance(raw, str):
@@ -206,7 +203,7 @@ def rasterize(polygons: Iterable[Sequence[Sequence[float]]], size: Sequence[int]
     from PIL import Image, ImageDraw
 
     h, w = int(size[0]), int(size[1])
-    if h <= 0 or w <= 0 or h * w > _MAX_PIXELS:
+    if h <= 0 or w <= 0 or h * w > imaging.MAX_PIXELS:
         raise ValueError(f"img_size must be [height, width] of an image, not {list(size)}")
     canvas = Image.new("1", (w, h))
     draw = ImageDraw.Draw(canvas)

@@ -52,10 +52,6 @@ EXPECTED_SPLITS: Final[tuple[str, ...]] = ("train", "valid")
 # A split whose images are mostly missing (or unreadable) gets one summary line instead of a line
 # per row once at least this many rows are affected: 223,414 lines help nobody.
 _SUMMARY_MIN: Final[int] = 100
-# No CheXpert image has more pixels than this (full resolution is at most about 3000 x 3000);
-# a header declaring more is reported without decoding, which would take gigabytes.
-_MAX_PIXELS: Final[int] = 1 << 26
-
 
 @dataclass(frozen=True)
 class Report:
@@ -409,7 +405,7 @@ def _check_image(release: Release, path: str, data: bytes, label: str, line: int
         problems.append(Problem("format", label, line, f"{path} holds {info.format.upper()} data, not {expected.upper()} as its name says"))
     if not info.grayscale8:
         problems.append(Problem("mode", label, line, f"{path} has {info.channels} channel(s) at {info.bits} bits; CheXpert images are 8-bit grayscale"))
-    if info.width * info.height > _MAX_PIXELS:
+    if info.width * info.height > imaging.MAX_PIXELS:
         problems.append(
             Problem("size", label, line, f"{path} declares {info.width}x{info.height} pixels, more than any CheXpert image; not decoded")
         )
