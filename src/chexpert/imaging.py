@@ -24,7 +24,7 @@ import numpy as np
 from chexpert.errors import ImageDecodeError, InvalidArgumentError
 from chexpert.validation import check_choice, check_int
 
-__all__ = ["ImageInfo", "RESIZE_MODES", "MAX_PIXELS", "check_pixel_count", "detect_format", "image_info", "decode", "resize", "decode_resized", "to_uint8"]
+__all__ = ["ImageInfo", "RESIZE_MODES", "MAX_PIXELS", "check_pixel_count", "one_thread_per_worker", "detect_format", "image_info", "decode", "resize", "decode_resized", "to_uint8"]
 
 RESIZE_MODES: Final[tuple[str, ...]] = ("pad", "crop", "squash")
 
@@ -74,6 +74,22 @@ def detect_format(data: bytes, *, file: str | None = None) -> str:
         return "dicom"
     # The message never quotes the bytes: they may be anything the path led to.
     raise ImageDecodeError(f"not a JPEG, PNG or DICOM file ({len(data):,} bytes of something else)", file=file)
+
+
+def one_thread_per_worker() -> None:
+    """In a worker process of a pool, make OpenCV's resize use one thread (the pool has one per core).
+
+    Only where OpenCV is new to the process: changing the thread count of an OpenCV pool that a
+    worker inherited by fork from a parent that had started one hangs or crashes it.
+
+    >>> one_thread_per_worker()  # doctest: +SKIP
+    """
+    import sys
+
+    if "cv2" not in sys.modules:
+        import cv2
+
+        cv2.setNumThreads(1)
 
 
 def check_pixel_count(height: int, width: int, *, file: str | None = None) -> None:

@@ -41,7 +41,6 @@ import multiprocessing
 import os
 import stat
 import struct
-import sys
 import threading
 import warnings
 import zipfile
@@ -70,7 +69,7 @@ from chexpert.errors import (
     StoreError,
     option,
 )
-from chexpert.imaging import RESIZE_MODES, decode_resized
+from chexpert.imaging import RESIZE_MODES, decode_resized, one_thread_per_worker
 from chexpert.index import _ROW_FIELDS, Index
 from chexpert.parallel import quiet_worker, signals_deferred
 from chexpert.release import Release, open_release
@@ -945,12 +944,7 @@ def _init_worker(job: _Job) -> None:
                 os.close(job.lock[0])
         except OSError:
             pass
-        if "cv2" not in sys.modules:
-            # One process per core already. Only where OpenCV is new to this process: changing the
-            # thread count of a pool forked from a parent that had started one hangs or crashes.
-            import cv2
-
-            cv2.setNumThreads(1)
+        one_thread_per_worker()
     with open(job.images, "rb") as f:
         header = _read_npy_header(f)
     if header is None:

@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from chexpert.errors import InvalidArgumentError
 from chexpert.frameworks.numpy import StoreArrays, balance_weights
-from chexpert.imaging import RESIZE_MODES, decode_resized
+from chexpert.imaging import RESIZE_MODES, decode_resized, one_thread_per_worker
 from chexpert.index import Index
 from chexpert.policy import Policy, SoftLabels, apply
 from chexpert.release import Release, open_release
@@ -307,4 +307,10 @@ def dataloader(
         persistent_workers=persistent_workers,
         prefetch_factor=prefetch_factor,
         multiprocessing_context=multiprocessing_context,
+        # JPEG workers decode and resize: one process per core already, so one OpenCV thread each.
+        worker_init_fn=_one_decoding_thread if isinstance(data, JPEGDataset) and num_workers > 0 else None,
     )
+
+
+def _one_decoding_thread(worker: int) -> None:
+    one_thread_per_worker()
