@@ -262,3 +262,22 @@ def test_synth_plus_is_deterministic_and_has_27_columns(tmp_path):
     assert header[0] == "" and tuple(header[1:]) == PLUS_COLUMNS and len(PLUS_COLUMNS) == 27
     with pytest.raises(FileExistsError):
         synthesize_plus(tmp_path / "a", patients=2, seed=4)
+
+
+def test_overwrite_replaces_only_a_plus_look_alike_synth_wrote(tmp_path):
+    root = synthesize_plus(tmp_path, patients=2, valid_patients=1, seed=4, original=False)
+    assert synthesize_plus(tmp_path, patients=2, valid_patients=1, seed=4, original=False, overwrite=True) == root
+    mine = root / "my-notes.txt"
+    mine.write_text("the user's own file")
+    with pytest.raises(FileExistsError, match="not written by chexpert synth"):
+        synthesize_plus(tmp_path, patients=2, valid_patients=1, seed=4, original=False, overwrite=True)
+    assert mine.read_text() == "the user's own file"
+    # A real download looks like the look-alike but carries no synth marker: left as it is.
+    real = tmp_path / "real"
+    shutil.copytree(root, real / root.name)
+    (real / root.name / "my-notes.txt").unlink()
+    (real / root.name / "chexpert-synth.json").unlink()
+    before = tree_digest(real)
+    with pytest.raises(FileExistsError, match="may be a real release"):
+        synthesize_plus(real, patients=2, valid_patients=1, seed=4, original=False, overwrite=True)
+    assert tree_digest(real) == before

@@ -473,7 +473,7 @@ def test_overwrite_never_removes_a_real_release(tmp_path: Path, capsys: pytest.C
         synthesize(tmp_path / "l", patients=1, seed=1, overwrite=True)
     # without --overwrite the message names the option of the interface in use
     assert main(["synth", str(tmp_path / "t"), "--patients", "1"]) == 1
-    assert "(--overwrite: replaces only a release that chexpert synth wrote)" in capsys.readouterr().err
+    assert "(--overwrite: replaces only what chexpert synth wrote)" in capsys.readouterr().err
 
 
 def test_overwrite_checks_every_batch_before_replacing_any(tmp_path: Path) -> None:

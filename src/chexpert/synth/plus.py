@@ -320,11 +320,7 @@ def synthesize_plus(
     rows, quirks = plus_rows(patients=patients, valid_patients=valid_patients, seed=seed)
     out = pathlib.Path(out)
     target = out / PLUS_DIR
-    if target.exists():
-        if not overwrite:
-            raise FileExistsError(f"{target} already exists; remove it, choose another folder, or overwrite it (overwrite=True, chexpert synth --overwrite)")
-        if not (target / PLUS_CSV).is_file():
-            raise FileExistsError(f"{target} is not a look-alike CheXpert Plus folder (no {PLUS_CSV}); refusing to replace it")
+    synth._claim_targets(out, [PLUS_DIR], overwrite)  # a real CheXpert Plus download is never replaced
     out.mkdir(parents=True, exist_ok=True)
     staging = pathlib.Path(tempfile.mkdtemp(prefix=".synth-plus-", dir=out))
     try:
@@ -360,6 +356,8 @@ def synthesize_plus(
         if original:
             synth.synthesize(root, release="small", patients=patients, seed=seed, valid_patients=valid_patients if valid_patients is not None else min(max(2, patients // 50), 200), workers=workers)
         (root / "QUIRKS.json").write_text(json.dumps(quirks, indent=1) + "\n")
+        valid_count = len({r["deid_patient_id"] for r in rows if r["split"] == "valid"})
+        synth._mark_folder(root, "plus", seed, {"train": patients, "valid": valid_count}, {})
         if target.exists():
             shutil.rmtree(target)
         os.replace(root, target)

@@ -926,6 +926,21 @@ def _refuse_foreign(target: pathlib.Path) -> None:
         )
 
 
+def _claim_targets(out: pathlib.Path, names: Sequence[str], overwrite: bool) -> None:
+    """Check that those of ``names`` in ``out`` that exist hold only what synth wrote.
+
+    Refused unless ``overwrite``; checked before any work, so that a refusal costs nothing.
+    """
+    existing = [out / n for n in names if (out / n).exists() or (out / n).is_symlink()]
+    if existing and not overwrite:
+        raise FileExistsError(
+            f"{existing[0]} already exists; remove it, choose another folder, or overwrite it "
+            f"({option('overwrite')}: replaces only what chexpert synth wrote)"
+        )
+    for target in existing:
+        _refuse_foreign(target)  # a real download, or files of the user's, stay as they are
+
+
 def synthesize(
     out: str | os.PathLike[str],
     *,
@@ -980,14 +995,7 @@ def synthesize(
     out = pathlib.Path(out)
     top = schema.RELEASE_DIRS[release]
     names = {"folder": [top], "zip": [f"{top}.zip"], "aimi": [f"{b}.zip" for b in AIMI_BATCHES]}[layout]
-    existing = [out / n for n in names if (out / n).exists() or (out / n).is_symlink()]
-    if existing and not overwrite:
-        raise FileExistsError(
-            f"{existing[0]} already exists; remove it, choose another folder, or overwrite it "
-            f"({option('overwrite')}: replaces only a release that chexpert synth wrote)"
-        )
-    for target in existing:
-        _refuse_foreign(target)  # before drawing a single image
+    _claim_targets(out, names, overwrite)
     csvs, images = _plan(release, patients, valid_patients, test_patients, seed)
     patients_by_split = {"train": patients, "valid": valid_patients, "test": test_patients}
     image_names = [schema.strip_release_prefix(r["Path"]) for r in images]

@@ -33,7 +33,6 @@ from typing import Any, Final
 import numpy as np
 
 from chexpert import schema
-from chexpert.errors import option
 from chexpert.localize import LOCALIZED_OBSERVATIONS, encode_rle, rasterize
 from chexpert.synth.release import (
     _TAG_ANATOMY,
@@ -42,6 +41,7 @@ from chexpert.synth.release import (
     GROUNDTRUTH_COLUMNS,
     _Anatomy,
     _Canvas,
+    _claim_targets,
     _draw_findings,
     _draw_frontal,
     _draw_lateral,
@@ -247,14 +247,7 @@ def synthesize_test(
     check_int("workers", workers, low=1, high=1024)
     out = pathlib.Path(out)
     names = (LOCALIZE_DIR, LABELS_DIR)
-    existing = [out / n for n in names if (out / n).exists() or (out / n).is_symlink()]
-    if existing and not overwrite:
-        raise FileExistsError(
-            f"{existing[0]} already exists; remove it, choose another folder, or overwrite it "
-            f"({option('overwrite')}: replaces only what chexpert synth wrote)"
-        )
-    for target in existing:
-        _refuse_foreign(target)  # a real CheXlocalize download, or files of the user's, stay
+    _claim_targets(out, names, overwrite)
     valid = synth_rows("valid", patients=valid_patients, seed=seed, release="full")
     test = synth_rows("test", patients=patients, seed=seed, release="full")
     truth = groundtruth_rows(test)
