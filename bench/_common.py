@@ -43,17 +43,25 @@ def one_core() -> None:
 
 def small_release() -> Path:
     """bench-data/small/CheXpert-v1.0-small with exactly 5,000 training images."""
-    root = BENCH_DATA / "small" / "CheXpert-v1.0-small"
+    return look_alike("small", SMALL_IMAGES, _SMALL_PATIENTS)
+
+
+def look_alike(name: str, images: int, patients: int) -> Path:
+    """bench-data/NAME/CheXpert-v1.0-small with exactly ``images`` training images (made once).
+
+    ``patients`` must give at least that many images; train.csv is cut to ``images`` rows.
+    """
+    root = BENCH_DATA / name / "CheXpert-v1.0-small"
     csv = root / "train.csv"
-    if not csv.exists() or csv.read_bytes().count(b"\n") != SMALL_IMAGES + 1:
+    if not csv.exists() or csv.read_bytes().count(b"\n") != images + 1:
         from chexpert.synth import synthesize
 
-        print(f"generating the 5,000-image small look-alike into {root.parent} (once) ...", flush=True)
-        synthesize(root.parent, release="small", patients=_SMALL_PATIENTS, seed=0, workers=os.cpu_count() or 1, overwrite=True)
+        print(f"generating the {images:,}-image small look-alike into {root.parent} (once) ...", flush=True)
+        synthesize(root.parent, release="small", patients=patients, seed=0, workers=os.cpu_count() or 1, overwrite=True)
         lines = (root / "train.csv").read_bytes().splitlines(keepends=True)
-        if len(lines) - 1 < SMALL_IMAGES:
-            raise RuntimeError(f"synth gave {len(lines) - 1} training images, fewer than {SMALL_IMAGES}; raise _SMALL_PATIENTS")
-        (root / "train.csv").write_bytes(b"".join(lines[: SMALL_IMAGES + 1]))
+        if len(lines) - 1 < images:
+            raise RuntimeError(f"synth gave {len(lines) - 1} training images, fewer than {images}; ask for more patients")
+        (root / "train.csv").write_bytes(b"".join(lines[: images + 1]))
     return root
 
 

@@ -46,18 +46,7 @@ _LARGE_PATIENTS = 6_700  # a little over LARGE_IMAGES training images with synth
 
 def large_release() -> Path:
     """bench-data/large/CheXpert-v1.0-small with exactly 20,000 training images."""
-    root = _common.BENCH_DATA / "large" / "CheXpert-v1.0-small"
-    csv = root / "train.csv"
-    if not csv.exists() or csv.read_bytes().count(b"\n") != LARGE_IMAGES + 1:
-        from chexpert.synth import synthesize
-
-        print(f"generating the {LARGE_IMAGES:,}-image small look-alike into {root.parent} (once) ...", flush=True)
-        synthesize(root.parent, release="small", patients=_LARGE_PATIENTS, seed=0, workers=os.cpu_count() or 1, overwrite=True)
-        lines = (root / "train.csv").read_bytes().splitlines(keepends=True)
-        if len(lines) - 1 < LARGE_IMAGES:
-            raise RuntimeError(f"synth gave {len(lines) - 1} training images, fewer than {LARGE_IMAGES}; raise _LARGE_PATIENTS")
-        (root / "train.csv").write_bytes(b"".join(lines[: LARGE_IMAGES + 1]))
-    return root
+    return _common.look_alike("large", LARGE_IMAGES, _LARGE_PATIENTS)
 
 
 def geometry(h: int, w: int, size: int, mode: str) -> tuple[int, int]:
