@@ -47,6 +47,26 @@ def small_release(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return synthesize(tmp_path_factory.mktemp("small"), release="small", patients=12, seed=7, test_patients=2)
 
 
+#: Side of the images in the prepared-store tests' reference store, and the files a store is.
+STORE_SIZE = 48
+STORE_FILES = ("images.npy", "index.npz", "manifest.json")
+
+
+@pytest.fixture(scope="session")
+def reference_store(small_release: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small release prepared at STORE_SIZE, once: what every damaged or resumed store must equal."""
+    from chexpert.store import prepare
+
+    out = tmp_path_factory.mktemp("reference") / "store"
+    prepare(small_release, out, size=STORE_SIZE)
+    return out
+
+
+def same_store_files(a: Path, b: Path) -> bool:
+    """Whether two stores hold byte-identical files."""
+    return all((a / name).read_bytes() == (b / name).read_bytes() for name in STORE_FILES)
+
+
 def tree_digest(root: Path) -> str:
     """A hash of every file name, size, mtime and content below ``root`` (to prove nothing was written)."""
     digest = hashlib.sha256()

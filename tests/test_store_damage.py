@@ -14,20 +14,8 @@ import pytest
 
 from chexpert.errors import StoreError
 from chexpert.store import _block_checksums, _file_digests, open_store, prepare, verify_store
-
-SIZE = 48
-STORE_FILES = ("images.npy", "index.npz", "manifest.json")
-
-
-@pytest.fixture(scope="module")
-def reference(small_release: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("reference") / "store"
-    prepare(small_release, out, size=SIZE)
-    return out
-
-
-def same_files(a: Path, b: Path) -> bool:
-    return all((a / name).read_bytes() == (b / name).read_bytes() for name in STORE_FILES)
+from tests.conftest import STORE_SIZE as SIZE
+from tests.conftest import same_store_files
 
 
 def _truncate_images(store: Path) -> None:
@@ -54,11 +42,11 @@ DAMAGE: dict[str, tuple[Callable[[Path], None], str, str]] = {
 
 
 @pytest.mark.parametrize("case", DAMAGE)
-def test_a_damaged_store_is_named_and_rebuilt_by_overwrite(small_release: Path, reference: Path, tmp_path: Path, case: str) -> None:
+def test_a_damaged_store_is_named_and_rebuilt_by_overwrite(small_release: Path, reference_store: Path, tmp_path: Path, case: str) -> None:
     """Before: ValueError/BadZipFile from numpy, and prepare --overwrite with the same arguments said "done"."""
     damage, name, message = DAMAGE[case]
     out = tmp_path / "store"
-    shutil.copytree(reference, out)
+    shutil.copytree(reference_store, out)
     damage(out)
     with pytest.raises(StoreError, match=message) as caught:
         open_store(out)
@@ -68,13 +56,13 @@ def test_a_damaged_store_is_named_and_rebuilt_by_overwrite(small_release: Path, 
     with pytest.raises(StoreError, match=rf"{name.replace('.', '[.]')}: .*Prepare it again with overwrite=True \(same arguments\)"):
         prepare(small_release, out, size=SIZE)
     store = prepare(small_release, out, size=SIZE, overwrite=True)
-    assert same_files(out, reference) and len(store) == len(open_store(reference))
+    assert same_store_files(out, reference_store) and len(store) == len(open_store(reference_store))
     assert verify_store(out) == []
 
 
-def test_a_flipped_bit_is_found_by_its_checksum(reference: Path, tmp_path: Path) -> None:
+def test_a_flipped_bit_is_found_by_its_checksum(reference_store: Path, tmp_path: Path) -> None:
     out = tmp_path / "store"
-    shutil.copytree(reference, out)
+    shutil.copytree(reference_store, out)
     with open(out / "images.npy", "r+b") as f:
         offset = len(f.read()) - 30 * SIZE * SIZE  # inside row 25, of checksum block 1 (rows 16-31)
         f.seek(offset)
@@ -88,18 +76,18 @@ def test_a_flipped_bit_is_found_by_its_checksum(reference: Path, tmp_path: Path)
     assert "rows 16-31 (checksum block 1)" in problems[0].message
     with pytest.raises(StoreError, match=r"images\.npy: rows 16-31 \(checksum block 1\) differ from their checksum"):
         open_store(out, check=True)
-    open_store(reference, check=True)
+    open_store(reference_store, check=True)
 
 
-def test_verify_store_command(reference: Path, tmp_path: Path) -> None:
+def test_verify_store_command(reference_store: Path, tmp_path: Path) -> None:
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "chexpert", "verify-store", *args], capture_output=True, text=True)
 
-    good = run(str(reference))
+    good = run(str(reference_store))
     assert good.returncode == 0 and good.stderr == ""
-    assert good.stdout == f"{reference}: OK, 55 images, 4 checksum blocks and the index match the manifest\n"
+    assert good.stdout == f"{reference_store}: OK, 55 images, 4 checksum blocks and the index match the manifest\n"
     out = tmp_path / "store"
-    shutil.copytree(reference, out)
+    shutil.copytree(reference_store, out)
     with open(out / "images.npy", "r+b") as f:
         f.seek(-1, 2)
         last = f.read(1)[0]
@@ -118,23 +106,23 @@ def test_verify_store_command(reference: Path, tmp_path: Path) -> None:
     assert missing.returncode == 1 and "not a chexpert store" in missing.stdout
 
 
-def test_checksums_come_from_the_pixels_whatever_the_workers(small_release: Path, reference: Path, tmp_path: Path) -> None:
+def test_checksums_come_from_the_pixels_whatever_the_workers(small_release: Path, reference_store: Path, tmp_path: Path) -> None:
     """Workers digest each row as they write it; reading the file back gives the same checksums."""
-    manifest = json.loads((reference / "manifest.json").read_text())
-    assert _block_checksums(_file_digests(reference / "images.npy", 55, SIZE), 16) == manifest["checksums"]["blocks"]
+    manifest = json.loads((reference_store / "manifest.json").read_text())
+    assert _block_checksums(_file_digests(reference_store / "images.npy", 55, SIZE), 16) == manifest["checksums"]["blocks"]
     two = prepare(small_release, tmp_path / "two", size=SIZE, workers=2)
     assert two.manifest["checksums"] == manifest["checksums"]
 
 
-def test_a_store_changed_after_its_checksums_is_not_taken_for_sound(reference: Path, tmp_path: Path) -> None:
+def test_a_store_changed_after_its_checksums_is_not_taken_for_sound(reference_store: Path, tmp_path: Path) -> None:
     """Rows appended to images.npy or a manifest lacking its checksums are damage, not a store."""
     out = tmp_path / "store"
-    shutil.copytree(reference, out)
+    shutil.copytree(reference_store, out)
     with open(out / "images.npy", "ab") as f:
         f.write(np.zeros(SIZE * SIZE, np.uint8).tobytes())
     with pytest.raises(StoreError, match=r"images\.npy: [\d,]+ bytes; the manifest's shape makes"):
         open_store(out)
-    shutil.copy(reference / "images.npy", out / "images.npy")
+    shutil.copy(reference_store / "images.npy", out / "images.npy")
     manifest = json.loads((out / "manifest.json").read_text())
     del manifest["checksums"]
     (out / "manifest.json").write_text(json.dumps(manifest))

@@ -18,16 +18,8 @@ import chexpert.store as store_module
 from chexpert.errors import StaleStoreError, StoreError
 from chexpert.release import open_release
 from chexpert.store import open_store, prepare
+from tests.conftest import STORE_SIZE as SIZE
 from tests.conftest import tree_digest
-
-SIZE = 48
-
-
-@pytest.fixture(scope="module")
-def reference(small_release: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("reference") / "store"
-    prepare(small_release, out, size=SIZE)
-    return out
 
 
 def _interrupted(small_release: Path, out: Path) -> None:
@@ -85,9 +77,9 @@ def test_a_foreign_manifest_is_a_clear_refusal(small_release: Path, tmp_path: Pa
     assert tree_digest(out) == before
 
 
-def test_a_file_dropped_into_a_store_stops_overwrite(small_release: Path, reference: Path, tmp_path: Path) -> None:
+def test_a_file_dropped_into_a_store_stops_overwrite(small_release: Path, reference_store: Path, tmp_path: Path) -> None:
     out = tmp_path / "store"
-    shutil.copytree(reference, out)
+    shutil.copytree(reference_store, out)
     (out / "notes.txt").write_text("my notes")
     before = tree_digest(out)
     with pytest.raises(StoreError, match=r"notes\.txt"):
@@ -96,10 +88,10 @@ def test_a_file_dropped_into_a_store_stops_overwrite(small_release: Path, refere
 
 
 @pytest.mark.parametrize("name", ["images.npy", "index.npz"])
-def test_a_users_file_in_place_of_a_stores_is_not_replaced(small_release: Path, reference: Path, tmp_path: Path, name: str) -> None:
+def test_a_users_file_in_place_of_a_stores_is_not_replaced(small_release: Path, reference_store: Path, tmp_path: Path, name: str) -> None:
     """A look-alike at a store's name beside a real manifest: not provably ours, so not removed."""
     out = tmp_path / "store"
-    shutil.copytree(reference, out)
+    shutil.copytree(reference_store, out)
     (out / name).unlink()
     if name == "images.npy":
         np.save(out / name, np.ones((5, 48, 48), np.uint8))  # the user's own array, another shape
@@ -111,7 +103,7 @@ def test_a_users_file_in_place_of_a_stores_is_not_replaced(small_release: Path, 
     assert tree_digest(out) == before
 
 
-def test_a_users_file_in_an_interrupted_preparation_is_not_removed(small_release: Path, reference: Path, tmp_path: Path) -> None:
+def test_a_users_file_in_an_interrupted_preparation_is_not_removed(small_release: Path, reference_store: Path, tmp_path: Path) -> None:
     out = tmp_path / "store"
     _interrupted(small_release, out)
     np.save(out / "images.npy", np.arange(7, dtype=np.uint8))  # during a run there is no images.npy of ours
@@ -124,10 +116,10 @@ def test_a_users_file_in_an_interrupted_preparation_is_not_removed(small_release
     (out / "images.npy").unlink()
     (out / "index.npz.tmp").unlink()
     prepare(small_release, out, size=SIZE)
-    assert all((out / n).read_bytes() == (reference / n).read_bytes() for n in ("images.npy", "index.npz", "manifest.json"))
+    assert all((out / n).read_bytes() == (reference_store / n).read_bytes() for n in ("images.npy", "index.npz", "manifest.json"))
 
 
-def test_what_prepare_wrote_is_replaced_with_overwrite(small_release: Path, reference: Path, tmp_path: Path) -> None:
+def test_what_prepare_wrote_is_replaced_with_overwrite(small_release: Path, reference_store: Path, tmp_path: Path) -> None:
     """Its own store, its own interrupted run and its own temporary files are all provably its."""
     out = tmp_path / "store"
     _interrupted(small_release, out)
@@ -137,13 +129,13 @@ def test_what_prepare_wrote_is_replaced_with_overwrite(small_release: Path, refe
     store = prepare(small_release, out, size=32, overwrite=True)
     assert store.size == 32 and sorted(p.name for p in out.iterdir()) == ["images.npy", "index.npz", "manifest.json"]
     store = prepare(small_release, out, size=SIZE, overwrite=True)
-    assert (out / "images.npy").read_bytes() == (reference / "images.npy").read_bytes()
+    assert (out / "images.npy").read_bytes() == (reference_store / "images.npy").read_bytes()
 
 
-def test_a_plan_orphaned_by_a_kill_before_its_rename_is_ours(small_release: Path, reference: Path, tmp_path: Path) -> None:
+def test_a_plan_orphaned_by_a_kill_before_its_rename_is_ours(small_release: Path, reference_store: Path, tmp_path: Path) -> None:
     out = tmp_path / "store"
     out.mkdir()
-    plan = json.loads((reference / "manifest.json").read_text())
+    plan = json.loads((reference_store / "manifest.json").read_text())
     for key in ("skipped", "blanked", "files"):
         del plan[key]
     (out / f".plan.json.{plan['store_id']}.tmp").write_text(json.dumps(plan))
@@ -157,9 +149,9 @@ def test_a_plan_orphaned_by_a_kill_before_its_rename_is_ours(small_release: Path
         prepare(small_release, other, size=SIZE)
 
 
-def test_a_format_1_store_is_stale_with_advice_and_overwrite_rebuilds_it(small_release: Path, reference: Path, tmp_path: Path) -> None:
+def test_a_format_1_store_is_stale_with_advice_and_overwrite_rebuilds_it(small_release: Path, reference_store: Path, tmp_path: Path) -> None:
     out = tmp_path / "store"
-    shutil.copytree(reference, out)
+    shutil.copytree(reference_store, out)
     manifest = json.loads((out / "manifest.json").read_text())
     for key in ("store_id", "checksums", "files"):
         del manifest[key]
@@ -170,7 +162,7 @@ def test_a_format_1_store_is_stale_with_advice_and_overwrite_rebuilds_it(small_r
     with pytest.raises(StaleStoreError, match="format version 1 -> 2"):
         prepare(small_release, out, size=SIZE)
     prepare(small_release, out, size=SIZE, overwrite=True)
-    assert (out / "manifest.json").read_bytes() == (reference / "manifest.json").read_bytes()
+    assert (out / "manifest.json").read_bytes() == (reference_store / "manifest.json").read_bytes()
 
 
 def test_out_that_is_a_file_is_one_clear_line(small_release: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

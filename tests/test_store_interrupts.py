@@ -16,10 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from chexpert.store import prepare
-
-SIZE = 48
-STORE_FILES = ("images.npy", "index.npz", "manifest.json")
+from tests.conftest import STORE_SIZE as SIZE
+from tests.conftest import same_store_files
 
 # The real command line (chexpert.cli.main) with two forked workers, decoding paced so that a
 # signal lands mid-run.
@@ -39,15 +37,6 @@ _COMMAND = textwrap.dedent(
 )
 
 
-@pytest.fixture(scope="module")
-def reference(small_release: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("reference") / "store"
-    prepare(small_release, out, size=SIZE)
-    return out
-
-
-def same_files(a: Path, b: Path) -> bool:
-    return all((a / name).read_bytes() == (b / name).read_bytes() for name in STORE_FILES)
 
 
 def _argv(source: Path, out: Path) -> list[str]:
@@ -77,7 +66,7 @@ def _journaled_rows(out: Path) -> int:
 
 @pytest.mark.parametrize(("sig", "code", "word"), [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
 def test_a_signal_to_the_process_group_is_one_line_and_the_store_resumes(
-    small_release: Path, reference: Path, tmp_path: Path, sig: int, code: int, word: str
+    small_release: Path, reference_store: Path, tmp_path: Path, sig: int, code: int, word: str
 ) -> None:
     """As a terminal does: the signal reaches the command and every worker of its pool at once."""
     out = tmp_path / "store"
@@ -105,7 +94,7 @@ def test_a_signal_to_the_process_group_is_one_line_and_the_store_resumes(
     # The same command resumes and ends with the uninterrupted run's bytes.
     resumed = _run([sys.executable, "-c", _COMMAND, "0", *_argv(small_release, out)])
     assert resumed.returncode == 0, resumed.stderr
-    assert same_files(out, reference)
+    assert same_store_files(out, reference_store)
 
 
 @contextlib.contextmanager
@@ -121,7 +110,7 @@ def _small_disk(folder: Path, size: str) -> Iterator[str]:
         subprocess.run(["umount", str(folder)], check=True)
 
 
-def test_a_full_disk_is_one_line_naming_the_store_and_the_next_run_resumes(small_release: Path, reference: Path, tmp_path: Path) -> None:
+def test_a_full_disk_is_one_line_naming_the_store_and_the_next_run_resumes(small_release: Path, reference_store: Path, tmp_path: Path) -> None:
     """Real ENOSPC from a small tmpfs where we may mount one (else EFBIG from RLIMIT_FSIZE)."""
     disk = tmp_path / "disk"
     # 96 KiB: room for the plan, the sparse images file's header and a few blocks of pixels, not for the store.
@@ -144,5 +133,5 @@ def test_a_full_disk_is_one_line_naming_the_store_and_the_next_run_resumes(small
             subprocess.run(["mount", "-o", "remount,size=4m", str(disk)], check=True)
         resumed = _run([sys.executable, "-c", _COMMAND, "0", *_argv(small_release, out)])
         assert resumed.returncode == 0, resumed.stderr
-        assert same_files(out, reference)
+        assert same_store_files(out, reference_store)
         assert done < 55
