@@ -152,6 +152,9 @@ def test_png_and_dicom_sources_prepare_to_the_same_pixels(plus_root, tmp_path):
         chexpert.prepare(dcm, tmp_path / "all", size=64, workers=1)
     skipped = chexpert.prepare(dcm, tmp_path / "skip", size=64, workers=1, on_error="skip")
     assert {r["path"] for r in skipped.skipped} == {p.replace(".dcm", ".jpg") for p in quirks["missing_dicom"]}
+    # The same rows from the other kind of file are another store, never taken for this one.
+    with pytest.raises(chexpert.StaleStoreError, match="read from dicom files, the store was made from png"):
+        chexpert.prepare(dcm, tmp_path / "png", size=64, index=rows.with_release(dcm), workers=1)
     assert tree_digest(plus_root) == before  # the download is only read
 
 
@@ -281,3 +284,13 @@ def test_overwrite_replaces_only_a_plus_look_alike_synth_wrote(tmp_path):
     with pytest.raises(FileExistsError, match="may be a real release"):
         synthesize_plus(real, patients=2, valid_patients=1, seed=4, original=False, overwrite=True)
     assert tree_digest(real) == before
+
+
+def test_a_fifo_in_place_of_the_plus_csv_is_one_line_never_a_hang(plus_root, tmp_path):
+    copy = tmp_path / "plus"
+    shutil.copytree(plus_root, copy, symlinks=True)
+    (copy / PLUS_CSV).unlink()
+    os.mkfifo(copy / PLUS_CSV)
+    run = subprocess.run([sys.executable, "-m", "chexpert", "info", str(copy)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1
+    assert run.stderr.count("\n") == 1 and PLUS_CSV in run.stderr and "Traceback" not in run.stderr

@@ -50,10 +50,10 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from chexpert import schema
-from chexpert.errors import ChexpertError, CSVFormatError, ImageReadError, InvalidArgumentError, Problem, ReleaseNotFoundError
+from chexpert.errors import ChexpertError, CSVFormatError, ImageReadError, InvalidArgumentError, Problem, ReadError, ReleaseNotFoundError
 from chexpert.index import Index, concat
 from chexpert.parallel import quiet_worker
-from chexpert.release import MAX_IMAGE_BYTES, Release, _archive, _read, open_release
+from chexpert.release import MAX_CSV_BYTES, MAX_IMAGE_BYTES, Release, _archive, _read, open_release
 from chexpert.validation import check_choice
 
 __all__ = [
@@ -111,7 +111,9 @@ def is_plus(root: str | os.PathLike[str]) -> bool:
 def _plus_csv(root: Path) -> Path | None:
     if not root.is_dir():
         return None
-    found = sorted(p for p in root.iterdir() if _CSV_GLOB.match(p.name) and p.is_file())
+    # Anything named like the CSV but a folder counts: a FIFO or a device in its place is then
+    # refused by name when read, never passed over for another release in the folder.
+    found = sorted(p for p in root.iterdir() if _CSV_GLOB.match(p.name) and not p.is_dir())
     return found[-1] if found else None  # the latest dated one
 
 
@@ -132,7 +134,7 @@ def read_plus_csv(path: str | os.PathLike[str] | bytes, *, file: str | None = No
     else:
         name = file or os.fspath(path)
         try:
-            data = Path(path).read_bytes()
+            data = _read(None, os.fspath(path), MAX_CSV_BYTES, ReadError, lambda: (os.path.realpath(os.path.dirname(os.fspath(path)) or "."),))
         except FileNotFoundError:
             raise ReleaseNotFoundError(f"{name}: file not found") from None
     data = data.removeprefix(b"\xef\xbb\xbf")
@@ -351,7 +353,7 @@ class PlusRelease(Release):
 
     def csv_bytes(self, split: str) -> tuple[bytes, str]:
         """The Plus CSV's bytes (one file holds every split) and its path."""
-        return self.plus_csv.read_bytes(), str(self.plus_csv)
+        return _read(None, str(self.plus_csv), MAX_CSV_BYTES, ReadError, lambda: (os.path.realpath(self.root),)), str(self.plus_csv)
 
     def full_index(self) -> Index:
         """Every row of the Plus CSV that parses, with all extras, bound to this release (cached)."""
@@ -649,7 +651,7 @@ def dicom_header_columns(release: PlusRelease, index: Index, elements: Iterable[
         if where is None:
             continue
         archive, member = where
-        data = _archive(archive).read(member) if archive else Path(member).read_bytes()
+        data = _read(archive, member, MAX_IMAGE_BYTES, ImageReadError, lambda: (os.path.realpath(release.root),))
         dataset = dicom.read(data, file=member, stop_before_pixels=True)
         for keyword, value in dicom.header(dataset, keywords).items():
             columns[keyword][i] = value

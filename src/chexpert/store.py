@@ -468,6 +468,9 @@ def _fingerprint(release: Release, index: Index | None, splits_of: dict[str, str
         except ReleaseNotFoundError:
             csv[split] = "missing"
     found: dict[str, Any] = {"release": release.kind, "csv_sha256": csv}
+    images = getattr(release, "images", None)  # CheXpert Plus: PNG, DICOM or the original JPEGs
+    if images is not None:
+        found["images"] = images
     if index is not None:
         found["rows"] = len(index)
         found["rows_sha256"] = _hash_index(index)
@@ -478,6 +481,8 @@ def _source_changes(stored: dict[str, Any], now: dict[str, Any]) -> list[str]:
     changes = []
     if stored["release"] != now["release"]:
         changes.append(f"release is {now['release']}, the store was made from {stored['release']}")
+    if stored.get("images") != now.get("images"):
+        changes.append(f"the images are read from {now.get('images')} files, the store was made from {stored.get('images')} files")
     for split, digest in now["csv_sha256"].items():
         before = stored["csv_sha256"].get(split)
         if before is None:
