@@ -358,9 +358,7 @@ def synthesize_plus(
         (root / "QUIRKS.json").write_text(json.dumps(quirks, indent=1) + "\n")
         valid_count = len({r["deid_patient_id"] for r in rows if r["split"] == "valid"})
         synth._mark_folder(root, "plus", seed, {"train": patients, "valid": valid_count}, {})
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(root, target)
+        synth._put_in_place(out, staging, [PLUS_DIR])
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target

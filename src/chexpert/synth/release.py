@@ -941,6 +941,22 @@ def _claim_targets(out: pathlib.Path, names: Sequence[str], overwrite: bool) -> 
         _refuse_foreign(target)  # a real download, or files of the user's, stay as they are
 
 
+def _put_in_place(out: pathlib.Path, staging: pathlib.Path, names: Sequence[str]) -> None:
+    """Move ``staging/NAME`` to ``out/NAME`` for every name, replacing only what synth wrote there.
+
+    Each target is checked again, all before any is replaced: it may have changed while synth drew.
+    A replaced target is moved into ``staging``, which the caller removes.
+    """
+    for name in names:
+        if (out / name).exists() or (out / name).is_symlink():
+            _refuse_foreign(out / name)
+    for name in names:
+        target = out / name
+        if target.exists():
+            os.replace(target, staging / f"replaced-{name}")
+        os.replace(staging / name, target)
+
+
 def synthesize(
     out: str | os.PathLike[str],
     *,
@@ -1044,14 +1060,7 @@ def synthesize(
             finally:
                 for writer in writers.values():
                     writer.close()
-        for n in names:
-            if (out / n).exists() or (out / n).is_symlink():
-                _refuse_foreign(out / n)  # again, all before any is replaced: it may have changed meanwhile
-        for n in names:
-            target = out / n
-            if target.exists():
-                os.replace(target, staging / f"replaced-{n}")  # proven synth's own; removed with the staging folder
-            os.replace(staging / n, target)
+        _put_in_place(out, staging, names)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out if layout == "aimi" else out / names[0]

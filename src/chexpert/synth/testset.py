@@ -51,7 +51,7 @@ from chexpert.synth.release import (
     _mark_folder,
     _mediastinum,
     _parse_path,
-    _refuse_foreign,
+    _put_in_place,
     _render_one,
     _rng,
     _run,
@@ -284,14 +284,7 @@ def synthesize_test(
         _mark_folder(images, "test", seed, patients_by_split, {"val_labels.csv": csv_bytes(valid), "test_labels.csv": csv_bytes(test_labels, columns=_TEST_LABEL_COLUMNS)})
         for name in names:
             _mark_folder(staging / name, "test", seed, patients_by_split, {})
-        for name in names:
-            if (out / name).exists() or (out / name).is_symlink():
-                _refuse_foreign(out / name)  # again, all before any is replaced
-        for name in names:
-            target = out / name
-            if target.exists():
-                os.replace(target, staging / f"replaced-{name}")  # proven synth's own; removed with the staging folder
-            os.replace(staging / name, target)
+        _put_in_place(out, staging, names)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out
