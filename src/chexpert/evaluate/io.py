@@ -7,18 +7,21 @@ the order of the rows in a file. Columns are matched by name, never by position.
 
 from __future__ import annotations
 
+import io
 import os
+import stat
 import warnings
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import Final, Union
 
 import numpy as np
 import pandas as pd
 
 from chexpert import schema
-from chexpert.errors import CSVFormatError, InvalidArgumentError
+from chexpert.errors import CSVFormatError, InvalidArgumentError, ReadError
 from chexpert.evaluate import AGE_BANDS, AGGREGATES, SUBGROUPS
 from chexpert.index import Index
 from chexpert.index import read_csv as read_index_csv
@@ -101,36 +104,166 @@ def _source_name(source: Source | Index, role: str) -> str:
     return os.fspath(source)
 
 
-def _check_file(name: str, role: str) -> None:
-    """A clear error unless ``name`` is something to read a CSV from (a file, or a pipe)."""
-    if not os.path.exists(name):
-        raise CSVFormatError(f"{role} file not found", file=name)
-    if os.path.isdir(name):
+# What a CSV of scores, labels or reads may weigh: the test set's groundtruth.csv is 40 kB, a
+# per-image predictions file of the full training split about 60 MB.
+_MAX_CSV_BYTES: Final[int] = 1 << 30
+_ZIP_MAGIC: Final[tuple[bytes, ...]] = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
+_GZIP_MAGIC: Final[bytes] = b"\x1f\x8b"
+
+
+def _read_pipe(name: str, role: str) -> bytes:
+    """A pipe's bytes (``<(command)`` or a named FIFO), at most the cap. Opened without blocking,
+    so that a FIFO nobody writes to reads as empty instead of hanging."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise CSVFormatError(f"{role} file cannot be read ({exc.strerror or exc})", file=name) from None
+    try:
+        os.set_blocking(fd, True)  # a pipe whose writer is there blocks for its data; one without reads as at its end
+        parts: list[bytes] = []
+        total = 0
+        while total <= _MAX_CSV_BYTES:
+            part = os.read(fd, min(1 << 20, _MAX_CSV_BYTES + 1 - total))
+            if not part:
+                break
+            parts.append(part)
+            total += len(part)
+    except OSError as exc:
+        raise CSVFormatError(f"{role} file cannot be read ({exc.strerror or exc})", file=name) from None
+    finally:
+        os.close(fd)
+    if total > _MAX_CSV_BYTES:
+        raise CSVFormatError(f"{role} file is more than {_MAX_CSV_BYTES:,} bytes; not read further", file=name)
+    return b"".join(parts)
+
+
+def _read_source(name: str, role: str) -> bytes:
+    """The bytes of a CSV file given by path, as text in UTF-8 (a byte-order mark removed, gzip
+    inflated): a missing file, a folder, a device, a zip or other binary file, and a file over
+    the cap are each one error naming the file (never a hang, never a parser's traceback)."""
+    from chexpert.release import _read_file
+
+    try:
+        mode = os.stat(name).st_mode
+    except FileNotFoundError:
+        raise CSVFormatError(f"{role} file not found", file=name) from None
+    except OSError as exc:
+        raise CSVFormatError(f"{role} file cannot be read ({exc.strerror or exc})", file=name) from None
+    if stat.S_ISDIR(mode):
         raise CSVFormatError(f"{role} must be a CSV file, not a folder", file=name)
-
-
-def _load(source: Source, role: str) -> tuple[pd.DataFrame, str]:
-    """The source as a DataFrame (of strings when read from a file), and the name used in messages.
-
-    A missing file, a folder, an empty file and a file with a header but no rows are errors
-    naming the file.
-    """
-    name = _source_name(source, role)
-    if isinstance(source, pd.DataFrame):
-        frame = source.reset_index(drop=True)
+    if stat.S_ISFIFO(mode):
+        data = _read_pipe(name, role)
+    elif not stat.S_ISREG(mode):
+        raise CSVFormatError(f"{role} must be a CSV file, not a device or socket", file=name)
     else:
-        _check_file(name, role)
         try:
-            frame = pd.read_csv(name, dtype=str, keep_default_na=False)
+            data = _read_file(name, _MAX_CSV_BYTES, ReadError, lambda: (os.path.realpath(os.path.dirname(name) or "."),), follow=True)
         except FileNotFoundError:
             raise CSVFormatError(f"{role} file not found", file=name) from None
-        except pd.errors.EmptyDataError:
-            raise CSVFormatError(f"{role} file is empty; it needs a header and one row per image or study", file=name) from None
-        except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-            raise CSVFormatError(f"cannot be read as CSV: {exc}", file=name) from None
+        except ReadError as exc:
+            raise CSVFormatError(f"{role} file {str(exc).removeprefix(f'{name}: ')}", file=name) from None
+    if data.startswith(_ZIP_MAGIC):
+        raise CSVFormatError(f"{role} file is a zip archive, not a CSV; pass the CSV itself (a release zip goes to --truth)", file=name)
+    if data.startswith(_GZIP_MAGIC):
+        data = _gunzip(data, name, role)
+    data = data.removeprefix(b"\xef\xbb\xbf")
+    if b"\x00" in data[: 1 << 16]:
+        raise CSVFormatError(f"{role} file holds binary data, not CSV text", file=name)
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise CSVFormatError(f"{role} file is not UTF-8 text (line {line}); save it as UTF-8 CSV", file=name) from None
+    return data
+
+
+def _gunzip(data: bytes, name: str, role: str) -> bytes:
+    """A gzipped CSV inflated, to at most the cap (a small bomb must not fill the memory)."""
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(data, _MAX_CSV_BYTES + 1)
+    except zlib.error as exc:
+        raise CSVFormatError(f"{role} file is a damaged gzip archive ({exc})", file=name) from None
+    if len(out) > _MAX_CSV_BYTES or inflater.unconsumed_tail:
+        raise CSVFormatError(f"{role} file inflates to more than {_MAX_CSV_BYTES:,} bytes; not read further", file=name)
+    return out
+
+
+def _frame_from_bytes(data: bytes, name: str, role: str) -> pd.DataFrame:
+    if not data.strip():
+        raise CSVFormatError(f"{role} file is empty; it needs a header and one row per image or study", file=name)
+    try:
+        return pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, compression=None, encoding="utf-8")
+    except pd.errors.EmptyDataError:
+        raise CSVFormatError(f"{role} file is empty; it needs a header and one row per image or study", file=name) from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        reason = " ".join(str(exc).split())  # pandas' messages may span lines
+        raise CSVFormatError(f"cannot be read as CSV: {reason}", file=name) from None
+
+
+def _load(source: Source | bytes, role: str, name: str | None = None) -> tuple[pd.DataFrame, str]:
+    """The source as a DataFrame (of strings when read from a file), and the name used in messages.
+
+    A missing file, a folder, a zip or other binary file, an empty file and a file with a header
+    but no rows are errors naming the file. ``source`` may be bytes already read (``name`` names them).
+    """
+    if isinstance(source, bytes):
+        name = name or f"<{role} bytes>"
+        frame = _frame_from_bytes(source, name, role)
+    else:
+        name = _source_name(source, role)
+        if isinstance(source, pd.DataFrame):
+            frame = source.reset_index(drop=True)
+        else:
+            frame = _frame_from_bytes(_read_source(name, role), name, role)
     if len(frame) == 0:
         raise CSVFormatError(f"{role} has a header but no rows", file=name)
     return frame, name
+
+
+def _is_image_path(value: str) -> bool | None:
+    """Whether a key names an image (a file below its study folder) rather than a study; None
+    when it names neither (reported as such by ``_keys``)."""
+    parts = [p for p in schema.strip_release_prefix(value.strip()).split("/") if p]
+    if not any(p.startswith("study") for p in parts):
+        return None
+    return any(p.startswith("study") for p in parts[:-1])
+
+
+def _check_one_level(frame: pd.DataFrame, name: str, role: str) -> None:
+    """Refuse a file mixing image rows and study rows: their scores would otherwise be combined
+    as if the study's own row were one more of its images (its maximum or mean taken silently).
+
+    A row's level is that of its ``Path`` (an image path, or a study path), else of its ``Study``.
+    """
+    first: dict[bool, tuple[int, str, str]] = {}  # image level? -> its first row
+    paths = frame["Path"].astype(str).tolist() if "Path" in frame.columns else [""] * len(frame)
+    studies = frame["Study"].astype(str).tolist() if "Study" in frame.columns else [""] * len(frame)
+    for row, (path, study) in enumerate(zip(paths, studies)):
+        column, value = ("Path", path) if path.strip() else ("Study", study)
+        level = _is_image_path(value)
+        if level is None:
+            continue
+        first.setdefault(level, (row + 2, column, value))
+        if len(first) == 2:
+            (i_row, i_col, i_val), (s_row, s_col, s_val) = first[True], first[False]
+            raise CSVFormatError(
+                f"{role} mixes image-level and study-level rows (row {i_row}: {i_col} {i_val!r} is an image; "
+                f"row {s_row}: {s_col} {s_val!r} is a study); give one row per image or one per study, not both",
+                file=name,
+            )
+
+
+def _file_bytes(source: Source | Index, role: str) -> bytes | None:
+    """The bytes of a source given by path, read once (a pipe can be read only once); None otherwise."""
+    if isinstance(source, pd.DataFrame | Index):
+        return None
+    return _read_source(os.fspath(source), role)
+
+
+def _has_release_header(data: bytes) -> bool:
+    """Whether the CSV text starts with the header of the release's train/valid/test CSVs."""
+    return data.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8", "replace") == ",".join(schema.CSV_COLUMNS)
 
 
 def _keys(frame: pd.DataFrame, column: str, name: str) -> np.ndarray:
@@ -230,6 +363,7 @@ def read_predictions(source: Source, *, aggregate: str = "max") -> StudyTable:
     if aggregate not in AGGREGATES:
         raise InvalidArgumentError(f"aggregate must be one of {', '.join(AGGREGATES)}; got {aggregate!r}")
     frame, name = _load(source, "predictions")
+    _check_one_level(frame, name, "predictions")
     key_column = _key_column(frame, name, "predictions")
     columns = _observation_columns(frame, name, "predictions")
     keys = _keys(frame, key_column, name)
@@ -377,10 +511,11 @@ def read_truth(source: Source | Index) -> StudyTable:
     columns = list(schema.OBSERVATIONS)
     if isinstance(source, Index):
         keys, labels, metadata = _from_index(source)
-    elif _is_release_csv(source, "truth"):
-        keys, labels, metadata = _from_index(read_index_csv(source))
+    elif (data := _file_bytes(source, "truth")) is not None and _has_release_header(data):
+        keys, labels, metadata = _from_index(read_index_csv(data, file=name))
     else:
-        frame, name = _load(source, "truth")
+        frame, name = _load(data if data is not None else source, "truth", name)
+        _check_one_level(frame, name, "truth")
         if "Path" in frame.columns and "Study" not in frame.columns:
             keys, labels, metadata = _from_image_frame(frame, name)
         else:
@@ -392,20 +527,6 @@ def read_truth(source: Source | Index) -> StudyTable:
     if metadata is not None:
         metadata = metadata.loc[studies.astype(str)]
     return StudyTable(name, studies, tuple(columns), values, metadata)
-
-
-def _is_release_csv(source: Source, role: str) -> bool:
-    """Whether ``source`` is a file with the header of the release's train/valid/test CSVs."""
-    if isinstance(source, pd.DataFrame):
-        return False
-    _check_file(os.fspath(source), role)
-    try:
-        with open(source, encoding="utf-8-sig", newline="") as f:
-            return f.readline().rstrip("\r\n") == ",".join(schema.CSV_COLUMNS)
-    except FileNotFoundError:
-        raise CSVFormatError(f"{role} file not found", file=os.fspath(source)) from None
-    except UnicodeDecodeError:
-        return False
 
 
 def read_radiologists(sources: Sequence[Source] | Mapping[str, Source]) -> dict[str, StudyTable]:
@@ -430,6 +551,7 @@ def read_radiologists(sources: Sequence[Source] | Mapping[str, Source]) -> dict[
     for label, source in named:
         unique = label if label not in readers else f"{label} ({len(readers) + 1})"
         frame, name = _load(source, "radiologist")
+        _check_one_level(frame, name, "radiologist")
         keys, columns, values = _study_level(frame, name, "radiologist")
         order = np.argsort(keys.astype(str), kind="stable")
         _check_binary(values[order], keys[order], columns, name, "radiologist")
@@ -452,9 +574,11 @@ def read_metadata(source: Source | Index) -> pd.DataFrame:
         from chexpert.release import open_release
 
         return _from_index(open_release(Path(source).parent if Path(source).is_file() else source).index())[2]
-    if _is_release_csv(source, "metadata"):
-        return _from_index(read_index_csv(source))[2]
-    frame, name = _load(source, "metadata")
+    data = _file_bytes(source, "metadata")
+    name = _source_name(source, "metadata")
+    if data is not None and _has_release_header(data):
+        return _from_index(read_index_csv(data, file=name))[2]
+    frame, name = _load(data if data is not None else source, "metadata", name)
     missing = [c for c in schema.METADATA_COLUMNS if c not in frame.columns]
     if missing:
         raise CSVFormatError(f"metadata needs the columns {', '.join(schema.METADATA_COLUMNS)}; missing {', '.join(missing)}", file=name)
