@@ -54,7 +54,9 @@ def _mixed(files: Files, out: Path, *, study_column: bool) -> Path:
 @pytest.mark.parametrize("study_column", [False, True], ids=["study-path-in-Path", "Study-column"])
 def test_image_and_study_rows_in_one_file_are_refused(files: Files, tmp_path: Path, study_column: bool) -> None:
     mixed = _mixed(files, tmp_path / "mixed.csv", study_column=study_column)
-    with pytest.raises(CSVFormatError, match=r"mixes image-level and study-level rows \(row 2: Path .*is an image; row \d+: (Path|Study) .*study1' is a study\)") as raised:
+    with pytest.raises(
+        CSVFormatError, match=r"mixes image-level and study-level rows \(row 2: Path .*is an image; row \d+: (Path|Study) .*study1' is a study\)"
+    ) as raised:
         evaluate(mixed, files.truth, bootstrap=0)
     assert raised.value.file == str(mixed)
 
@@ -86,6 +88,11 @@ def _zip(files: Files, out: Path, members: int) -> Path:
     return out
 
 
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
 def _fifo(tmp_path: Path) -> Path:
     fifo = tmp_path / "fifo.csv"
     os.mkfifo(fifo)
@@ -99,11 +106,11 @@ def _fifo(tmp_path: Path) -> Path:
         (lambda f, t: _zip(f, t / "one.zip", 1), "is a zip archive, not a CSV"),
         (lambda f, t: Path(t), "not a folder"),
         (lambda f, t: _fifo(t), "is empty"),  # a FIFO nobody writes to: read as empty, never a hang
-        (lambda f, t: (t / "empty.csv").write_bytes(b"") and t / "empty.csv" or t / "empty.csv", "is empty"),
-        (lambda f, t: (t / "blank.csv").write_bytes(b"\n\n") and t / "blank.csv", "is empty"),
-        (lambda f, t: (t / "bin.csv").write_bytes(np.random.default_rng(0).bytes(4096) + b"\0") and t / "bin.csv", "binary data"),
-        (lambda f, t: (t / "latin.csv").write_bytes(b"Path,Edema\nvalid/patient64541/study1/caf\xe9.jpg,0.5\n") and t / "latin.csv", "not UTF-8 text (line 2)"),
-        (lambda f, t: (t / "bomb.csv.gz").write_bytes(gzip.compress(b"Path," + b"x" * (1 << 24))) and t / "bomb.csv.gz", ""),
+        (lambda f, t: _write(t / "empty.csv", b""), "is empty"),
+        (lambda f, t: _write(t / "blank.csv", b"\n\n"), "is empty"),
+        (lambda f, t: _write(t / "bin.csv", np.random.default_rng(0).bytes(4096) + b"\0"), "binary data"),
+        (lambda f, t: _write(t / "latin.csv", b"Path,Edema\nvalid/patient64541/study1/caf\xe9.jpg,0.5\n"), "not UTF-8 text (line 2)"),
+        (lambda f, t: _write(t / "bomb.csv.gz", gzip.compress(b"Path," + b"x" * (1 << 24))), ""),
         (lambda f, t: Path("/dev/null"), "device"),
     ],
     ids=["zip-two-members", "zip-one-member", "folder", "fifo", "empty", "blank-lines", "binary", "latin-1", "gzip-ragged", "device"],
