@@ -33,9 +33,11 @@ images carry differently anonymised copies of the report with different labels. 
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import os
 import re
+import stat
 import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -96,6 +98,7 @@ _TAIL: Final = re.compile(r"(patient\d{5}/study\d+/view\d+_(?:frontal|lateral))\
 _PATH: Final = re.compile(r"^(?P<split>train|valid|test)/patient(?P<patient>\d{5})/study(?P<study>\d+)/view(?P<view>\d+)_(?P<kind>frontal|lateral)\.(?:jpg|png)$")
 _STR = np.dtypes.StringDType()
 _SHOWN = 20  # rows named per kind of problem in a strict error
+_INT16_MAX = int(np.iinfo(np.int16).max)
 _BLANK = int(schema.Code.BLANK)
 
 
@@ -120,6 +123,45 @@ def _plus_csv(root: Path) -> Path | None:
 # -- reading the CSV -----------------------------------------------------------------------------
 
 
+# The Plus CSV's header is about 500 bytes: a first line longer than this is no Plus CSV, said
+# after reading this much, not the whole file.
+_MAX_HEADER_BYTES: Final[int] = 64 << 10
+
+
+def _head(path: str) -> bytes:
+    """The first bytes of a regular file ("" for anything else: the full read then names it)."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return b""
+        with open(path, "rb") as f:
+            return f.read(_MAX_HEADER_BYTES)
+    except OSError:
+        return b""
+
+
+def _check_header(head: bytes, name: str, *, early: bool = False) -> tuple[list[str], list[str]]:
+    """The 27 column names (and the header as written) from the file's first bytes; an error
+    naming the file when its first line is not the Plus CSV's header. ``early``: a look before
+    the whole file is read, where no bytes (not a regular file) leave the verdict to the read."""
+    if not head and early:
+        return list(PLUS_COLUMNS), list(PLUS_COLUMNS)
+    head = head.removeprefix(b"\xef\xbb\xbf")
+    line, newline, _ = head.partition(b"\n")
+    if not newline and len(head) >= _MAX_HEADER_BYTES - 3:
+        raise CSVFormatError(f"not a CheXpert Plus CSV: its first line is longer than {_MAX_HEADER_BYTES:,} bytes (the header is about 500)", file=name, row=1)
+    try:
+        header = next(iter(csv.reader([line.decode("utf-8", "replace").rstrip("\r")])), [])
+    except csv.Error as exc:
+        raise CSVFormatError(f"not a CheXpert Plus CSV: its header cannot be parsed ({exc})", file=name, row=1) from None
+    columns = header[1:] if header and header[0] in ("", "Unnamed: 0") else header
+    if tuple(columns) != PLUS_COLUMNS:
+        missing = [c for c in PLUS_COLUMNS if c not in columns]
+        extra = [c for c in columns if c not in PLUS_COLUMNS]
+        detail = (["missing " + ", ".join(missing)] if missing else []) + (["unexpected " + ", ".join(extra)] if extra else []) or ["columns in another order"]
+        raise CSVFormatError(f"not a CheXpert Plus CSV: {'; '.join(detail)}. Expected {len(PLUS_COLUMNS)} columns: {', '.join(PLUS_COLUMNS)}", file=name, row=1)
+    return columns, header
+
+
 def read_plus_csv(path: str | os.PathLike[str] | bytes, *, file: str | None = None) -> pa.Table:
     """The Plus CSV as an Arrow table of strings: every column text, only empty cells empty.
 
@@ -131,20 +173,16 @@ def read_plus_csv(path: str | os.PathLike[str] | bytes, *, file: str | None = No
     """
     if isinstance(path, bytes | bytearray):
         data, name = bytes(path), file or "<bytes>"
+        _check_header(data[:_MAX_HEADER_BYTES], name, early=True)
     else:
         name = file or os.fspath(path)
+        _check_header(_head(os.fspath(path)), name, early=True)  # before reading the whole file (up to 1 GiB)
         try:
             data = _read(None, os.fspath(path), MAX_CSV_BYTES, ReadError, lambda: (os.path.realpath(os.path.dirname(os.fspath(path)) or "."),))
         except FileNotFoundError:
             raise ReleaseNotFoundError(f"{name}: file not found") from None
     data = data.removeprefix(b"\xef\xbb\xbf")
-    header = next(iter(csv.reader([data.split(b"\n", 1)[0].decode("utf-8", "replace").rstrip("\r")])), [])
-    columns = header[1:] if header and header[0] in ("", "Unnamed: 0") else header
-    if tuple(columns) != PLUS_COLUMNS:
-        missing = [c for c in PLUS_COLUMNS if c not in columns]
-        extra = [c for c in columns if c not in PLUS_COLUMNS]
-        detail = (["missing " + ", ".join(missing)] if missing else []) + (["unexpected " + ", ".join(extra)] if extra else []) or ["columns in another order"]
-        raise CSVFormatError(f"not a CheXpert Plus CSV: {'; '.join(detail)}. Expected {len(PLUS_COLUMNS)} columns: {', '.join(PLUS_COLUMNS)}", file=name, row=1)
+    columns, header = _check_header(data[:_MAX_HEADER_BYTES], name)
     try:
         table = pacsv.read_csv(
             pa.py_buffer(data),
@@ -184,14 +222,21 @@ def _index_from_table(table: pa.Table, name: str, problems: list[Problem]) -> tu
             problems.append(Problem("value", name, int(i) + 2, message(int(i))))
 
     bad(~ok, lambda i: f"path_to_image {str(paths[i])!r} does not follow split/patientNNNNN/studyN/viewN_frontal|lateral.jpg")
+    if parts is not None:
+        for part in ("study", "view"):  # Index columns of 16 bits: a number beyond them is no CheXpert path
+            fits = ~ok | np.asarray(pc.fill_null(pc.less_equal(pc.utf8_length(parts.field(part)), len(str(_INT16_MAX))), False).to_numpy(zero_copy_only=False))
+            fits &= ~ok | (np.asarray(pc.cast(pc.if_else(pa.array(fits), parts.field(part), "0"), pa.int32()).to_numpy(zero_copy_only=False)) <= _INT16_MAX)
+            bad(~fits, lambda i, part=part: f"path_to_image {str(paths[i])!r}: its {part} number is beyond {_INT16_MAX:,}, more than any CheXpert path has")
+            ok = ok & fits
     rows = np.flatnonzero(ok)
     if parts is not None:
-        filled = parts.fill_null({"split": "train", "patient": "0", "study": "0", "view": "0", "kind": "frontal"}) if not ok.all() else parts
-        split = _codes(np.asarray(filled.field("split").to_numpy(zero_copy_only=False), dtype=_STR), schema.SPLITS, "train")
-        patient = np.asarray(pc.cast(filled.field("patient"), pa.int32()).to_numpy(zero_copy_only=False))
-        study = np.asarray(pc.cast(filled.field("study"), pa.int16()).to_numpy(zero_copy_only=False))
-        view = np.asarray(pc.cast(filled.field("view"), pa.int16()).to_numpy(zero_copy_only=False))
-        path_frontal = np.asarray(filled.field("kind").to_numpy(zero_copy_only=False)) == "frontal"
+        defaults = {"split": "train", "patient": "0", "study": "0", "view": "0", "kind": "frontal"}
+        field = {k: pc.if_else(pa.array(ok), pc.fill_null(parts.field(k), v), v) for k, v in defaults.items()}
+        split = _codes(np.asarray(field["split"].to_numpy(zero_copy_only=False), dtype=_STR), schema.SPLITS, "train")
+        patient = np.asarray(pc.cast(field["patient"], pa.int32()).to_numpy(zero_copy_only=False))
+        study = np.asarray(pc.cast(field["study"], pa.int16()).to_numpy(zero_copy_only=False))
+        view = np.asarray(pc.cast(field["view"], pa.int16()).to_numpy(zero_copy_only=False))
+        path_frontal = np.asarray(field["kind"].to_numpy(zero_copy_only=False)) == "frontal"
     else:
         split = np.array([], np.int8)
         patient = study = view = np.array([], np.int32)
@@ -245,11 +290,29 @@ def read_labels(data: bytes, paths: np.ndarray, *, file: str) -> tuple[np.ndarra
     for line_number, line in enumerate(data.splitlines(), 1):
         if not line.strip():
             continue
+        found: list[dict[str, list[Any]]] = []  # the keys each object repeats; the line's own object is parsed last
         try:
-            record = json.loads(line)
+            record = json.loads(line, object_pairs_hook=functools.partial(_object, repeats=found))
             path = record["path_to_image"]
+        except RecursionError:
+            problems.append(Problem("label", file, line_number, "nests too deeply to be a label line"))
+            continue
         except (ValueError, KeyError, TypeError):
             problems.append(Problem("label", file, line_number, "is not a JSON object with path_to_image"))
+            continue
+        if not isinstance(path, str):
+            problems.append(Problem("label", file, line_number, f"path_to_image is a JSON {type(path).__name__}, not a string"))
+            continue
+        ambiguous = set()
+        for key, values in found[-1].items():
+            # The last value would win silently: two different values are an error and the field is
+            # left blank; the same value twice is harmless but not as written by CheXbert (a warning).
+            if len({json.dumps(v, sort_keys=True) for v in values}) > 1:
+                ambiguous.add(key)
+                problems.append(Problem("label", file, line_number, f"carries {key} {len(values)} times with different values ({', '.join(map(repr, values))}); left blank"))
+            else:
+                problems.append(Problem("label", file, line_number, f"carries {key} {len(values)} times (the same value)", severity="warning"))
+        if "path_to_image" in ambiguous:
             continue
         i = position.get(path)
         if i is None:
@@ -263,7 +326,7 @@ def read_labels(data: bytes, paths: np.ndarray, *, file: str) -> tuple[np.ndarra
         seen[i] = True
         for j, name in enumerate(schema.OBSERVATIONS):
             value = record.get(name)
-            if value is None:
+            if value is None or name in ambiguous:
                 continue
             code = _SPELLING.get(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
             if code is None:
@@ -278,6 +341,18 @@ def read_labels(data: bytes, paths: np.ndarray, *, file: str) -> tuple[np.ndarra
             Problem("label", file, None, f"{len(missing)} images of the Plus CSV have no line (labels left blank), first: {', '.join(str(paths[i]) for i in missing[:3])}")
         )
     return codes, problems
+
+
+def _object(pairs: list[tuple[str, Any]], repeats: list[dict[str, list[Any]]]) -> dict[str, Any]:
+    """A JSON object as a dict, noting the keys it carries more than once (with every value)."""
+    repeated: dict[str, list[Any]] = {}
+    repeats.append(repeated)
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            repeated.setdefault(key, [out[key]]).append(value)
+        out[key] = value
+    return out
 
 
 def radgraph(release: PlusRelease, section: str, index: Index | None = None) -> np.ndarray:
@@ -411,7 +486,8 @@ class PlusRelease(Release):
         if self.images == "jpg" and self.original is not None:
             return self.original.list_images()
         files = self._files(self.images)
-        present = {p for p in full.path.tolist() if _tail(p) in files}
+        splits = [schema.SPLITS[c] for c in full.split.tolist()]
+        present = {p for p, split in zip(full.path.tolist(), splits) if files.matches(_tail(p), split)}
         return present, []
 
     # -- internals -------------------------------------------------------------------------
@@ -421,18 +497,23 @@ class PlusRelease(Release):
         key = _tail(path)
         if key is None:
             raise InvalidArgumentError(f"not a CheXpert image path: {path!r}")
+        places = files.ambiguous.get(key)
+        if places is not None:
+            raise ImageReadError(f"{path}: {len(places)} {self.images.upper()} files for {key} ({', '.join(places[:3])}); which is meant cannot be known, so none is read")
         found = files.get(key)
-        if found is None:
-            raise ReleaseNotFoundError(f"{path}: no {self.images.upper()} file for {key} in {self.root / ('PNG' if self.images == 'png' else 'DICOM')}")
+        split = path.replace("\\", "/").split("/", 1)[0]
+        if found is None or (split in schema.SPLITS and not files.matches(key, split)):
+            where = f" (only in the {files.split[key]} folder)" if found is not None else ""
+            raise ReleaseNotFoundError(f"{path}: no {self.images.upper()} file for {key} in {self.root / ('PNG' if self.images == 'png' else 'DICOM')}{where}")
         return found
 
-    def _files(self, kind: str) -> dict[str, tuple[Path | None, str]]:
+    def _files(self, kind: str) -> _Found:
         """``patientN/studyN/viewN_kind`` -> (zip or None, member or path) of every PNG or DICOM file, listed once."""
         cached = self._cache.get(f"files-{kind}")
         if cached is None:
             cached = _list_files(self.root, kind)
             self._cache[f"files-{kind}"] = cached
-        return cast(dict[str, tuple[Path | None, str]], cached)
+        return cast(_Found, cached)
 
     def _build(self) -> Index:
         problems: list[Problem] = []
@@ -470,11 +551,14 @@ class PlusRelease(Release):
 
     def _missing_dicoms(self, index: Index, csv_row: np.ndarray) -> list[Problem]:
         files = self._files("dicom")
-        if not files:
+        if not files and not files.ambiguous:
             return [Problem("missing", str(self.root / "DICOM"), None, "no DICOM files found (path_to_dcm cannot be resolved)")]
         out = []
         for i, path in enumerate(index.extra["path_to_dcm"].tolist()):
-            if path and _tail(path) not in files:
+            places = files.ambiguous.get(_tail(path) or "")
+            if path and places is not None:
+                out.append(Problem("duplicate-member", str(self.plus_csv), int(csv_row[i]), f"path_to_dcm {path!r}: {len(places)} files, none read: {', '.join(places)}"))
+            elif path and _tail(path) not in files:
                 out.append(Problem("missing", str(self.plus_csv), int(csv_row[i]), f"path_to_dcm {path!r} points at no file in {self.root / 'DICOM'}"))
         return out
 
@@ -484,30 +568,83 @@ def _tail(path: str) -> str | None:
     return match[1] if match else None
 
 
-def _list_files(root: Path, kind: str) -> dict[str, tuple[Path | None, str]]:
-    """Every PNG (under ``PNG/``) or DICOM (under ``DICOM/``) file, in zips or folders, by path tail."""
-    folder = root / ("PNG" if kind == "png" else "DICOM")
+class _Found(dict[str, tuple[Path | None, str]]):
+    """``patientN/studyN/viewN_kind`` -> (zip or None, member or path) of each image file found
+    once; ``ambiguous`` holds the keys found in several places (two zips, a zip listing a member
+    twice, a zip and a folder) with every place: those are refused, never one picked. ``split``
+    holds the split of the keys found in a per-split folder (``PNG_train/``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ambiguous: dict[str, list[str]] = {}
+        self.split: dict[str, str] = {}
+
+    def add(self, key: str, where: tuple[Path | None, str], split: str | None) -> None:
+        if key in self.ambiguous:
+            self.ambiguous[key].append(_where(where))
+            return
+        first = self.get(key)
+        if first is None:
+            self[key] = where
+            if split is not None:
+                self.split[key] = split
+            return
+        del self[key]
+        self.split.pop(key, None)
+        self.ambiguous[key] = [_where(first), _where(where)]
+
+    def matches(self, key: str | None, split: str) -> bool:
+        """Whether the row of ``split`` with this key has one file (in its split's folder, if in one)."""
+        return key is not None and key in self and self.split.get(key, split) == split
+
+
+def _where(where: tuple[Path | None, str]) -> str:
+    return f"{where[0]}!{where[1]}" if where[0] is not None else where[1]
+
+
+# The folders of a Plus download holding images: PNG/ and DICOM/ (chunk zips or folders) as
+# Stanford AIMI ships them, and the hosted mirror's per-split folders PNG_train/, DICOM_valid/...,
+# whose paths drop the split (PNG_train/patient00001/study1/view1_frontal.png).
+_IMAGE_DIR: Final = re.compile(r"^(png|dicom)(?:_(train|valid|test))?$", re.IGNORECASE)
+
+
+def _image_dirs(root: Path, kind: str) -> list[tuple[Path, str | None]]:
+    """The folders below ``root`` holding ``kind`` ("png" or "dicom") files, with their split (None: any)."""
+    try:
+        children = sorted(root.iterdir())
+    except OSError:
+        return []
+    out = []
+    for child in children:
+        match = _IMAGE_DIR.match(child.name)
+        if match and match[1].lower() == kind and child.is_dir():
+            out.append((child, match[2].lower() if match[2] else None))
+    return out
+
+
+def _list_files(root: Path, kind: str) -> _Found:
+    """Every PNG (under ``PNG/``, ``PNG_<split>/``) or DICOM (``DICOM/``, ``DICOM_<split>/``) file,
+    in zips or folders, by path tail."""
     suffixes = (".png",) if kind == "png" else (".dcm", ".dicom")
-    found: dict[str, tuple[Path | None, str]] = {}
-    if not folder.is_dir():
-        return found
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames.sort()
-        for file_name in sorted(filenames):
-            full = os.path.join(dirpath, file_name)
-            if file_name.lower().endswith(".zip"):
-                try:
-                    names = _archive(Path(full)).namelist()
-                except (zipfile.BadZipFile, OSError):
+    found = _Found()
+    for folder, split in _image_dirs(root, kind):
+        for dirpath, dirnames, filenames in os.walk(folder):
+            dirnames.sort()
+            for file_name in sorted(filenames):
+                full = os.path.join(dirpath, file_name)
+                if file_name.lower().endswith(".zip"):
+                    try:
+                        names = _archive(Path(full)).namelist()
+                    except (zipfile.BadZipFile, OSError):
+                        continue
+                    for member in names:
+                        key = _tail(member)
+                        if key is not None and member.lower().endswith(suffixes):
+                            found.add(key, (Path(full), member), split)
                     continue
-                for member in names:
-                    key = _tail(member)
-                    if key is not None and member.lower().endswith(suffixes):
-                        found.setdefault(key, (Path(full), member))
-                continue
-            key = _tail(full)
-            if key is not None and file_name.lower().endswith(suffixes):
-                found.setdefault(key, (None, full))
+                key = _tail(full)
+                if key is not None and file_name.lower().endswith(suffixes):
+                    found.add(key, (None, full), split)
     return found
 
 
@@ -674,8 +811,14 @@ def verify_plus(release: PlusRelease, *, decode: bool = False, workers: int | No
     present, _ = release.list_images()
     found = [p for p in index.path.tolist() if p in present]
     label = str(release.plus_csv)
+    files = release._files(release.images) if release.images != "jpg" else _Found()
     for p in index.path.tolist():
-        if p not in present:
+        if p in present:
+            continue
+        places = files.ambiguous.get(_tail(p) or "")
+        if places is not None:
+            problems.append(Problem("duplicate-member", label, None, f"{p}: {len(places)} {release.images.upper()} files, none read: {', '.join(places)}"))
+        else:
             problems.append(Problem("missing", label, None, f"{p}: no {release.images.upper()} file found in {release.root}"))
     decoded = 0
     if decode:

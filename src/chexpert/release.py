@@ -21,6 +21,7 @@ import re
 import stat
 import zipfile
 import zlib
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -917,6 +918,10 @@ def _read_member(archive: Path, name: str, limit: int, error: type[ReadError]) -
         if name + "/" in zf.NameToInfo:
             raise error("is a folder in the zip, not a file", file=label)
         raise FileNotFoundError(errno.ENOENT, "not in the zip", label)
+    copies = zip_duplicates(archive).get(name)
+    if copies:
+        # zipfile would give the last copy; which one the download meant cannot be known.
+        raise error(f"appears {copies} times in the zip; which copy is meant cannot be known, so none is read", file=label)
     mode = info.external_attr >> 16
     if info.create_system == 3 and stat.S_IFMT(mode) not in (0, stat.S_IFREG):
         # A symbolic link member holds its target's path: neither followed nor quoted.
@@ -957,6 +962,25 @@ def _archive(path: Path) -> zipfile.ZipFile:
     return held[1]
 
 
+def zip_duplicates(path: Path) -> dict[str, int]:
+    """Member names that a zip's central directory lists more than once -> how many times
+    (computed once per process). zipfile's reader silently takes the last of them.
+
+    >>> zip_duplicates(Path("CheXpert-v1.0-small.zip"))  # doctest: +SKIP
+    {}
+    """
+    key = ("duplicates", path)
+    cached = _ZIP_CACHE.get(key)
+    if cached is None:
+        infos = _archive(path).infolist()
+        cached = {}
+        if len(infos) != len(_archive(path).NameToInfo):
+            counts = Counter(info.filename for info in infos)
+            cached = {name: n for name, n in counts.items() if n > 1}
+        _ZIP_CACHE[key] = cached
+    return cached
+
+
 def _zip_children(path: Path) -> dict[str, set[str]]:
     """Folder -> child folder names of a zip, computed once per process."""
     key = ("children", path)
@@ -978,13 +1002,18 @@ def _zip_entries(path: Path) -> dict[str, list[tuple[str, tuple[str, str] | None
     cached = _ZIP_CACHE.get(key)
     if cached is None:
         cached = {}
+        duplicates = zip_duplicates(path)
         for info in _archive(path).infolist():
             match = re.search(r"(?:^|/)patient\d{5}/", info.filename)
             if not match:
                 continue
             rest = info.filename[match.end() :]
             oddity = None
-            if info.filename.endswith("/"):
+            if info.filename in duplicates:
+                if info is not _archive(path).NameToInfo.get(info.filename):
+                    continue  # listed once, as the ambiguous name it is
+                oddity = ("duplicate-member", f"is in {path} {duplicates[info.filename]} times ({info.filename}); which copy is meant cannot be known")
+            elif info.filename.endswith("/"):
                 rest = rest.rstrip("/")
                 if "/" not in rest:
                     continue  # a study folder

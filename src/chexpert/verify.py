@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import threading
 from collections import Counter
@@ -31,7 +32,7 @@ from chexpert.errors import ChexpertError, ImageDecodeError, ImageReadError, Pro
 from chexpert.index import Index
 from chexpert.localize import check_localization
 from chexpert.parallel import quiet_worker
-from chexpert.release import CSV_NAMES, SYNTH_MARKER, Listing, Release, open_release
+from chexpert.release import CSV_NAMES, SYNTH_MARKER, Listing, Release, open_release, zip_duplicates
 from chexpert.testset import check_split, check_test_set
 from chexpert.validation import check_int
 
@@ -52,6 +53,8 @@ EXPECTED_SPLITS: Final[tuple[str, ...]] = ("train", "valid")
 # A split whose images are mostly missing (or unreadable) gets one summary line instead of a line
 # per row once at least this many rows are affected: 223,414 lines help nobody.
 _SUMMARY_MIN: Final[int] = 100
+# A zip member below a patient folder: an image, named in verify's report with its CSV row.
+_PATIENT_MEMBER: Final = re.compile(r"(?:^|/)patient\d{5}/")
 
 @dataclass(frozen=True)
 class Report:
@@ -154,6 +157,7 @@ def verify(
 
     listing = release.listing()
     problems += listing.problems
+    problems += _duplicate_members(release)
     keys = [schema.strip_release_prefix(path) for path, _, _ in rows]
     found_rows, row_problems = _match_rows(release, rows, keys, listing, csv_rows)
     problems += row_problems
@@ -186,6 +190,18 @@ def _check_splits(release: Release, marker: dict[str, Any] | None) -> list[Probl
         for split in expected
         if split not in release.splits
     ]
+
+
+def _duplicate_members(release: Release) -> list[Problem]:
+    """Members a zip of the release holds more than once, other than images (those are named
+    with their CSV row): zipfile reads the last copy, and which one is meant cannot be known."""
+    archives = {c.archive for c in release.csvs} | {s.archive for s in release.sources} | {f.archive for f in release.files}
+    problems = []
+    for archive in sorted(a for a in archives if a is not None):
+        for name, copies in sorted(zip_duplicates(archive).items()):
+            if not _PATIENT_MEMBER.search(name):
+                problems.append(Problem("duplicate-member", f"{archive}!{name}", None, f"appears {copies} times in the zip; which copy is meant cannot be known, so none is read"))
+    return problems
 
 
 def _data_rows(data: bytes) -> int:

@@ -27,8 +27,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--patients", type=positive_int, default=100,
                    help="training patients; test patients with --release test (default 100)")
     p.add_argument("--seed", type=int, default=0, help="random seed; same seed, same bytes (default 0)")
-    p.add_argument("--layout", choices=synth.LAYOUTS, default="folder",
-                   help="folder, one zip, or the Stanford AIMI batch zips (full only); default folder")
+    p.add_argument("--layout", choices=(*synth.LAYOUTS, "mirror"), default="folder",
+                   help="folder, one zip, or the Stanford AIMI batch zips (full only); with --release plus: folder (the PNG "
+                   "chunk zips and DICOM/ as Stanford AIMI ships them) or mirror (the hosted mirror's PNG_train/, PNG_valid/, "
+                   "DICOM_train/, DICOM_valid/ of single files); default folder")
     p.add_argument("--valid-patients", type=non_negative_int, default=None,
                    help="validation patients (default max(2, patients // 50))")
     p.add_argument("--test-patients", type=non_negative_int, default=0, help="test-set patients (default 0: no test set)")
@@ -42,11 +44,13 @@ def run(args: argparse.Namespace) -> int:
     if args.release == "plus":
         from chexpert.synth.plus import synthesize_plus
 
-        if args.layout != "folder" or args.test_patients:
-            raise InvalidArgumentError("--release plus writes the Plus folder layout; --layout and --test-patients do not apply")
+        if args.layout not in ("folder", "mirror") or args.test_patients:
+            raise InvalidArgumentError("--release plus writes a Plus folder: --layout folder or mirror, and no --test-patients")
         print(synthesize_plus(args.out, patients=args.patients, seed=args.seed, valid_patients=args.valid_patients,
-                              workers=args.workers, overwrite=args.overwrite))  # fmt: skip
+                              workers=args.workers, overwrite=args.overwrite, layout="mirror" if args.layout == "mirror" else "aimi"))  # fmt: skip
         return 0
+    if args.layout == "mirror":
+        raise InvalidArgumentError("--layout mirror is the hosted mirror's layout of CheXpert Plus: use it with --release plus")
     kwargs = dict(
         release=args.release,
         patients=args.patients,

@@ -36,10 +36,11 @@ import numpy as np
 from PIL import Image
 
 from chexpert import schema
+from chexpert.errors import ChexpertError
 from chexpert.synth import release as synth
 from chexpert.synth.dicom import draw_params, render_dicom
 from chexpert.synth.report import SECTION_COLUMNS, render_report
-from chexpert.validation import check_int
+from chexpert.validation import check_choice, check_int
 
 __all__ = [
     "PLUS_DIR",
@@ -304,12 +305,17 @@ def synthesize_plus(
     workers: int = 1,
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    layout: str = "aimi",
 ) -> pathlib.Path:
     """Write a look-alike CheXpert Plus download into ``out/CheXpert-Plus`` and return that folder.
 
     ``chunks`` PNG zips share the patients; the last one is written with ZIP64 extensions.
     ``original`` also writes the look-alike small release the rows join to, inside the folder.
-    The bytes depend only on the arguments (not on ``workers``).
+    The bytes depend only on the arguments (not on ``workers``). ``layout`` "mirror" writes the
+    images as the hosted mirror has them instead: one file each in ``PNG_train/``, ``PNG_valid/``,
+    ``DICOM_train/`` and ``DICOM_valid/``, named without the split
+    (``PNG_train/patient00001/study1/view1_frontal.png``). DICOMs need pydicom (the ``dicom`` extra):
+    without it nothing is written and a :class:`~chexpert.errors.ChexpertError` says so.
 
     >>> root = synthesize_plus(tmp_path, patients=10)  # doctest: +SKIP
     >>> chexpert.open(root).kind  # doctest: +SKIP
@@ -317,52 +323,90 @@ def synthesize_plus(
     """
     check_int("chunks", chunks, low=1, high=100)
     check_int("workers", workers, low=1, high=1024)
+    check_choice("layout", layout, PLUS_LAYOUTS)
+    try:  # before anything is written: a missing extra must leave no folder behind
+        import pydicom  # noqa: F401
+    except ImportError:
+        raise ChexpertError("a CheXpert Plus look-alike holds DICOMs, written with pydicom, which is not installed: pip install 'chexpert[dicom]'") from None
     rows, quirks = plus_rows(patients=patients, valid_patients=valid_patients, seed=seed)
     out = pathlib.Path(out)
     target = out / PLUS_DIR
     synth._claim_targets(out, [PLUS_DIR], overwrite)  # a real CheXpert Plus download is never replaced
+    created = [p for p in (out, *out.parents) if not p.exists()]  # removed again if synth fails (when still empty)
     out.mkdir(parents=True, exist_ok=True)
     staging = pathlib.Path(tempfile.mkdtemp(prefix=".synth-plus-", dir=out))
     try:
-        root = staging / PLUS_DIR
-        root.mkdir()
-        (root / PLUS_CSV).write_bytes(_plus_csv(rows))
-        (root / "chexbert_labels").mkdir()
-        for part, name in LABEL_FILES.items():
-            (root / "chexbert_labels" / name).write_bytes(_label_lines(rows, part, seed))
-        (root / "radgraph-XL-annotations").mkdir()
-        for section, name in RADGRAPH_FILES.items():
-            (root / "radgraph-XL-annotations" / name).write_bytes(_radgraph_file(rows, section))
-        (root / "PNG").mkdir()
-        patients_sorted = sorted({(r["split"], r["deid_patient_id"]) for r in rows})
-        chunk_of = {p: min(i * chunks // max(len(patients_sorted), 1), chunks - 1) for i, p in enumerate(patients_sorted)}
-        zips = [zipfile.ZipFile(root / "PNG" / f"png_chexpert_plus_chunk_{k}.zip", "w", allowZip64=True) for k in range(chunks)]
-        missing = set(quirks["missing_dicom"])
-        jobs = [(r, seed) for r in rows]
-        try:
-            for row, (png, dcm) in zip(rows, synth._run(_image_job, jobs, workers, progress), strict=True):
-                k = chunk_of[(row["split"], row["deid_patient_id"])]
-                info = zipfile.ZipInfo("PNG/" + row["path_to_image"].removesuffix(".jpg") + ".png", date_time=(2024, 4, 1, 0, 0, 0))
-                with zips[k].open(info, "w", force_zip64=k == chunks - 1) as member:
-                    member.write(png)
-                if row["path_to_dcm"] in missing:
-                    continue
-                target_dcm = root / "DICOM" / "Uncompressed" / row["path_to_dcm"]
-                target_dcm.parent.mkdir(parents=True, exist_ok=True)
-                target_dcm.write_bytes(dcm)
-        finally:
-            for z in zips:
-                z.close()
-        if original:
-            synth.synthesize(root, release="small", patients=patients, seed=seed, valid_patients=valid_patients if valid_patients is not None else min(max(2, patients // 50), 200), workers=workers)
-        (root / "QUIRKS.json").write_text(json.dumps(quirks, indent=1) + "\n")
-        valid_count = len({r["deid_patient_id"] for r in rows if r["split"] == "valid"})
-        synth._mark_folder(root, "plus", seed, {"train": patients, "valid": valid_count}, {})
+        _write_plus(staging, rows, quirks, seed=seed, chunks=chunks, original=original, workers=workers, progress=progress,
+                    layout=layout, patients=patients, valid_patients=valid_patients)  # fmt: skip
         synth._put_in_place(out, staging, [PLUS_DIR])
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        for folder in created:
+            try:
+                folder.rmdir()  # only if empty: never anything of the user's
+            except OSError:
+                break
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
 
+
+def _write_plus(
+    staging: pathlib.Path, rows: list[dict[str, str]], quirks: dict[str, Any], *, seed: int, chunks: int, original: bool, workers: int,
+    progress: Callable[[int, int], None] | None, layout: str, patients: int, valid_patients: int | None,
+) -> None:  # fmt: skip
+    root = staging / PLUS_DIR
+    root.mkdir()
+    (root / PLUS_CSV).write_bytes(_plus_csv(rows))
+    (root / "chexbert_labels").mkdir()
+    for part, name in LABEL_FILES.items():
+        (root / "chexbert_labels" / name).write_bytes(_label_lines(rows, part, seed))
+    (root / "radgraph-XL-annotations").mkdir()
+    for section, name in RADGRAPH_FILES.items():
+        (root / "radgraph-XL-annotations" / name).write_bytes(_radgraph_file(rows, section))
+    mirror = layout == "mirror"
+    if not mirror:
+        (root / "PNG").mkdir()
+    patients_sorted = sorted({(r["split"], r["deid_patient_id"]) for r in rows})
+    chunk_of = {p: min(i * chunks // max(len(patients_sorted), 1), chunks - 1) for i, p in enumerate(patients_sorted)}
+    zips = [] if mirror else [zipfile.ZipFile(root / "PNG" / f"png_chexpert_plus_chunk_{k}.zip", "w", allowZip64=True) for k in range(chunks)]
+    missing = set(quirks["missing_dicom"])
+    jobs = [(r, seed) for r in rows]
+    try:
+        for row, (png, dcm) in zip(rows, synth._run(_image_job, jobs, workers, progress), strict=True):
+            tail = row["path_to_image"].removesuffix(".jpg").split("/", 1)[1]  # patientN/studyN/viewN_kind
+            if mirror:
+                _write_file(root / f"PNG_{row['split']}" / f"{tail}.png", png)
+            else:
+                k = chunk_of[(row["split"], row["deid_patient_id"])]
+                info = zipfile.ZipInfo("PNG/" + row["path_to_image"].removesuffix(".jpg") + ".png", date_time=(2024, 4, 1, 0, 0, 0))
+                with zips[k].open(info, "w", force_zip64=k == chunks - 1) as member:
+                    member.write(png)
+            if row["path_to_dcm"] in missing:
+                continue
+            if mirror:
+                _write_file(root / f"DICOM_{row['split']}" / f"{tail}.dcm", dcm)
+            else:
+                _write_file(root / "DICOM" / "Uncompressed" / row["path_to_dcm"], dcm)
+    finally:
+        for z in zips:
+            z.close()
+    if original:
+        synth.synthesize(root, release="small", patients=patients, seed=seed, valid_patients=valid_patients if valid_patients is not None else min(max(2, patients // 50), 200), workers=workers)
+    (root / "QUIRKS.json").write_text(json.dumps(quirks, indent=1) + "\n")
+    valid_count = len({r["deid_patient_id"] for r in rows if r["split"] == "valid"})
+    synth._mark_folder(root, "plus", seed, {"train": patients, "valid": valid_count}, {})
+
+
+def _write_file(path: pathlib.Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+#: How :func:`synthesize_plus` lays out the images: Stanford AIMI's PNG chunk zips and DICOM/
+#: folder, or the hosted mirror's per-split folders of single files.
+PLUS_LAYOUTS: Final[tuple[str, ...]] = ("aimi", "mirror")
 
 #: Name of the file (in the look-alike folder) that lists where each quirk was put.
 QUIRKS: Final = "QUIRKS.json"
