@@ -797,10 +797,13 @@ def dicom_header_columns(release: PlusRelease, index: Index, elements: Iterable[
     return index.with_extra(**{f"dicom_{k}": v for k, v in columns.items()}, dicom_TransferSyntaxUID=syntax, dicom_found=found)
 
 
-def verify_plus(release: PlusRelease, *, decode: bool = False, workers: int | None = None, progress: Callable[[int, int], None] | None = None) -> Any:
+def verify_plus(
+    release: PlusRelease, *, decode: bool = False, workers: int | None = None, progress: Callable[[int, int], None] | None = None, partial: bool = False
+) -> Any:
     """``chexpert verify`` for a Plus download: the join's problems, files not found and, with
     ``decode``, every image of the chosen source decoded (PNG 8 or 16 bits, DICOM through its
-    display chain). Returns a :class:`chexpert.verify.Report`.
+    display chain). ``partial``: images not there are one warning counting them (a partial copy).
+    Returns a :class:`chexpert.verify.Report`.
 
     >>> verify_plus(release, decode=True).problems[:1]  # doctest: +SKIP
     """
@@ -812,6 +815,7 @@ def verify_plus(release: PlusRelease, *, decode: bool = False, workers: int | No
     found = [p for p in index.path.tolist() if p in present]
     label = str(release.plus_csv)
     files = release._files(release.images) if release.images != "jpg" else _Found()
+    absent = []
     for p in index.path.tolist():
         if p in present:
             continue
@@ -819,7 +823,12 @@ def verify_plus(release: PlusRelease, *, decode: bool = False, workers: int | No
         if places is not None:
             problems.append(Problem("duplicate-member", label, None, f"{p}: {len(places)} {release.images.upper()} files, none read: {', '.join(places)}"))
         else:
-            problems.append(Problem("missing", label, None, f"{p}: no {release.images.upper()} file found in {release.root}"))
+            absent.append(Problem("missing", label, None, f"{p}: no {release.images.upper()} file found in {release.root}"))
+    if partial:
+        from chexpert.verify import partial_copy
+
+        absent = partial_copy(absent, len(index), str(release.root))
+    problems += absent
     decoded = 0
     if decode:
         workers = max(1, workers if workers is not None else (os.cpu_count() or 1))

@@ -471,6 +471,7 @@ def _fingerprint(release: Release, index: Index | None, splits_of: dict[str, str
     images = getattr(release, "images", None)  # CheXpert Plus: PNG, DICOM or the original JPEGs
     if images is not None:
         found["images"] = images
+        found["labels"] = getattr(release, "labels", None)  # and its label source (recorded; rows_sha256 covers the codes)
     if index is not None:
         found["rows"] = len(index)
         found["rows_sha256"] = _hash_index(index)

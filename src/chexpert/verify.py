@@ -116,11 +116,14 @@ def verify(
     decode: bool = False,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    partial: bool = False,
 ) -> Report:
     """Check the CheXpert download at ``root`` and list every problem found.
 
     ``progress(done, total)`` is called as images are decoded. Ctrl-C stops the worker processes
-    at once.
+    at once. ``partial``: the download is a copy of part of the images on purpose, so images
+    not there are one warning counting them instead of errors (a download with no image at all
+    is still an error, and every image that is there is checked as usual).
 
     >>> report = verify("CheXpert-v1.0-small", decode=True)  # doctest: +SKIP
     >>> report.ok, [str(p) for p in report.problems][:1]  # doctest: +SKIP
@@ -132,7 +135,7 @@ def verify(
     if release.kind == "plus":  # CheXpert Plus: its own CSV, label files and image sources
         from chexpert.plus import PlusRelease, verify_plus
 
-        return verify_plus(cast(PlusRelease, release), decode=decode, workers=workers, progress=progress)  # type: ignore[no-any-return]
+        return verify_plus(cast(PlusRelease, release), decode=decode, workers=workers, progress=progress, partial=partial)  # type: ignore[no-any-return]
     marker = release.look_alike()
     problems: list[Problem] = _check_splits(release, marker)
     rows: list[tuple[str, str, int]] = []  # (CSV path, CSV file, line) of every indexed row
@@ -160,7 +163,7 @@ def verify(
     problems += _duplicate_members(release)
     keys = [schema.strip_release_prefix(path) for path, _, _ in rows]
     found_rows, row_problems = _match_rows(release, rows, keys, listing, csv_rows)
-    problems += row_problems
+    problems += partial_copy(row_problems, len(rows), str(release.root)) if partial else row_problems
     listed = set(keys)
     for key in sorted(listing.present - listed):
         if key.endswith((".jpg", ".png")):
@@ -281,6 +284,27 @@ def _match_rows(
         else:
             problems += [Problem(kind, label, line, message) for line, message in items]
     return found, problems
+
+
+def partial_copy(problems: Sequence[Problem], images: int, root: str) -> list[Problem]:
+    """``problems`` with the missing images of a partial copy made one warning that counts them
+    (``verify(partial=True)``); every other problem stays as it is.
+
+    >>> [str(p) for p in partial_copy([Problem("missing", "train.csv", 2, "image 'a.jpg' not found")], 10, "r")]
+    ["r: 1 of the 10 images listed are not in this partial copy (first: train.csv, row 2: image 'a.jpg' not found)"]
+    """
+    missing = [p for p in problems if p.kind == "missing" and p.is_error]
+    if not missing:
+        return list(problems)
+    count = 0
+    for p in missing:
+        # A split mostly missing is one summary line already: "the images of 1,234 of its ... rows".
+        summary = re.match(r"the images of ([\d,]+) of its", p.message) if p.row is None else None
+        count += int(summary[1].replace(",", "")) if summary else 1
+    first = str(missing[0])
+    return [p for p in problems if p not in missing] + [
+        Problem("missing", root, None, f"{count:,} of the {images:,} images listed are not in this partial copy (first: {first})", severity="warning")
+    ]
 
 
 def _probe(release: Release, path: str) -> tuple[str, str]:

@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="chexpert",
         description="Read, verify, prepare, load and score the CheXpert chest radiograph dataset.",
     )
+    parser.add_argument("--version", action="version", version=f"chexpert {_version()}", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in _COMMAND_MODULES:
         try:
@@ -59,6 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         module.register(sub)
     return parser
+
+
+def _version() -> str:
+    """The version of the package that runs (not of whatever distribution is installed)."""
+    import chexpert
+
+    return chexpert.__version__
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:

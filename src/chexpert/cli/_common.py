@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["console", "positive_int", "non_negative_int", "int_from"]
+__all__ = ["console", "positive_int", "non_negative_int", "int_from", "add_plus_options", "open_root"]
 
 # Tables are laid out for this many columns when the output is a file or a pipe.
 _PIPE_WIDTH = 160
@@ -55,3 +55,34 @@ def int_from(low: int) -> Callable[[str], int]:
 positive_int = int_from(1)
 #: Counts where 0 means "none" (``--bootstrap 0``, ``--test-patients 0``).
 non_negative_int = int_from(0)
+
+
+def add_plus_options(parser: argparse.ArgumentParser, what: str = "read") -> None:
+    """``--images`` and ``--labels``: which files and which labels of a CheXpert Plus download."""
+    from chexpert.plus import IMAGE_SOURCES, LABEL_SOURCES
+
+    parser.add_argument("--images", choices=IMAGE_SOURCES, default=None,
+                        help=f"CheXpert Plus only: {what} the PNGs, the DICOMs or the original release's JPEGs (default: PNG if any, else DICOM, else JPEG)")  # fmt: skip
+    parser.add_argument("--labels", choices=LABEL_SOURCES, default=None,
+                        help=f"CheXpert Plus only: {what} the labels of CheXbert on the whole report (default), the findings, the impression, or the original release")  # fmt: skip
+
+
+def open_root(args: argparse.Namespace) -> Any:
+    """The release at ``args.root`` (``--kind``), a CheXpert Plus download opened with ``--images``
+    and ``--labels``; those two on any other release are an error, not ignored.
+
+    >>> open_root(argparse.Namespace(root="/nonexistent", kind=None, images=None, labels=None))  # doctest: +SKIP
+    """
+    from chexpert.errors import InvalidArgumentError
+    from chexpert.plus import open_plus
+    from chexpert.release import open_release
+
+    release = open_release(args.root, kind=getattr(args, "kind", None))
+    images, labels = getattr(args, "images", None), getattr(args, "labels", None)
+    if images is None and labels is None:
+        return release
+    if release.kind != "plus":
+        given = " and ".join(f"--{name}" for name, value in (("images", images), ("labels", labels)) if value is not None)
+        raise InvalidArgumentError(f"{given} choose among the sources of a CheXpert Plus download; {release.root} is the CheXpert {release.kind} release")
+    original = getattr(release, "original", None)
+    return open_plus(release.root, images=images, labels=labels or "report", original=original)

@@ -9,7 +9,7 @@ from typing import Any
 
 from chexpert import schema
 from chexpert.citation import BIBTEX, RESEARCH_USE_TERMS
-from chexpert.cli._common import positive_int
+from chexpert.cli._common import add_plus_options, open_root, positive_int
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -17,6 +17,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     info.add_argument("root", help="release folder, zip, or the folder holding them")
     info.add_argument("--kind", choices=schema.RELEASE_KINDS, help="which release, when ROOT holds both")
     info.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    add_plus_options(info)
     info.add_argument("--by", choices=("sex", "age-band", "race", "ethnicity", "insurance", "projection"),
                       help="also count studies and label prevalence (95%% Wilson interval) per group; race, ethnicity and insurance need CheXpert Plus")
     info.set_defaults(func=_info)
@@ -27,6 +28,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     verify.add_argument("--decode", action="store_true", help="also decode every image and check format, size and mode")
     verify.add_argument("--workers", type=positive_int, default=None, help="processes for --decode (default: all cores)")
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
+    verify.add_argument("--partial", action="store_true",
+                        help="a copy of part of the images on purpose: images missing from the download are one warning counting them, not errors")
+    add_plus_options(verify)
     verify.set_defaults(func=_verify)
 
     cite = sub.add_parser("cite", help="print the BibTeX to cite and the research use terms")
@@ -34,9 +38,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from chexpert.release import open_release
-
-    release = open_release(args.root, kind=args.kind)
+    release = open_root(args)
     index = release.index()
     splits = {}
     for code, split in enumerate(schema.SPLITS):
@@ -128,18 +130,17 @@ def _print_info(result: dict[str, Any]) -> None:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from chexpert.release import open_release
     from chexpert.verify import verify
 
-    release = open_release(args.root, kind=args.kind)
+    release = open_root(args)
     if args.decode and sys.stderr.isatty() and not args.json:
         from rich.progress import Progress
 
         with Progress(transient=True) as bar:
             task = bar.add_task("decoding", total=None)
-            report = verify(release, decode=True, workers=args.workers, progress=lambda d, t: bar.update(task, completed=d, total=t))
+            report = verify(release, decode=True, workers=args.workers, partial=args.partial, progress=lambda d, t: bar.update(task, completed=d, total=t))
     else:
-        report = verify(release, decode=args.decode, workers=args.workers)
+        report = verify(release, decode=args.decode, workers=args.workers, partial=args.partial)
     if args.json:
         json.dump(report.to_json(), sys.stdout, indent=2)
         print()

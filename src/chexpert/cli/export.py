@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import Any
 
-from chexpert.cli._common import positive_int
+import numpy as np
+
+from chexpert import schema
+from chexpert.cli._common import add_plus_options, positive_int
 
 #: What `--format` accepts.
 FORMATS: tuple[str, ...] = ("webdataset",)
@@ -34,7 +39,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     export.add_argument("--image-format", choices=("npy", "png"), default="npy", help="raw uint8 .npy (default) or lossless .png")
     export.add_argument("--seed", type=int, default=0, help="seed of the order samples are written in (default 0)")
     export.add_argument("--no-shuffle", action="store_true", help="write samples in store order")
+    export.add_argument("--splits", nargs="+", choices=schema.SPLITS,
+                        help="export these splits, each into its own folder OUT/SPLIT/ with its own shards and manifest "
+                        "(default: every row of the store in one set of shards)")
     export.add_argument("--overwrite", action="store_true", help="replace an earlier export in OUT")
+    add_plus_options(export, what="check that the store was prepared from")
     export.add_argument("--quiet", action="store_true", help="no progress bar")
     export.set_defaults(func=_export)
 
@@ -57,15 +66,43 @@ def _export(args: argparse.Namespace) -> int:
         )
     soft_labels = read_soft_labels(args.soft_labels) if args.soft_labels is not None else None
     store = open_store(args.store)
-    with Progress(
-        TextColumn("[bold]export"), BarColumn(), MofNCompleteColumn(), TextColumn("samples"), TimeElapsedColumn(),
-        console=console(stderr=True), disable=args.quiet,
-    ) as bar:
-        task = bar.add_task("export", total=len(store))
-        shards = export_webdataset(
-            store, args.out, shard_size=args.shard_size, policy=args.policy, image_format=args.image_format,
-            shuffle=not args.no_shuffle, seed=args.seed, overwrite=args.overwrite, soft_labels=soft_labels,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
-        )
-    console().print(f"{args.out}: {len(shards)} shards, {len(store):,} samples; read them with the pattern in {MANIFEST}")
+    _check_source(store, args)
+    # (folder, rows, what): one set of shards, or one per split so that no shard mixes splits.
+    parts: list[tuple[Path, Any, str]] = [(Path(args.out), None, "")]
+    if args.splits:
+        present = [schema.SPLITS[c] for c in np.unique(store.index.split).tolist()]
+        absent = [s for s in dict.fromkeys(args.splits) if s not in present]
+        if absent:
+            raise InvalidArgumentError(f"{store.path} has no {' or '.join(absent)} rows (its splits: {', '.join(present) or 'none'})")
+        parts = [(Path(args.out) / s, store.index.split == schema.SPLITS.index(s), f" ({s})") for s in dict.fromkeys(args.splits)]
+    for out, rows, what in parts:
+        with Progress(
+            TextColumn(f"[bold]export{what}"), BarColumn(), MofNCompleteColumn(), TextColumn("samples"), TimeElapsedColumn(),
+            console=console(stderr=True), disable=args.quiet,
+        ) as bar:
+            task = bar.add_task("export", total=len(store) if rows is None else int(rows.sum()))
+            shards = export_webdataset(
+                store, out, shard_size=args.shard_size, policy=args.policy, image_format=args.image_format, rows=rows,
+                shuffle=not args.no_shuffle, seed=args.seed, overwrite=args.overwrite, soft_labels=soft_labels,
+                progress=lambda done, total, bar=bar, task=task: bar.update(task, completed=done, total=total),
+            )
+        samples = len(store) if rows is None else int(rows.sum())
+        console().print(f"{out}: {len(shards)} shards, {samples:,} samples; read them with the pattern in {MANIFEST}", markup=False, highlight=False)
     return 0
+
+
+def _check_source(store: Any, args: argparse.Namespace) -> None:
+    """``--images`` / ``--labels``: the store must have been prepared from those (CheXpert Plus)."""
+    from chexpert.errors import InvalidArgumentError
+
+    source = store.manifest.get("source", {})
+    for option, recorded in (("images", source.get("images")), ("labels", source.get("labels"))):
+        wanted = getattr(args, option)
+        if wanted is None:
+            continue
+        if recorded is None and source.get("release") != "plus":
+            raise InvalidArgumentError(f"--{option} {wanted}: {store.path} was prepared from the CheXpert {source.get('release')} release, not CheXpert Plus")
+        if recorded is None:
+            raise InvalidArgumentError(f"--{option} {wanted}: {store.path} does not record its {option} source; prepare it again with --{option} {wanted}")
+        if recorded != wanted:
+            raise InvalidArgumentError(f"--{option} {wanted}: {store.path} was prepared from {recorded} {option}; prepare another store with --{option} {wanted}")

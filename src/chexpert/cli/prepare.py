@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from chexpert import schema
-from chexpert.cli._common import positive_int
+from chexpert.cli._common import add_plus_options, open_root, positive_int
 
 _VIEWS = ("all", "frontal", "lateral")
 
@@ -36,6 +36,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     prepare.add_argument("--splits", nargs="+", choices=schema.SPLITS, help="splits to prepare (default: every split with a CSV)")
     prepare.add_argument("--views", choices=_VIEWS, default="all", help="frontal or lateral images only (default all)")
     prepare.add_argument("--kind", choices=schema.RELEASE_KINDS, help="which release, when ROOT holds both")
+    add_plus_options(prepare)
     prepare.add_argument("--workers", type=positive_int, default=None, help="decoding processes (default: all cores)")
     prepare.add_argument("--on-error", choices=ON_ERROR, default="raise",
                          help="an unreadable image stops the run (raise), is left out (skip) or kept black (blank)")
@@ -76,10 +77,9 @@ def _prepare(args: argparse.Namespace) -> int:
     from rich.markup import escape
 
     from chexpert.cli._common import console
-    from chexpert.release import open_release
     from chexpert.store import prepare
 
-    release = open_release(args.root, kind=args.kind)
+    release = open_root(args)
     index = release.index(args.splits)
     if args.views != "all":
         index = index.take(index.frontal if args.views == "frontal" else ~index.frontal)
