@@ -326,3 +326,24 @@ def test_export_splits_writes_one_set_of_shards_per_split(reference_store: Path,
 def test_version() -> None:
     result = _cli("--version")
     assert result.returncode == 0 and result.stdout.strip() == f"chexpert {chexpert.__version__}"
+
+
+# -- deep JSON elsewhere ---------------------------------------------------------------------------
+
+_DEEP = b"[" * 200_000 + b"]" * 200_000
+
+
+def test_deeply_nested_json_beside_a_release_is_no_traceback(small_release: Path, plus_root: Path, tmp_path: Path) -> None:
+    root = Path(shutil.copytree(small_release, tmp_path / small_release.name))
+    (root / "chexpert-synth.json").write_bytes(_DEEP)  # not a marker synth wrote: the release is taken for a real one
+    info = _cli("info", str(root))
+    assert info.returncode == 0 and "Traceback" not in info.stderr, info.stderr
+    verify = _cli("verify", str(root), "--json")
+    assert verify.returncode == 1 and "Traceback" not in verify.stderr
+    assert any(p["kind"] == "count" for p in json.loads(verify.stdout)["problems"])  # checked against the published counts
+    plus = _copy(plus_root, tmp_path)
+    (plus / "radgraph-XL-annotations" / "section_findings.json").write_bytes(_DEEP)
+    from chexpert.plus import radgraph
+
+    with pytest.raises(CSVFormatError, match="nested too deeply"):
+        radgraph(open_plus(plus), "findings")

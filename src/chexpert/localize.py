@@ -425,6 +425,8 @@ def _load_json(data: bytes, label: str) -> dict[str, Any]:
         entries = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise AnnotationError(f"{label}: not readable as JSON: {exc}") from None
+    except RecursionError:
+        raise AnnotationError(f"{label}: not readable as JSON: nested too deeply") from None
     if not isinstance(entries, dict) or not all(isinstance(v, dict) for v in entries.values()):
         raise AnnotationError(f"{label}: expected an object of image ids, each an object of observations")
     return entries

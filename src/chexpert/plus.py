@@ -372,6 +372,8 @@ def radgraph(release: PlusRelease, section: str, index: Index | None = None) -> 
         raise ReleaseNotFoundError(f"{path}: not found; RadGraph-XL annotations come with CheXpert Plus in radgraph-XL-annotations/") from None
     except ValueError as exc:
         raise CSVFormatError(f"is not a JSON array: {exc}", file=str(path)) from None
+    except RecursionError:
+        raise CSVFormatError("is not a JSON array: nested too deeply", file=str(path)) from None
     full = release.full_index()
     texts = full.extra[f"section_{section}"]
     words = np.array([len(t.split()) for t in texts.tolist()], dtype=np.int64)

@@ -331,7 +331,7 @@ class Release:
                 try:
                     data = _read(csv.archive, name, _MAX_MARKER_BYTES, ReadError, csv.within)
                     marker = json.loads(data)
-                except (OSError, ValueError):
+                except (OSError, ValueError, RecursionError):
                     continue  # no marker, or not one synth wrote: a real download
                 if isinstance(marker, dict) and marker.get("format") == "chexpert-synth":
                     found = marker

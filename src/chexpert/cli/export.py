@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -84,11 +85,15 @@ def _export(args: argparse.Namespace) -> int:
             shards = export_webdataset(
                 store, out, shard_size=args.shard_size, policy=args.policy, image_format=args.image_format, rows=rows,
                 shuffle=not args.no_shuffle, seed=args.seed, overwrite=args.overwrite, soft_labels=soft_labels,
-                progress=lambda done, total, bar=bar, task=task: bar.update(task, completed=done, total=total),
+                progress=functools.partial(_advance, bar, task),
             )
         samples = len(store) if rows is None else int(rows.sum())
         console().print(f"{out}: {len(shards)} shards, {samples:,} samples; read them with the pattern in {MANIFEST}", markup=False, highlight=False)
     return 0
+
+
+def _advance(bar: Any, task: Any, done: int, total: int) -> None:
+    bar.update(task, completed=done, total=total)
 
 
 def _check_source(store: Any, args: argparse.Namespace) -> None:

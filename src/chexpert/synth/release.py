@@ -867,7 +867,10 @@ def _written_by_synth(target: pathlib.Path) -> str | None:
 
 
 def _load_marker(data: bytes) -> dict[str, list[int]] | None:
-    marker: Any = json.loads(data)
+    try:
+        marker: Any = json.loads(data)
+    except (ValueError, RecursionError):
+        return None  # not JSON, or nested too deeply: no marker synth wrote
     if not isinstance(marker, dict) or marker.get("format") != "chexpert-synth" or not isinstance(marker.get("files"), dict):
         return None
     return marker["files"]
