@@ -147,3 +147,12 @@ def test_gzipped_csv_is_still_read(files: Files, tmp_path: Path) -> None:
     packed = tmp_path / "p.csv.gz"
     packed.write_bytes(gzip.compress(files.predictions.read_bytes()))
     assert evaluate(packed, files.truth, bootstrap=0).n_studies == 12
+
+
+def test_soft_labels_are_read_as_safely(files: Files, tmp_path: Path) -> None:
+    """export --soft-labels (and train's) reads its CSV the same way: a zip or a FIFO is one line."""
+    store = tmp_path / "store"
+    store.mkdir()
+    for bad, message in ((_zip(files, tmp_path / "soft.zip", 2), "is a zip archive"), (_fifo(tmp_path), "is empty")):
+        result = _cli("export", str(store), str(tmp_path / "out"), "--format", "webdataset", "--policy", "chexpert-paper-best", "--soft-labels", str(bad))
+        _one_line_failure(result, "chexpert export: ", str(bad), message)

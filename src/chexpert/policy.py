@@ -558,17 +558,13 @@ def read_soft_labels(path: str | os.PathLike[str]) -> pd.DataFrame:
     """
     import pandas as pd
 
+    from chexpert.evaluate.io import read_text_csv
+
     name = os.fspath(path)
     if os.path.isdir(name):
         raise CSVFormatError("soft labels must be a CSV file, not a folder", file=name)
-    try:
-        frame = pd.read_csv(name, dtype=str, keep_default_na=False)
-    except FileNotFoundError:
-        raise CSVFormatError("soft-label file not found", file=name) from None
-    except pd.errors.EmptyDataError:
-        raise CSVFormatError("soft-label file is empty; it needs a Path column and a column per observation", file=name) from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise CSVFormatError(f"cannot be read as CSV: {exc}", file=name) from None
+    # Read as evaluate reads its files: a zip, FIFO, folder, binary or empty file is one line naming it.
+    frame = read_text_csv(name, "soft-label")
     if "Path" not in frame.columns:
         raise CSVFormatError(f"soft labels need a Path column (the CSV Path of each image); columns are {list(frame.columns)}", file=name)
     columns = [c for c in frame.columns if c in schema.OBSERVATIONS]

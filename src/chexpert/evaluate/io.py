@@ -189,6 +189,18 @@ def _gunzip(data: bytes, name: str, role: str) -> bytes:
     return out
 
 
+def read_text_csv(path: str | os.PathLike[str], role: str) -> pd.DataFrame:
+    """A CSV file of text cells (nothing parsed, "" for empty), read as safely as evaluate's own
+    inputs: a folder, FIFO without a writer, device, zip, binary or empty file is one
+    :class:`~chexpert.errors.CSVFormatError` naming it (``role`` says what the file is for).
+
+    >>> read_text_csv("soft-labels.csv", "soft-label").columns[0]  # doctest: +SKIP
+    'Path'
+    """
+    name = os.fspath(path)
+    return _frame_from_bytes(_read_source(name, role), name, role)
+
+
 def _frame_from_bytes(data: bytes, name: str, role: str) -> pd.DataFrame:
     if not data.strip():
         raise CSVFormatError(f"{role} file is empty; it needs a header and one row per image or study", file=name)
