@@ -6,9 +6,12 @@ Each is one line on stderr naming the file, exit 1, no traceback, never a hang.
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import subprocess
 import sys
+import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -105,7 +108,7 @@ def _fifo(tmp_path: Path) -> Path:
         (lambda f, t: _zip(f, t / "release.zip", 2), "is a zip archive, not a CSV"),
         (lambda f, t: _zip(f, t / "one.zip", 1), "is a zip archive, not a CSV"),
         (lambda f, t: Path(t), "not a folder"),
-        (lambda f, t: _fifo(t), "is empty"),  # a FIFO nobody writes to: read as empty, never a hang
+        (lambda f, t: _fifo(t), "is a FIFO that nothing wrote to within 5 s"),  # never a hang
         (lambda f, t: _write(t / "empty.csv", b""), "is empty"),
         (lambda f, t: _write(t / "blank.csv", b"\n\n"), "is empty"),
         (lambda f, t: _write(t / "bin.csv", np.random.default_rng(0).bytes(4096) + b"\0"), "binary data"),
@@ -133,14 +136,28 @@ def test_files_that_are_not_csv_text_are_one_line(files: Files, tmp_path: Path, 
 
 
 def test_a_pipe_with_a_writer_is_read(files: Files, tmp_path: Path) -> None:
-    """``--predictions <(command)``: a pipe whose writer is there is read whole."""
+    """A named pipe whose writer comes, slowly, is read whole; so is ``<(command)``."""
     fifo = _fifo(tmp_path)
-    writer = subprocess.Popen(["sh", "-c", f'cat "{files.predictions}" > "{fifo}"'])
+
+    def write() -> None:
+        with open(fifo, "wb") as f:  # blocks until evaluate opens the FIFO
+            data = files.predictions.read_bytes()
+            f.write(data[:100])
+            time.sleep(0.5)
+            f.write(data[100:])
+
+    writer = threading.Thread(target=write)
+    writer.start()
     try:
         result = evaluate(fifo, files.truth, bootstrap=0)
     finally:
-        writer.wait(timeout=30)
+        writer.join(timeout=30)
     assert result.n_studies == 12
+    shell = subprocess.run(
+        ["bash", "-c", f'"$0" -m chexpert evaluate --predictions <(cat "{files.predictions}") --truth "{files.truth}" --bootstrap 0 --json', sys.executable],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert shell.returncode == 0 and json.loads(shell.stdout)["n_studies"] == 12, shell.stderr
 
 
 def test_gzipped_csv_is_still_read(files: Files, tmp_path: Path) -> None:
@@ -153,6 +170,6 @@ def test_soft_labels_are_read_as_safely(files: Files, tmp_path: Path) -> None:
     """export --soft-labels (and train's) reads its CSV the same way: a zip or a FIFO is one line."""
     store = tmp_path / "store"
     store.mkdir()
-    for bad, message in ((_zip(files, tmp_path / "soft.zip", 2), "is a zip archive"), (_fifo(tmp_path), "is empty")):
+    for bad, message in ((_zip(files, tmp_path / "soft.zip", 2), "is a zip archive"), (_fifo(tmp_path), "nothing wrote to")):
         result = _cli("export", str(store), str(tmp_path / "out"), "--format", "webdataset", "--policy", "chexpert-paper-best", "--soft-labels", str(bad))
         _one_line_failure(result, "chexpert export: ", str(bad), message)

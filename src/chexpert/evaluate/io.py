@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import select
 import stat
 import warnings
 import zlib
@@ -109,17 +110,25 @@ def _source_name(source: Source | Index, role: str) -> str:
 _MAX_CSV_BYTES: Final[int] = 1 << 30
 _ZIP_MAGIC: Final[tuple[bytes, ...]] = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
 _GZIP_MAGIC: Final[bytes] = b"\x1f\x8b"
+# How long a named pipe is given for its writer to start (a pipe of ``<(command)`` has one already).
+_PIPE_WAIT_S: Final[float] = 5.0
 
 
 def _read_pipe(name: str, role: str) -> bytes:
-    """A pipe's bytes (``<(command)`` or a named FIFO), at most the cap. Opened without blocking,
-    so that a FIFO nobody writes to reads as empty instead of hanging."""
+    """A pipe's bytes (``<(command)`` or a named FIFO), at most the cap. Opened without blocking
+    (opening a FIFO for reading waits for a writer), then given ``_PIPE_WAIT_S`` for a writer to
+    show up: a FIFO nobody writes to is an error, never a hang."""
     try:
         fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise CSVFormatError(f"{role} file cannot be read ({exc.strerror or exc})", file=name) from None
     try:
-        os.set_blocking(fd, True)  # a pipe whose writer is there blocks for its data; one without reads as at its end
+        # Data or a writer's end (POLLHUP, reported only once a writer has been there) wake the poll.
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLHUP)
+        if not poller.poll(int(_PIPE_WAIT_S * 1000)):
+            raise CSVFormatError(f"{role} file is a FIFO that nothing wrote to within {_PIPE_WAIT_S:g} s", file=name)
+        os.set_blocking(fd, True)  # the writer is there: wait for the rest of its data
         parts: list[bytes] = []
         total = 0
         while total <= _MAX_CSV_BYTES:
