@@ -18,7 +18,7 @@ from chexpert.cli import main
 from chexpert.labeler import label_report
 from chexpert.labeler.files import label_file
 from chexpert.schema import OBSERVATIONS
-from tests.conftest import tree_digest
+from tests.conftest import as_a_terminal_starts_it, tree_digest, with_sigint_ignored
 
 SPELLING = {1.0: "1.0", 0.0: "0.0", -1.0: "-1.0", None: ""}
 REPORTS = [
@@ -230,6 +230,7 @@ def test_an_interrupted_run_leaves_nothing_behind(tmp_path: Path, sig: int, code
     process = subprocess.Popen(
         [sys.executable, "-m", "chexpert", "label", str(source), "--out", str(out_dir / "o.csv"), "--column", "text", "--workers", workers, "--quiet"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
+        preexec_fn=as_a_terminal_starts_it,  # not what this test run inherited (SIGINT ignored under nohup)
     )
     deadline = time.monotonic() + 120
     while not any(out_dir.iterdir()) and process.poll() is None and time.monotonic() < deadline:
@@ -241,6 +242,35 @@ def test_an_interrupted_run_leaves_nothing_behind(tmp_path: Path, sig: int, code
     assert process.returncode == code
     assert err == f"chexpert label: {word}\n"
     assert list(out_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_command_started_with_sigint_ignored_keeps_ignoring_it(tmp_path: Path, workers: str) -> None:
+    """POSIX asks a background job (``nohup``, ``cmd &`` in a script) to keep SIGINT ignored: a
+    Ctrl-C meant for the terminal's foreground job does not stop it; SIGTERM still does."""
+    source = _big_input(tmp_path / "big.csv", 60_000)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chexpert", "label", str(source), "--out", str(out_dir / "o.csv"), "--column", "text", "--workers", workers, "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=with_sigint_ignored,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not any(out_dir.iterdir()) and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert process.poll() is None, "finished before the signal: make the input larger"
+        for _ in range(3):  # to the whole group, workers included, as a terminal sends it
+            os.killpg(process.pid, signal.SIGINT)
+            time.sleep(0.05)
+        out, err = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert (process.returncode, err) == (0, "")
+    with (out_dir / "o.csv").open(newline="") as file:
+        assert sum(1 for _ in csv.reader(file)) == 60_001
 
 
 def test_a_full_disk_is_one_line_and_leaves_nothing_behind(tmp_path: Path) -> None:
