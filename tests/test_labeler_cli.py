@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from chexpert.cli import main
+from chexpert.errors import InvalidArgumentError, ReadError
 from chexpert.labeler import label_report
-from chexpert.labeler.files import label_file
+from chexpert.labeler.files import MAX_REPORT_BYTES, label_file
 from chexpert.schema import OBSERVATIONS
 from tests.conftest import as_a_terminal_starts_it, tree_digest, with_sigint_ignored
 
@@ -177,6 +178,86 @@ def test_the_output_is_never_an_existing_file_unless_asked(tmp_path: Path) -> No
     assert run.returncode == 1 and "is a folder; give the CSV file to write" in run.stderr
     assert _run("label", str(source), "--out", str(out), "--overwrite", "--quiet").returncode == 0
     assert _read_csv(out)[1][0] == "No effusion."
+
+
+def _reports_folder(root: Path) -> Path:
+    (root / "sub").mkdir(parents=True)
+    (root / "a.txt").write_text("No effusion.")
+    (root / "sub" / "b.txt").write_text("Small left effusion.")
+    return root
+
+
+@pytest.mark.parametrize("how", ["same-path", "nested", "symbolic-link", "hard-link", "dotted-path"])
+def test_the_output_is_never_one_of_the_input_reports(tmp_path: Path, how: str) -> None:
+    """Labels written over a report of the folder would replace it: refused as for a CSV input,
+    whatever name the report is reached by."""
+    root = _reports_folder(tmp_path / "reports")
+    before = tree_digest(root)
+    out = {
+        "same-path": root / "a.txt",
+        "nested": root / "sub" / "b.txt",
+        "symbolic-link": tmp_path / "link.csv",
+        "hard-link": tmp_path / "hard.csv",
+        "dotted-path": root / "sub" / ".." / "a.txt",
+    }[how]
+    if how == "symbolic-link":
+        out.symlink_to(root / "sub" / "b.txt")
+    if how == "hard-link":
+        os.link(root / "a.txt", out)
+    with pytest.raises(InvalidArgumentError, match="is one of the input reports"):
+        label_file(root, out, overwrite=True)
+    assert tree_digest(root) == before
+    run = _run("label", str(root), "--out", str(out), "--overwrite", "--quiet")
+    assert run.returncode == 1 and run.stderr.count("\n") == 1 and "is one of the input reports" in run.stderr
+    assert tree_digest(root) == before
+
+
+def test_a_hard_link_of_the_csv_input_is_the_input(tmp_path: Path) -> None:
+    source = _write_csv(tmp_path / "r.csv", [["No effusion."]])
+    os.link(source, tmp_path / "o.csv")
+    with pytest.raises(InvalidArgumentError, match="is the input"):
+        label_file(source, tmp_path / "o.csv", overwrite=True)
+    assert _read_csv(source) == [["No effusion."]]
+
+
+def test_a_report_file_over_the_cap_is_refused_by_name(tmp_path: Path) -> None:
+    root = _reports_folder(tmp_path / "reports")
+    big = root / "sub" / "big.txt"
+    with big.open("wb") as file:  # sparse: costs no disk
+        file.truncate(MAX_REPORT_BYTES + 1)
+    with pytest.raises(ReadError, match=f"big.txt: is {MAX_REPORT_BYTES + 1:,} bytes, more than the {MAX_REPORT_BYTES:,}"):
+        label_file(root, tmp_path / "o.csv")
+    assert not (tmp_path / "o.csv").exists()
+    (root / "sub" / "big.txt").unlink()
+    with (root / "sub" / "max.txt").open("wb") as file:
+        file.write(b"No effusion. " + b" " * (MAX_REPORT_BYTES - 13))
+    assert label_file(root, tmp_path / "o.csv").reports == 3  # the cap itself is accepted
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "dangling"])
+def test_a_report_that_is_no_regular_file_is_named_never_waited_on(tmp_path: Path, kind: str) -> None:
+    root = _reports_folder(tmp_path / "reports")
+    odd = root / "sub" / "odd.txt"
+    if kind == "fifo":
+        os.mkfifo(odd)
+    elif kind == "dev-zero":
+        odd.symlink_to("/dev/zero")
+    else:
+        odd.symlink_to(root / "gone.txt")
+    with pytest.raises(OSError, match="odd.txt"):
+        label_file(root, tmp_path / "o.csv")
+    assert not (tmp_path / "o.csv").exists()
+    # The same as the CSV input itself.
+    source = tmp_path / "odd.csv"
+    if kind == "fifo":
+        os.mkfifo(source)
+    elif kind == "dev-zero":
+        source.symlink_to("/dev/zero")
+    else:
+        return  # a dangling link is a missing input, tested above
+    with pytest.raises(ReadError, match="odd.csv: is a"):
+        label_file(source, tmp_path / "o.csv")
 
 
 def test_missing_input_and_unwritable_output(tmp_path: Path) -> None:

@@ -1,0 +1,139 @@
+"""Reading a file safely: only a regular file, never more than a cap, never a wait.
+
+Every file the package reads that is not an image or CSV of a release (those go through
+:mod:`chexpert.release`, which also keeps symbolic links inside the release) is read here: the
+store's ``images.npy``, ``index.npz`` and ``manifest.json``, reports for the labeler, Plus's
+RadGraph and label files, soft labels, annotations. A folder, FIFO, socket or device named like
+one of them (``/dev/zero`` behind a link, a FIFO nobody writes to) is a one-line
+:class:`~chexpert.errors.ReadError` naming it, never a hang or a read until memory runs out; so is
+a file larger than anything of its kind can be.
+
+The file is opened without blocking (``O_NONBLOCK``: opening a FIFO does not wait for a writer),
+and the checks are made on the opened descriptor (``fstat``), so that a file swapped after the
+check is not read either. Symbolic links are followed: these are paths a user gave or files in a
+folder the package wrote.
+
+>>> data = read_bytes("store/manifest.json", limit=MAX_JSON_BYTES)  # doctest: +SKIP
+>>> with open_regular("reports.csv") as file:  # doctest: +SKIP
+...     header = file.readline()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno as errnos
+import os
+import stat
+from collections.abc import Iterator
+from typing import IO, Final
+
+from chexpert.errors import ReadError
+
+__all__ = ["MAX_JSON_BYTES", "check_regular", "file_kind", "open_regular", "read_bytes"]
+
+#: The largest JSON document (manifest, annotations, RadGraph) read whole.
+MAX_JSON_BYTES: Final[int] = 1 << 30
+
+# O_NONBLOCK: opening a FIFO must not wait for a writer; cleared again before a regular file is read.
+_FLAGS: Final[int] = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, in words ("a FIFO (named pipe)", "a folder", ...)."""
+    for test, name in (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISLNK, "a symbolic link"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _check(st: os.stat_result, name: str, limit: int | None, error: type[ReadError]) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        raise error(f"is {file_kind(st.st_mode)}, not a file; chexpert reads only regular files", file=name)
+    if limit is not None and st.st_size > limit:
+        raise error(f"is {st.st_size:,} bytes, more than the {limit:,} that any file of its kind needs; not read", file=name)
+
+
+def check_regular(path: str | os.PathLike[str], *, limit: int | None = None, error: type[ReadError] = ReadError) -> os.stat_result:
+    """The ``stat`` of ``path`` if it is a regular file of at most ``limit`` bytes; else ``error``.
+
+    For readers that open the file themselves (``np.load(..., mmap_mode="r")``, which would wait
+    on a FIFO). FileNotFoundError if it is not there.
+
+    >>> check_regular("/dev/zero")
+    Traceback (most recent call last):
+    ...
+    chexpert.errors.ReadError: /dev/zero: is a character device, not a file; chexpert reads only regular files
+    """
+    name = os.fspath(path)
+    try:
+        st = os.stat(name)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        if exc.errno == errnos.ENOTDIR:
+            raise FileNotFoundError(errnos.ENOENT, "No such file or directory", name) from None
+        raise error(f"cannot be read ({exc.strerror or exc})", file=name, errno=exc.errno) from None
+    _check(st, name, limit, error)
+    return st
+
+
+@contextlib.contextmanager
+def open_regular(path: str | os.PathLike[str], *, limit: int | None = None, error: type[ReadError] = ReadError) -> Iterator[IO[bytes]]:
+    """The regular file ``path`` opened for reading in binary, checked on the open descriptor.
+
+    A caller that streams the file must still bound what it reads if ``limit`` is None.
+
+    >>> with open_regular("/dev/zero") as file:
+    ...     pass
+    Traceback (most recent call last):
+    ...
+    chexpert.errors.ReadError: /dev/zero: is a character device, not a file; chexpert reads only regular files
+    """
+    name = os.fspath(path)
+    try:
+        fd = os.open(name, _FLAGS)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        if exc.errno == errnos.ENOTDIR:
+            raise FileNotFoundError(errnos.ENOENT, "No such file or directory", name) from None
+        if exc.errno == errnos.EISDIR:  # where a folder cannot even be opened read-only
+            raise error("is a folder, not a file; chexpert reads only regular files", file=name) from None
+        raise error(f"cannot be read ({exc.strerror or exc})", file=name, errno=exc.errno) from None
+    try:
+        _check(os.fstat(fd), name, limit, error)
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        file = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with file:
+        yield file
+
+
+def read_bytes(path: str | os.PathLike[str], *, limit: int, error: type[ReadError] = ReadError) -> bytes:
+    """The whole content of the regular file ``path``, of at most ``limit`` bytes.
+
+    Also bounded while reading: a file that grows past ``limit`` after the check is refused.
+
+    >>> read_bytes("/dev/zero", limit=1024)
+    Traceback (most recent call last):
+    ...
+    chexpert.errors.ReadError: /dev/zero: is a character device, not a file; chexpert reads only regular files
+    """
+    with open_regular(path, limit=limit, error=error) as file:
+        try:
+            data = file.read(limit + 1)
+        except OSError as exc:  # an input/output error of a failing disk
+            raise error(f"cannot be read ({exc.strerror or exc})", file=os.fspath(path), errno=exc.errno) from None
+    if len(data) > limit:
+        raise error(f"grew past {limit:,} bytes while it was read; not read further", file=os.fspath(path))
+    return data
