@@ -85,7 +85,9 @@ def check_regular(path: str | os.PathLike[str], *, limit: int | None = None, err
 
 
 @contextlib.contextmanager
-def open_regular(path: str | os.PathLike[str], *, limit: int | None = None, error: type[ReadError] = ReadError) -> Iterator[IO[bytes]]:
+def open_regular(
+    path: str | os.PathLike[str], *, limit: int | None = None, error: type[ReadError] = ReadError, buffering: int = -1
+) -> Iterator[IO[bytes]]:
     """The regular file ``path`` opened for reading in binary, checked on the open descriptor.
 
     A caller that streams the file must still bound what it reads if ``limit`` is None.
@@ -111,7 +113,7 @@ def open_regular(path: str | os.PathLike[str], *, limit: int | None = None, erro
         _check(os.fstat(fd), name, limit, error)
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
-        file = os.fdopen(fd, "rb")
+        file = os.fdopen(fd, "rb", buffering=buffering)
     except BaseException:
         os.close(fd)
         raise
