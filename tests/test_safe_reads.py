@@ -161,3 +161,61 @@ def test_the_safe_reader_caps_the_size(tmp_path: Path) -> None:
         read_bytes(tmp_path / "nothing", limit=100)
     with pytest.raises(FileNotFoundError):
         check_regular(path / "below-a-file")
+
+
+_USER_FILES = """
+import json, sys
+from chexpert.index import read_csv
+from chexpert.labeler.evaluation import read_gold
+from chexpert.localize import read_masks
+from chexpert.policy import read_soft_labels
+
+folder = sys.argv[1]
+out = {}
+for name, call in (
+    ("train.csv", lambda path: read_csv(path)),
+    ("soft.csv", lambda path: read_soft_labels(path)),
+    ("gt_segmentations_val.json", lambda path: read_masks(path, "valid")),
+    ("gold.jsonl", lambda path: read_gold(path)),
+):
+    try:
+        call(folder + "/" + name)
+        out[name] = ["ok", ""]
+    except Exception as exc:
+        out[name] = [type(exc).__name__, str(exc)]
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
+def test_files_a_user_names_are_read_safely(tmp_path: Path, kind: str) -> None:
+    """A CSV of one's own, soft labels, CheXlocalize JSON, a labeler gold set: a FIFO or /dev/zero
+    given as one is an error naming it (before: a hang, or a read until memory ran out)."""
+    names = ("train.csv", "soft.csv", "gt_segmentations_val.json", "gold.jsonl")
+    for name in names:
+        _plant(tmp_path / name, kind)
+    found = _python(_USER_FILES, str(tmp_path))
+    for name in names:
+        kind_of_error, message = found[name]
+        assert kind_of_error == "ReadError" and f"{tmp_path / name}: is a {KINDS[kind]}" in message, (name, found[name])  # type: ignore[operator]
+
+
+def test_a_gzipped_csv_is_inflated_no_further_than_the_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """gzip members that would inflate to more than the cap: refused there, not inflated whole
+    (before: gzip.decompress inflated whatever they held). The cap is lowered to keep the test small."""
+    import gzip
+
+    import chexpert.index
+    from chexpert.index import read_csv
+
+    cap = 8 << 20
+    monkeypatch.setattr(chexpert.index, "MAX_TABLE_BYTES", cap)
+    member = gzip.compress(bytes(1 << 20), compresslevel=9)
+    bomb = tmp_path / "train.csv.gz"
+    bomb.write_bytes(member * 9)
+    with pytest.raises(ReadError, match=f"train.csv.gz: inflates to more than {cap:,} bytes"):
+        read_csv(bomb)
+    bomb.write_bytes(gzip.compress(b"Path,Sex\n"))
+    with pytest.raises(Exception, match="train.csv.gz") as caught:  # inflated: now a CSV problem, not a size one
+        read_csv(bomb)
+    assert "inflates" not in str(caught.value)

@@ -24,6 +24,7 @@ CheXpert paper trained, or masked (``blank="ignore"``), as torchxrayvision does.
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from collections.abc import Callable, Iterable, Mapping
@@ -38,6 +39,7 @@ import pyarrow.compute as pc
 from chexpert import schema
 from chexpert.errors import CSVFormatError, InvalidArgumentError
 from chexpert.index import Index, observation_position
+from chexpert.safeio import MAX_TABLE_BYTES, read_bytes
 from chexpert.validation import check_choice
 
 if TYPE_CHECKING:
@@ -562,7 +564,8 @@ def read_soft_labels(path: str | os.PathLike[str]) -> pd.DataFrame:
     if os.path.isdir(name):
         raise CSVFormatError("soft labels must be a CSV file, not a folder", file=name)
     try:
-        frame = pd.read_csv(name, dtype=str, keep_default_na=False)
+        data = read_bytes(name, limit=MAX_TABLE_BYTES)  # a FIFO or device is refused by name, never waited on
+        frame = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False)
     except FileNotFoundError:
         raise CSVFormatError("soft-label file not found", file=name) from None
     except pd.errors.EmptyDataError:

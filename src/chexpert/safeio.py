@@ -24,15 +24,19 @@ import contextlib
 import errno as errnos
 import os
 import stat
+import zlib
 from collections.abc import Iterator
 from typing import IO, Final
 
 from chexpert.errors import ReadError
 
-__all__ = ["MAX_JSON_BYTES", "check_regular", "file_kind", "open_regular", "read_bytes"]
+__all__ = ["MAX_JSON_BYTES", "MAX_TABLE_BYTES", "check_regular", "file_kind", "gunzip", "open_regular", "read_bytes"]
 
-#: The largest JSON document (manifest, annotations, RadGraph) read whole.
+#: The largest JSON document (manifest, annotations, gold sets) read whole.
 MAX_JSON_BYTES: Final[int] = 1 << 30
+#: The largest CSV a user gives (soft labels, a train.csv of one's own), and what a gzipped one may
+#: inflate to: CheXpert's own train.csv is 26 MB.
+MAX_TABLE_BYTES: Final[int] = 1 << 30
 
 # O_NONBLOCK: opening a FIFO must not wait for a writer; cleared again before a regular file is read.
 _FLAGS: Final[int] = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
@@ -139,3 +143,35 @@ def read_bytes(path: str | os.PathLike[str], *, limit: int, error: type[ReadErro
     if len(data) > limit:
         raise error(f"grew past {limit:,} bytes while it was read; not read further", file=os.fspath(path))
     return data
+
+
+def gunzip(data: bytes, *, limit: int, file: str, error: type[ReadError] = ReadError) -> bytes:
+    """``data`` (one or more gzip members) inflated, refusing to inflate past ``limit`` bytes.
+
+    ``gzip.decompress`` inflates a 1 MB bomb to whatever it holds; this stops at the cap.
+
+    >>> import gzip
+    >>> gunzip(gzip.compress(b"Path,Sex"), limit=100, file="train.csv.gz")
+    b'Path,Sex'
+    >>> gunzip(gzip.compress(bytes(1000)), limit=100, file="bomb.csv.gz")
+    Traceback (most recent call last):
+    ...
+    chexpert.errors.ReadError: bomb.csv.gz: inflates to more than 100 bytes; not inflated further (a damaged or hostile file)
+    """
+    parts: list[bytes] = []
+    total = 0
+    rest = data
+    try:
+        while rest:
+            inflater = zlib.decompressobj(wbits=31)
+            part = inflater.decompress(rest, limit - total + 1)
+            total += len(part)
+            parts.append(part)
+            if total > limit or inflater.unconsumed_tail:
+                raise error(f"inflates to more than {limit:,} bytes; not inflated further (a damaged or hostile file)", file=file)
+            if not inflater.eof:
+                raise error("is a truncated gzip file", file=file)
+            rest = inflater.unused_data.lstrip(b"\0")  # members follow each other; padding is zeros
+    except zlib.error as exc:
+        raise error(f"is a damaged gzip file ({exc})", file=file) from None
+    return b"".join(parts)
