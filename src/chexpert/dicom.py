@@ -9,6 +9,13 @@ The display pipeline follows PS3.4's grayscale standard display chain, in this o
    (LINEAR, LINEAR_EXACT or SIGMOID as VOI LUT Function says), else the full range of the image;
 4. MONOCHROME1 inverted, exactly once, so that air is black in every output.
 
+Values that would silently give a black (or uniform) image are refused, naming the file: a
+Rescale Slope or Intercept that is not a finite number (or a rescale whose results leave float32),
+a Modality or VOI LUT without descriptor or data, with a descriptor of other than three values or
+bits outside 1-16, or mapping every value to one output. A first window that is not usable (its
+center or width not a finite number, or a width below 1 for LINEAR) is not an error: it is
+ignored and the full range of the image is shown, as for a file without a window.
+
 Values stay in float32 (exact for 16-bit samples) until :mod:`chexpert.imaging` resizes and
 makes the one final conversion to uint8. Files without the 128-byte preamble or without file
 meta information are read (``force``); damaged, truncated or undecodable pixel data is an
@@ -70,6 +77,7 @@ _DEFLATED: Final = "1.2.840.10008.1.2.1.99"
 MAX_INFLATED_BYTES: Final[int] = 4 * (1 << 26) + (16 << 20)
 # The start of a deflated data set inflated first, to read the header that bounds the rest.
 _HEAD_BYTES: Final = 1 << 20
+_FLOAT32_MAX: Final = float(np.finfo(np.float32).max)
 #: Bits per sample pydicom decodes; anything else in Bits Allocated is a damaged header.
 _BITS_ALLOCATED: Final = (1, 8, 16, 32, 64)
 _NO_PIXELS_HINT = "install the DICOM codecs: pip install 'chexpert[dicom]' (pydicom, pylibjpeg, pylibjpeg-libjpeg, -openjpeg, -rle)"
@@ -301,40 +309,69 @@ def stored_pixels(dataset: Any, *, file: str | None = None) -> np.ndarray:
     return pixels
 
 
-def modality(dataset: Any, stored: np.ndarray) -> np.ndarray:
+def modality(dataset: Any, stored: np.ndarray, *, file: str | None = None) -> np.ndarray:
     """The modality transform: Modality LUT Sequence if present, else rescale slope and intercept (float32).
 
-    >>> modality({"RescaleSlope": 2, "RescaleIntercept": -10}, np.array([5])).tolist()  # doctest: +SKIP
+    A slope or intercept that is not a finite number, or results beyond float32, are an
+    :class:`~chexpert.errors.ImageDecodeError` (the image would be uniform or empty).
+
+    >>> modality({"RescaleSlope": 2, "RescaleIntercept": -10}, np.array([5])).tolist()
     [0.0]
+    >>> modality({"RescaleSlope": "NaN"}, np.array([5]))
+    Traceback (most recent call last):
+    ...
+    chexpert.errors.ImageDecodeError: DICOM RescaleSlope is not a finite number (nan); the image cannot be shown
     """
     sequence = dataset.get("ModalityLUTSequence")
     if sequence:
-        return _lut(sequence[0], stored)
-    slope = float(dataset.get("RescaleSlope", 1) or 1)
-    intercept = float(dataset.get("RescaleIntercept", 0) or 0)
+        return _lut(sequence[0], stored, "Modality LUT", file)
+    slope = _finite(dataset, "RescaleSlope", 1.0, file) or 1.0
+    intercept = _finite(dataset, "RescaleIntercept", 0.0, file)
     out = stored.astype(np.float32)
-    if slope != 1:
-        out *= np.float32(slope)
-    if intercept != 0:
-        out += np.float32(intercept)
+    if slope != 1 or intercept != 0:
+        with np.errstate(over="ignore", invalid="ignore"):
+            if slope != 1:
+                out *= np.float32(slope)
+            if intercept != 0:
+                out += np.float32(intercept)
+        if not np.isfinite(out).all():
+            raise ImageDecodeError(f"DICOM rescale (slope {slope:g}, intercept {intercept:g}) takes values beyond float32; the image cannot be shown", file=file)
     return out
 
 
-def voi(dataset: Any, values: np.ndarray) -> np.ndarray:
+def _finite(dataset: Any, keyword: str, default: float, file: str | None) -> float:
+    """A decimal element as a finite float (``default`` where absent or empty)."""
+    value = dataset.get(keyword, default)
+    try:
+        number = default if value is None or value == "" else _values(value)[0]
+    except (TypeError, ValueError, IndexError, OverflowError):
+        raise ImageDecodeError(f"DICOM {keyword} is not a number; the image cannot be shown", file=file) from None
+    if not math.isfinite(number) or abs(number) > _FLOAT32_MAX:
+        raise ImageDecodeError(f"DICOM {keyword} is not a finite number ({number:g}); the image cannot be shown", file=file)
+    return number
+
+
+def voi(dataset: Any, values: np.ndarray, *, file: str | None = None) -> np.ndarray:
     """The VOI transform onto [0, 1]: VOI LUT Sequence, else the first window, else the full range.
 
-    >>> voi({}, np.array([0.0, 50.0, 100.0], np.float32)).tolist()  # doctest: +SKIP
+    A first window whose center or width is not a finite number is ignored (the full range is
+    shown); a malformed VOI LUT is an :class:`~chexpert.errors.ImageDecodeError`.
+
+    >>> voi({}, np.array([0.0, 50.0, 100.0], np.float32)).tolist()
+    [0.0, 0.5, 1.0]
+    >>> voi({"WindowCenter": "NaN", "WindowWidth": 10}, np.array([0.0, 50.0, 100.0], np.float32)).tolist()
     [0.0, 0.5, 1.0]
     """
     sequence = dataset.get("VOILUTSequence")
     if sequence:
         item = sequence[0]
-        lut = _lut(item, values)
+        lut = _lut(item, values, "VOI LUT", file)
         bits = int(_values(item.LUTDescriptor)[2])
         top = max(float(2**bits - 1), float(_lut_data(item).max()))
         return lut / np.float32(top)
     center, width = _first(dataset.get("WindowCenter")), _first(dataset.get("WindowWidth"))
-    if center is not None and width is not None and width > 0:
+    usable = center is not None and width is not None and all(math.isfinite(v) and abs(v) <= _FLOAT32_MAX for v in (center, width))
+    if usable and center is not None and width is not None and width > 0:
         function = str(dataset.get("VOILUTFunction", "LINEAR") or "LINEAR").upper()
         if function == "SIGMOID":
             return (1.0 / (1.0 + np.exp(-4.0 * (values - np.float32(center)) / np.float32(width)))).astype(np.float32)
@@ -359,7 +396,13 @@ def display(dataset: Any, *, file: str | None = None) -> np.ndarray:
     dtype('float32')
     """
     stored = stored_pixels(dataset, file=file)
-    shown = voi(dataset, modality(dataset, stored))
+    try:
+        shown = voi(dataset, modality(dataset, stored, file=file), file=file)
+    except ImageDecodeError:
+        raise
+    except (ValueError, TypeError, AttributeError, IndexError, KeyError, OverflowError) as exc:
+        # A LUT or window element of the wrong type or shape: pydicom hands over what the file holds.
+        raise ImageDecodeError(f"malformed DICOM presentation elements (modality or VOI LUT, window): {exc}", file=file) from None
     photometric = str(dataset.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
     if photometric == "MONOCHROME1":
         shown = np.float32(1) - shown
@@ -405,25 +448,43 @@ def _values(value: Any) -> list[float]:
 
 
 def _first(value: Any) -> float | None:
-    values = _values(value)
+    try:
+        values = _values(value)
+    except (TypeError, ValueError, OverflowError):
+        return None  # a window that is no number is no window
     return values[0] if values else None
 
 
 def _lut_data(item: Any) -> np.ndarray:
     data = item.LUTData
+    if data is None or (hasattr(data, "__len__") and len(data) == 0):
+        return np.zeros(0, dtype=np.float32)  # an element of no value: pydicom gives None or b""
     if isinstance(data, bytes):
         return np.frombuffer(data, dtype="<u2" if len(data) % 2 == 0 else np.uint8).astype(np.float32)
     return np.asarray(data if hasattr(data, "__len__") else [data], dtype=np.float32)
 
 
-def _lut(item: Any, values: np.ndarray) -> np.ndarray:
+def _lut(item: Any, values: np.ndarray, what: str = "LUT", file: str | None = None) -> np.ndarray:
     """Look ``values`` up in a LUT item (descriptor: entries, first value mapped, bits)."""
-    entries, first, _ = _values(item.LUTDescriptor)
+    if "LUTDescriptor" not in item or "LUTData" not in item:
+        raise ImageDecodeError(f"DICOM {what} lacks its {'LUT Descriptor' if 'LUTDescriptor' not in item else 'LUT Data'}", file=file)
+    descriptor = _values(item.LUTDescriptor)
+    if len(descriptor) != 3 or not all(math.isfinite(v) for v in descriptor):
+        raise ImageDecodeError(f"DICOM {what} Descriptor holds {len(descriptor)} values; it needs 3 (entries, first value mapped, bits)", file=file)
+    entries, first, bits = descriptor
+    if not 1 <= bits <= 16:
+        raise ImageDecodeError(f"DICOM {what} Descriptor declares {bits:g} bits per entry; a LUT has 1 to 16", file=file)
     if first >= 32768 and float(values.min()) < 0:
         # Written as SS but read as US (implicit VR cannot tell): the first value mapped is negative.
         first -= 65536
     table = _lut_data(item)
     count = int(entries) or 65536  # 0 entries means 2**16
     table = table[:count]
+    if len(table) == 0:
+        raise ImageDecodeError(f"DICOM {what} is empty (no LUT Data); the image cannot be shown", file=file)
+    if not np.isfinite(table).all():
+        raise ImageDecodeError(f"DICOM {what} holds values that are not finite numbers", file=file)
+    if float(table.min()) == float(table.max()):
+        raise ImageDecodeError(f"DICOM {what} maps every value to {float(table[0]):g}: the image would be uniform", file=file)
     positions = np.clip(np.rint(values).astype(np.int64) - int(first), 0, len(table) - 1)
     return table[positions]
