@@ -24,7 +24,7 @@ import numpy as np
 from chexpert.errors import ImageDecodeError, InvalidArgumentError
 from chexpert.validation import check_choice, check_int
 
-__all__ = ["ImageInfo", "RESIZE_MODES", "MAX_PIXELS", "check_pixel_count", "one_thread_per_worker", "detect_format", "image_info", "decode", "resize", "decode_resized", "to_uint8"]
+__all__ = ["ImageInfo", "RESIZE_MODES", "MAX_PIXELS", "MAX_JPEG_SCANS", "check_pixel_count", "one_thread_per_worker", "detect_format", "image_info", "decode", "resize", "decode_resized", "to_uint8"]
 
 RESIZE_MODES: Final[tuple[str, ...]] = ("pad", "crop", "squash")
 
@@ -32,6 +32,9 @@ RESIZE_MODES: Final[tuple[str, ...]] = ("pad", "crop", "squash")
 #: header declaring more is refused before decoding: a few hundred bytes of JPEG can declare
 #: 65,500 x 65,500 pixels, gigabytes of memory in every worker that decodes it.
 MAX_PIXELS: Final[int] = 1 << 26
+#: The most scans a JPEG may have (a progressive grayscale JPEG has about 6, colour about 10):
+#: each scan is a pass over the whole image, so thousands are a way to make decoding take minutes.
+MAX_JPEG_SCANS: Final[int] = 100
 
 # Crop mode enlarges the whole image, then cuts the centre, up to this many times the output's
 # pixels; beyond (an extreme aspect ratio), the cut is sampled from the source directly.
@@ -369,6 +372,11 @@ def _jpeg_decode(data: bytes, size: int | None, mode: str, convert: bool) -> tup
     # Python, only to explain a refusal: libjpeg-turbo's 8-bit decoder decodes 8-bit data only.
     height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
     check_pixel_count(height, width)
+    # libjpeg-turbo runs over the whole image once per scan: a 40 KB file of 1,000 scans takes
+    # seconds. SOS markers cannot occur inside entropy-coded data (0xFF is stuffed there).
+    scans = data.count(b"\xff\xda")
+    if scans > MAX_JPEG_SCANS:
+        raise ImageDecodeError(f"JPEG has {scans:,} scans, more than any radiograph needs ({MAX_JPEG_SCANS}); not decoded")
     if not convert and colorspace not in ("Gray", "GRAY"):
         _refuse_jpeg(data)
     min_h, min_w = _min_decoded(size, mode, height, width)
