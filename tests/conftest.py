@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,23 @@ def tree_digest(root: Path) -> str:
             digest.update(f"{path.relative_to(root)}|{stat.st_size}|{stat.st_mtime_ns}".encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+def as_a_terminal_starts_it() -> None:
+    """``preexec_fn`` for a child that a test will send SIGINT or SIGTERM: the dispositions a
+    terminal gives a command, whatever this test run inherited.
+
+    A test run started with SIGINT ignored (nohup, a background job of a non-interactive shell,
+    some CI runners, pytest-xdist workers) passes that on to every child, and a Ctrl-C sent to the
+    child would never arrive: the test would then test nothing, or fail, depending on how it was
+    started. Every signal-sending test sets its child's dispositions through this.
+    """
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())  # nothing held either
+
+
+def with_sigint_ignored() -> None:
+    """``preexec_fn`` for a child started as ``nohup`` or a background job starts it: SIGINT ignored."""
+    as_a_terminal_starts_it()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

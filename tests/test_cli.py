@@ -16,6 +16,7 @@ import pytest
 import chexpert
 from chexpert.cli import main
 from chexpert.errors import InvalidArgumentError, option
+from tests.conftest import as_a_terminal_starts_it
 
 
 def _run(*argv: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
@@ -105,8 +106,7 @@ def test_an_interrupt_ends_a_parallel_run_with_one_line(tmp_path: Path, sig: int
     process = subprocess.Popen(
         [sys.executable, "-m", "chexpert", "synth", str(tmp_path / "out"), "--release", "full", "--patients", "300", "--workers", "2"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-        # pytest-xdist workers ignore SIGINT and children inherit that; a terminal's command does not.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        preexec_fn=as_a_terminal_starts_it,  # not what this test run inherited (SIGINT ignored under nohup, xdist)
     )
     try:
         deadline = time.monotonic() + 120

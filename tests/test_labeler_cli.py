@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 
 from chexpert.cli import main
+from chexpert.errors import InvalidArgumentError, ReadError
 from chexpert.labeler import label_report
-from chexpert.labeler.files import label_file
+from chexpert.labeler.files import MAX_REPORT_BYTES, label_file
 from chexpert.schema import OBSERVATIONS
-from tests.conftest import tree_digest
+from tests.conftest import as_a_terminal_starts_it, tree_digest, with_sigint_ignored
 
 SPELLING = {1.0: "1.0", 0.0: "0.0", -1.0: "-1.0", None: ""}
 REPORTS = [
@@ -179,6 +180,86 @@ def test_the_output_is_never_an_existing_file_unless_asked(tmp_path: Path) -> No
     assert _read_csv(out)[1][0] == "No effusion."
 
 
+def _reports_folder(root: Path) -> Path:
+    (root / "sub").mkdir(parents=True)
+    (root / "a.txt").write_text("No effusion.")
+    (root / "sub" / "b.txt").write_text("Small left effusion.")
+    return root
+
+
+@pytest.mark.parametrize("how", ["same-path", "nested", "symbolic-link", "hard-link", "dotted-path"])
+def test_the_output_is_never_one_of_the_input_reports(tmp_path: Path, how: str) -> None:
+    """Labels written over a report of the folder would replace it: refused as for a CSV input,
+    whatever name the report is reached by."""
+    root = _reports_folder(tmp_path / "reports")
+    before = tree_digest(root)
+    out = {
+        "same-path": root / "a.txt",
+        "nested": root / "sub" / "b.txt",
+        "symbolic-link": tmp_path / "link.csv",
+        "hard-link": tmp_path / "hard.csv",
+        "dotted-path": root / "sub" / ".." / "a.txt",
+    }[how]
+    if how == "symbolic-link":
+        out.symlink_to(root / "sub" / "b.txt")
+    if how == "hard-link":
+        os.link(root / "a.txt", out)
+    with pytest.raises(InvalidArgumentError, match="is one of the input reports"):
+        label_file(root, out, overwrite=True)
+    assert tree_digest(root) == before
+    run = _run("label", str(root), "--out", str(out), "--overwrite", "--quiet")
+    assert run.returncode == 1 and run.stderr.count("\n") == 1 and "is one of the input reports" in run.stderr
+    assert tree_digest(root) == before
+
+
+def test_a_hard_link_of_the_csv_input_is_the_input(tmp_path: Path) -> None:
+    source = _write_csv(tmp_path / "r.csv", [["No effusion."]])
+    os.link(source, tmp_path / "o.csv")
+    with pytest.raises(InvalidArgumentError, match="is the input"):
+        label_file(source, tmp_path / "o.csv", overwrite=True)
+    assert _read_csv(source) == [["No effusion."]]
+
+
+def test_a_report_file_over_the_cap_is_refused_by_name(tmp_path: Path) -> None:
+    root = _reports_folder(tmp_path / "reports")
+    big = root / "sub" / "big.txt"
+    with big.open("wb") as file:  # sparse: costs no disk
+        file.truncate(MAX_REPORT_BYTES + 1)
+    with pytest.raises(ReadError, match=f"big.txt: is {MAX_REPORT_BYTES + 1:,} bytes, more than the {MAX_REPORT_BYTES:,}"):
+        label_file(root, tmp_path / "o.csv")
+    assert not (tmp_path / "o.csv").exists()
+    (root / "sub" / "big.txt").unlink()
+    with (root / "sub" / "max.txt").open("wb") as file:
+        file.write(b"No effusion. " + b" " * (MAX_REPORT_BYTES - 13))
+    assert label_file(root, tmp_path / "o.csv").reports == 3  # the cap itself is accepted
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "dangling"])
+def test_a_report_that_is_no_regular_file_is_named_never_waited_on(tmp_path: Path, kind: str) -> None:
+    root = _reports_folder(tmp_path / "reports")
+    odd = root / "sub" / "odd.txt"
+    if kind == "fifo":
+        os.mkfifo(odd)
+    elif kind == "dev-zero":
+        odd.symlink_to("/dev/zero")
+    else:
+        odd.symlink_to(root / "gone.txt")
+    with pytest.raises(OSError, match="odd.txt"):
+        label_file(root, tmp_path / "o.csv")
+    assert not (tmp_path / "o.csv").exists()
+    # The same as the CSV input itself.
+    source = tmp_path / "odd.csv"
+    if kind == "fifo":
+        os.mkfifo(source)
+    elif kind == "dev-zero":
+        source.symlink_to("/dev/zero")
+    else:
+        return  # a dangling link is a missing input, tested above
+    with pytest.raises(ReadError, match="odd.csv: is a"):
+        label_file(source, tmp_path / "o.csv")
+
+
 def test_missing_input_and_unwritable_output(tmp_path: Path) -> None:
     run = _run("label", str(tmp_path / "nothing.csv"), "--out", str(tmp_path / "o.csv"), "--quiet")
     assert run.returncode == 1 and run.stderr == f"chexpert label: {tmp_path / 'nothing.csv'}: No such file or directory\n"
@@ -230,6 +311,7 @@ def test_an_interrupted_run_leaves_nothing_behind(tmp_path: Path, sig: int, code
     process = subprocess.Popen(
         [sys.executable, "-m", "chexpert", "label", str(source), "--out", str(out_dir / "o.csv"), "--column", "text", "--workers", workers, "--quiet"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
+        preexec_fn=as_a_terminal_starts_it,  # not what this test run inherited (SIGINT ignored under nohup)
     )
     deadline = time.monotonic() + 120
     while not any(out_dir.iterdir()) and process.poll() is None and time.monotonic() < deadline:
@@ -241,6 +323,35 @@ def test_an_interrupted_run_leaves_nothing_behind(tmp_path: Path, sig: int, code
     assert process.returncode == code
     assert err == f"chexpert label: {word}\n"
     assert list(out_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_command_started_with_sigint_ignored_keeps_ignoring_it(tmp_path: Path, workers: str) -> None:
+    """POSIX asks a background job (``nohup``, ``cmd &`` in a script) to keep SIGINT ignored: a
+    Ctrl-C meant for the terminal's foreground job does not stop it; SIGTERM still does."""
+    source = _big_input(tmp_path / "big.csv", 60_000)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chexpert", "label", str(source), "--out", str(out_dir / "o.csv"), "--column", "text", "--workers", workers, "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=with_sigint_ignored,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not any(out_dir.iterdir()) and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert process.poll() is None, "finished before the signal: make the input larger"
+        for _ in range(3):  # to the whole group, workers included, as a terminal sends it
+            os.killpg(process.pid, signal.SIGINT)
+            time.sleep(0.05)
+        out, err = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert (process.returncode, err) == (0, "")
+    with (out_dir / "o.csv").open(newline="") as file:
+        assert sum(1 for _ in csv.reader(file)) == 60_001
 
 
 def test_a_full_disk_is_one_line_and_leaves_nothing_behind(tmp_path: Path) -> None:

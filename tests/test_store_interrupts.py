@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import STORE_SIZE as SIZE
-from tests.conftest import same_store_files
+from tests.conftest import as_a_terminal_starts_it, same_store_files
 
 # The real command line (chexpert.cli.main) with two forked workers, decoding paced so that a
 # signal lands mid-run.
@@ -76,6 +76,7 @@ def test_a_signal_to_the_process_group_is_one_line_and_the_store_resumes(
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # its own process group, as a terminal gives a command
+        preexec_fn=as_a_terminal_starts_it,  # and its dispositions, not what this test run inherited
     )
     try:
         deadline = time.monotonic() + 60

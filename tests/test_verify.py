@@ -20,7 +20,7 @@ from PIL import Image
 import chexpert
 from chexpert.cli import main
 from chexpert.synth import synth_rows, write_csv
-from tests.conftest import tree_digest
+from tests.conftest import as_a_terminal_starts_it, tree_digest
 
 
 @pytest.fixture()
@@ -278,6 +278,7 @@ def test_an_interrupted_decode_ends_at_once_with_one_line(slow_release, workers_
     process = subprocess.Popen(
         [sys.executable, "-m", "chexpert", "verify", str(slow_release), "--decode", "--workers", "2"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        preexec_fn=as_a_terminal_starts_it,  # not what this test run inherited (SIGINT ignored under nohup)
     )
     deadline = time.monotonic() + 120
     while len(workers := _live_children(process.pid)) < workers_seen and time.monotonic() < deadline:

@@ -24,7 +24,7 @@ import numpy as np
 from chexpert.errors import ImageDecodeError, InvalidArgumentError
 from chexpert.validation import check_choice, check_int
 
-__all__ = ["ImageInfo", "RESIZE_MODES", "MAX_PIXELS", "check_pixel_count", "one_thread_per_worker", "detect_format", "image_info", "decode", "resize", "decode_resized", "to_uint8"]
+__all__ = ["ImageInfo", "RESIZE_MODES", "MAX_PIXELS", "MAX_JPEG_SCANS", "check_pixel_count", "one_thread_per_worker", "detect_format", "image_info", "decode", "resize", "decode_resized", "to_uint8"]
 
 RESIZE_MODES: Final[tuple[str, ...]] = ("pad", "crop", "squash")
 
@@ -32,6 +32,13 @@ RESIZE_MODES: Final[tuple[str, ...]] = ("pad", "crop", "squash")
 #: header declaring more is refused before decoding: a few hundred bytes of JPEG can declare
 #: 65,500 x 65,500 pixels, gigabytes of memory in every worker that decodes it.
 MAX_PIXELS: Final[int] = 1 << 26
+#: The most scans a JPEG may have (a progressive grayscale JPEG has about 6, colour about 10):
+#: each scan is a pass over the whole image, so thousands are a way to make decoding take minutes.
+MAX_JPEG_SCANS: Final[int] = 100
+
+# Crop mode enlarges the whole image, then cuts the centre, up to this many times the output's
+# pixels; beyond (an extreme aspect ratio), the cut is sampled from the source directly.
+_MAX_ENLARGED: Final[int] = 4
 
 _MAGIC: Final[tuple[tuple[bytes, int, str], ...]] = (
     (b"\xff\xd8\xff", 0, "jpeg"),
@@ -231,6 +238,10 @@ def _resize(image: np.ndarray, size: int, mode: str, out: np.ndarray | None, sou
         top, left = (new_h - size) // 2, (new_w - size) // 2
         if (new_h, new_w) == image.shape:
             out[:] = image[top : top + size, left : left + size]
+        elif new_h * new_w > _MAX_ENLARGED * size * size:
+            # Enlarging a sliver (1 x 60,000 pixels) to cut its centre would first make an image
+            # of gigabytes: sample the cut straight from the source instead.
+            _crop_enlarged(image, out, (new_h, new_w), top, left)
         else:
             out[:] = _scale(image, np.empty((new_h, new_w), dtype=image.dtype), source)[top : top + size, left : left + size]
         return out
@@ -244,6 +255,33 @@ def _resize(image: np.ndarray, size: int, mode: str, out: np.ndarray | None, sou
     out[top : top + new_h, :left] = 0
     out[top : top + new_h, left + new_w :] = 0
     return out
+
+
+def _crop_enlarged(image: np.ndarray, out: np.ndarray, enlarged: tuple[int, int], top: int, left: int) -> None:
+    """``out`` = the (top, left) corner cut of ``image`` enlarged bilinearly to ``enlarged``,
+    without making the enlarged image: only the source window under the cut is sampled.
+
+    The sampling grid is the one ``cv2.resize`` uses (pixel centres), so the result matches a cut
+    of the enlarged image up to interpolation rounding.
+    """
+    import cv2
+
+    h, w = image.shape
+    size_h, size_w = out.shape
+    fy, fx = h / enlarged[0], w / enlarged[1]  # source pixels per enlarged pixel
+    y0, x0 = (top + 0.5) * fy - 0.5, (left + 0.5) * fx - 0.5  # source position of out[0, 0]
+    y1, x1 = y0 + (size_h - 1) * fy, x0 + (size_w - 1) * fx
+    # The window under the cut, a pixel wider on each side, so that its border is never sampled
+    # inside the image (at the image's own border, replicating is what resize does too).
+    r0, r1 = max(0, int(np.floor(y0)) - 1), min(h, int(np.ceil(y1)) + 2)
+    c0, c1 = max(0, int(np.floor(x0)) - 1), min(w, int(np.ceil(x1)) + 2)
+    window = np.ascontiguousarray(image[r0:r1, c0:c1])
+    matrix = np.array([[fx, 0, x0 - c0], [0, fy, y0 - r0]], dtype=np.float64)
+    result = cv2.warpAffine(
+        window, matrix, (size_w, size_h), dst=out, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE
+    )
+    if result is not out and not np.shares_memory(result, out):  # pragma: no cover - OpenCV kept a copy
+        out[...] = result
 
 
 def _scale(image: np.ndarray, target: np.ndarray, source: tuple[int, ...]) -> np.ndarray:
@@ -334,6 +372,11 @@ def _jpeg_decode(data: bytes, size: int | None, mode: str, convert: bool) -> tup
     # Python, only to explain a refusal: libjpeg-turbo's 8-bit decoder decodes 8-bit data only.
     height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
     check_pixel_count(height, width)
+    # libjpeg-turbo runs over the whole image once per scan: a 40 KB file of 1,000 scans takes
+    # seconds. SOS markers cannot occur inside entropy-coded data (0xFF is stuffed there).
+    scans = data.count(b"\xff\xda")
+    if scans > MAX_JPEG_SCANS:
+        raise ImageDecodeError(f"JPEG has {scans:,} scans, more than any radiograph needs ({MAX_JPEG_SCANS}); not decoded")
     if not convert and colorspace not in ("Gray", "GRAY"):
         _refuse_jpeg(data)
     min_h, min_w = _min_decoded(size, mode, height, width)

@@ -6,7 +6,6 @@ per row. Every value the released files do not use is an error naming the file a
 
 from __future__ import annotations
 
-import gzip
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ import pyarrow.csv as pacsv
 
 from chexpert import schema
 from chexpert.errors import CSVFormatError, InvalidArgumentError, Problem, ReleaseNotFoundError
+from chexpert.safeio import MAX_TABLE_BYTES, gunzip, read_bytes
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -259,12 +259,11 @@ def _load_bytes(source: str | os.PathLike[str] | bytes, file: str | None) -> tup
         return bytes(source), file or "<bytes>"
     name = file or os.fspath(source)
     try:
-        with open(source, "rb") as f:
-            data = f.read()
+        data = read_bytes(source, limit=MAX_TABLE_BYTES)  # a FIFO or device is refused by name
     except FileNotFoundError:
         raise ReleaseNotFoundError(f"{name}: file not found") from None
     if data[:2] == b"\x1f\x8b":
-        data = gzip.decompress(data)
+        data = gunzip(data, limit=MAX_TABLE_BYTES, file=name)  # bounded: a gzip bomb stops at the cap
     return data, name
 
 

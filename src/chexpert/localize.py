@@ -33,6 +33,7 @@ import numpy as np
 from chexpert import imaging, schema
 from chexpert.errors import AnnotationError, ChexpertError, InvalidArgumentError, Problem, ReleaseNotFoundError
 from chexpert.release import Release, ReleaseFile, open_release
+from chexpert.safeio import MAX_JSON_BYTES, read_bytes
 from chexpert.validation import check_choice, check_number
 
 __all__ = [
@@ -457,8 +458,7 @@ def read_masks(
     if isinstance(source, str | os.PathLike) and str(source).lower().endswith(".json"):
         path = os.fspath(source)
         try:
-            with open(path, "rb") as f:
-                data = f.read()
+            data = read_bytes(path, limit=MAX_JSON_BYTES)  # a FIFO or device is refused by name
         except FileNotFoundError:
             raise ReleaseNotFoundError(f"{path}: file not found") from None
         return Masks(path, split, annotator, form, _load_json(data, path))

@@ -94,6 +94,8 @@ DEMOGRAPHICS: Final[tuple[str, ...]] = ("race", "ethnicity", "interpreter_needed
 _CSV_GLOB: Final = re.compile(r"^df_chexpert_plus.*\.csv$", re.IGNORECASE)
 _LABEL_FILES: Final = {"report": "report_fixed.json", "findings": "findings_fixed.json", "impression": "impression_fixed.json"}
 _RADGRAPH_FILES: Final = {"findings": "section_findings.json", "impression": "section_impression.json"}
+#: The largest RadGraph-XL file read (bytes): the real ones hold a few KiB per report.
+MAX_RADGRAPH_BYTES: Final = 4 << 30
 _TAIL: Final = re.compile(r"(patient\d{5}/study\d+/view\d+_(?:frontal|lateral))\.(\w+)$", re.IGNORECASE)
 _PATH: Final = re.compile(r"^(?P<split>train|valid|test)/patient(?P<patient>\d{5})/study(?P<study>\d+)/view(?P<view>\d+)_(?P<kind>frontal|lateral)\.(?:jpg|png)$")
 _STR = np.dtypes.StringDType()
@@ -367,7 +369,8 @@ def radgraph(release: PlusRelease, section: str, index: Index | None = None) -> 
     check_choice("section", section, tuple(_RADGRAPH_FILES))
     path = release.root / "radgraph-XL-annotations" / _RADGRAPH_FILES[section]
     try:
-        elements = json.loads(path.read_bytes())
+        # The safe reader: a FIFO or /dev/zero behind the name is refused by name, never read.
+        elements = json.loads(_read(None, str(path), MAX_RADGRAPH_BYTES, ReadError, lambda: (os.path.realpath(release.root),)))
     except FileNotFoundError:
         raise ReleaseNotFoundError(f"{path}: not found; RadGraph-XL annotations come with CheXpert Plus in radgraph-XL-annotations/") from None
     except ValueError as exc:
@@ -531,11 +534,15 @@ class PlusRelease(Release):
         extra: dict[str, np.ndarray] = {}
         for source, file_name in _LABEL_FILES.items():
             path = self.root / "chexbert_labels" / file_name
-            if not path.is_file():
-                problems.append(Problem("missing", str(path), None, "label file not found; its labels are left blank"))
+            try:
+                # The safe reader: a FIFO, device or folder named like the file is a problem, never a wait.
+                data = _read(None, str(path), MAX_CSV_BYTES, ReadError, lambda: (os.path.realpath(self.root),))
+            except (FileNotFoundError, ReadError) as exc:
+                why = "label file not found" if isinstance(exc, FileNotFoundError) else str(exc).removeprefix(f"{path}: ")
+                problems.append(Problem("missing", str(path), None, f"{why}; its labels are left blank"))
                 extra[f"labels_{source}"] = np.full((len(index), len(schema.OBSERVATIONS)), _BLANK, np.int8)
                 continue
-            codes, found = read_labels(path.read_bytes(), index.path, file=str(path))
+            codes, found = read_labels(data, index.path, file=str(path))
             extra[f"labels_{source}"] = codes
             problems += found
         extra["report_copy"] = _report_copies(index, extra["labels_report"], name, csv_row, problems)

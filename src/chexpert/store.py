@@ -47,7 +47,7 @@ import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, cast
 
 import numpy as np
 
@@ -73,6 +73,7 @@ from chexpert.imaging import RESIZE_MODES, decode_resized, one_thread_per_worker
 from chexpert.index import _ROW_FIELDS, Index
 from chexpert.parallel import quiet_worker, signals_deferred
 from chexpert.release import Release, open_release
+from chexpert.safeio import MAX_JSON_BYTES, check_regular, open_regular, read_bytes
 from chexpert.validation import check_choice, check_int
 
 __all__ = [
@@ -122,6 +123,9 @@ _BLOCK_ROWS = 16
 _SYNC_SECONDS = 1.0
 # verify reads images.npy this many bytes at a time.
 _READ_BYTES = 64 * 2**20
+# The largest index.npz and journal read whole (a row of either takes well under 1 KiB).
+_MAX_INDEX_BYTES: Final = 1 << 30
+_MAX_JOURNAL_BYTES: Final = 1 << 30
 _STR = np.dtypes.StringDType()
 # The start of every index.npz that prepare writes: a stored zip member "path.npy" dated
 # 1980-01-01 00:00 (np.savez dates members with the current time).
@@ -381,14 +385,15 @@ def reopen_images(path: str | os.PathLike[str], identity: StoreIdentity | None) 
     """
     path = Path(path)
     if identity is None:
+        check_regular(path / IMAGES)  # np.load would wait on a FIFO
         return np.load(path / IMAGES, mmap_mode="r")
     changed = StoreError(
         f"{path} changed since it was opened (prepared again, replaced or written to): its pixels no longer "
         "belong to the labels this loader holds; open the store again and make a new loader"
     )
     try:
-        manifest_sha = hashlib.sha256((path / MANIFEST).read_bytes()).hexdigest()
-        with open(path / IMAGES, "rb") as f:
+        manifest_sha = hashlib.sha256(read_bytes(path / MANIFEST, limit=MAX_JSON_BYTES)).hexdigest()
+        with open_regular(path / IMAGES) as f:
             found = os.fstat(f.fileno())
             if manifest_sha != identity.manifest_sha256 or (found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns) != identity[1:]:
                 raise changed
@@ -617,7 +622,7 @@ class _Folder:
 def _read_ours(path: Path) -> tuple[dict[str, Any] | None, str]:
     """A JSON document of this format at ``path``, or None and why it is not one."""
     try:
-        doc = json.loads(path.read_bytes())
+        doc = json.loads(read_bytes(path, limit=MAX_JSON_BYTES))  # a FIFO or device: unreadable, never waited on
     except (OSError, ValueError) as exc:
         return None, f"not JSON: {exc}" if isinstance(exc, ValueError) else f"unreadable: {exc.strerror or exc}"
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
@@ -675,7 +680,7 @@ def _carries_our_header(path: Path, doc: dict[str, Any], *, exact: bool) -> bool
     Headers survive truncation and damage further in, so a damaged store is still provably ours.
     """
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             if path.name == INDEX:
                 head = f.read(38)
                 return head[:4] == _INDEX_MAGIC and head[8:14] == _INDEX_MEMBER and head[26:38] == b"\x08\x00\x00\x00path.npy"
@@ -696,7 +701,7 @@ def _carries_our_header(path: Path, doc: dict[str, Any], *, exact: bool) -> bool
 
 def _is_journal(path: Path) -> bool:
     try:
-        lines = path.read_bytes().split(b"\n")[:-1]
+        lines = read_bytes(path, limit=_MAX_JOURNAL_BYTES).split(b"\n")[:-1]
         return all(isinstance(json.loads(line), dict) and "rows" in json.loads(line) for line in lines)
     except (OSError, ValueError):
         return False
@@ -850,7 +855,7 @@ def _recover(out: Path, plan: dict[str, Any], on_error: str) -> None:
         os.replace(out / IMAGES, work)  # a kill between finishing's rename and its manifest
     reset = not work.exists()
     if not reset and on_error != "skip":
-        with open(work, "rb") as f:
+        with open_regular(work) as f:
             header = _read_npy_header(f)
         # An earlier run with on_error="skip" had already dropped rows; the others need them back.
         reset = header is None or header[0][0] != plan["shape"][0]
@@ -868,7 +873,7 @@ def _recover(out: Path, plan: dict[str, Any], on_error: str) -> None:
 def _read_journal(path: Path, n: int) -> tuple[list[tuple[int, int]], dict[int, str], dict[int, int]]:
     """Finished row ranges, the rows that failed (row -> error) and the digest of every finished
     row; drops a torn last line."""
-    data = path.read_bytes()
+    data = read_bytes(path, limit=_MAX_JOURNAL_BYTES)
     end = data.rfind(b"\n") + 1
     if end < len(data):
         # A kill mid-append leaves a partial line; cut it so the next append starts clean.
@@ -1205,7 +1210,7 @@ def _finish(out: Path, plan: dict[str, Any], index: Index, failures: dict[int, s
 
 def _compact(work: Path, target_path: Path, keep: np.ndarray) -> None:
     """Drop skipped rows: copy the kept ones into a new file that replaces the images file."""
-    with open(work, "rb") as f:
+    with open_regular(work) as f:
         header = _read_npy_header(f)
     if header is None:  # pragma: no cover - checked by _recover
         raise StoreError(f"{work}: not the images file prepare made")
@@ -1226,7 +1231,8 @@ def _compact(work: Path, target_path: Path, keep: np.ndarray) -> None:
 
 def _file_digests(path: Path, n: int, size: int, progress: Callable[[int, int], None] | None = None) -> list[int]:
     """The digest of each of the first ``n`` rows of the .npy file at ``path`` (fewer if it ends early)."""
-    with open(path, "rb", buffering=0) as f:
+    with open_regular(path, buffering=0) as opened:
+        f = cast(io.FileIO, opened)  # unbuffered: readinto fills the buffer directly
         header = _read_npy_header(f)
         if header is None:
             raise StoreError(f"{path}: not a uint8 .npy file")
@@ -1268,7 +1274,8 @@ def _index_bytes(index: Index) -> bytes:
 
 
 def _load_index(path: Path, n: int) -> Index:
-    with np.load(path, allow_pickle=False) as data:
+    # Read as a regular file of bounded size first: np.load would wait on a FIFO.
+    with np.load(io.BytesIO(read_bytes(path, limit=_MAX_INDEX_BYTES)), allow_pickle=False) as data:
         columns = {name: data[name] for name in _ROW_FIELDS}
     columns["path"] = np.strings.decode(columns["path"], "utf-8").astype(_STR)
     index = Index(**columns)
@@ -1287,7 +1294,7 @@ def _read_manifest(path: Path) -> tuple[dict[str, Any], str]:
     """The manifest of the store at ``path`` and its SHA-256; StoreError if there is none, it is
     not this format's, or of another version."""
     manifest_path = path / MANIFEST
-    if not manifest_path.is_file():
+    if not manifest_path.exists():
         if (path / _PLAN).exists():
             raise StoreError(
                 f"{path}: preparation was interrupted and the store is incomplete; run prepare again with the same arguments to resume"
@@ -1296,8 +1303,10 @@ def _read_manifest(path: Path) -> tuple[dict[str, Any], str]:
             raise StoreError(f"{path} is not a chexpert store (no such folder); make one with `chexpert prepare`")
         raise StoreError(f"{path} is not a chexpert store (no {MANIFEST}); make one with `chexpert prepare`")
     try:
-        data = manifest_path.read_bytes()
+        data = read_bytes(manifest_path, limit=MAX_JSON_BYTES)  # a FIFO, device or folder: refused by name
         manifest = json.loads(data)
+    except ReadError as exc:
+        raise StoreError(str(exc)) from None
     except (OSError, ValueError) as exc:
         raise StoreError(f"{manifest_path}: unreadable manifest ({exc})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
@@ -1325,7 +1334,7 @@ def _check_files(path: Path, manifest: dict[str, Any]) -> list[Problem]:
     images = path / IMAGES
     shape = tuple(int(v) for v in manifest["shape"])
     try:
-        with open(images, "rb") as f:
+        with open_regular(images) as f:  # a FIFO or device is a problem, never a wait
             header = _read_npy_header(f)
             length = os.fstat(f.fileno()).st_size
         expected = (0 if header is None else header[1]) + int(np.prod(shape))
@@ -1337,17 +1346,26 @@ def _check_files(path: Path, manifest: dict[str, Any]) -> list[Problem]:
             problems.append(Problem("truncated", str(images), None, f"truncated: {length:,} of {expected:,} bytes (rows {rows}-{shape[0] - 1} missing)"))
         elif length > expected:
             problems.append(Problem("length", str(images), None, f"{length:,} bytes; the manifest's shape makes {expected:,}"))
+    except ReadError as exc:
+        problems.append(Problem("missing", str(images), None, _reason(exc, images)))
     except OSError as exc:
         problems.append(Problem("missing", str(images), None, f"cannot be read ({exc.strerror or exc})"))
     index = path / INDEX
     record = manifest["files"].get(INDEX, {})
     try:
-        data = index.read_bytes()
+        data = read_bytes(index, limit=_MAX_INDEX_BYTES)
         if len(data) != record.get("bytes") or hashlib.sha256(data).hexdigest() != record.get("sha256"):
             problems.append(Problem("damaged", str(index), None, f"{len(data):,} bytes that differ from the manifest's SHA-256 (damaged?)"))
+    except ReadError as exc:
+        problems.append(Problem("missing", str(index), None, _reason(exc, index)))
     except OSError as exc:
         problems.append(Problem("missing", str(index), None, f"cannot be read ({exc.strerror or exc})"))
     return problems
+
+
+def _reason(exc: ReadError, path: Path) -> str:
+    """The message of ``exc`` without the file name in front (the Problem names the file)."""
+    return str(exc).removeprefix(f"{path}: ")
 
 
 def _check_pixels(path: Path, manifest: dict[str, Any], progress: Callable[[int, int], None] | None) -> list[Problem]:
@@ -1383,7 +1401,7 @@ def _damage_message(path: Path, problems: list[Problem], *, same_arguments: bool
 
 def _map_images(path: Path, shape: Sequence[int], manifest_sha: str) -> tuple[np.ndarray, StoreIdentity]:
     """Memory-map images.npy and describe the very file mapped (no window for a swap in between)."""
-    with open(path / IMAGES, "rb") as f:
+    with open_regular(path / IMAGES) as f:
         found = os.fstat(f.fileno())
         header = _read_npy_header(f)
         if header is None or header[0] != tuple(shape):  # pragma: no cover - checked by _check_files

@@ -105,6 +105,7 @@ def _verify_store(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from chexpert.cli._common import console
+    from chexpert.safeio import MAX_JSON_BYTES, read_bytes
     from chexpert.store import MANIFEST, verify_store
 
     path = Path(args.store).expanduser().absolute()
@@ -113,7 +114,7 @@ def _verify_store(args: argparse.Namespace) -> int:
     out = console()
     summary: dict[str, Any] = {"store": str(path), "ok": not problems, "problems": [dataclasses.asdict(p) for p in problems]}
     if not problems:
-        manifest = json.loads((path / MANIFEST).read_bytes())
+        manifest = json.loads(read_bytes(path / MANIFEST, limit=MAX_JSON_BYTES))
         summary["images"] = int(manifest["shape"][0])
         summary["checksum_blocks"] = len(manifest["checksums"]["blocks"])
     if args.json:

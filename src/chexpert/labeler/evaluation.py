@@ -17,17 +17,18 @@ an observation absent from ``labels`` being blank.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final, NamedTuple
 
 import numpy as np
 
 from chexpert.errors import CSVFormatError
+from chexpert.safeio import open_regular
 from chexpert.schema import OBSERVATIONS, Code
 
 __all__ = ["Score", "GoldSet", "read_gold", "f1_scores", "macro", "TASKS"]
@@ -65,7 +66,7 @@ def read_gold(path: str | os.PathLike[str]) -> GoldSet:
     texts: list[str] = []
     tags: list[tuple[str, ...]] = []
     rows: list[list[int]] = []
-    with Path(path).open(encoding="utf-8") as file:
+    with open_regular(path) as raw, io.TextIOWrapper(raw, encoding="utf-8") as file:  # a FIFO is refused, never waited on
         for number, line in enumerate(file, 1):
             if not line.strip():
                 continue

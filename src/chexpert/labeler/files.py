@@ -18,7 +18,12 @@ Inputs:
 
 The output is written to a temporary file beside ``out`` and renamed into place when complete,
 so an interrupted or failed run never leaves a partial ``out``; an existing ``out`` is replaced
-only with ``overwrite``, and never when it is the input itself.
+only with ``overwrite``, and never when it is one of the inputs (the CSV, or any report of the
+folder; compared as files, so a link or another name of an input is refused too).
+
+Every report source is read as a regular file only (a FIFO or device named like a report is an
+error naming it, never a wait) and bounded: a ``.txt`` report of more than :data:`MAX_REPORT_BYTES`
+is refused by name, as a longer CSV cell is.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ import numpy as np
 from chexpert.errors import ChexpertError, CSVFormatError, InvalidArgumentError, option
 from chexpert.labeler.pipeline import CHUNK, labelled_chunks
 from chexpert.labeler.sections import SECTIONS
+from chexpert.safeio import open_regular, read_bytes
 from chexpert.schema import OBSERVATIONS, Code
 from chexpert.validation import check_choice, check_int
 
@@ -52,6 +58,8 @@ REPORTS_COLUMN: Final = "Reports"
 PATH_COLUMN: Final = "path"
 #: The longest report accepted (characters): a longer cell is a damaged file, not a report.
 MAX_REPORT: Final = 16 * 1024 * 1024
+#: The largest ``.txt`` report file accepted (bytes), for the same reason.
+MAX_REPORT_BYTES: Final = MAX_REPORT
 _SPELLING: Final[dict[int, str]] = {Code.POSITIVE: "1.0", Code.NEGATIVE: "0.0", Code.UNCERTAIN: "-1.0", Code.BLANK: ""}
 
 Progress = Callable[[int, int, int], None]  # reports done, units done, units in all (bytes of a CSV, files of a folder)
@@ -110,6 +118,8 @@ def label_file(
         raise InvalidArgumentError(f"{target} is the input: write the labels to another file")
     if target.exists() and not overwrite:
         raise InvalidArgumentError(f"{target} exists; pass {option('overwrite')} to replace it")
+    if target.exists() and source_path.is_dir():
+        _not_an_input(source_path, target)
     started = time.perf_counter()
     counts = np.zeros((len(OBSERVATIONS), 4), dtype=np.int64)  # positive, negative, uncertain, blank
     parts = np.zeros(len(SECTIONS) + 1, dtype=np.int64)
@@ -163,6 +173,28 @@ def _texts(rows: Iterator[tuple[list[str], str]], size: int, pending: deque[list
         yield texts
 
 
+def _not_an_input(root: Path, target: Path) -> None:
+    """Refuse an output that is one of the reports below ``root`` (the same file, by any name)."""
+    try:
+        st = target.stat()
+    except OSError:
+        return  # not there (or a dangling link): nothing of the input can be replaced
+    for file in _report_files(root):
+        with contextlib.suppress(OSError):
+            other = file.stat()
+            if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
+                raise InvalidArgumentError(f"{target} is one of the input reports ({file}): write the labels to another file")
+
+
+def _report_files(root: Path) -> list[Path]:
+    """Every ``.txt`` entry below ``root`` but folders, in order of relative path.
+
+    FIFOs, devices and dangling links named like a report are listed, so that reading them names
+    them rather than leaving them out without a word.
+    """
+    return sorted((p for p in root.rglob("*.txt") if not p.is_dir()), key=lambda p: p.relative_to(root).as_posix())
+
+
 def _same(a: Path, b: Path) -> bool:
     try:
         return a.samefile(b)
@@ -193,7 +225,7 @@ def _open(path: Path, column: str | None, keep: Sequence[str] | None, encoding: 
             raise InvalidArgumentError(f"{path} is a folder of .txt reports: {option('column')} and {option('keep')} are for a CSV")
         yield _folder(path, encoding)
         return
-    with path.open("rb") as raw:
+    with open_regular(path) as raw:  # a FIFO or device is refused by name, never waited on
         counter = _Counting(raw)
         text = io.TextIOWrapper(counter, encoding=encoding, newline="")  # type: ignore[type-var]
         previous = csv.field_size_limit()
@@ -295,7 +327,7 @@ def _csv(path: Path, text: io.TextIOWrapper[Any], counter: _Counting, column: st
 def _undecodable_line(path: Path, encoding: str) -> int | None:
     """The 1-based line of ``path`` holding its first byte that ``encoding`` cannot decode."""
     decoder = codecs.getincrementaldecoder(encoding)()
-    with path.open("rb") as file:
+    with open_regular(path) as file:
         for number, line in enumerate(file, 1):
             try:
                 decoder.decode(line)
@@ -305,7 +337,7 @@ def _undecodable_line(path: Path, encoding: str) -> int | None:
 
 
 def _folder(root: Path, encoding: str) -> _Source:
-    files = sorted((p for p in root.rglob("*.txt") if p.is_file()), key=lambda p: p.relative_to(root).as_posix())
+    files = _report_files(root)
     if not files:
         raise ChexpertError(f"{root}: no .txt reports in this folder or below it")
     done = 0
@@ -313,7 +345,7 @@ def _folder(root: Path, encoding: str) -> _Source:
     def rows() -> Iterator[tuple[list[str], str]]:
         nonlocal done
         for file in files:
-            data = file.read_bytes()
+            data = read_bytes(file, limit=MAX_REPORT_BYTES)  # a regular file, or an error naming it
             try:
                 text = data.decode(encoding)
             except UnicodeDecodeError as exc:
