@@ -26,6 +26,7 @@ uncertainty phrased as a negation ("cannot be excluded") first, then negation, t
 
 from __future__ import annotations
 
+import bisect
 import functools
 import re
 from collections.abc import Sequence
@@ -50,6 +51,9 @@ _PRE_WINDOW: Final = 12
 _POST_WINDOW: Final = 8
 # "or" hedges only its immediate neighbours ("atelectasis or pneumonia").
 _WEAK_WINDOW: Final = 3
+# Triggers looked at on each side of a mention: far more than a real sentence holds within the
+# windows above, and a bound on the work per mention in a pathological one.
+_SCAN: Final = 24
 
 
 @dataclass(frozen=True, slots=True)
@@ -453,9 +457,11 @@ _CLAUSE: Final = Rule(TERMINATOR)
 
 def _clause_start(text: str, trigger: TriggerMatch) -> TriggerMatch:
     """A starter word after a comma ends the clause before it (", mild edema")."""
-    before = text[: trigger.start].rstrip()
-    if before.endswith(","):
-        return TriggerMatch(len(before) - 1, trigger.end, text[len(before) - 1 : trigger.end], _CLAUSE)
+    at = trigger.start
+    while at > 0 and text[at - 1].isspace():
+        at -= 1
+    if at > 0 and text[at - 1] == ",":
+        return TriggerMatch(at - 1, trigger.end, text[at - 1 : trigger.end], _CLAUSE)
     return trigger
 
 
@@ -490,13 +496,15 @@ def decide(
     candidates: list[TriggerMatch] = []
     stopped: TriggerMatch | None = None  # a pseudo trigger that ended a negation's scope: the explanation
     weak: TriggerMatch | None = None
-    for trigger in triggers:
+    # Triggers are sorted and do not overlap: those around the mention, then at most _SCAN on each
+    # side are looked at, so that a mention costs the same however long its sentence.
+    before = bisect.bisect_right(triggers, start, key=_end)  # triggers[:before] end by the mention's start
+    after = bisect.bisect_left(triggers, end, key=_start)  # triggers[after:] start at or after its end
+    for trigger in triggers[before:after]:
         if trigger.start <= start and trigger.end >= end and trigger.rule.effective and not trigger.rule.weak:
             candidates.append(trigger)  # "not widened" around "widened"
     # Back to the nearest trigger before the mention.
-    for trigger in reversed(triggers):
-        if trigger.end > start:
-            continue
+    for trigger in reversed(triggers[max(before - _SCAN, 0) : before]):
         rule = trigger.rule
         if rule.weak:
             if weak is None and _words(text, trigger.end, start) <= _WEAK_WINDOW and _mention_ends_near(text, mentions, trigger.start):
@@ -514,9 +522,7 @@ def decide(
         if rule.blocks_pre:
             break
     # On to the nearest trigger after it.
-    for trigger in triggers:
-        if trigger.start < end:
-            continue
+    for trigger in triggers[after : after + _SCAN]:
         rule = trigger.rule
         if rule.weak:
             if weak is None and _words(text, end, trigger.start) <= _WEAK_WINDOW and _mention_starts_near(text, mentions, trigger.end):
@@ -551,9 +557,8 @@ def decide(
 
 def _negation_before(text: str, triggers: Sequence[TriggerMatch], trigger: TriggerMatch) -> TriggerMatch | None:
     """The negation in force before ``trigger`` in its clause ("no opacity to suggest ...")."""
-    for other in reversed(triggers):
-        if other.end > trigger.start:
-            continue
+    before = bisect.bisect_right(triggers, trigger.start, key=_end)
+    for other in reversed(triggers[max(before - _SCAN, 0) : before]):
         rule = other.rule
         if rule.weak:
             continue
@@ -565,20 +570,44 @@ def _negation_before(text: str, triggers: Sequence[TriggerMatch], trigger: Trigg
 
 
 def _mention_ends_near(text: str, mentions: Sequence[tuple[int, int]], at: int) -> bool:
-    return any(end <= at and _words(text, end, at) <= _WEAK_WINDOW for _, end in mentions)
+    """A mention ends at most _WEAK_WINDOW words before ``at`` (mentions are sorted, disjoint)."""
+    i = bisect.bisect_right(mentions, at, key=_second)  # mentions[:i] end by ``at``
+    return i > 0 and _words(text, mentions[i - 1][1], at) <= _WEAK_WINDOW
 
 
 def _mention_starts_near(text: str, mentions: Sequence[tuple[int, int]], at: int) -> bool:
-    return any(start >= at and _words(text, at, start) <= _WEAK_WINDOW for start, _ in mentions)
+    i = bisect.bisect_left(mentions, at, key=_first)  # mentions[i:] start at or after ``at``
+    return i < len(mentions) and _words(text, at, mentions[i][0]) <= _WEAK_WINDOW
+
+
+def _start(trigger: TriggerMatch) -> int:
+    return trigger.start
+
+
+def _end(trigger: TriggerMatch) -> int:
+    return trigger.end
+
+
+def _first(span: tuple[int, int]) -> int:
+    return span[0]
+
+
+def _second(span: tuple[int, int]) -> int:
+    return span[1]
 
 
 def _mention_follows(triggers: Sequence[TriggerMatch], mentions: Sequence[tuple[int, int]], trigger: TriggerMatch, limit: int) -> bool:
     """A mention after ``trigger`` in its clause (before the next terminator)."""
-    for other in triggers:
-        if other.start >= trigger.end and other.rule.kind in (TERMINATOR, PSEUDO):
-            limit = other.start
-            break
-    return any(trigger.end <= start < limit for start, _ in mentions)
+    i = bisect.bisect_left(mentions, trigger.end, key=_first)
+    if i == len(mentions) or mentions[i][0] >= limit:
+        return False
+    first = mentions[i][0]
+    for other in triggers[bisect.bisect_left(triggers, trigger.end, key=_start) :]:
+        if other.start > first:
+            return True
+        if other.rule.kind in (TERMINATOR, PSEUDO):
+            return False
+    return True
 
 
 def _finding_in_clause(triggers: Sequence[TriggerMatch], start: int, end: int) -> TriggerMatch | None:
@@ -587,7 +616,8 @@ def _finding_in_clause(triggers: Sequence[TriggerMatch], start: int, end: int) -
     "With" goes on describing the attribute: "the silhouette is postoperative, with mild widening".
     """
     found = None
-    for trigger in triggers:
+    low = max(bisect.bisect_right(triggers, start, key=_end) - _SCAN, 0)
+    for trigger in triggers[low : bisect.bisect_left(triggers, end, key=_start) + _SCAN]:
         kind = trigger.rule.kind
         if trigger.end <= start:
             if kind in (TERMINATOR, PSEUDO):
