@@ -153,13 +153,52 @@ _POST_NEGATIONS: Final = (
     "are no longer", "excluded", "is excluded", "ruled out", "has been ruled out", "normalized", "has normalized",
     "within normal range", "is negative", "not enlarged", "not widened", "not dilated", "not significantly enlarged",
     "not grossly enlarged", "not appreciably enlarged", "not enlarged in size", "is normal", "are normal",
-    "remains normal", "remain normal", "is unremarkable", "are unremarkable", "show no", "shows no",
-    "demonstrate no", "demonstrates no", "reveal no", "reveals no", "not identified", "none",
+    "remains normal", "remain normal", "is unremarkable", "are unremarkable", "not identified", "none",
     "have all been removed", "has since been removed", "have since been removed", "were all removed", "all removed",
     "have both been removed", "both removed", "has been pulled", "have been pulled", "reexpanded", "re expanded",
     "has reexpanded", "has re expanded", "which has resolved", "which have resolved", "that has resolved",
     "which has cleared", "which have cleared", "that has cleared", "no longer", "is no longer", "are no longer",
 )
+# "The radiograph shows no pneumothorax": a verb of seeing and "no" negate what follows, as "no"
+# alone does; written as one phrase, so that the verb never takes "no" away from the mention.
+_VERB_NEGATIONS: Final = tuple(
+    f"{verb} {no}"
+    for verb in ("show", "shows", "showed", "shown", "demonstrate", "demonstrates", "demonstrated", "reveal", "reveals", "revealed",
+                 "display", "displays", "exhibit", "exhibits", "has", "have", "had", "with", "there is", "there are",
+                 "there has been", "there was", "there were", "contains", "contain", "is", "are", "again", "otherwise", "and", "but")
+    for no in ("no", "no evidence of", "no signs of", "no sign of", "no definite", "no focal", "no acute", "no significant",
+               "no new", "no other", "no obvious", "no visible", "no residual", "no findings of")
+)
+# "Opacity may be secondary to edema": a hedge on the cause, which "secondary to" alone would end.
+_HEDGED_CAUSES: Final = tuple(
+    f"{hedge} {link}"
+    for hedge in ("may be", "might be", "could be", "can be", "possibly", "probably", "likely", "presumably", "perhaps",
+                  "most likely", "may", "could", "might", "which may be", "which could be", "which is likely", "may also be",
+                  "may partly be", "possibly partly", "likely partly", "perhaps partly", "potentially")
+    for link in ("secondary to", "due to", "related to", "from", "caused by", "reflecting", "representing", "a result of",
+                 "the result of", "attributable to", "a sequela of", "in the setting of", "associated with")
+)
+# Hedges written after the finding ("pneumonia is in the differential", "another consideration is
+# pneumonia" reads forwards).
+_POST_HEDGES: Final = (
+    "in the differential", "is in the differential", "are in the differential", "remains in the differential",
+    "remain in the differential", "in the differential diagnosis", "is in the differential diagnosis",
+    "is a differential consideration", "a differential consideration", "differential consideration",
+    "is also a consideration", "also a consideration", "are considerations", "is a concern", "a concern",
+    "is of concern", "of concern", "is a possibility", "is also possible", "also possible", "not excluded",
+    "is not excluded", "are not excluded", "can not be excluded", "should be considered", "should also be considered",
+    "could also be considered", "may also be considered", "is suggested", "are suggested", "suspected",
+    "is not ruled out", "remains possible", "remain possible", "is questioned", "not entirely excluded",
+)
+_CONSIDERATIONS: Final = (
+    "another consideration is", "another consideration would be", "other considerations include",
+    "other considerations are", "other considerations would include", "a consideration is", "considerations include",
+    "differential considerations are", "differential considerations would include", "the differential includes",
+    "differential would include", "differential also includes", "alternatively", "alternative consideration",
+    "an alternative is", "concern is for", "concern would be", "concern would be for", "consideration would be",
+    "considerations would include", "differential includes", "the differential would include",
+)
+
 # Negations that only a device can take: "pneumothorax after chest tube removal" keeps the pneumothorax.
 _DEVICE_NEGATIONS: Final = (
     "removal", "after removal", "following removal", "since removal", "status post removal", "removed", "has been removed",
@@ -384,8 +423,13 @@ def trigger_rules() -> dict[str, Rule]:
         rules[phrase] = replace(rules.get(phrase, _rule(NEGATION, post=True)), devices_only=True)
     for phrase in ("not increased", "not significantly increased", "not increased in size"):
         rules[phrase] = _rule(NEGATION, post=True, attributes_only=True)
-    for phrase in _PRE_UNCERTAINTIES:
+    for phrase in _VERB_NEGATIONS:
+        if phrase not in rules or rules[phrase].kind in (VERB, CHANGE, TERMINATOR, STARTER, FINDING):
+            rules[phrase] = _rule(NEGATION, pre=True)
+    for phrase in _PRE_UNCERTAINTIES + _HEDGED_CAUSES + _CONSIDERATIONS:
         _add(rules, phrase, _rule(UNCERTAINTY, pre=True))
+    for phrase in _POST_HEDGES:
+        _add(rules, phrase, _rule(UNCERTAINTY, post=True))
     for phrase in _BOTH_UNCERTAINTIES:
         _add(rules, phrase, _rule(UNCERTAINTY, pre=True, post=True))
     for phrase in _SYMMETRIC:
@@ -424,7 +468,7 @@ def find_triggers(text: str) -> list[TriggerMatch]:
     lookup = matcher.value
     found = [TriggerMatch(m.start(), m.end(), m.group(), lookup(m)) for m in matcher.finditer(text)]
     if any(t.rule.starter for t in found):
-        found = [_clause_start(text, t) if t.rule.starter else t for t in found]
+        found = [_clause_start(text, t) if t.rule.starter and not _list_goes_on(text, found, k) else t for k, t in enumerate(found)]
         found = [t for t in found if t.rule.kind != STARTER]
     causes, artifacts = _artifact_patterns()
     if causes.search(text):  # rare: only then the slower pattern of hedge, link and cause
@@ -433,6 +477,8 @@ def find_triggers(text: str) -> list[TriggerMatch]:
             found = [t for t in found if t.end <= a or t.start >= b]
             found.append(TriggerMatch(a, b, match.group(), _ARTIFACT))
         found.sort()
+    if "," in text:
+        found = _comma_clauses(text, found)
     return found
 
 
@@ -453,6 +499,34 @@ def _artifact_patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
 
 
 _CLAUSE: Final = Rule(TERMINATOR)
+
+
+def _list_goes_on(text: str, found: Sequence[TriggerMatch], k: int) -> bool:
+    """The item after a comma is one of a list that goes on to ", or" / "nor": "No consolidation,
+    large effusion, or pneumothorax" negates all three, whatever adjectives the items carry."""
+    for trigger in found[k + 1 : k + 1 + _SCAN]:
+        rule = trigger.rule
+        if rule.weak or trigger.text == "nor":
+            return trigger.text == "nor" or text[: trigger.start].rstrip().endswith(",")
+        if rule.kind in (TERMINATOR, PSEUDO, VERB) or (rule.effective and not rule.starter):
+            return False
+    return False
+
+
+def _comma_clauses(text: str, found: list[TriggerMatch]) -> list[TriggerMatch]:
+    """A comma before a trigger that reads forwards only ("no", "without") ends the clause before it:
+    "heart size within normal limits, no mediastinal widening"."""
+    out: list[TriggerMatch] = []
+    for trigger in found:
+        rule = trigger.rule
+        if rule.effective and rule.pre and not rule.post and not rule.weak:
+            at = trigger.start
+            while at > 0 and text[at - 1] == " ":
+                at -= 1
+            if at > 0 and text[at - 1] == "," and (not out or out[-1].end <= at - 1):
+                out.append(TriggerMatch(at - 1, at, ",", _CLAUSE))
+        out.append(trigger)
+    return out
 
 
 def _clause_start(text: str, trigger: TriggerMatch) -> TriggerMatch:
@@ -511,7 +585,9 @@ def decide(
                 weak = trigger
             continue
         if rule.effective and not (rule.attributes_only and not attribute) and not (rule.devices_only and not device):
-            if rule.pre and _words(text, trigger.end, start) < rule.window:
+            # A trigger that reads both ways and ends its clause with a comma belongs to what came
+            # before it: "heart size upper limits of normal, aortic tortuosity".
+            if rule.pre and _words(text, trigger.end, start) < rule.window and not (rule.post and text.startswith(",", trigger.end)):
                 candidates.append(trigger)
             break
         if rule.kind == PSEUDO or rule.attributes_only or rule.devices_only:
@@ -533,7 +609,7 @@ def decide(
                 break
             # An attribute is the subject of what follows: "the heart may be enlarged".
             acts_after = rule.post or (attribute and rule.kind == UNCERTAINTY)
-            if acts_after and (rule.symmetric or not rule.pre or not _mention_follows(triggers, mentions, trigger, len(text))):
+            if acts_after and (rule.symmetric or not rule.pre or not _mention_follows(triggers, mentions, trigger, len(text), text)):
                 if _words(text, end, trigger.start) <= _POST_WINDOW:
                     candidates.append(trigger)
             break  # a pre-only trigger, or a hedge of the next mention ("opacity, likely atelectasis")
@@ -550,7 +626,7 @@ def decide(
     if weak is not None:
         return Decision(-1.0, weak, True)
     if attribute:
-        finding = _finding_in_clause(triggers, start, end)
+        finding = _finding_in_clause(triggers, start, end, text)
         return Decision(1.0, finding, finding is not None)
     return Decision(1.0, stopped, True)
 
@@ -596,12 +672,18 @@ def _second(span: tuple[int, int]) -> int:
     return span[1]
 
 
-def _mention_follows(triggers: Sequence[TriggerMatch], mentions: Sequence[tuple[int, int]], trigger: TriggerMatch, limit: int) -> bool:
-    """A mention after ``trigger`` in its clause (before the next terminator)."""
+def _mention_follows(triggers: Sequence[TriggerMatch], mentions: Sequence[tuple[int, int]], trigger: TriggerMatch, limit: int, text: str = "") -> bool:
+    """A mention after ``trigger`` in its clause (before the next terminator).
+
+    A comma right after the trigger ends its clause: "heart size at the upper limits of normal,
+    aortic tortuosity" says normal of the heart, not of the aorta.
+    """
     i = bisect.bisect_left(mentions, trigger.end, key=_first)
     if i == len(mentions) or mentions[i][0] >= limit:
         return False
     first = mentions[i][0]
+    if text[trigger.end : first].lstrip().startswith(","):
+        return False
     for other in triggers[bisect.bisect_left(triggers, trigger.end, key=_start) :]:
         if other.start > first:
             return True
@@ -610,10 +692,11 @@ def _mention_follows(triggers: Sequence[TriggerMatch], mentions: Sequence[tuple[
     return True
 
 
-def _finding_in_clause(triggers: Sequence[TriggerMatch], start: int, end: int) -> TriggerMatch | None:
+def _finding_in_clause(triggers: Sequence[TriggerMatch], start: int, end: int, text: str = "") -> TriggerMatch | None:
     """A finding word in the clause around an attribute mention ("the heart is mildly enlarged").
 
-    "With" goes on describing the attribute: "the silhouette is postoperative, with mild widening".
+    "With" goes on describing the attribute: "the silhouette is postoperative, with mild widening";
+    otherwise a comma ends the clause ("heart size is stable, tortuous aorta").
     """
     found = None
     low = max(bisect.bisect_right(triggers, start, key=_end) - _SCAN, 0)
@@ -626,6 +709,8 @@ def _finding_in_clause(triggers: Sequence[TriggerMatch], start: int, end: int) -
                 found = trigger
         elif trigger.start >= end:
             if kind in (TERMINATOR, PSEUDO) and not trigger.text.lstrip(", ").startswith("with"):
+                break
+            if "," in text[end : trigger.start] and not trigger.text.lstrip(", ").startswith("with"):
                 break
             if trigger.rule.finding:
                 return trigger

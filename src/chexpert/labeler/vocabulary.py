@@ -111,7 +111,7 @@ _MENTIONS: Final[dict[str, tuple[str, ...]]] = {
         "vascular prominence", "pulmonary vascular prominence", "prominent pulmonary vasculature",
         "prominence of the pulmonary vasculature", "engorged pulmonary vasculature", "pulmonary venous hypertension",
         "noncardiogenic edema", "cardiogenic edema", "vascular blurring",
-        "hydrostatic edema", "vascular plethora",
+        "hydrostatic edema", "vascular plethora", "edematous", "edematous change", "edematous lung",
     ),
     "Consolidation": (
         "consolidation", "consolidative", "consolidated", "consolidating", "airspace consolidation",
@@ -337,6 +337,19 @@ _OTHER: Final[tuple[str, ...]] = (
     "honeycombing", "cystic change", "cavitation",
 )
 
+# Old, healed infection is not a Pneumonia (GUIDELINES.md, section 12): "sequela of old
+# granulomatous infection", "prior granulomatous disease", "remote infection". The original labeler
+# read "infection" in them as a positive Pneumonia; here they are another abnormality (a finding,
+# so no No Finding). Healed fractures stay Fractures, as the guidelines say.
+_PAST_INFECTIONS: Final[tuple[str, ...]] = tuple(
+    f"{lead}{age}{disease}"
+    for lead in ("", "sequela of ", "sequelae of ", "sequela of an ", "sequela of a ", "residua of ", "stigmata of ")
+    for age in ("", "old ", "prior ", "previous ", "remote ", "healed ", "past ", "chronic ", "old healed ", "prior healed ")
+    for disease in ("infection", "pneumonia", "granulomatous infection", "granulomatous disease", "infectious process",
+                    "tuberculosis", "tb", "tuberculous infection", "histoplasmosis", "granulomatous process", "fungal infection")
+    if (lead or age) and f"{age}{disease}" != "old tuberculosis"
+)
+
 _IRREGULAR_PLURALS: Final[dict[str, str]] = {
     "atelectasis": "atelectases",
     "pneumothorax": "pneumothoraces",
@@ -357,8 +370,13 @@ _IRREGULAR_PLURALS: Final[dict[str, str]] = {
     "sclerosis": "scleroses",
     "tuberculosis": "tuberculoses",
     "spondylosis": "spondyloses",
+    # countable, though their ending says adjective or disease ("pneumonias", "multiple pneumonias")
+    "pneumonia": "pneumonias",
+    "bronchopneumonia": "bronchopneumonias",
 }
-# Last words that are not countable nouns: no plural is made.
+# Last words that are not countable nouns: no plural is made. Countable findings get one, even
+# those a report rarely counts ("consolidations", "thickenings", "calcifications"): a user's
+# hospital writes them, and a missed plural turns an abnormal report into a No Finding.
 _NO_PLURAL_ENDINGS: Final[tuple[str, ...]] = ("ed", "ic", "ous", "al", "ive", "ar", "ia", "ly", "ema", "osis", "asis", "itis", "ty ratio", "ght")
 _NO_PLURAL_WORDS: Final[frozenset[str]] = frozenset(
     {"edema", "congestion", "overload", "hazy", "airspace", "ground glass", "cephalization", "cephalisation",
@@ -366,15 +384,15 @@ _NO_PLURAL_WORDS: Final[frozenset[str]] = frozenset(
      "copd", "chf", "ggo", "uti", "hardware", "equipment", "support", "life support", "trach", "dobhoff", "dobbhoff",
      "pleurx", "mitraclip", "impella", "cordis", "swan ganz", "reticulonodular", "micronodular", "spiculated",
      "masslike", "mass like", "plate like", "platelike", "pigtail", "indistinctness", "haziness", "scarring",
-     "reticulation", "opacification", "consolidation", "infiltration", "hyperinflation", "hyperexpansion",
-     "overinflation", "engorgement", "redistribution", "tortuosity", "elevation", "aspiration", "cavitation",
-     "malignancy", "lucency", "hyperlucency", "nodularity", "blunting", "thickening", "widening",
-     "prominence", "enlargement", "asthma", "sclerosis", "osteolysis", "honeycombing", "lipomatosis",
-     "calcification", "collapse", "volume loss", "loss of height", "air", "fluid", "anasarca", "emphysema",
+     "hyperinflation", "hyperexpansion",
+     "overinflation", "engorgement", "redistribution", "tortuosity", "aspiration",
+     "blunting",
+     "asthma", "sclerosis", "osteolysis", "honeycombing", "lipomatosis",
+     "collapse", "volume loss", "loss of height", "air", "fluid", "anasarca", "emphysema",
      "opacifying", "consolidating", "enlarging", "bandlike", "air trapping", "cuffing", "crowding", "filling",
-     "infection", "fibrosis", "kyphosis", "scoliosis", "kyphoscoliosis", "osteopenia", "osteoporosis",
+     "fibrosis", "kyphosis", "scoliosis", "kyphoscoliosis", "osteopenia", "osteoporosis",
      "osteophytosis", "spondylosis", "atherosclerosis", "arthritis", "osteoarthritis", "bronchitis",
-     "bronchiolitis", "pneumonitis", "tuberculosis", "sarcoidosis", "hemorrhage", "contusion", "fluid status", "vascular plethora", "superinfection", "pneumonia", "bronchopneumonia"}
+     "bronchiolitis", "pneumonitis", "tuberculosis", "sarcoidosis", "fluid status", "vascular plethora"}
 )
 
 # British spellings and other spelling variants, applied as substring replacements.
@@ -455,6 +473,8 @@ def _listed() -> list[Term]:
     for phrase in _EXCLUSIONS:
         listed.append(Term(phrase, ()))
     for phrase in _OTHER:
+        listed.append(Term(phrase, (OTHER,)))
+    for phrase in _PAST_INFECTIONS:
         listed.append(Term(phrase, (OTHER,)))
     return listed
 
