@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -146,3 +147,41 @@ def test_empty_and_blank_reports_are_blank() -> None:
     for text in ("", " ", "\n\n", "\t"):
         result = label_report(text)
         assert all(value is None for value in result.labels.values())
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # verb + "no", "is negative for": the verb never takes the negation away
+        ("The radiograph is negative for pneumothorax.", {"No Finding": 1.0, "Pneumothorax": 0.0}),
+        # a both-ways trigger followed by a mention with its own negation reads backwards
+        ("heart size within normal limits no focal consolidation", {"No Finding": 1.0, "Cardiomegaly": 0.0, "Consolidation": 0.0}),
+        # a comma ends the clause of a two-way trigger and of a finding word
+        ("Heart size at the upper limits of normal, aortic tortuosity.", {"Cardiomegaly": 0.0}),
+        ("Heart size is stable, tortuous aorta.", {}),
+        ("The cardiac silhouette is postoperative, with mild widening.", {"Cardiomegaly": 1.0}),
+        # resolution over a list, with or without the comma
+        ("Consolidation, atelectasis and blunting of the costophrenic angle have cleared.", {"No Finding": 1.0, "Consolidation": 0.0, "Atelectasis": 0.0}),
+        # a structure named as a place is not described
+        ("Small hiatal hernia posterior to the heart.", {}),
+        ("Opacity behind the heart.", {"Lung Opacity": 1.0}),
+        # a hedge reads through "resolving"; another consideration is a hedge
+        ("Likely resolving atelectasis.", {"Atelectasis": -1.0}),
+        ("Atelectasis would be another consideration.", {"Atelectasis": -1.0}),
+        # the artefact hedge takes an article before its cause
+        ("The heart appears enlarged, but this may be due to the AP projection.", {"Cardiomegaly": -1.0}),
+        # volume loss alone names no observation, but is a finding
+        ("Left lower lobe volume loss.", {}),
+        # vocabulary of the academic style
+        ("Elevated pulmonary venous pressure.", {"Edema": 1.0}),
+        ("Cardiothymic silhouette is normal.", {"No Finding": 1.0, "Enlarged Cardiomediastinum": 0.0}),
+        # broken devices are devices; clips are devices
+        ("Fractured right atrial pacer lead.", {"No Finding": 1.0, "Support Devices": 1.0}),
+        ("Mediastinal clips.", {"No Finding": 1.0, "Support Devices": 1.0}),
+        ("Fracture lines through the left sixth rib.", {"Fracture": 1.0}),
+        # old or healed infection is another abnormality, not Pneumonia
+        ("Calcified granuloma, sequela of prior granulomatous infection.", {}),
+    ],
+)
+def test_classes_of_errors_seen_outside(text: str, expected: dict[str, float]) -> None:
+    assert labels(text) == expected

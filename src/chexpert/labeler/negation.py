@@ -166,7 +166,7 @@ _VERB_NEGATIONS: Final = tuple(
     for verb in ("show", "shows", "showed", "shown", "demonstrate", "demonstrates", "demonstrated", "reveal", "reveals", "revealed",
                  "display", "displays", "exhibit", "exhibits", "has", "have", "had", "with", "there is", "there are",
                  "there has been", "there was", "there were", "contains", "contain", "is", "are", "again", "otherwise", "and", "but")
-    for no in ("no", "no evidence of", "no signs of", "no sign of", "no definite", "no focal", "no acute", "no significant",
+    for no in ("no", "negative for", "no evidence of", "no signs of", "no sign of", "no definite", "no focal", "no acute", "no significant",
                "no new", "no other", "no obvious", "no visible", "no residual", "no findings of")
 )
 # "Opacity may be secondary to edema": a hedge on the cause, which "secondary to" alone would end.
@@ -184,7 +184,8 @@ _POST_HEDGES: Final = (
     "in the differential", "is in the differential", "are in the differential", "remains in the differential",
     "remain in the differential", "in the differential diagnosis", "is in the differential diagnosis",
     "is a differential consideration", "a differential consideration", "differential consideration",
-    "is also a consideration", "also a consideration", "are considerations", "is a concern", "a concern",
+    "is also a consideration", "also a consideration", "another consideration", "would be another consideration",
+    "is another consideration", "another possibility", "is another possibility", "would be another possibility", "are considerations", "is a concern", "a concern",
     "is of concern", "of concern", "is a possibility", "is also possible", "also possible", "not excluded",
     "is not excluded", "are not excluded", "can not be excluded", "should be considered", "should also be considered",
     "could also be considered", "may also be considered", "is suggested", "are suggested", "suspected",
@@ -310,7 +311,7 @@ _PSEUDOS: Final = (
     "partially resolved", "nearly resolved", "almost resolved", "near complete resolution", "partial resolution",
     "incompletely resolved", "almost completely resolved", "largely resolved", "mostly resolved",
     "near resolution", "near-complete resolution", "nearly completely resolved", "not completely resolved",
-    "not entirely resolved", "not fully resolved", "resolving", "improving", "not resolved", "has not resolved",
+    "not entirely resolved", "not fully resolved", "not resolved", "has not resolved",
     "not larger", "is not larger", "no larger", "no further increase", "no further enlargement", "has not increased",
     "have not increased", "questionable position", "questionable positioning", "uncertain position",
     "possible malposition", "possibly malpositioned", "could be advanced", "could be withdrawn", "could be retracted",
@@ -329,6 +330,7 @@ _TERMINATORS: Final = (
     "in the setting of", "in setting of", "in the context of", ";", "compared to", "compared with",
 )
 _CHANGES: Final = (
+    "resolving", "improving",
     "stable", "unchanged", "decreased", "increased", "improved", "worsened", "worsening", "persistent",
     "persists", "persist", "again seen", "again noted", "redemonstrated", "re demonstrated", "present",
     "seen", "noted", "has decreased", "has increased", "has improved", "has worsened", "slightly improved",
@@ -494,7 +496,7 @@ def _artifact_patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
 
     causes = re.compile(alternatives(_ARTIFACT_CAUSES))
     links = alternatives(_ARTIFACT_LINKS)
-    artifacts = re.compile(rf"{alternatives(_ARTIFACT_HEDGES)} (?:{links} )?{alternatives(_ARTIFACT_CAUSES)}")
+    artifacts = re.compile(rf"{alternatives(_ARTIFACT_HEDGES)} (?:{links} )?(?:(?:the|a|an) )?{alternatives(_ARTIFACT_CAUSES)}")
     return causes, artifacts
 
 
@@ -567,6 +569,8 @@ def decide(
     [0.0, 0.0, -1.0]
     """
     start, end = mentions[index]
+    if attribute and _LOCATIVE.search(text, max(0, start - 40), start):
+        return Decision(1.0, None, False)  # "posterior to the heart": a place, not the heart described
     candidates: list[TriggerMatch] = []
     stopped: TriggerMatch | None = None  # a pseudo trigger that ended a negation's scope: the explanation
     weak: TriggerMatch | None = None
@@ -610,7 +614,7 @@ def decide(
             # An attribute is the subject of what follows: "the heart may be enlarged".
             acts_after = rule.post or (attribute and rule.kind == UNCERTAINTY)
             if acts_after and (rule.symmetric or not rule.pre or not _mention_follows(triggers, mentions, trigger, len(text), text)):
-                if _words(text, end, trigger.start) <= _POST_WINDOW:
+                if _words(text, _list_end(text, mentions, index, trigger.start), trigger.start) <= _POST_WINDOW:
                     candidates.append(trigger)
             break  # a pre-only trigger, or a hedge of the next mention ("opacity, likely atelectasis")
         if rule.kind == PSEUDO or rule.attributes_only or rule.devices_only:
@@ -656,6 +660,27 @@ def _mention_starts_near(text: str, mentions: Sequence[tuple[int, int]], at: int
     return i < len(mentions) and _words(text, at, mentions[i][0]) <= _WEAK_WINDOW
 
 
+# A structure named as a place ("a hernia posterior to the heart", "opacity behind the heart").
+_LOCATIVE: Final = re.compile(
+    r"(?<![a-z])(?:(?:posterior|anterior|lateral|medial|superior|inferior|adjacent|next|close|deep|left|right) to"
+    r"|behind|over|overlying|overlie|overlies|beyond|along|near|above|below|beneath|underneath|through|obscuring|obscures"
+    r"|silhouetting|silhouettes|border of|borders of|margin of|into|abutting|abuts|adjacent) (?:the )?$"
+)
+# What joins the items of a list: "consolidation, atelectasis and blunting have cleared".
+_LIST_JOINER: Final = re.compile(r" *,? *(?:(?:and|or|as well as|and/or) )?(?:the )?")
+
+
+def _list_end(text: str, mentions: Sequence[tuple[int, int]], index: int, limit: int) -> int:
+    """The end of the list that mention ``index`` starts (items joined by commas, "and", "or"),
+    before ``limit``: a post trigger's window counts from there, so that it covers the whole list."""
+    end = mentions[index][1]
+    for start, stop in mentions[index + 1 : index + 1 + _SCAN]:
+        if stop > limit or _LIST_JOINER.fullmatch(text, end, start) is None:
+            break
+        end = stop
+    return end
+
+
 def _start(trigger: TriggerMatch) -> int:
     return trigger.start
 
@@ -689,6 +714,8 @@ def _mention_follows(triggers: Sequence[TriggerMatch], mentions: Sequence[tuple[
             return True
         if other.rule.kind in (TERMINATOR, PSEUDO):
             return False
+        if other.rule.effective and other.rule.pre and not other.rule.weak:
+            return False  # "within normal limits no focal airspace disease": the mention has its own trigger
     return True
 
 
@@ -699,6 +726,7 @@ def _finding_in_clause(triggers: Sequence[TriggerMatch], start: int, end: int, t
     otherwise a comma ends the clause ("heart size is stable, tortuous aorta").
     """
     found = None
+    described = False
     low = max(bisect.bisect_right(triggers, start, key=_end) - _SCAN, 0)
     for trigger in triggers[low : bisect.bisect_left(triggers, end, key=_start) + _SCAN]:
         kind = trigger.rule.kind
@@ -708,9 +736,9 @@ def _finding_in_clause(triggers: Sequence[TriggerMatch], start: int, end: int, t
             elif trigger.rule.finding:
                 found = trigger
         elif trigger.start >= end:
-            if kind in (TERMINATOR, PSEUDO) and not trigger.text.lstrip(", ").startswith("with"):
-                break
-            if "," in text[end : trigger.start] and not trigger.text.lstrip(", ").startswith("with"):
+            if trigger.text.lstrip(", ").startswith("with"):
+                described = True  # ", with mild widening" goes on describing the attribute
+            elif kind in (TERMINATOR, PSEUDO) or ("," in text[end : trigger.start] and not described):
                 break
             if trigger.rule.finding:
                 return trigger

@@ -112,6 +112,7 @@ _MENTIONS: Final[dict[str, tuple[str, ...]]] = {
         "prominence of the pulmonary vasculature", "engorged pulmonary vasculature", "pulmonary venous hypertension",
         "noncardiogenic edema", "cardiogenic edema", "vascular blurring",
         "hydrostatic edema", "vascular plethora", "edematous", "edematous change", "edematous lung",
+        "elevated pulmonary venous pressure", "increased pulmonary venous pressure", "elevated venous pressure",
     ),
     "Consolidation": (
         "consolidation", "consolidative", "consolidated", "consolidating", "airspace consolidation",
@@ -126,7 +127,7 @@ _MENTIONS: Final[dict[str, tuple[str, ...]]] = {
         "pneumonic infiltrate", "infectious infiltrate",
     ),
     "Atelectasis": (
-        "atelectasis", "atelectatic", "atelectatic change", "collapse", "lobar collapse", "volume loss",
+        "atelectasis", "atelectatic", "atelectatic change", "collapse", "lobar collapse",
         "subsegmental atelectasis", "platelike atelectasis", "plate like atelectasis", "plate like",
         "platelike", "discoid atelectasis", "linear atelectasis", "bandlike atelectasis", "band like atelectasis",
         "dependent atelectasis", "compressive atelectasis", "passive atelectasis", "lobar atelectasis",
@@ -155,7 +156,7 @@ _MENTIONS: Final[dict[str, tuple[str, ...]]] = {
     "Fracture": (
         "fracture", "fractured", "fx", "rib fracture", "compression fracture", "fracture deformity",
         "healed fracture", "healing fracture", "callus", "callus formation", "displaced fracture",
-        "nondisplaced fracture", "non displaced fracture", "fracture fragment",
+        "nondisplaced fracture", "non displaced fracture", "fracture fragment", "fracture line",
     ),
     "Support Devices": (
         "tube", "endotracheal tube", "et tube", "ett", "e t tube", "tracheostomy", "tracheostomy tube",
@@ -190,7 +191,7 @@ _MENTIONS: Final[dict[str, tuple[str, ...]]] = {
         "ventriculoperitoneal shunt", "breast implant", "tissue expander", "implant", "spinal stimulator",
         "enteric catheter", "nasoenteric tube", "feeding catheter", "pacing device", "cardiac pacemaker",
         "dual lead pacemaker", "dual chamber pacemaker", "single lead pacemaker", "esophageal probe",
-        "temperature probe", "esophageal temperature probe", "clip", "surgical clip", "nasogastric", "orogastric",
+        "temperature probe", "esophageal temperature probe", "clip", "surgical clip", "mediastinal clip", "nasogastric", "orogastric",
         "lead", "lead fragment", "catheter fragment", "retained fragment", "wire fragment", "retained lead",
         "gastric band", "lap band", "gastric banding", "gastric banding device", "ett tube",
         # a broken wire or lead is a device, not a bone (no Fracture)
@@ -226,7 +227,7 @@ _ATTRIBUTES: Final[dict[str, tuple[str, ...]]] = {
         "cardiomediastinum", "cardiomediastinal silhouette", "cardiomediastinal contour", "cardiomediastinal size",
         "cardiomediastinal shadow", "cardiomediastinal", "cardio mediastinal silhouette", "cardio mediastinal",
         "mediastinum", "mediastinal contour", "mediastinal silhouette", "mediastinal width", "mediastinal shadow",
-        "superior mediastinum", "mediastinal", "mediastinal structure", "mediastinal configuration",
+        "superior mediastinum", "mediastinal", "mediastinal structure", "cardiothymic silhouette", "cardiothymic contour", "cardiothymic", "mediastinal configuration",
         "cardiomediastinal configuration", "mediastinal border",
     ),
     OTHER: (
@@ -271,7 +272,7 @@ _EXCLUSIONS: Final[tuple[str, ...]] = (
     "right cardiac border", "cardiac apex", "heart disease", "cardiac surgery", "cardiac monitor",
     "cardiac valve", "mediastinal lymphadenopathy", "mediastinal adenopathy", "mediastinal lymph node",
     "mediastinal shift", "shift of the mediastinum", "mediastinal air", "mediastinal emphysema",
-    "mediastinal fat", "mediastinal clip", "cardiophrenic angle", "cardiac pacemaker lead",
+    "mediastinal fat", "cardiophrenic angle", "cardiac pacemaker lead",
     # not Lung Lesion
     "mass effect", "soft tissue mass", "breast mass", "thyroid nodule", "thyroid mass", "nipple shadow",
     "nipple shadows", "lytic lesion", "sclerotic lesion", "bone lesion", "osseous lesion", "bony lesion",
@@ -290,6 +291,9 @@ _EXCLUSIONS: Final[tuple[str, ...]] = (
 
 # Other abnormalities: no observation of the 14, but a finding, so the report is not No Finding.
 _OTHER: Final[tuple[str, ...]] = (
+    # volume loss alone names no observation (the original's Atelectasis phrases are atelectasis,
+    # atelectatic and collapse); it is a finding, so the report is not No Finding
+    "volume loss",
     "emphysema", "emphysematous", "emphysematous change", "copd", "chronic obstructive pulmonary disease",
     "hyperinflation", "hyperinflated", "hyperexpansion", "hyperexpanded", "overinflation", "overinflated",
     "granuloma", "calcified granuloma", "granulomatous", "granulomatous disease", "calcified nodule",
