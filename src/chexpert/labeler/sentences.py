@@ -35,19 +35,20 @@ __all__ = ["split", "LONGEST"]
 #: stay bounded and labelling stays linear in the length of the report.
 LONGEST: Final = 1000
 
-# Every branch starts with a character, not a look-behind, so that the regex engine skips to the
-# next candidate character instead of trying every branch at every position.
+# Every branch starts with a character, not a look-behind or a group, so that the regex engine skips
+# to the next candidate character instead of trying every branch at every position; the empty
+# named groups at the ends say which branch matched (``match.lastgroup``).
 _BOUNDARY: Final = re.compile(
     r"""
-      (?P<stop>[.!](?<![.!][.!])[.!]*+)(?=[\s"')\]]|$)  # end punctuation before a space
+      [.!]++(?=[\s"')\]]|$)(?P<stop>)                 # end punctuation before a space
     | \.(?<=[A-Za-z]{2}\.)(?=[A-Za-z])              # "effusion.Mild": the space left out
     | \.(?<=[A-Za-z)%]\.)(?=\d++[.)]?\s*+[A-Za-z])   # "effusion.2. Mild": a list item glued on
-    | \?(?<!\?\?)\?*+(?=[ \t\r\f\v]*+(?:$|\n)|\s++[A-Z])  # "Pneumonia? No effusion"
+    | \?++(?=[ \t\r\f\v]*+(?:$|\n)|\s++[A-Z])          # "Pneumonia? No effusion"
     | \n[ \t]*\n                                    # a blank line
     | \n(?=[ \t]*(?:\(?\d{1,2}[.)]|[-*\u2022])\s)    # a line break before a list item or bullet
-    | (?P<wrap>\n)(?=[ \t]*[A-Z][a-z])              # a line break, then a capitalised word (see split)
+    | \n(?=[ \t]*[A-Z][a-z])(?P<wrap>)              # a line break, then a capitalised word (see split)
     | [ \t](?=\(?\d{1,2}\)\s)                      # an inline list marker "(2)" or "2)"
-    | (?P<run>[.!]{2,}+|\?{2,}+)                     # a run that ends nothing: one match, not one per character
+    | [.!]{2,}+(?P<run>) | \?{2,}+(?P<qrun>)        # a run that ends nothing: one match, not one attempt per character
     """,
     re.VERBOSE,
 )
@@ -71,12 +72,14 @@ def split(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, 
     out: list[tuple[int, int]] = []
     begin = start
     for match in _BOUNDARY.finditer(text, start, end):
-        if match.group("run") is not None:
-            continue
-        if match.group("stop") == "." and _abbreviation(text, begin, match.start()):
-            continue
-        if match.group("wrap") is not None and _continues(text, begin, match.start()):
-            continue
+        kind = match.lastgroup  # the named branch that matched, if any
+        if kind is not None:
+            if kind in ("run", "qrun"):
+                continue
+            if kind == "stop" and match.group() == "." and _abbreviation(text, begin, match.start()):
+                continue
+            if kind == "wrap" and _continues(text, begin, match.start()):
+                continue
         _add(text, begin, match.end(), out)
         begin = match.end()
     _add(text, begin, end, out)
