@@ -47,6 +47,7 @@ def test_a_report_is_read_up_to_its_bound() -> None:
     assert result["Pleural Effusion"].value == 0.0
     assert result["Pneumothorax"].value is None  # beyond the bound: not read
     assert max(end for _, end in result.spans) <= LONGEST_REPORT
+    assert f"of {len(text):,} characters" in result.explain()  # said, not silent
 
 
 def test_a_run_on_sentence_is_cut_into_clauses() -> None:
