@@ -84,9 +84,21 @@ def test_a_headerless_one_column_csv_as_the_original_labeler_takes(tmp_path: Pat
     run = _run("label", str(source), "--out", str(tmp_path / "o.csv"), "--sections", "report", "--quiet")
     assert run.returncode == 0, run.stderr
     rows = _read_csv(tmp_path / "o.csv")
-    assert rows[0] == ["Reports", *OBSERVATIONS]
-    assert [row[0] for row in rows[1:]] == REPORTS
-    assert [row[1:] for row in rows[1:]] == [_expected(text, "report") for text in REPORTS]
+    assert rows[0] == ["row", "Reports", *OBSERVATIONS]
+    assert [row[0] for row in rows[1:]] == [str(i) for i in range(1, len(REPORTS) + 1)]  # to match results back
+    assert [row[1] for row in rows[1:]] == REPORTS
+    assert [row[2:] for row in rows[1:]] == [_expected(text, "report") for text in REPORTS]
+
+
+def test_a_headerless_csv_numbers_its_reports_and_counts_empty_ones(tmp_path: Path) -> None:
+    source = tmp_path / "reports.csv"
+    source.write_text('No effusion.\n""\n\n"Mild edema,\nno effusion."\n', encoding="utf-8")
+    run = _run("label", str(source), "--out", str(tmp_path / "o.csv"), "--sections", "report")
+    assert run.returncode == 0, run.stderr
+    rows = _read_csv(tmp_path / "o.csv")
+    assert [row[:2] for row in rows[1:]] == [["1", "No effusion."], ["2", ""], ["3", "Mild edema,\nno effusion."]]
+    assert rows[2][2:] == [""] * len(OBSERVATIONS)  # the empty report: blank throughout
+    assert "3 reports labelled" in run.stdout and "empty 1" in run.stdout, run.stdout
 
 
 def test_a_folder_of_text_reports(tmp_path: Path) -> None:
@@ -177,7 +189,7 @@ def test_the_output_is_never_an_existing_file_unless_asked(tmp_path: Path) -> No
     run = _run("label", str(source), "--out", str(tmp_path), "--quiet")
     assert run.returncode == 1 and "is a folder; give the CSV file to write" in run.stderr
     assert _run("label", str(source), "--out", str(out), "--overwrite", "--quiet").returncode == 0
-    assert _read_csv(out)[1][0] == "No effusion."
+    assert _read_csv(out)[1][:2] == ["1", "No effusion."]
 
 
 def _reports_folder(root: Path) -> Path:

@@ -124,7 +124,12 @@ class ReportLabels(Mapping[str, ObservationLabel]):
         Pleural Effusion: uncertain (uncertain mention)
           'effusion' uncertain (uncertainty: 'Possible') in 'Possible small left effusion.'
         """
+        from chexpert.labeler.pipeline import LONGEST_REPORT  # here: pipeline imports this module
+
         lines = [f"labelled: {self.section}"]
+        if len(self.text) > LONGEST_REPORT:
+            read = max((end for _, end in self.spans), default=0)
+            lines.append(f"read: the first {read:,} of {len(self.text):,} characters (a report is read up to {LONGEST_REPORT:,})")
         for label in self.observations:
             if label.value is None and not label.mentions and label.observation != "No Finding":
                 continue

@@ -10,7 +10,8 @@ Inputs:
 - a CSV with a header: the report text in ``column``; every other column is kept (or those in
   ``keep``);
 - a headerless CSV of one column, as the original CheXpert labeler takes: every row is a report;
-  the output starts with that text in a ``Reports`` column, as the original's did. Blank lines
+  the output starts with its number in a ``row`` column (from 1) and its text in a ``Reports``
+  column, as the original's did. Blank lines
   are no records, in both kinds of CSV (as pandas reads them); an empty quoted cell ``""`` is an
   empty report, labelled blank throughout;
 - a folder: every ``.txt`` file below it, in order of relative path; the output starts with that
@@ -50,10 +51,13 @@ from chexpert.safeio import open_regular, read_bytes
 from chexpert.schema import OBSERVATIONS, Code
 from chexpert.validation import check_choice, check_int
 
-__all__ = ["LabelSummary", "label_file", "REPORTS_COLUMN", "PATH_COLUMN"]
+__all__ = ["LabelSummary", "label_file", "REPORTS_COLUMN", "ROW_COLUMN", "PATH_COLUMN"]
 
 #: The text column of a headerless input in the output (the original labeler's name for it).
 REPORTS_COLUMN: Final = "Reports"
+#: The first column of the output of a headerless CSV: the report's number in the file, from 1
+#: (blank lines are no reports), so that labels match back to reports whatever is done to the output.
+ROW_COLUMN: Final = "row"
 #: The first column of the output of a folder of reports.
 PATH_COLUMN: Final = "path"
 #: The longest report accepted (characters): a longer cell is a damaged file, not a report.
@@ -284,14 +288,16 @@ def _csv(path: Path, text: io.TextIOWrapper[Any], counter: _Counting, column: st
 
         def headerless() -> Iterator[tuple[list[str], str]]:
             row: list[str] | None = first
+            number = 0
             while row is not None:
                 if len(row) > 1:
                     raise CSVFormatError(f"{len(row)} fields in a one-column file of reports (quote reports that hold commas)", file=str(path), row=line)
                 if row:  # a blank line is no record (as pandas and the original labeler read it)
-                    yield [row[0]], row[0]
+                    number += 1
+                    yield [str(number), row[0]], row[0]
                 row = next_row()
 
-        return _Source([REPORTS_COLUMN], headerless(), total, lambda: counter.count)
+        return _Source([ROW_COLUMN, REPORTS_COLUMN], headerless(), total, lambda: counter.count)
     header = first
     if column not in header:
         raise CSVFormatError(f"no column {column!r}; the columns are {', '.join(repr(name) for name in header)}", file=str(path), row=1)

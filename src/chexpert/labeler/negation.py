@@ -26,6 +26,7 @@ uncertainty phrased as a negation ("cannot be excluded") first, then negation, t
 
 from __future__ import annotations
 
+import bisect
 import functools
 import re
 from collections.abc import Sequence
@@ -50,6 +51,9 @@ _PRE_WINDOW: Final = 12
 _POST_WINDOW: Final = 8
 # "or" hedges only its immediate neighbours ("atelectasis or pneumonia").
 _WEAK_WINDOW: Final = 3
+# Triggers looked at on each side of a mention: far more than a real sentence holds within the
+# windows above, and a bound on the work per mention in a pathological one.
+_SCAN: Final = 24
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,13 +153,53 @@ _POST_NEGATIONS: Final = (
     "are no longer", "excluded", "is excluded", "ruled out", "has been ruled out", "normalized", "has normalized",
     "within normal range", "is negative", "not enlarged", "not widened", "not dilated", "not significantly enlarged",
     "not grossly enlarged", "not appreciably enlarged", "not enlarged in size", "is normal", "are normal",
-    "remains normal", "remain normal", "is unremarkable", "are unremarkable", "show no", "shows no",
-    "demonstrate no", "demonstrates no", "reveal no", "reveals no", "not identified", "none",
+    "remains normal", "remain normal", "is unremarkable", "are unremarkable", "not identified", "none",
     "have all been removed", "has since been removed", "have since been removed", "were all removed", "all removed",
     "have both been removed", "both removed", "has been pulled", "have been pulled", "reexpanded", "re expanded",
     "has reexpanded", "has re expanded", "which has resolved", "which have resolved", "that has resolved",
     "which has cleared", "which have cleared", "that has cleared", "no longer", "is no longer", "are no longer",
 )
+# "The radiograph shows no pneumothorax": a verb of seeing and "no" negate what follows, as "no"
+# alone does; written as one phrase, so that the verb never takes "no" away from the mention.
+_VERB_NEGATIONS: Final = tuple(
+    f"{verb} {no}"
+    for verb in ("show", "shows", "showed", "shown", "demonstrate", "demonstrates", "demonstrated", "reveal", "reveals", "revealed",
+                 "display", "displays", "exhibit", "exhibits", "has", "have", "had", "with", "there is", "there are",
+                 "there has been", "there was", "there were", "contains", "contain", "is", "are", "again", "otherwise", "and", "but")
+    for no in ("no", "negative for", "no evidence of", "no signs of", "no sign of", "no definite", "no focal", "no acute", "no significant",
+               "no new", "no other", "no obvious", "no visible", "no residual", "no findings of")
+)
+# "Opacity may be secondary to edema": a hedge on the cause, which "secondary to" alone would end.
+_HEDGED_CAUSES: Final = tuple(
+    f"{hedge} {link}"
+    for hedge in ("may be", "might be", "could be", "can be", "possibly", "probably", "likely", "presumably", "perhaps",
+                  "most likely", "may", "could", "might", "which may be", "which could be", "which is likely", "may also be",
+                  "may partly be", "possibly partly", "likely partly", "perhaps partly", "potentially")
+    for link in ("secondary to", "due to", "related to", "from", "caused by", "reflecting", "representing", "a result of",
+                 "the result of", "attributable to", "a sequela of", "in the setting of", "associated with")
+)
+# Hedges written after the finding ("pneumonia is in the differential", "another consideration is
+# pneumonia" reads forwards).
+_POST_HEDGES: Final = (
+    "in the differential", "is in the differential", "are in the differential", "remains in the differential",
+    "remain in the differential", "in the differential diagnosis", "is in the differential diagnosis",
+    "is a differential consideration", "a differential consideration", "differential consideration",
+    "is also a consideration", "also a consideration", "another consideration", "would be another consideration",
+    "is another consideration", "another possibility", "is another possibility", "would be another possibility", "are considerations", "is a concern", "a concern",
+    "is of concern", "of concern", "is a possibility", "is also possible", "also possible", "not excluded",
+    "is not excluded", "are not excluded", "can not be excluded", "should be considered", "should also be considered",
+    "could also be considered", "may also be considered", "is suggested", "are suggested", "suspected",
+    "is not ruled out", "remains possible", "remain possible", "is questioned", "not entirely excluded",
+)
+_CONSIDERATIONS: Final = (
+    "another consideration is", "another consideration would be", "other considerations include",
+    "other considerations are", "other considerations would include", "a consideration is", "considerations include",
+    "differential considerations are", "differential considerations would include", "the differential includes",
+    "differential would include", "differential also includes", "alternatively", "alternative consideration",
+    "an alternative is", "concern is for", "concern would be", "concern would be for", "consideration would be",
+    "considerations would include", "differential includes", "the differential would include",
+)
+
 # Negations that only a device can take: "pneumothorax after chest tube removal" keeps the pneumothorax.
 _DEVICE_NEGATIONS: Final = (
     "removal", "after removal", "following removal", "since removal", "status post removal", "removed", "has been removed",
@@ -267,7 +311,7 @@ _PSEUDOS: Final = (
     "partially resolved", "nearly resolved", "almost resolved", "near complete resolution", "partial resolution",
     "incompletely resolved", "almost completely resolved", "largely resolved", "mostly resolved",
     "near resolution", "near-complete resolution", "nearly completely resolved", "not completely resolved",
-    "not entirely resolved", "not fully resolved", "resolving", "improving", "not resolved", "has not resolved",
+    "not entirely resolved", "not fully resolved", "not resolved", "has not resolved",
     "not larger", "is not larger", "no larger", "no further increase", "no further enlargement", "has not increased",
     "have not increased", "questionable position", "questionable positioning", "uncertain position",
     "possible malposition", "possibly malpositioned", "could be advanced", "could be withdrawn", "could be retracted",
@@ -286,6 +330,7 @@ _TERMINATORS: Final = (
     "in the setting of", "in setting of", "in the context of", ";", "compared to", "compared with",
 )
 _CHANGES: Final = (
+    "resolving", "improving",
     "stable", "unchanged", "decreased", "increased", "improved", "worsened", "worsening", "persistent",
     "persists", "persist", "again seen", "again noted", "redemonstrated", "re demonstrated", "present",
     "seen", "noted", "has decreased", "has increased", "has improved", "has worsened", "slightly improved",
@@ -380,8 +425,13 @@ def trigger_rules() -> dict[str, Rule]:
         rules[phrase] = replace(rules.get(phrase, _rule(NEGATION, post=True)), devices_only=True)
     for phrase in ("not increased", "not significantly increased", "not increased in size"):
         rules[phrase] = _rule(NEGATION, post=True, attributes_only=True)
-    for phrase in _PRE_UNCERTAINTIES:
+    for phrase in _VERB_NEGATIONS:
+        if phrase not in rules or rules[phrase].kind in (VERB, CHANGE, TERMINATOR, STARTER, FINDING):
+            rules[phrase] = _rule(NEGATION, pre=True)
+    for phrase in _PRE_UNCERTAINTIES + _HEDGED_CAUSES + _CONSIDERATIONS:
         _add(rules, phrase, _rule(UNCERTAINTY, pre=True))
+    for phrase in _POST_HEDGES:
+        _add(rules, phrase, _rule(UNCERTAINTY, post=True))
     for phrase in _BOTH_UNCERTAINTIES:
         _add(rules, phrase, _rule(UNCERTAINTY, pre=True, post=True))
     for phrase in _SYMMETRIC:
@@ -420,7 +470,7 @@ def find_triggers(text: str) -> list[TriggerMatch]:
     lookup = matcher.value
     found = [TriggerMatch(m.start(), m.end(), m.group(), lookup(m)) for m in matcher.finditer(text)]
     if any(t.rule.starter for t in found):
-        found = [_clause_start(text, t) if t.rule.starter else t for t in found]
+        found = [_clause_start(text, t) if t.rule.starter and not _list_goes_on(text, found, k) else t for k, t in enumerate(found)]
         found = [t for t in found if t.rule.kind != STARTER]
     causes, artifacts = _artifact_patterns()
     if causes.search(text):  # rare: only then the slower pattern of hedge, link and cause
@@ -429,6 +479,8 @@ def find_triggers(text: str) -> list[TriggerMatch]:
             found = [t for t in found if t.end <= a or t.start >= b]
             found.append(TriggerMatch(a, b, match.group(), _ARTIFACT))
         found.sort()
+    if "," in text:
+        found = _comma_clauses(text, found)
     return found
 
 
@@ -444,18 +496,48 @@ def _artifact_patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
 
     causes = re.compile(alternatives(_ARTIFACT_CAUSES))
     links = alternatives(_ARTIFACT_LINKS)
-    artifacts = re.compile(rf"{alternatives(_ARTIFACT_HEDGES)} (?:{links} )?{alternatives(_ARTIFACT_CAUSES)}")
+    artifacts = re.compile(rf"{alternatives(_ARTIFACT_HEDGES)} (?:{links} )?(?:(?:the|a|an) )?{alternatives(_ARTIFACT_CAUSES)}")
     return causes, artifacts
 
 
 _CLAUSE: Final = Rule(TERMINATOR)
 
 
+def _list_goes_on(text: str, found: Sequence[TriggerMatch], k: int) -> bool:
+    """The item after a comma is one of a list that goes on to ", or" / "nor": "No consolidation,
+    large effusion, or pneumothorax" negates all three, whatever adjectives the items carry."""
+    for trigger in found[k + 1 : k + 1 + _SCAN]:
+        rule = trigger.rule
+        if rule.weak or trigger.text == "nor":
+            return trigger.text == "nor" or text[: trigger.start].rstrip().endswith(",")
+        if rule.kind in (TERMINATOR, PSEUDO, VERB) or (rule.effective and not rule.starter):
+            return False
+    return False
+
+
+def _comma_clauses(text: str, found: list[TriggerMatch]) -> list[TriggerMatch]:
+    """A comma before a trigger that reads forwards only ("no", "without") ends the clause before it:
+    "heart size within normal limits, no mediastinal widening"."""
+    out: list[TriggerMatch] = []
+    for trigger in found:
+        rule = trigger.rule
+        if rule.effective and rule.pre and not rule.post and not rule.weak:
+            at = trigger.start
+            while at > 0 and text[at - 1] == " ":
+                at -= 1
+            if at > 0 and text[at - 1] == "," and (not out or out[-1].end <= at - 1):
+                out.append(TriggerMatch(at - 1, at, ",", _CLAUSE))
+        out.append(trigger)
+    return out
+
+
 def _clause_start(text: str, trigger: TriggerMatch) -> TriggerMatch:
     """A starter word after a comma ends the clause before it (", mild edema")."""
-    before = text[: trigger.start].rstrip()
-    if before.endswith(","):
-        return TriggerMatch(len(before) - 1, trigger.end, text[len(before) - 1 : trigger.end], _CLAUSE)
+    at = trigger.start
+    while at > 0 and text[at - 1].isspace():
+        at -= 1
+    if at > 0 and text[at - 1] == ",":
+        return TriggerMatch(at - 1, trigger.end, text[at - 1 : trigger.end], _CLAUSE)
     return trigger
 
 
@@ -487,23 +569,29 @@ def decide(
     [0.0, 0.0, -1.0]
     """
     start, end = mentions[index]
+    if attribute and _LOCATIVE.search(text, max(0, start - 40), start):
+        return Decision(1.0, None, False)  # "posterior to the heart": a place, not the heart described
     candidates: list[TriggerMatch] = []
     stopped: TriggerMatch | None = None  # a pseudo trigger that ended a negation's scope: the explanation
     weak: TriggerMatch | None = None
-    for trigger in triggers:
+    # Triggers are sorted and do not overlap: those around the mention, then at most _SCAN on each
+    # side are looked at, so that a mention costs the same however long its sentence.
+    before = bisect.bisect_right(triggers, start, key=_end)  # triggers[:before] end by the mention's start
+    after = bisect.bisect_left(triggers, end, key=_start)  # triggers[after:] start at or after its end
+    for trigger in triggers[before:after]:
         if trigger.start <= start and trigger.end >= end and trigger.rule.effective and not trigger.rule.weak:
             candidates.append(trigger)  # "not widened" around "widened"
     # Back to the nearest trigger before the mention.
-    for trigger in reversed(triggers):
-        if trigger.end > start:
-            continue
+    for trigger in reversed(triggers[max(before - _SCAN, 0) : before]):
         rule = trigger.rule
         if rule.weak:
             if weak is None and _words(text, trigger.end, start) <= _WEAK_WINDOW and _mention_ends_near(text, mentions, trigger.start):
                 weak = trigger
             continue
         if rule.effective and not (rule.attributes_only and not attribute) and not (rule.devices_only and not device):
-            if rule.pre and _words(text, trigger.end, start) < rule.window:
+            # A trigger that reads both ways and ends its clause with a comma belongs to what came
+            # before it: "heart size upper limits of normal, aortic tortuosity".
+            if rule.pre and _words(text, trigger.end, start) < rule.window and not (rule.post and text.startswith(",", trigger.end)):
                 candidates.append(trigger)
             break
         if rule.kind == PSEUDO or rule.attributes_only or rule.devices_only:
@@ -514,9 +602,7 @@ def decide(
         if rule.blocks_pre:
             break
     # On to the nearest trigger after it.
-    for trigger in triggers:
-        if trigger.start < end:
-            continue
+    for trigger in triggers[after : after + _SCAN]:
         rule = trigger.rule
         if rule.weak:
             if weak is None and _words(text, end, trigger.start) <= _WEAK_WINDOW and _mention_starts_near(text, mentions, trigger.end):
@@ -527,8 +613,8 @@ def decide(
                 break
             # An attribute is the subject of what follows: "the heart may be enlarged".
             acts_after = rule.post or (attribute and rule.kind == UNCERTAINTY)
-            if acts_after and (rule.symmetric or not rule.pre or not _mention_follows(triggers, mentions, trigger, len(text))):
-                if _words(text, end, trigger.start) <= _POST_WINDOW:
+            if acts_after and (rule.symmetric or not rule.pre or not _mention_follows(triggers, mentions, trigger, len(text), text)):
+                if _words(text, _list_end(text, mentions, index, trigger.start), trigger.start) <= _POST_WINDOW:
                     candidates.append(trigger)
             break  # a pre-only trigger, or a hedge of the next mention ("opacity, likely atelectasis")
         if rule.kind == PSEUDO or rule.attributes_only or rule.devices_only:
@@ -544,16 +630,15 @@ def decide(
     if weak is not None:
         return Decision(-1.0, weak, True)
     if attribute:
-        finding = _finding_in_clause(triggers, start, end)
+        finding = _finding_in_clause(triggers, start, end, text)
         return Decision(1.0, finding, finding is not None)
     return Decision(1.0, stopped, True)
 
 
 def _negation_before(text: str, triggers: Sequence[TriggerMatch], trigger: TriggerMatch) -> TriggerMatch | None:
     """The negation in force before ``trigger`` in its clause ("no opacity to suggest ...")."""
-    for other in reversed(triggers):
-        if other.end > trigger.start:
-            continue
+    before = bisect.bisect_right(triggers, trigger.start, key=_end)
+    for other in reversed(triggers[max(before - _SCAN, 0) : before]):
         rule = other.rule
         if rule.weak:
             continue
@@ -565,29 +650,85 @@ def _negation_before(text: str, triggers: Sequence[TriggerMatch], trigger: Trigg
 
 
 def _mention_ends_near(text: str, mentions: Sequence[tuple[int, int]], at: int) -> bool:
-    return any(end <= at and _words(text, end, at) <= _WEAK_WINDOW for _, end in mentions)
+    """A mention ends at most _WEAK_WINDOW words before ``at`` (mentions are sorted, disjoint)."""
+    i = bisect.bisect_right(mentions, at, key=_second)  # mentions[:i] end by ``at``
+    return i > 0 and _words(text, mentions[i - 1][1], at) <= _WEAK_WINDOW
 
 
 def _mention_starts_near(text: str, mentions: Sequence[tuple[int, int]], at: int) -> bool:
-    return any(start >= at and _words(text, at, start) <= _WEAK_WINDOW for start, _ in mentions)
+    i = bisect.bisect_left(mentions, at, key=_first)  # mentions[i:] start at or after ``at``
+    return i < len(mentions) and _words(text, at, mentions[i][0]) <= _WEAK_WINDOW
 
 
-def _mention_follows(triggers: Sequence[TriggerMatch], mentions: Sequence[tuple[int, int]], trigger: TriggerMatch, limit: int) -> bool:
-    """A mention after ``trigger`` in its clause (before the next terminator)."""
-    for other in triggers:
-        if other.start >= trigger.end and other.rule.kind in (TERMINATOR, PSEUDO):
-            limit = other.start
+# A structure named as a place ("a hernia posterior to the heart", "opacity behind the heart").
+_LOCATIVE: Final = re.compile(
+    r"(?<![a-z])(?:(?:posterior|anterior|lateral|medial|superior|inferior|adjacent|next|close|deep|left|right) to"
+    r"|behind|over|overlying|overlie|overlies|beyond|along|near|above|below|beneath|underneath|through|obscuring|obscures"
+    r"|silhouetting|silhouettes|border of|borders of|margin of|into|abutting|abuts|adjacent) (?:the )?$"
+)
+# What joins the items of a list: "consolidation, atelectasis and blunting have cleared".
+_LIST_JOINER: Final = re.compile(r" *,? *(?:(?:and|or|as well as|and/or) )?(?:the )?")
+
+
+def _list_end(text: str, mentions: Sequence[tuple[int, int]], index: int, limit: int) -> int:
+    """The end of the list that mention ``index`` starts (items joined by commas, "and", "or"),
+    before ``limit``: a post trigger's window counts from there, so that it covers the whole list."""
+    end = mentions[index][1]
+    for start, stop in mentions[index + 1 : index + 1 + _SCAN]:
+        if stop > limit or _LIST_JOINER.fullmatch(text, end, start) is None:
             break
-    return any(trigger.end <= start < limit for start, _ in mentions)
+        end = stop
+    return end
 
 
-def _finding_in_clause(triggers: Sequence[TriggerMatch], start: int, end: int) -> TriggerMatch | None:
+def _start(trigger: TriggerMatch) -> int:
+    return trigger.start
+
+
+def _end(trigger: TriggerMatch) -> int:
+    return trigger.end
+
+
+def _first(span: tuple[int, int]) -> int:
+    return span[0]
+
+
+def _second(span: tuple[int, int]) -> int:
+    return span[1]
+
+
+def _mention_follows(triggers: Sequence[TriggerMatch], mentions: Sequence[tuple[int, int]], trigger: TriggerMatch, limit: int, text: str = "") -> bool:
+    """A mention after ``trigger`` in its clause (before the next terminator).
+
+    A comma right after the trigger ends its clause: "heart size at the upper limits of normal,
+    aortic tortuosity" says normal of the heart, not of the aorta.
+    """
+    i = bisect.bisect_left(mentions, trigger.end, key=_first)
+    if i == len(mentions) or mentions[i][0] >= limit:
+        return False
+    first = mentions[i][0]
+    if text[trigger.end : first].lstrip().startswith(","):
+        return False
+    for other in triggers[bisect.bisect_left(triggers, trigger.end, key=_start) :]:
+        if other.start > first:
+            return True
+        if other.rule.kind in (TERMINATOR, PSEUDO):
+            return False
+        if other.rule.effective and other.rule.pre and not other.rule.weak:
+            return False  # "within normal limits no focal airspace disease": the mention has its own trigger
+    return True
+
+
+def _finding_in_clause(triggers: Sequence[TriggerMatch], start: int, end: int, text: str = "") -> TriggerMatch | None:
     """A finding word in the clause around an attribute mention ("the heart is mildly enlarged").
 
-    "With" goes on describing the attribute: "the silhouette is postoperative, with mild widening".
+    "With" goes on describing the attribute: "the silhouette is postoperative, with mild widening";
+    otherwise a comma ends the clause ("heart size is stable, tortuous aorta").
     """
     found = None
-    for trigger in triggers:
+    described = False
+    low = max(bisect.bisect_right(triggers, start, key=_end) - _SCAN, 0)
+    for trigger in triggers[low : bisect.bisect_left(triggers, end, key=_start) + _SCAN]:
         kind = trigger.rule.kind
         if trigger.end <= start:
             if kind in (TERMINATOR, PSEUDO):
@@ -595,7 +736,9 @@ def _finding_in_clause(triggers: Sequence[TriggerMatch], start: int, end: int) -
             elif trigger.rule.finding:
                 found = trigger
         elif trigger.start >= end:
-            if kind in (TERMINATOR, PSEUDO) and not trigger.text.lstrip(", ").startswith("with"):
+            if trigger.text.lstrip(", ").startswith("with"):
+                described = True  # ", with mild widening" goes on describing the attribute
+            elif kind in (TERMINATOR, PSEUDO) or ("," in text[end : trigger.start] and not described):
                 break
             if trigger.rule.finding:
                 return trigger

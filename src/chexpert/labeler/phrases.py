@@ -7,7 +7,8 @@ caller lowering the text, and the longest phrase wins at a position, so that "pe
 effusion" is found as one phrase and "effusion" inside it is not found again.
 
 Inside a phrase, a space stands for any run of whitespace or a hyphen ("air space", "air-space",
-"air\\nspace"), so the phrase lists need one spelling per word sequence.
+"air\\nspace"), so the phrase lists need one spelling per word sequence, and for a de-identification
+token or two between words ("costophrenic XXXX blunting", "no ___ pneumothorax").
 
 >>> matcher = PhraseMatcher({"effusion": "E", "pericardial effusion": "X", "no": "N"})
 >>> [(m.start(), m.end(), matcher.value(m)) for m in matcher.finditer("no pericardial  effusion; effusion")]
@@ -24,9 +25,16 @@ __all__ = ["PhraseMatcher", "normalize", "flatten"]
 
 V = TypeVar("V")
 
-# A space in a phrase matches whitespace, a hyphen, or both ("air - space").
-_GAP = r"(?:\s*-\s*|\s+)"
-_GAPS = re.compile(r"\s*-\s*|\s+")
+# A space in a phrase matches whitespace, a hyphen, or both ("air - space"). Possessive: the next
+# character of a phrase is never a space or a hyphen, so giving spaces back can never help, and a
+# long run of spaces after a word costs one pass instead of one per space.
+#
+# A de-identification token inside a phrase ("costophrenic XXXX blunting", "no ___ pneumothorax",
+# where a word was redacted) is part of the gap: one or two of them are skipped, as whitespace is.
+_DEID = r"(?:x{3,}|_{2,})"
+_SPACE = r"(?:\s*+-\s*+|\s++)"
+_GAP = rf"{_SPACE}(?:{_DEID}{_SPACE}){{0,2}}"
+_GAPS = re.compile(r"(?:\s*-\s*|\s+)(?:(?:x{3,}|_{2,})(?:\s*-\s*|\s+)){0,2}")
 _END = object()
 # Every whitespace character becomes a space: gaps are then counted and matched alike.
 _SPACES = {ord(c): " " for c in "\t\n\r\x0b\x0c\x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000" + "".join(chr(c) for c in range(0x2000, 0x200B))}

@@ -31,7 +31,7 @@ from chexpert.parallel import quiet_worker
 from chexpert.schema import OBSERVATIONS, Code
 from chexpert.validation import check_choice, check_int, check_type
 
-__all__ = ["label_report", "label_reports", "label_stream", "labelled_chunks", "CHUNK", "EMPTY"]
+__all__ = ["label_report", "label_reports", "label_stream", "labelled_chunks", "CHUNK", "EMPTY", "LONGEST_REPORT"]
 
 _DEVICES: Final = ("Support Devices",)
 _CODE: Final[dict[float | None, int]] = {1.0: Code.POSITIVE, 0.0: Code.NEGATIVE, -1.0: Code.UNCERTAIN, None: Code.BLANK}
@@ -52,8 +52,23 @@ class _Found(NamedTuple):
     counted: bool
 
 
+#: The longest report read, in characters: about fifty pages, where real reports hold a few
+#: thousand. What lies beyond is not read (the spans of :func:`label_report` end before it), so
+#: that the work per report is bounded whatever a file holds.
+LONGEST_REPORT: Final = 200_000
+
+
+def _bounded(text: str) -> str:
+    """``text`` up to :data:`LONGEST_REPORT` characters, cut at a space where there is one."""
+    if len(text) <= LONGEST_REPORT:
+        return text
+    cut = text.rfind(" ", LONGEST_REPORT // 2, LONGEST_REPORT)
+    return text[: cut if cut > 0 else LONGEST_REPORT]
+
+
 def _read(text: str, sections: str) -> tuple[str, list[tuple[int, int]], list[_Found]]:
-    """Section, spans and every mention of one report, decided."""
+    """Section, spans and every mention of one report, decided (its first LONGEST_REPORT characters)."""
+    text = _bounded(text)
     section, spans = select(text, sections)
     flat = flatten(text)
     found: list[_Found] = []
@@ -103,7 +118,8 @@ def label_report(text: str, *, sections: str = "impression") -> ReportLabels:
     ``sections`` chooses what is read: ``impression`` (as the original labeler: the impression,
     else the findings, else the whole report), ``findings``, or ``report`` (every section but
     indication, history, comparison, technique, examination and procedure). An empty report is
-    blank throughout.
+    blank throughout. Labelling is linear in the length of the report, and a report longer than
+    :data:`LONGEST_REPORT` characters is read to that point (``spans`` say what was read).
 
     >>> import chexpert
     >>> result = chexpert.label_report("FINDINGS: Heart size is normal. IMPRESSION: Right lower lobe opacity, likely pneumonia.")

@@ -13,7 +13,8 @@ lines without a final period. A sentence boundary is:
   ends without punctuation and one that starts with a capitalised word, and an inline list
   marker ("(2)", "2)").
 
-List markers, bullets and spaces are trimmed from the sentences; pieces without a letter go.
+List markers, bullets and spaces are trimmed from the sentences; pieces without a letter go; a
+run-on longer than :data:`LONGEST` characters is cut after a comma or at a space.
 
 >>> text = "1. No effusion.2. Mild edema vs. atelectasis, 1.5 cm nodule? pneumonia\\n- Tube in place"
 >>> [text[a:b] for a, b in split(text)]
@@ -26,20 +27,28 @@ import re
 from collections.abc import Iterable
 from typing import Final
 
-__all__ = ["split"]
+__all__ = ["split", "LONGEST"]
 
-# Every branch starts with a character, not a look-behind, so that the regex engine skips to the
-# next candidate character instead of trying every branch at every position.
+#: The longest sentence read as one, in characters. Real sentences are a few hundred; a longer run
+#: without a full stop (a pasted table, a repeated phrase) is read in clauses of at most this size,
+#: so that the scopes of negation, whose work grows with a sentence's triggers times its mentions,
+#: stay bounded and labelling stays linear in the length of the report.
+LONGEST: Final = 1000
+
+# Every branch starts with a character, not a look-behind or a group, so that the regex engine skips
+# to the next candidate character instead of trying every branch at every position; the empty
+# named groups at the ends say which branch matched (``match.lastgroup``).
 _BOUNDARY: Final = re.compile(
     r"""
-      (?P<stop>[.!]+)(?=[\s"')\]]|$)                # end punctuation before a space
+      [.!]++(?=[\s"')\]]|$)(?P<stop>)                 # end punctuation before a space
     | \.(?<=[A-Za-z]{2}\.)(?=[A-Za-z])              # "effusion.Mild": the space left out
-    | \.(?<=[A-Za-z)%]\.)(?=\d+[.)]?\s*[A-Za-z])     # "effusion.2. Mild": a list item glued on
-    | \?+(?=\s*$|\s+[A-Z]|\s*\n)                     # "Pneumonia? No effusion"
+    | \.(?<=[A-Za-z)%]\.)(?=\d++[.)]?\s*+[A-Za-z])   # "effusion.2. Mild": a list item glued on
+    | \?++(?=[ \t\r\f\v]*+(?:$|\n)|\s++[A-Z])          # "Pneumonia? No effusion"
     | \n[ \t]*\n                                    # a blank line
     | \n(?=[ \t]*(?:\(?\d{1,2}[.)]|[-*\u2022])\s)    # a line break before a list item or bullet
-    | (?P<wrap>\n)(?=[ \t]*[A-Z][a-z])              # a line break, then a capitalised word (see split)
+    | \n(?=[ \t]*[A-Z][a-z])(?P<wrap>)              # a line break, then a capitalised word (see split)
     | [ \t](?=\(?\d{1,2}\)\s)                      # an inline list marker "(2)" or "2)"
+    | [.!]{2,}+(?P<run>) | \?{2,}+(?P<qrun>)        # a run that ends nothing: one match, not one attempt per character
     """,
     re.VERBOSE,
 )
@@ -63,10 +72,14 @@ def split(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, 
     out: list[tuple[int, int]] = []
     begin = start
     for match in _BOUNDARY.finditer(text, start, end):
-        if match.group("stop") == "." and _abbreviation(text, begin, match.start()):
-            continue
-        if match.group("wrap") is not None and _continues(text, begin, match.start()):
-            continue
+        kind = match.lastgroup  # the named branch that matched, if any
+        if kind is not None:
+            if kind in ("run", "qrun"):
+                continue
+            if kind == "stop" and match.group() == "." and _abbreviation(text, begin, match.start()):
+                continue
+            if kind == "wrap" and _continues(text, begin, match.start()):
+                continue
         _add(text, begin, match.end(), out)
         begin = match.end()
     _add(text, begin, end, out)
@@ -98,8 +111,24 @@ def _add(text: str, start: int, end: int, out: list[tuple[int, int]]) -> None:
         start = lead.end()
     while end > start and text[end - 1].isspace():
         end -= 1
+    while end - start > LONGEST:  # a run-on "sentence": cut into clauses, so that work stays linear
+        cut = _cut(text, start, start + LONGEST)
+        if _LETTER.search(text, start, cut):
+            out.append((start, cut))
+        start = cut
+        while start < end and text[start].isspace():
+            start += 1
     if start < end and _LETTER.search(text, start, end):
         out.append((start, end))
+
+
+def _cut(text: str, start: int, limit: int) -> int:
+    """Where to cut a run-on sentence at or before ``limit``: after a comma, else at a space."""
+    for mark in (",", " "):
+        at = text.rfind(mark, start + LONGEST // 2, limit)
+        if at >= 0:
+            return at + 1
+    return limit
 
 
 def sentences(text: str, spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:

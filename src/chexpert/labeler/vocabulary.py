@@ -111,7 +111,8 @@ _MENTIONS: Final[dict[str, tuple[str, ...]]] = {
         "vascular prominence", "pulmonary vascular prominence", "prominent pulmonary vasculature",
         "prominence of the pulmonary vasculature", "engorged pulmonary vasculature", "pulmonary venous hypertension",
         "noncardiogenic edema", "cardiogenic edema", "vascular blurring",
-        "hydrostatic edema", "vascular plethora",
+        "hydrostatic edema", "vascular plethora", "edematous", "edematous change", "edematous lung",
+        "elevated pulmonary venous pressure", "increased pulmonary venous pressure", "elevated venous pressure",
     ),
     "Consolidation": (
         "consolidation", "consolidative", "consolidated", "consolidating", "airspace consolidation",
@@ -126,7 +127,7 @@ _MENTIONS: Final[dict[str, tuple[str, ...]]] = {
         "pneumonic infiltrate", "infectious infiltrate",
     ),
     "Atelectasis": (
-        "atelectasis", "atelectatic", "atelectatic change", "collapse", "lobar collapse", "volume loss",
+        "atelectasis", "atelectatic", "atelectatic change", "collapse", "lobar collapse",
         "subsegmental atelectasis", "platelike atelectasis", "plate like atelectasis", "plate like",
         "platelike", "discoid atelectasis", "linear atelectasis", "bandlike atelectasis", "band like atelectasis",
         "dependent atelectasis", "compressive atelectasis", "passive atelectasis", "lobar atelectasis",
@@ -155,7 +156,7 @@ _MENTIONS: Final[dict[str, tuple[str, ...]]] = {
     "Fracture": (
         "fracture", "fractured", "fx", "rib fracture", "compression fracture", "fracture deformity",
         "healed fracture", "healing fracture", "callus", "callus formation", "displaced fracture",
-        "nondisplaced fracture", "non displaced fracture", "fracture fragment",
+        "nondisplaced fracture", "non displaced fracture", "fracture fragment", "fracture line",
     ),
     "Support Devices": (
         "tube", "endotracheal tube", "et tube", "ett", "e t tube", "tracheostomy", "tracheostomy tube",
@@ -190,7 +191,7 @@ _MENTIONS: Final[dict[str, tuple[str, ...]]] = {
         "ventriculoperitoneal shunt", "breast implant", "tissue expander", "implant", "spinal stimulator",
         "enteric catheter", "nasoenteric tube", "feeding catheter", "pacing device", "cardiac pacemaker",
         "dual lead pacemaker", "dual chamber pacemaker", "single lead pacemaker", "esophageal probe",
-        "temperature probe", "esophageal temperature probe", "clip", "surgical clip", "nasogastric", "orogastric",
+        "temperature probe", "esophageal temperature probe", "clip", "surgical clip", "mediastinal clip", "nasogastric", "orogastric",
         "lead", "lead fragment", "catheter fragment", "retained fragment", "wire fragment", "retained lead",
         "gastric band", "lap band", "gastric banding", "gastric banding device", "ett tube",
         # a broken wire or lead is a device, not a bone (no Fracture)
@@ -226,7 +227,7 @@ _ATTRIBUTES: Final[dict[str, tuple[str, ...]]] = {
         "cardiomediastinum", "cardiomediastinal silhouette", "cardiomediastinal contour", "cardiomediastinal size",
         "cardiomediastinal shadow", "cardiomediastinal", "cardio mediastinal silhouette", "cardio mediastinal",
         "mediastinum", "mediastinal contour", "mediastinal silhouette", "mediastinal width", "mediastinal shadow",
-        "superior mediastinum", "mediastinal", "mediastinal structure", "mediastinal configuration",
+        "superior mediastinum", "mediastinal", "mediastinal structure", "cardiothymic silhouette", "cardiothymic contour", "cardiothymic", "mediastinal configuration",
         "cardiomediastinal configuration", "mediastinal border",
     ),
     OTHER: (
@@ -271,7 +272,7 @@ _EXCLUSIONS: Final[tuple[str, ...]] = (
     "right cardiac border", "cardiac apex", "heart disease", "cardiac surgery", "cardiac monitor",
     "cardiac valve", "mediastinal lymphadenopathy", "mediastinal adenopathy", "mediastinal lymph node",
     "mediastinal shift", "shift of the mediastinum", "mediastinal air", "mediastinal emphysema",
-    "mediastinal fat", "mediastinal clip", "cardiophrenic angle", "cardiac pacemaker lead",
+    "mediastinal fat", "cardiophrenic angle", "cardiac pacemaker lead",
     # not Lung Lesion
     "mass effect", "soft tissue mass", "breast mass", "thyroid nodule", "thyroid mass", "nipple shadow",
     "nipple shadows", "lytic lesion", "sclerotic lesion", "bone lesion", "osseous lesion", "bony lesion",
@@ -290,6 +291,9 @@ _EXCLUSIONS: Final[tuple[str, ...]] = (
 
 # Other abnormalities: no observation of the 14, but a finding, so the report is not No Finding.
 _OTHER: Final[tuple[str, ...]] = (
+    # volume loss alone names no observation (the original's Atelectasis phrases are atelectasis,
+    # atelectatic and collapse); it is a finding, so the report is not No Finding
+    "volume loss",
     "emphysema", "emphysematous", "emphysematous change", "copd", "chronic obstructive pulmonary disease",
     "hyperinflation", "hyperinflated", "hyperexpansion", "hyperexpanded", "overinflation", "overinflated",
     "granuloma", "calcified granuloma", "granulomatous", "granulomatous disease", "calcified nodule",
@@ -337,6 +341,19 @@ _OTHER: Final[tuple[str, ...]] = (
     "honeycombing", "cystic change", "cavitation",
 )
 
+# Old, healed infection is not a Pneumonia (GUIDELINES.md, section 12): "sequela of old
+# granulomatous infection", "prior granulomatous disease", "remote infection". The original labeler
+# read "infection" in them as a positive Pneumonia; here they are another abnormality (a finding,
+# so no No Finding). Healed fractures stay Fractures, as the guidelines say.
+_PAST_INFECTIONS: Final[tuple[str, ...]] = tuple(
+    f"{lead}{age}{disease}"
+    for lead in ("", "sequela of ", "sequelae of ", "sequela of an ", "sequela of a ", "residua of ", "stigmata of ")
+    for age in ("", "old ", "prior ", "previous ", "remote ", "healed ", "past ", "chronic ", "old healed ", "prior healed ")
+    for disease in ("infection", "pneumonia", "granulomatous infection", "granulomatous disease", "infectious process",
+                    "tuberculosis", "tb", "tuberculous infection", "histoplasmosis", "granulomatous process", "fungal infection")
+    if (lead or age) and f"{age}{disease}" != "old tuberculosis"
+)
+
 _IRREGULAR_PLURALS: Final[dict[str, str]] = {
     "atelectasis": "atelectases",
     "pneumothorax": "pneumothoraces",
@@ -357,8 +374,13 @@ _IRREGULAR_PLURALS: Final[dict[str, str]] = {
     "sclerosis": "scleroses",
     "tuberculosis": "tuberculoses",
     "spondylosis": "spondyloses",
+    # countable, though their ending says adjective or disease ("pneumonias", "multiple pneumonias")
+    "pneumonia": "pneumonias",
+    "bronchopneumonia": "bronchopneumonias",
 }
-# Last words that are not countable nouns: no plural is made.
+# Last words that are not countable nouns: no plural is made. Countable findings get one, even
+# those a report rarely counts ("consolidations", "thickenings", "calcifications"): a user's
+# hospital writes them, and a missed plural turns an abnormal report into a No Finding.
 _NO_PLURAL_ENDINGS: Final[tuple[str, ...]] = ("ed", "ic", "ous", "al", "ive", "ar", "ia", "ly", "ema", "osis", "asis", "itis", "ty ratio", "ght")
 _NO_PLURAL_WORDS: Final[frozenset[str]] = frozenset(
     {"edema", "congestion", "overload", "hazy", "airspace", "ground glass", "cephalization", "cephalisation",
@@ -366,15 +388,15 @@ _NO_PLURAL_WORDS: Final[frozenset[str]] = frozenset(
      "copd", "chf", "ggo", "uti", "hardware", "equipment", "support", "life support", "trach", "dobhoff", "dobbhoff",
      "pleurx", "mitraclip", "impella", "cordis", "swan ganz", "reticulonodular", "micronodular", "spiculated",
      "masslike", "mass like", "plate like", "platelike", "pigtail", "indistinctness", "haziness", "scarring",
-     "reticulation", "opacification", "consolidation", "infiltration", "hyperinflation", "hyperexpansion",
-     "overinflation", "engorgement", "redistribution", "tortuosity", "elevation", "aspiration", "cavitation",
-     "malignancy", "lucency", "hyperlucency", "nodularity", "blunting", "thickening", "widening",
-     "prominence", "enlargement", "asthma", "sclerosis", "osteolysis", "honeycombing", "lipomatosis",
-     "calcification", "collapse", "volume loss", "loss of height", "air", "fluid", "anasarca", "emphysema",
+     "hyperinflation", "hyperexpansion",
+     "overinflation", "engorgement", "redistribution", "tortuosity", "aspiration",
+     "blunting",
+     "asthma", "sclerosis", "osteolysis", "honeycombing", "lipomatosis",
+     "collapse", "volume loss", "loss of height", "air", "fluid", "anasarca", "emphysema",
      "opacifying", "consolidating", "enlarging", "bandlike", "air trapping", "cuffing", "crowding", "filling",
-     "infection", "fibrosis", "kyphosis", "scoliosis", "kyphoscoliosis", "osteopenia", "osteoporosis",
+     "fibrosis", "kyphosis", "scoliosis", "kyphoscoliosis", "osteopenia", "osteoporosis",
      "osteophytosis", "spondylosis", "atherosclerosis", "arthritis", "osteoarthritis", "bronchitis",
-     "bronchiolitis", "pneumonitis", "tuberculosis", "sarcoidosis", "hemorrhage", "contusion", "fluid status", "vascular plethora", "superinfection", "pneumonia", "bronchopneumonia"}
+     "bronchiolitis", "pneumonitis", "tuberculosis", "sarcoidosis", "fluid status", "vascular plethora"}
 )
 
 # British spellings and other spelling variants, applied as substring replacements.
@@ -455,6 +477,8 @@ def _listed() -> list[Term]:
     for phrase in _EXCLUSIONS:
         listed.append(Term(phrase, ()))
     for phrase in _OTHER:
+        listed.append(Term(phrase, (OTHER,)))
+    for phrase in _PAST_INFECTIONS:
         listed.append(Term(phrase, (OTHER,)))
     return listed
 
