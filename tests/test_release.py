@@ -201,3 +201,24 @@ def test_train_and_valid_csvs_from_different_folders_are_not_mixed(releases, tmp
     with pytest.raises(ChexpertError, match="train.csv and valid.csv in different folders") as caught:
         chexpert.open(tmp_path)
     assert str(tmp_path / "copy1" / "train.csv") in str(caught.value) and "pass the folder of the one release you mean" in str(caught.value)
+
+
+def test_a_zip_replaced_at_the_same_path_is_read_afresh(tmp_path):
+    """The open zip and its listings are keyed on the file's identity, not its path: a 24-row zip
+    replaced by an 8-row one at the same path must give 8 rows in the same process."""
+    big = synthesize(tmp_path / "big", release="small", layout="zip", patients=12, valid_patients=2, seed=3)
+    small = synthesize(tmp_path / "small", release="small", layout="zip", patients=3, valid_patients=2, seed=4)
+    target = tmp_path / "here" / big.name
+    target.parent.mkdir()
+    shutil.copyfile(big, target)
+    first = chexpert.open(target).index()
+    first_image = chexpert.open(target).read_bytes(first.path[0])
+    replacement = tmp_path / "here" / "incoming.zip"
+    shutil.copyfile(small, replacement)
+    replacement.replace(target)
+    second = chexpert.open(target).index()
+    expected = chexpert.open(small).index()
+    assert len(first) != len(expected)
+    assert second.path.tolist() == expected.path.tolist()
+    assert chexpert.open(target).read_bytes(second.path[0]) == chexpert.open(small).read_bytes(expected.path[0])
+    assert first_image  # read before the replacement, from the first zip

@@ -942,43 +942,72 @@ def _read_member(archive: Path, name: str, limit: int, error: type[ReadError]) -
     return data
 
 
-_ARCHIVES: dict[Path, tuple[int, zipfile.ZipFile]] = {}
-# Listings derived from a zip's central directory, computed once per process.
-_ZIP_CACHE: dict[tuple[str, Path], dict[str, Any]] = {}
+# The open zip of each path in this process, with the identity of the file it was opened from.
+# A path is not a file: a zip replaced at the same path (a new download, a re-synthesised
+# look-alike) must be read afresh, so every use checks the identity (device, inode, size,
+# mtime_ns) of what the path names now and reopens when it differs; one stat per read.
+_ARCHIVES: dict[Path, tuple[int, tuple[int, int, int, int], zipfile.ZipFile]] = {}
+# Listings derived from a zip's central directory, computed once per opened file (same identity).
+_ZIP_CACHE: dict[tuple[str, Path], tuple[tuple[int, int, int, int], dict[str, Any]]] = {}
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _held(path: Path) -> tuple[tuple[int, int, int, int], zipfile.ZipFile]:
+    """The identity and open zip for ``path`` now (reopened after fork, as handles are not
+    shared, and whenever the file at ``path`` is no longer the one that was opened)."""
+    pid = os.getpid()
+    now = _identity(os.stat(path))
+    held = _ARCHIVES.get(path)
+    if held is None or held[0] != pid or held[1] != now:
+        # The replaced zip is not closed here: a reader in another thread may still be inside it;
+        # it closes when the last reference goes.
+        zf = zipfile.ZipFile(path)
+        try:
+            # The identity of the file actually opened: the path may change between stat and open.
+            fp = zf.fp
+            opened = _identity(os.fstat(fp.fileno())) if fp is not None else now
+        except BaseException:
+            zf.close()
+            raise
+        held = (pid, opened, zf)
+        _ARCHIVES[path] = held
+    return held[1], held[2]
 
 
 def _archive(path: Path) -> zipfile.ZipFile:
-    """The open zip for ``path`` in this process (reopened after fork: handles are not shared)."""
-    pid = os.getpid()
-    held = _ARCHIVES.get(path)
-    if held is None or held[0] != pid:
-        held = (pid, zipfile.ZipFile(path))
-        _ARCHIVES[path] = held
-    return held[1]
+    """The open zip for ``path`` in this process, as the file at ``path`` is now."""
+    return _held(path)[1]
+
+
+def _listing(kind: str, path: Path) -> tuple[tuple[int, int, int, int], zipfile.ZipFile, dict[str, Any] | None]:
+    identity, zf = _held(path)
+    cached = _ZIP_CACHE.get((kind, path))
+    return identity, zf, (cached[1] if cached is not None and cached[0] == identity else None)
 
 
 def _zip_children(path: Path) -> dict[str, set[str]]:
-    """Folder -> child folder names of a zip, computed once per process."""
-    key = ("children", path)
-    cached = _ZIP_CACHE.get(key)
+    """Folder -> child folder names of a zip, computed once per opened file."""
+    identity, zf, cached = _listing("children", path)
     if cached is None:
         cached = {}
-        for name in _archive(path).namelist():
+        for name in zf.namelist():
             parts = name.split("/")
             for depth in range(len(parts) - 1):
                 cached.setdefault("/".join(parts[:depth]) + ("/" if depth else ""), set()).add(parts[depth])
-        _ZIP_CACHE[key] = cached
+        _ZIP_CACHE["children", path] = (identity, cached)
     return cached
 
 
 def _zip_entries(path: Path) -> dict[str, list[tuple[str, tuple[str, str] | None]]]:
     """Patient folder -> (path below it, None or (problem kind, why) for a member that is no
-    regular file: a folder or a symbolic link named like an image), computed once per process."""
-    key = ("entries", path)
-    cached = _ZIP_CACHE.get(key)
+    regular file: a folder or a symbolic link named like an image), computed once per opened file."""
+    identity, zf, cached = _listing("entries", path)
     if cached is None:
         cached = {}
-        for info in _archive(path).infolist():
+        for info in zf.infolist():
             match = re.search(r"(?:^|/)patient\d{5}/", info.filename)
             if not match:
                 continue
@@ -992,5 +1021,5 @@ def _zip_entries(path: Path) -> dict[str, list[tuple[str, tuple[str, str] | None
             elif info.create_system == 3 and stat.S_IFMT(info.external_attr >> 16) not in (0, stat.S_IFREG):
                 oddity = ("not-a-file", f"is {_file_type(info.external_attr >> 16)} in the zip, not a file")
             cached.setdefault(info.filename[: match.end()], []).append((rest, oddity))
-        _ZIP_CACHE[key] = cached
+        _ZIP_CACHE["entries", path] = (identity, cached)
     return cached
