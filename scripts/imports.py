@@ -111,7 +111,7 @@ def edges() -> dict[tuple[str, str], list[str]]:
                 imported = _node(target)
                 if imported is None or imported == source or (imported not in _LAYER and imported != "__init__"):
                     continue
-                found[source, imported].append(f"{rel}:{node.lineno}")
+                found[source, imported].append(f"{rel}:{getattr(node, 'lineno', 0)}")
     return dict(found)
 
 
