@@ -18,6 +18,10 @@ two departures that the code has always needed, written down here rather than hi
 - decoding (``imaging``, ``dicom``) sits below the readers and verify: verify decodes every image
   and Plus reads DICOM headers, while the decoders need nothing but errors and validation.
 
+An import on a line marked ``re-export kept for in-flight branches`` (a name left at its old place
+while other branches still import it from there; the lead removes them after merging) is listed
+apart and not counted.
+
 A circle is a strongly connected component of more than one node; an upward import is an edge
 from a lower layer to a higher one.
 """
@@ -36,7 +40,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "src" / "chexpert"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("schema", "errors", "validation", "citation", "parallel", "safe_io", "progress"),
     ("imaging", "dicom", "augment"),
-    ("index",),
+    ("index", "splits"),
     ("release",),
     ("testset", "plus", "mimic"),
     ("discover",),
@@ -91,8 +95,10 @@ def edges() -> dict[tuple[str, str], list[str]]:
         source = _node(module)
         if source is None:
             continue
-        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        text = path.read_text(encoding="utf-8")
+        tree = ast.parse(text, str(path))
         skip = _type_checking_lines(tree)
+        lines = text.splitlines()
         for node in ast.walk(tree):
             if getattr(node, "lineno", None) in skip:
                 continue
@@ -111,10 +117,16 @@ def edges() -> dict[tuple[str, str], list[str]]:
                 imported = _node(target)
                 if imported is None or imported == source or (imported not in _LAYER and imported != "__init__"):
                     continue
-                found[source, imported].append(f"{rel}:{getattr(node, 'lineno', 0)}")
+                line = getattr(node, "lineno", 0)
+                if _MARK in lines[line - 1]:
+                    TEMPORARY.append(f"{source} -> {imported}: {rel}:{line}")
+                    continue
+                found[source, imported].append(f"{rel}:{line}")
     return dict(found)
 
 
+_MARK = "re-export kept for in-flight branches"
+TEMPORARY: list[str] = []
 _LAYER = {name: depth for depth, names in enumerate(LAYERS) for name in names}
 
 
@@ -183,6 +195,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"upward imports: {len(up)}")
     for a, b, where in up:
         print(f"  {a} (layer {_LAYER[a]}) -> {b} (layer {_LAYER.get(b, 'front door')}): {', '.join(where)}")
+    if TEMPORARY:
+        print(f"temporary re-exports, not counted: {len(TEMPORARY)}")
+        for line in TEMPORARY:
+            print(f"  {line}")
     if args.check and (len(found) > MAX_CIRCLES or len(up) > MAX_UPWARD or unknown):
         return 1
     return 0

@@ -222,3 +222,21 @@ def test_a_zip_replaced_at_the_same_path_is_read_afresh(tmp_path):
     assert second.path.tolist() == expected.path.tolist()
     assert chexpert.open(target).read_bytes(second.path[0]) == chexpert.open(small).read_bytes(expected.path[0])
     assert first_image  # read before the replacement, from the first zip
+
+
+def test_one_entrance_dispatches_and_the_release_reader_reads_only_chexpert(releases):
+    """chexpert.open recognises the download (discover's registry); release.open_release reads
+    the CheXpert release only and points elsewhere for Plus."""
+    from chexpert.discover import READERS, kinds
+    from chexpert.errors import InvalidArgumentError
+    from chexpert.release import open_release
+
+    assert chexpert.open is __import__("chexpert.discover", fromlist=["open_dataset"]).open_dataset
+    assert [r.name for r in READERS][0] == "plus" and "plus" in kinds()
+    with pytest.raises(ReleaseNotFoundError, match="holds no CheXpert Plus CSV"):
+        chexpert.open(releases["small-folder"].parent, kind="plus")
+    with pytest.raises(InvalidArgumentError, match="chexpert.open"):
+        open_release(releases["small-folder"], kind="plus")
+    with pytest.raises(InvalidArgumentError, match="small, full, plus"):
+        chexpert.open(releases["small-folder"], kind="mimic")
+    assert chexpert.open(releases["small-folder"]).kind == "small"

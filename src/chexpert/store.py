@@ -57,6 +57,7 @@ except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
 from chexpert import __version__, errors, schema
+from chexpert.discover import open_dataset as open_release
 from chexpert.errors import (
     ChexpertError,
     ImageDecodeError,
@@ -72,7 +73,7 @@ from chexpert.errors import (
 from chexpert.imaging import RESIZE_MODES, decode_resized, one_thread_per_worker
 from chexpert.index import _ROW_FIELDS, Index
 from chexpert.parallel import quiet_worker, signals_deferred
-from chexpert.release import Release, open_release
+from chexpert.release import Release
 from chexpert.validation import check_choice, check_int
 
 __all__ = [

@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from chexpert.release import open_release
+    from chexpert.discover import open_dataset as open_release
 
     release = open_release(args.root, kind=args.kind)
     index = release.index()
@@ -128,7 +128,7 @@ def _print_info(result: dict[str, Any]) -> None:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from chexpert.release import open_release
+    from chexpert.discover import open_dataset as open_release
     from chexpert.verify import verify
 
     release = open_release(args.root, kind=args.kind)

@@ -76,7 +76,7 @@ def _prepare(args: argparse.Namespace) -> int:
     from rich.markup import escape
 
     from chexpert.cli._common import console
-    from chexpert.release import open_release
+    from chexpert.discover import open_dataset as open_release
     from chexpert.store import prepare
 
     release = open_release(args.root, kind=args.kind)

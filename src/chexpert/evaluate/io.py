@@ -449,7 +449,7 @@ def read_metadata(source: Source | Index) -> pd.DataFrame:
         return _from_index(source)[2]
     if not isinstance(source, pd.DataFrame) and (Path(source).is_dir() or Path(source).name.startswith("df_chexpert_plus")):
         # A release folder (CheXpert Plus for race, ethnicity and insurance) or the Plus CSV itself.
-        from chexpert.release import open_release
+        from chexpert.discover import open_dataset as open_release
 
         return _from_index(open_release(Path(source).parent if Path(source).is_file() else source).index())[2]
     if _is_release_csv(source, "metadata"):

@@ -29,12 +29,13 @@ import torch
 import torch.distributed
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from chexpert.discover import open_dataset as open_release
 from chexpert.errors import InvalidArgumentError
 from chexpert.frameworks.numpy import StoreArrays, balance_weights
 from chexpert.imaging import RESIZE_MODES, decode_resized, one_thread_per_worker
 from chexpert.index import Index
 from chexpert.policy import Policy, SoftLabels, apply
-from chexpert.release import Release, open_release
+from chexpert.release import Release
 from chexpert.sampling import EpochPasses, EpochSampler, shard_of
 from chexpert.store import Store
 

@@ -28,9 +28,10 @@ import numpy as np
 import torch
 
 from chexpert import __version__, schema
+from chexpert.discover import open_dataset as open_release
 from chexpert.errors import InvalidArgumentError, RunError, option
 from chexpert.policy import Policy, apply, get_policy
-from chexpert.release import Release, open_release
+from chexpert.release import Release
 from chexpert.store import MANIFEST, Store, open_store, prepare
 from chexpert.train.device import Feeder, Placement, resolve_placement, step_seed
 from chexpert.train.distributed import Distributed
