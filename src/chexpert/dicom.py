@@ -29,6 +29,7 @@ from typing import Any, Final
 import numpy as np
 
 from chexpert.errors import ImageDecodeError
+from chexpert.validation import check_pixel_count
 
 __all__ = [
     "PLUS_ELEMENTS",
@@ -130,8 +131,6 @@ def stored_pixels(dataset: Any, *, file: str | None = None) -> np.ndarray:
     for keyword in ("Rows", "Columns", "BitsAllocated"):
         if keyword not in dataset:
             raise ImageDecodeError(f"DICOM lacks {keyword}, which decoding the pixel data needs", file=file)
-    from chexpert.imaging import check_pixel_count
-
     check_pixel_count(int(dataset.Rows), int(dataset.Columns), file=file)
     samples = int(dataset.get("SamplesPerPixel", 1) or 1)
     if samples != 1:

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from types import FrameType
 
-from chexpert.errors import ChexpertError, use_command_line_spelling
+from chexpert.errors import ChexpertError, command_line_spelling
 
 # Module names under chexpert.cli, in the order their commands appear in --help.
 _COMMAND_MODULES: tuple[str, ...] = (
@@ -73,7 +73,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     0
     """
     args = build_parser().parse_args(argv)
-    use_command_line_spelling()
+    with command_line_spelling():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     previous = signal.getsignal(signal.SIGTERM)
     if previous is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _on_sigterm)
@@ -94,7 +98,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _fail(args.command, _os_message(exc))
         raise
     finally:
-        use_command_line_spelling(False)  # main() may be called in-process (tests, notebooks)
         if previous is signal.SIG_DFL:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
 

@@ -8,28 +8,11 @@ the split falls would depend on the length of the path.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable
-from typing import Any
+
+from chexpert.progress import console
 
 __all__ = ["console", "positive_int", "non_negative_int", "int_from"]
-
-# Tables are laid out for this many columns when the output is a file or a pipe.
-_PIPE_WIDTH = 160
-
-
-def console(*, stderr: bool = False) -> Any:
-    """A rich Console for stdout (or stderr) that wraps nothing unless it writes to a terminal.
-
-    >>> console().soft_wrap
-    True
-    """
-    from rich.console import Console
-
-    stream = sys.stderr if stderr else sys.stdout
-    terminal = stream.isatty()
-    return Console(stderr=stderr, soft_wrap=True, width=None if terminal else _PIPE_WIDTH)
-
 
 def int_from(low: int) -> Callable[[str], int]:
     """An argparse ``type`` accepting whole numbers >= ``low``; anything else is a usage error.
