@@ -70,16 +70,9 @@ __all__ = [
     "dicom_header_columns",
 ]
 
-SECTIONS: Final[tuple[str, ...]] = (
-    "narrative", "clinical_history", "history", "comparison", "technique", "procedure_comments",
-    "findings", "impression", "end_of_impression", "summary", "accession_number",
-)  # fmt: skip
+SECTIONS: Final[tuple[str, ...]] = schema.PLUS_SECTIONS
 #: The 27 columns of ``df_chexpert_plus_*.csv`` in order.
-PLUS_COLUMNS: Final[tuple[str, ...]] = (
-    "path_to_image", "path_to_dcm", "frontal_lateral", "ap_pa", "deid_patient_id", "patient_report_date_order", "report",
-    *(f"section_{s}" for s in SECTIONS),
-    "age", "sex", "race", "ethnicity", "interpreter_needed", "insurance_type", "recent_bmi", "deceased", "split",
-)  # fmt: skip
+PLUS_COLUMNS: Final[tuple[str, ...]] = schema.PLUS_COLUMNS
 #: Where ``Index.labels`` of a Plus index come from: a CheXbert file, or the original release.
 LABEL_SOURCES: Final[tuple[str, ...]] = ("report", "findings", "impression", "original")
 #: Which files ``read_bytes`` returns for a row: the PNGs, the DICOMs, or the original JPEGs.
@@ -88,8 +81,8 @@ IMAGE_SOURCES: Final[tuple[str, ...]] = ("png", "dicom", "jpg")
 DEMOGRAPHICS: Final[tuple[str, ...]] = ("race", "ethnicity", "interpreter_needed", "insurance_type", "recent_bmi", "deceased")
 
 _CSV_GLOB: Final = re.compile(r"^df_chexpert_plus.*\.csv$", re.IGNORECASE)
-_LABEL_FILES: Final = {"report": "report_fixed.json", "findings": "findings_fixed.json", "impression": "impression_fixed.json"}
-_RADGRAPH_FILES: Final = {"findings": "section_findings.json", "impression": "section_impression.json"}
+_LABEL_FILES: Final = schema.PLUS_LABEL_FILES
+_RADGRAPH_FILES: Final = schema.PLUS_RADGRAPH_FILES
 _TAIL: Final = re.compile(r"(patient\d{5}/study\d+/view\d+_(?:frontal|lateral))\.(\w+)$", re.IGNORECASE)
 _PATH: Final = re.compile(r"^(?P<split>train|valid|test)/patient(?P<patient>\d{5})/study(?P<study>\d+)/view(?P<view>\d+)_(?P<kind>frontal|lateral)\.(?:jpg|png)$")
 _STR = np.dtypes.StringDType()

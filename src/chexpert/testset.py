@@ -62,7 +62,7 @@ __all__ = [
 #: readers (as the competition did), the five whose majority is the ground truth, or all eight.
 RADIOLOGIST_GROUPS: Final[tuple[str, ...]] = ("benchmark", "consensus", "all", "none")
 #: The benchmark radiologists' file stems when no folder name says which group a file is in.
-BENCHMARK_READERS: Final[tuple[str, ...]] = ("bc4", "bc6", "bc8")
+BENCHMARK_READERS: Final[tuple[str, ...]] = schema.BENCHMARK_READERS
 
 _READER_FILE = re.compile(r"^bc\d+\.csv$", re.IGNORECASE)
 

@@ -22,7 +22,8 @@ from chexpert.errors import CSVFormatError, InvalidArgumentError
 from chexpert.evaluate import AGE_BANDS, AGGREGATES, SUBGROUPS
 from chexpert.index import Index
 from chexpert.index import read_csv as read_index_csv
-from chexpert.subgroups import DEMOGRAPHIC_COLUMNS, UNKNOWN, group_order, subgroup_of_rows
+from chexpert.subgroups import DEMOGRAPHIC_COLUMNS, UNKNOWN, age_band, group_order, subgroup_of_rows
+from chexpert.validation import check_choice
 
 __all__ = [
     "ScoreRangeWarning",
@@ -227,8 +228,7 @@ def read_predictions(source: Source, *, aggregate: str = "max") -> StudyTable:
     >>> table.studies[:1], table.observations[:2]  # doctest: +SKIP
     (array(['valid/patient64541/study1'], dtype=object), ('No Finding', 'Cardiomegaly'))
     """
-    if aggregate not in AGGREGATES:
-        raise InvalidArgumentError(f"aggregate must be one of {', '.join(AGGREGATES)}; got {aggregate!r}")
+    check_choice("aggregate", aggregate, AGGREGATES)
     frame, name = _load(source, "predictions")
     key_column = _key_column(frame, name, "predictions")
     columns = _observation_columns(frame, name, "predictions")
@@ -487,8 +487,7 @@ def subgroup_of(metadata: pd.DataFrame, by: str) -> np.ndarray:
     >>> subgroup_of(pd.DataFrame({"sex": ["Male"], "age": [85], "projection": ["AP"]}), "age-band").tolist()
     ['80+']
     """
-    if by not in SUBGROUPS:
-        raise InvalidArgumentError(f"by must be one of {', '.join(SUBGROUPS)}; got {by!r}")
+    check_choice("by", by, SUBGROUPS)
     if by == "sex":
         return metadata["sex"].to_numpy(dtype=object)
     if by == "projection":
@@ -499,11 +498,7 @@ def subgroup_of(metadata: pd.DataFrame, by: str) -> np.ndarray:
                 f"by={by!r} needs CheXpert Plus demographics: pass the Plus download (or its CSV) as metadata= (--metadata), or a Plus index as the truth"
             )
         return metadata[by].fillna(UNKNOWN).to_numpy(dtype=object)
-    age = metadata["age"].to_numpy()
-    bands = np.full(len(age), AGE_BANDS[0][0], dtype=object)
-    for label, low, high in AGE_BANDS:
-        bands[(age >= low) & (age <= high)] = label
-    return bands
+    return age_band(metadata["age"].to_numpy())
 
 
 def subgroup_order(by: str, groups: Iterable[str]) -> list[str]:
