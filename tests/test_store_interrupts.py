@@ -76,6 +76,9 @@ def test_a_signal_to_the_process_group_is_one_line_and_the_store_resumes(
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # its own process group, as a terminal gives a command
+        # SIGINT's default in the child, whatever pytest was started with: Python installs its
+        # KeyboardInterrupt handler only where SIGINT is not ignored at start.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 60

@@ -23,7 +23,7 @@ from chexpert.synth import synth_rows, write_csv
 from tests.conftest import tree_digest
 
 
-@pytest.fixture()
+@pytest.fixture
 def damaged(small_release: Path, tmp_path: Path) -> Path:
     """A private copy of the look-alike release, free to damage."""
     return Path(shutil.copytree(small_release, tmp_path / "CheXpert-v1.0-small"))
@@ -137,7 +137,7 @@ def test_a_truncated_look_alike_is_checked_against_what_synth_wrote(damaged):
     assert f"has {len(lines) - 4} rows; chexpert synth wrote {len(lines) - 1}" in count[0].message
 
 
-@pytest.fixture()
+@pytest.fixture
 def csvs_only(real_train_csv: Path, tmp_path: Path) -> Path:
     """The real train.csv in a release folder, as extracted without its images."""
     folder = tmp_path / "CheXpert-v1.0-small"
@@ -240,6 +240,11 @@ def _live_children(pid: int) -> list[int]:
     return out
 
 
+def _default_sigint() -> None:
+    # Python installs its KeyboardInterrupt handler only where SIGINT is not ignored at start.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _alive(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
@@ -278,6 +283,7 @@ def test_an_interrupted_decode_ends_at_once_with_one_line(slow_release, workers_
     process = subprocess.Popen(
         [sys.executable, "-m", "chexpert", "verify", str(slow_release), "--decode", "--workers", "2"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        preexec_fn=_default_sigint,  # whatever disposition pytest was started with
     )
     deadline = time.monotonic() + 120
     while len(workers := _live_children(process.pid)) < workers_seen and time.monotonic() < deadline:

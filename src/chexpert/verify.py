@@ -16,13 +16,9 @@ image is one line saying so.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, cast
 
@@ -31,7 +27,7 @@ from chexpert.discover import open_dataset as open_release
 from chexpert.errors import ChexpertError, ImageDecodeError, ImageReadError, Problem, ReadError, ReleaseNotFoundError
 from chexpert.index import Index
 from chexpert.localize import check_localization
-from chexpert.parallel import quiet_worker
+from chexpert.parallel import run_chunks
 from chexpert.plus import PlusRelease
 from chexpert.release import CSV_NAMES, SYNTH_MARKER, Listing, Release
 from chexpert.testset import check_split, check_test_set
@@ -302,82 +298,18 @@ def _decode_all(
     chunks = [jobs[i : i + chunk] for i in range(0, len(jobs), chunk)]
     problems: list[Problem] = []
     done = 0
-    pool = None
-    try:
-        if workers == 1 or len(chunks) <= 1:
-            _use_release(release)
-            results: Iterable[tuple[list[Problem], int]] = map(_check_images, chunks)
-        else:
-            # Workers ignore SIGINT (quiet_worker): on Ctrl-C the parent alone stops, killing them.
-            # (Not multiprocessing.Pool: its terminate() waits for ever on a queue lock held by a
-            # worker that a SIGTERM to the process group ended first.)
-            with _interrupts_deferred():
-                # The release (with its listing cache) travels once per worker, not once per chunk.
-                pool = ProcessPoolExecutor(min(workers, len(chunks)), initializer=quiet_worker, initargs=(_use_release, release))
-                results = pool.map(_check_images, chunks)  # starts the workers
+    # The release (with its listing cache) travels once per worker, not once per chunk; Ctrl-C,
+    # SIGTERM or a failure stops the workers at once (chexpert.parallel's policy).
+    with run_chunks(_check_images, chunks, workers=workers, state=release) as results:
         for found, n in results:
             problems += found
             done += n
             if progress:
                 progress(done, len(jobs))
-    except BaseException:
-        if pool is not None:
-            _stop_now(pool)  # Ctrl-C, SIGTERM, a failure: the queued chunks are dropped, not awaited
-        raise
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
     return problems
 
 
-def _stop_now(pool: ProcessPoolExecutor) -> None:
-    """End the pool's workers at once, whatever they are doing (shutdown would wait for the
-    chunks they are on: minutes at full resolution)."""
-    kill = getattr(pool, "kill_workers", None)  # Python 3.14
-    if kill is not None:
-        kill()
-        return
-    # Before 3.14 the executor offers no way to end busy workers but its table of them.
-    for process in list((getattr(pool, "_processes", None) or {}).values()):
-        process.kill()
-
-
-@contextlib.contextmanager
-def _interrupts_deferred() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM while worker processes start, and deliver them afterwards.
-
-    A signal in that moment would meet a worker before it ignores interrupts (a traceback) and
-    the parent inside the pool's constructor, before it holds the pool it must terminate: the
-    workers, left running, then keep the interpreter's exit waiting for ever. Blocking the signal
-    in this thread is not enough, as threads of native libraries (Arrow's) take it instead.
-    Handlers can only be changed in the main thread; elsewhere nothing is deferred.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    came: list[int] = []
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    held = [sig for sig, handler in previous.items() if handler is not None]  # None: set outside Python, left alone
-    for sig in held:
-        signal.signal(sig, lambda signum, frame: came.append(signum))
-    try:
-        yield
-    finally:
-        for sig in held:
-            signal.signal(sig, previous[sig])  # type: ignore[arg-type]  # not None, by construction of held
-        for signum in dict.fromkeys(came):
-            signal.raise_signal(signum)  # to the handler in place: KeyboardInterrupt, chexpert's SIGTERM, or the default
-
-
-_WORKER_RELEASE: list[Release] = []
-
-
-def _use_release(release: Release) -> None:
-    _WORKER_RELEASE[:] = [release]
-
-
-def _check_images(jobs: Sequence[tuple[str, str, int]]) -> tuple[list[Problem], int]:
-    release = _WORKER_RELEASE[0]
+def _check_images(release: Release, jobs: Sequence[tuple[str, str, int]]) -> tuple[list[Problem], int]:
     problems = []
     for path, label, line in jobs:
         try:
@@ -440,14 +372,9 @@ def verify_plus(release: PlusRelease, *, decode: bool = False, workers: int | No
     decoded = 0
     if decode:
         workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
-        chunks = [found[i : i + 64] for i in range(0, len(found), 64)]
-        with contextlib.ExitStack() as stack:
-            if workers == 1 or len(chunks) < 2:
-                _use_plus(release)
-                results: Iterable[list[Problem]] = map(_decode_plus_chunk, chunks)
-            else:
-                pool = stack.enter_context(ProcessPoolExecutor(workers, initializer=quiet_worker, initargs=(_use_plus, release)))
-                results = pool.map(_decode_plus_chunk, chunks)
+        size = max(1, min(64, len(found) // (workers * 4)))  # at least four chunks a worker: they end together
+        chunks = [found[i : i + size] for i in range(0, len(found), size)]
+        with run_chunks(_decode_plus_chunk, chunks, workers=workers, state=release) as results:
             for chunk, found_problems in zip(chunks, results):
                 problems += found_problems
                 decoded += len(chunk)
@@ -456,15 +383,7 @@ def verify_plus(release: PlusRelease, *, decode: bool = False, workers: int | No
     return Report(str(release.root), release.kind, len(index), decoded, tuple(problems))
 
 
-_PLUS_WORKER: list[PlusRelease] = []
-
-
-def _use_plus(release: PlusRelease) -> None:
-    _PLUS_WORKER[:] = [release]
-
-
-def _decode_plus_chunk(paths: Sequence[str]) -> list[Problem]:
-    release = _PLUS_WORKER[0]
+def _decode_plus_chunk(release: PlusRelease, paths: Sequence[str]) -> list[Problem]:
     problems = []
     for path in paths:
         where = release.locate(path)
