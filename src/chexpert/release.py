@@ -37,6 +37,7 @@ from chexpert.safe_io import read as _read
 from chexpert.safe_io import read_file as _read_file  # noqa: F401
 from chexpert.safe_io import read_member as _read_member  # noqa: F401
 from chexpert.safe_io import zip_listing
+from chexpert.validation import check_choice
 
 if TYPE_CHECKING:
     from chexpert.index import Index
@@ -420,10 +421,10 @@ def open_release(root: str | os.PathLike[str], *, kind: str | None = None) -> Re
 
     >>> release = open_release("/data/chexpert")  # doctest: +SKIP
     """
-    if kind is not None and kind not in schema.RELEASE_KINDS:
-        raise InvalidArgumentError(
-            f"kind must be one of {', '.join(schema.RELEASE_KINDS)}, not {kind!r}" + (" (CheXpert Plus opens with chexpert.open)" if kind == "plus" else "")
-        )
+    if kind == "plus":
+        raise InvalidArgumentError(f"kind must be one of {', '.join(schema.RELEASE_KINDS)}; CheXpert Plus opens with chexpert.open")
+    if kind is not None:
+        check_choice("kind", kind, schema.RELEASE_KINDS)
     root = Path(root).expanduser().absolute()
     try:
         mode = root.stat().st_mode
