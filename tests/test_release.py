@@ -29,7 +29,7 @@ def releases(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.mark.parametrize(
-    "name, kind, layout",
+    ("name", "kind", "layout"),
     [
         ("small-folder", "small", "folder"),
         ("small-zip", "small", "zip"),
