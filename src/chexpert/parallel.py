@@ -163,9 +163,7 @@ def run_chunks(
     try:
         context = multiprocessing.get_context(mp_context) if mp_context is not None else None
         with signals_held():
-            pool = ProcessPoolExecutor(
-                min(workers, len(chunks)), mp_context=context, initializer=quiet_worker, initargs=(_worker_setup, setup, state)
-            )
+            pool = ProcessPoolExecutor(min(workers, len(chunks)), mp_context=context, initializer=quiet_worker, initargs=(_worker_setup, setup, state))
             call = functools.partial(_call, fn)
             if ordered:
                 results: Iterator[R] = pool.map(call, chunks)  # starts the workers

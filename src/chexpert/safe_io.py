@@ -47,7 +47,6 @@ def file_type(mode: int) -> str:
     return "not a regular file"
 
 
-
 def link_leaves(path: str, within: tuple[str, ...]) -> str | None:
     """The real target of the link ``path`` if it lies outside every folder of ``within``.
 
@@ -67,19 +66,14 @@ def inside(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
-
 # O_NONBLOCK: opening a FIFO must not wait for a writer. O_NOFOLLOW: a link swapped in after the
 # lstat below is refused rather than followed.
-_OPEN_FLAGS: Final[int] = (
-    os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
-)
+_OPEN_FLAGS: Final[int] = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 # What zipfile and its decompressors raise for a damaged member.
 _ZIP_ERRORS: Final[tuple[type[BaseException], ...]] = (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, ValueError)
 
 
-def read(
-    archive: Path | None, name: str, limit: int, error: type[ReadError], within: Callable[[], tuple[str, ...]]
-) -> bytes:
+def read(archive: Path | None, name: str, limit: int, error: type[ReadError], within: Callable[[], tuple[str, ...]]) -> bytes:
     """The bytes of a file on disk or a zip member, read safely (see the module docstring).
 
     FileNotFoundError if it is not there; ``error`` (a :class:`ReadError`) naming it otherwise.

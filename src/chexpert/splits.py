@@ -125,8 +125,14 @@ def _label_columns(header: Sequence[str], label: str, key: str) -> tuple[dict[st
     if repeated:
         details.append("repeated " + ", ".join(map(repr, repeated)))
     if details:
-        problems.append(Problem("header", label, 1, f"header is not a label file's: {'; '.join(details)}. Expected {key} and the 14 observations: "
-                                + ", ".join(schema.OBSERVATIONS)))
+        problems.append(
+            Problem(
+                "header",
+                label,
+                1,
+                f"header is not a label file's: {'; '.join(details)}. Expected {key} and the 14 observations: " + ", ".join(schema.OBSERVATIONS),
+            )
+        )
     return positions, problems
 
 
@@ -195,9 +201,7 @@ def _study_labels(data: bytes, label: str) -> tuple[list[tuple[int, str, list[st
     return out, problems
 
 
-def _from_groundtruth(
-    release: Release, split: str, data: bytes, label: str, strict: bool
-) -> tuple[Index | None, list[Problem], np.ndarray, str]:
+def _from_groundtruth(release: Release, split: str, data: bytes, label: str, strict: bool) -> tuple[Index | None, list[Problem], np.ndarray, str]:
     """Index the images present under each study of a study-level file (groundtruth.csv)."""
     studies, problems = _study_labels(data, label)
     if strict and problems:
@@ -218,8 +222,14 @@ def _from_groundtruth(
             continue
         images = sorted(by_study.get(key, ()))
         if not images:
-            problems.append(Problem("missing", label, line, f"study {key!r} has no images in {release.root}; "
-                                    "is the test set's image folder (CheXlocalize's test/) beside its labels?"))
+            problems.append(
+                Problem(
+                    "missing",
+                    label,
+                    line,
+                    f"study {key!r} has no images in {release.root}; is the test set's image folder (CheXlocalize's test/) beside its labels?",
+                )
+            )
             continue
         for _, path in images:
             frontal = "_frontal." in path
