@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import re
 import signal
+from collections.abc import Generator
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,41 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
         named = [Path(arg.split("::")[0]).resolve() for arg in config.args]
         return not any(path == _TENSORFLOW_TESTS or _TENSORFLOW_TESTS in path.parents for path in named)
     return None
+
+
+# The integrations the README promises. Locally a missing one is a skip (install what you use);
+# under CI (CI=true, as every CI service sets it) a test skipped for want of one fails instead, so
+# that CI cannot pass without testing what the README says works.
+_PROMISED = re.compile(r"\b(torch|torchvision|tensorflow|tensorflow_datasets|datasets|webdataset|jax|pydicom|chromium)\b", re.IGNORECASE)
+
+
+def _promised_skip(report: pytest.CollectReport | pytest.TestReport) -> str | None:
+    if not report.skipped or os.environ.get("CI", "").lower() != "true" or hasattr(report, "wasxfail"):
+        return None
+    longrepr = report.longrepr
+    reason = str(longrepr[2]) if isinstance(longrepr, tuple) else str(longrepr)
+    match = _PROMISED.search(reason)
+    return f"CI=true: skipped for want of {match.group(1)}, an integration the README promises ({reason})" if match else None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    failure = _promised_skip(report)
+    if failure is not None:
+        report.outcome = "failed"
+        report.longrepr = failure
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    report = yield
+    failure = _promised_skip(report)
+    if failure is not None:
+        report.outcome = "failed"
+        report.longrepr = failure
+    return report
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:

@@ -28,7 +28,7 @@ FILE = "train/patient00001/study1/view1_frontal.dcm"
 _PIXEL_DATA = b"\xe0\x7f\x10\x00"
 
 
-@pytest.fixture()
+@pytest.fixture
 def no_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fail the test if pydicom is asked to decode pixel data: refusals come from the header."""
 

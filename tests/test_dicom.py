@@ -56,7 +56,7 @@ _COMBINATIONS = [
 ]
 
 
-@pytest.mark.parametrize("syntax, photometric, bits, signed", _COMBINATIONS)
+@pytest.mark.parametrize(("syntax", "photometric", "bits", "signed"), _COMBINATIONS)
 def test_every_syntax_photometric_and_depth_matches_pydicom(syntax, photometric, bits, signed):
     picture = _picture()
     params = DicomParams(photometric=photometric, bits_stored=bits, signed=signed, syntax=syntax, slope=0.5, intercept=-1024.0)
@@ -160,7 +160,7 @@ def _unsupported() -> bytes:
 
 
 @pytest.mark.parametrize(
-    "make, fragment",
+    ("make", "fragment"),
     [
         (_without_pixels, "no Pixel Data"),
         (lambda: dicom_bytes(np.zeros((64, 64), int), DicomParams())[:-1000], "truncated"),
@@ -170,10 +170,11 @@ def _unsupported() -> bytes:
     ],
 )
 def test_bad_dicom_is_named(make, fragment):
-    with pytest.raises(ImageDecodeError, match=fragment) as caught:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            imaging.decode(make(), file=FILE)
+    data = make()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(ImageDecodeError, match=fragment) as caught:
+            imaging.decode(data, file=FILE)
     assert caught.value.file == FILE and str(caught.value).startswith(FILE)
 
 

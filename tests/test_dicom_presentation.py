@@ -95,7 +95,10 @@ def test_values_that_would_give_a_uniform_image_are_named(case: str) -> None:
 
 @pytest.mark.parametrize(("center", "width"), [("NaN", "400"), ("2000", "inf"), ("1e39", "400"), ("2000", "-inf")])
 def test_a_window_that_is_no_finite_number_is_ignored_for_the_full_range(center: str, width: str) -> None:
-    windowed = _file(lambda ds: (setattr(ds, "WindowCenter", center), setattr(ds, "WindowWidth", width)), windows=((2000.0, 3000.0),))
+    def set_window(ds: Any) -> None:
+        ds.WindowCenter, ds.WindowWidth = center, width
+
+    windowed = _file(set_window, windows=((2000.0, 3000.0),))
     plain = _file(lambda ds: None)  # no window at all
     full = imaging.decode(plain)
     assert full.min() == 0 and full.max() == 255  # not uniform

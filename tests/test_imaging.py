@@ -48,7 +48,7 @@ def test_format_is_told_by_bytes_not_name():
 
 
 @pytest.mark.parametrize(
-    "data, fragment",
+    ("data", "fragment"),
     [
         (b"", "empty"),
         (b"GIF89a" + bytes(100), "not a JPEG, PNG or DICOM"),
@@ -71,7 +71,7 @@ def test_truncated_and_corrupt_jpeg():
         imaging.decode(bytes(corrupt[:400]), file="x.jpg")
 
 
-@pytest.mark.parametrize("mode, channels", [("RGBA", 4), ("RGB", 3), ("LA", 2)])
+@pytest.mark.parametrize(("mode", "channels"), [("RGBA", 4), ("RGB", 3), ("LA", 2)])
 def test_colour_and_alpha_are_refused_unless_converted(mode, channels):
     image = _gradient()
     data = _png(image, mode)

@@ -117,7 +117,7 @@ def test_every_bad_value_is_listed_by_check_csv():
 
 
 @pytest.mark.parametrize(
-    "columns, fragment",
+    ("columns", "fragment"),
     [
         (schema.CSV_COLUMNS[:-1], "missing 'Support Devices'"),
         (tuple("Pleural Effusions" if c == "Pleural Effusion" else c for c in schema.CSV_COLUMNS), "unexpected 'Pleural Effusions'"),
@@ -143,7 +143,7 @@ def test_bom_and_crlf_are_read_identically_but_reported():
 
 
 @pytest.mark.parametrize(
-    "path, fragment",
+    ("path", "fragment"),
     [
         ("CheXpert-v1.0-small/train/../../etc/passwd", "'..'"),
         ("/data/CheXpert-v1.0-small/train/patient00001/study1/view1_frontal.jpg", "absolute"),

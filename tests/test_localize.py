@@ -186,3 +186,14 @@ def test_overlay_arguments() -> None:
     with pytest.raises(ValueError, match="alpha must be a number in"):
         overlay(image, np.ones((4, 5), bool), alpha=2)
     assert (overlay(image, np.zeros((4, 5), bool)) == 100).all()
+
+
+def test_damaged_masks_raise_the_package_error_not_a_bare_value_error():
+    """Catching ChexpertError is enough: decode_rle and rasterize raise InvalidArgumentError."""
+    from chexpert.errors import ChexpertError
+    from chexpert.localize import decode_rle, rasterize
+
+    with pytest.raises(ChexpertError, match="outside COCO's alphabet"):
+        decode_rle({"size": [2, 2], "counts": "\x7f"})
+    with pytest.raises(ChexpertError, match="at least 3 points"):
+        rasterize([[[0, 0], [1, 1]]], [4, 4])

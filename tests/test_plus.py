@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -294,3 +295,31 @@ def test_a_fifo_in_place_of_the_plus_csv_is_one_line_never_a_hang(plus_root, tmp
     run = subprocess.run([sys.executable, "-m", "chexpert", "info", str(copy)], capture_output=True, text=True, timeout=120)
     assert run.returncode == 1
     assert run.stderr.count("\n") == 1 and PLUS_CSV in run.stderr and "Traceback" not in run.stderr
+
+
+def test_a_store_from_dicoms_records_the_dicom_code_and_decoders_and_goes_stale_when_they_change(plus_root, tmp_path):
+    """The code fingerprint of a DICOM store covers chexpert.dicom and the DICOM decoders' versions;
+    a PNG store's leaves them out (a pydicom update does not make it stale)."""
+    from chexpert.store import StaleStoreWarning
+
+    dcm = open_plus(plus_root, images="dicom")
+    missing = _quirks(plus_root)["missing_dicom"]
+    rows = dcm.index().take(~np.isin(dcm.index().extra["path_to_dcm"], missing))
+    rows = rows.take(np.arange(min(4, len(rows))))
+    store = chexpert.prepare(dcm, tmp_path / "dcm", size=32, index=rows, workers=1)
+    code = json.loads((store.path / "manifest.json").read_text())["code"]
+    assert code["dicom_sha256"] and code["pydicom"] and "pylibjpeg" in code
+    png = chexpert.prepare(chexpert.open(plus_root), tmp_path / "png", size=32, index=rows.with_release(chexpert.open(plus_root)), workers=1)
+    assert "pydicom" not in json.loads((png.path / "manifest.json").read_text())["code"]
+    for key, value in (("pydicom", "0.0"), ("dicom_sha256", "0" * 64)):
+        out = tmp_path / f"changed-{key}"
+        shutil.copytree(store.path, out)
+        manifest = json.loads((out / "manifest.json").read_text())
+        manifest["code"][key] = value
+        (out / "manifest.json").write_text(json.dumps(manifest))
+        with pytest.warns(StaleStoreWarning, match=key):
+            chexpert.open_store(out)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        chexpert.open_store(store.path)
+        chexpert.open_store(png.path)

@@ -29,7 +29,7 @@ def releases(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.mark.parametrize(
-    "name, kind, layout",
+    ("name", "kind", "layout"),
     [
         ("small-folder", "small", "folder"),
         ("small-zip", "small", "zip"),
@@ -201,3 +201,42 @@ def test_train_and_valid_csvs_from_different_folders_are_not_mixed(releases, tmp
     with pytest.raises(ChexpertError, match="train.csv and valid.csv in different folders") as caught:
         chexpert.open(tmp_path)
     assert str(tmp_path / "copy1" / "train.csv") in str(caught.value) and "pass the folder of the one release you mean" in str(caught.value)
+
+
+def test_a_zip_replaced_at_the_same_path_is_read_afresh(tmp_path):
+    """The open zip and its listings are keyed on the file's identity, not its path: a 24-row zip
+    replaced by an 8-row one at the same path must give 8 rows in the same process."""
+    big = synthesize(tmp_path / "big", release="small", layout="zip", patients=12, valid_patients=2, seed=3)
+    small = synthesize(tmp_path / "small", release="small", layout="zip", patients=3, valid_patients=2, seed=4)
+    target = tmp_path / "here" / big.name
+    target.parent.mkdir()
+    shutil.copyfile(big, target)
+    first = chexpert.open(target).index()
+    first_image = chexpert.open(target).read_bytes(first.path[0])
+    replacement = tmp_path / "here" / "incoming.zip"
+    shutil.copyfile(small, replacement)
+    replacement.replace(target)
+    second = chexpert.open(target).index()
+    expected = chexpert.open(small).index()
+    assert len(first) != len(expected)
+    assert second.path.tolist() == expected.path.tolist()
+    assert chexpert.open(target).read_bytes(second.path[0]) == chexpert.open(small).read_bytes(expected.path[0])
+    assert first_image  # read before the replacement, from the first zip
+
+
+def test_one_entrance_dispatches_and_the_release_reader_reads_only_chexpert(releases):
+    """chexpert.open recognises the download (discover's registry); release.open_release reads
+    the CheXpert release only and points elsewhere for Plus."""
+    from chexpert.discover import READERS, kinds
+    from chexpert.errors import InvalidArgumentError
+    from chexpert.release import open_release
+
+    assert chexpert.open is __import__("chexpert.discover", fromlist=["open_dataset"]).open_dataset
+    assert [r.name for r in READERS][0] == "plus" and "plus" in kinds()
+    with pytest.raises(ReleaseNotFoundError, match="holds no CheXpert Plus CSV"):
+        chexpert.open(releases["small-folder"].parent, kind="plus")
+    with pytest.raises(InvalidArgumentError, match="chexpert.open"):
+        open_release(releases["small-folder"], kind="plus")
+    with pytest.raises(InvalidArgumentError, match="small, full, plus"):
+        chexpert.open(releases["small-folder"], kind="mimic")
+    assert chexpert.open(releases["small-folder"]).kind == "small"

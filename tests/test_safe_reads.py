@@ -97,7 +97,7 @@ def test_a_store_file_that_is_no_regular_file_is_named(small_release: Path, refe
     _plant(store / name, kind)
     found = _python(_STORE, str(store), str(small_release), str(tmp_path / "shards"), str(STORE_SIZE))
     file, word = str(store / name), KINDS[kind]
-    assert any(file in line and word in line for line in found["verify_store"]), found["verify_store"]  # type: ignore[attr-defined]
+    assert any(file in line and word in line for line in found["verify_store"]), found["verify_store"]  # type: ignore[attr-defined,operator]
     kind_of_error, message = found["open_store"]
     assert kind_of_error in ("StoreError", "ReadError") and file in message and word in message  # type: ignore[operator]
     code, out, err = found["verify-store"]
@@ -139,7 +139,7 @@ def test_plus_files_that_are_no_regular_files_are_named(tmp_path: Path, kind: st
     found = _python(_PLUS, str(root))
     kind_of_error, message = found["radgraph"]
     assert kind_of_error == "ReadError" and str(graph) in message  # type: ignore[operator]
-    assert any(str(labels) in line and "left blank" in line and "not found" not in line for line in found["problems"])  # type: ignore[attr-defined]
+    assert any(str(labels) in line and "left blank" in line and "not found" not in line for line in found["problems"])  # type: ignore[attr-defined,operator]
 
 
 @pytest.mark.parametrize("kind", KINDS)

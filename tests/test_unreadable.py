@@ -34,7 +34,7 @@ from chexpert.release import MAX_IMAGE_BYTES
 SECRET = b"SECRET-0xC0FFEE-never-to-be-printed"
 
 
-@pytest.fixture()
+@pytest.fixture
 def release(small_release: Path, tmp_path: Path) -> Path:
     """A private copy of the look-alike release, free to damage."""
     return Path(shutil.copytree(small_release, tmp_path / "CheXpert-v1.0-small"))

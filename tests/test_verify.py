@@ -23,7 +23,7 @@ from chexpert.synth import synth_rows, write_csv
 from tests.conftest import as_a_terminal_starts_it, tree_digest
 
 
-@pytest.fixture()
+@pytest.fixture
 def damaged(small_release: Path, tmp_path: Path) -> Path:
     """A private copy of the look-alike release, free to damage."""
     return Path(shutil.copytree(small_release, tmp_path / "CheXpert-v1.0-small"))
@@ -137,7 +137,7 @@ def test_a_truncated_look_alike_is_checked_against_what_synth_wrote(damaged):
     assert f"has {len(lines) - 4} rows; chexpert synth wrote {len(lines) - 1}" in count[0].message
 
 
-@pytest.fixture()
+@pytest.fixture
 def csvs_only(real_train_csv: Path, tmp_path: Path) -> Path:
     """The real train.csv in a release folder, as extracted without its images."""
     folder = tmp_path / "CheXpert-v1.0-small"

@@ -103,7 +103,7 @@ def test_refuses_a_folder_it_did_not_write_and_validates_arguments(store: Store,
     assert sorted(p.name for p in out.iterdir()) == ["chexpert-000000.tar", "chexpert-000001.tar", "manifest.json"]
     with pytest.raises(ValueError, match="image_format must be one of npy, png"):
         export_webdataset(store, tmp_path / "x", image_format="jpeg")
-    with pytest.raises(ValueError, match="shard_size must be a positive integer"):
+    with pytest.raises(ValueError, match="shard_size must be an integer >= 1"):
         export_webdataset(store, tmp_path / "x", shard_size=0)
 
 

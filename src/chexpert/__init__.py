@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from chexpert.discover import open_dataset as open
 from chexpert.errors import (
     AnnotationError,
     ChexpertError,
@@ -25,7 +26,6 @@ from chexpert.errors import (
 )
 from chexpert.index import Index, read_csv
 from chexpert.release import Release
-from chexpert.release import open_release as open
 from chexpert.schema import COMPETITION_TASKS, OBSERVATIONS, Code
 from chexpert.verify import verify  # eager: the function must shadow the module of the same name
 

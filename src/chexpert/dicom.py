@@ -38,6 +38,8 @@ from typing import Any, Final
 import numpy as np
 
 from chexpert.errors import ImageDecodeError
+from chexpert.schema import MAX_PIXELS
+from chexpert.validation import check_pixel_count
 
 __all__ = [
     "PLUS_ELEMENTS",
@@ -72,7 +74,7 @@ PLUS_ELEMENTS: Final[tuple[str, ...]] = (
 _PIXEL_DATA_TAG: Final = b"\xe0\x7f\x10\x00"  # (7FE0,0010) little endian
 _DEFLATED: Final = "1.2.840.10008.1.2.1.99"
 #: The most a deflated data set may inflate to (bytes): room for the largest frame accepted
-#: (``imaging.MAX_PIXELS`` samples of 32 bits) and its header. A few kilobytes of deflate can
+#: (``schema.MAX_PIXELS`` samples of 32 bits) and its header. A few kilobytes of deflate can
 #: inflate to gigabytes; inflation stops here.
 MAX_INFLATED_BYTES: Final[int] = 4 * (1 << 26) + (16 << 20)
 # The start of a deflated data set inflated first, to read the header that bounds the rest.
@@ -209,7 +211,7 @@ def _header_int(dataset: Any, keyword: str, default: int | None, file: str | Non
 
 def check_header(dataset: Any, *, file: str | None = None) -> tuple[int, int]:
     """(rows, columns) of a data set whose header describes one grayscale frame of at most
-    ``imaging.MAX_PIXELS`` pixels; ImageDecodeError naming the file otherwise.
+    ``schema.MAX_PIXELS`` pixels; ImageDecodeError naming the file otherwise.
 
     Read from the header alone, before any pixel data is decoded: a file of a few megabytes can
     declare 30 frames of 8192 x 8192 (4.5 GB decoded), and refusing it after decoding is too late.
@@ -221,8 +223,6 @@ def check_header(dataset: Any, *, file: str | None = None) -> tuple[int, int]:
     ...
     chexpert.errors.ImageDecodeError: DICOM holds 30 frames; a radiograph is one frame (a multi-frame series is not decoded)
     """
-    from chexpert.imaging import MAX_PIXELS, check_pixel_count
-
     rows = _header_int(dataset, "Rows", None, file)
     columns = _header_int(dataset, "Columns", None, file)
     bits = _header_int(dataset, "BitsAllocated", None, file)

@@ -6,6 +6,9 @@ Catch ``ChexpertError`` to handle anything this package raises on purpose; catch
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Final
 
@@ -153,14 +156,36 @@ SEVERITIES: Final[tuple[str, ...]] = ("error", "warning")
 
 
 _UNSET: Final = object()
-# Set once by the command line's main(): messages then name its options, not Python parameters.
-_command_line = False
+# Set by the command line's main() for the commands it runs: messages then name its options, not
+# Python parameters. A context variable, not a module global: a command run inside another (the
+# demo runs `chexpert verify`), a thread or an asyncio task each see the spelling of their caller,
+# and leaving a command restores the caller's spelling instead of turning it off for everyone.
+_COMMAND_LINE: ContextVar[bool] = ContextVar("chexpert_command_line_spelling", default=False)
+
+
+@contextlib.contextmanager
+def command_line_spelling(on: bool = True) -> Iterator[None]:
+    """Within the block, :func:`option` spells arguments as command-line options (``chexpert``'s main uses it).
+
+    >>> with command_line_spelling():
+    ...     option("overwrite")
+    '--overwrite'
+    >>> option("overwrite")
+    'overwrite=True'
+    """
+    token = _COMMAND_LINE.set(on)
+    try:
+        yield
+    finally:
+        _COMMAND_LINE.reset(token)
 
 
 def use_command_line_spelling(on: bool = True) -> None:
-    """Make :func:`option` spell arguments as command-line options (called by ``chexpert``'s main)."""
-    global _command_line
-    _command_line = on
+    """Set the spelling for the rest of this context (prefer :func:`command_line_spelling`, which restores it).
+
+    Kept for in-flight branches that call it; the lead removes it after merging.
+    """
+    _COMMAND_LINE.set(on)
 
 
 def option(name: str, value: object = _UNSET) -> str:
@@ -168,10 +193,11 @@ def option(name: str, value: object = _UNSET) -> str:
 
     >>> option("on_error", "skip"), option("overwrite")
     ("on_error='skip'", 'overwrite=True')
-    >>> use_command_line_spelling(); option("on_error", "skip"), option("overwrite"); use_command_line_spelling(False)
+    >>> with command_line_spelling():
+    ...     option("on_error", "skip"), option("overwrite")
     ('--on-error skip', '--overwrite')
     """
-    if _command_line:
+    if _COMMAND_LINE.get():
         flag = "--" + name.replace("_", "-")
         return flag if value is _UNSET or value is True else f"{flag} {value}"
     return f"{name}={True if value is _UNSET else value!r}"

@@ -22,16 +22,13 @@ from typing import Final
 import numpy as np
 
 from chexpert.errors import ImageDecodeError, InvalidArgumentError
-from chexpert.validation import check_choice, check_int
+from chexpert.schema import MAX_PIXELS
+from chexpert.validation import check_choice, check_int, check_pixel_count
 
 __all__ = ["ImageInfo", "RESIZE_MODES", "MAX_PIXELS", "MAX_JPEG_SCANS", "check_pixel_count", "one_thread_per_worker", "detect_format", "image_info", "decode", "resize", "decode_resized", "to_uint8"]
 
 RESIZE_MODES: Final[tuple[str, ...]] = ("pad", "crop", "squash")
 
-#: No CheXpert image has more pixels than this (full resolution is at most about 3000 x 3000). A
-#: header declaring more is refused before decoding: a few hundred bytes of JPEG can declare
-#: 65,500 x 65,500 pixels, gigabytes of memory in every worker that decodes it.
-MAX_PIXELS: Final[int] = 1 << 26
 #: The most scans a JPEG may have (a progressive grayscale JPEG has about 6, colour about 10):
 #: each scan is a pass over the whole image, so thousands are a way to make decoding take minutes.
 MAX_JPEG_SCANS: Final[int] = 100
@@ -97,21 +94,6 @@ def one_thread_per_worker() -> None:
         import cv2
 
         cv2.setNumThreads(1)
-
-
-def check_pixel_count(height: int, width: int, *, file: str | None = None) -> None:
-    """Refuse (ImageDecodeError) an image whose header declares more than :data:`MAX_PIXELS`.
-
-    >>> check_pixel_count(2320, 2828)
-    >>> check_pixel_count(65500, 65500)
-    Traceback (most recent call last):
-        ...
-    chexpert.errors.ImageDecodeError: the header declares 65500x65500 pixels, more than any CheXpert image (67,108,864); not decoded
-    """
-    if height * width > MAX_PIXELS:
-        raise ImageDecodeError(
-            f"the header declares {width}x{height} pixels, more than any CheXpert image ({MAX_PIXELS:,}); not decoded", file=file
-        )
 
 
 def image_info(data: bytes, *, file: str | None = None) -> ImageInfo:

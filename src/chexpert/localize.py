@@ -101,19 +101,19 @@ def _counts_from_string(text: str) -> np.ndarray:
     try:
         raw = np.frombuffer(text.encode("ascii"), dtype=np.uint8).astype(np.int64) - 48
     except UnicodeEncodeError:
-        raise ValueError("counts holds characters outside COCO's alphabet") from None
+        raise InvalidArgumentError("counts holds characters outside COCO's alphabet") from None
     if raw.size == 0:
         return np.zeros(0, np.int64)
     if (raw < 0).any() or (raw > 63).any():
-        raise ValueError("counts holds characters outside COCO's alphabet ('0' to 'o')")
+        raise InvalidArgumentError("counts holds characters outside COCO's alphabet ('0' to 'o')")
     more = (raw & 0x20) != 0
     if more[-1]:
-        raise ValueError("counts ends inside a number (truncated)")
+        raise InvalidArgumentError("counts ends inside a number (truncated)")
     ends = np.flatnonzero(~more)
     starts = np.r_[0, ends[:-1] + 1]
     lengths = ends - starts + 1
     if lengths.max() > 12:
-        raise ValueError("counts holds a number too large for an image")
+        raise InvalidArgumentError("counts holds a number too large for an image")
     shift = 5 * (np.arange(raw.size) - np.repeat(starts, lengths))
     values = np.add.reduceat((raw & 0x1F) << shift, starts)
     negative = (raw[ends] & 0x10) != 0
@@ -153,25 +153,25 @@ def decode_rle(rle: Mapping[str, Any]) -> np.ndarray:
     4
     """
     if not isinstance(rle, Mapping) or "size" not in rle or "counts" not in rle:
-        raise ValueError(f"a run-length mask needs 'size' and 'counts', not {_short(rle)}")
+        raise InvalidArgumentError(f"a run-length mask needs 'size' and 'counts', not {_short(rle)}")
     size = rle["size"]
     if not (isinstance(size, Sequence) and len(size) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
-        raise ValueError(f"size must be [height, width] in pixels, not {_short(size)}")
+        raise InvalidArgumentError(f"size must be [height, width] in pixels, not {_short(size)}")
     h, w = int(size[0]), int(size[1])
     if h * w > imaging.MAX_PIXELS:
-        raise ValueError(f"size {h}x{w} is larger than any chest radiograph")
+        raise InvalidArgumentError(f"size {h}x{w} is larger than any chest radiograph")
     raw = rle["counts"]
     if isinstance(raw, str):
         counts = _counts_from_string(raw)
     elif isinstance(raw, Sequence) and all(isinstance(v, int) and not isinstance(v, bool) for v in raw):
         counts = np.asarray(raw, dtype=np.int64)
     else:
-        raise ValueError(f"counts must be a COCO string or a list of run lengths, not {_short(raw)}")
+        raise InvalidArgumentError(f"counts must be a COCO string or a list of run lengths, not {_short(raw)}")
     if (counts < 0).any():
-        raise ValueError("counts holds a negative run length (damaged string)")
+        raise InvalidArgumentError("counts holds a negative run length (damaged string)")
     total = int(counts.sum())
     if total != h * w:
-        raise ValueError(f"runs cover {total} pixels, but size {h}x{w} has {h * w}")
+        raise InvalidArgumentError(f"runs cover {total} pixels, but size {h}x{w} has {h * w}")
     flat = np.repeat(np.arange(counts.size, dtype=np.int64) % 2 == 1, counts)
     return flat.reshape(w, h).T
 
@@ -205,13 +205,13 @@ def rasterize(polygons: Iterable[Sequence[Sequence[float]]], size: Sequence[int]
 
     h, w = int(size[0]), int(size[1])
     if h <= 0 or w <= 0 or h * w > imaging.MAX_PIXELS:
-        raise ValueError(f"img_size must be [height, width] of an image, not {list(size)}")
+        raise InvalidArgumentError(f"img_size must be [height, width] of an image, not {list(size)}")
     canvas = Image.new("1", (w, h))
     draw = ImageDraw.Draw(canvas)
     for polygon in polygons:
         points = [(float(p[0]), float(p[1])) for p in polygon]
         if len(points) < 3:
-            raise ValueError(f"a polygon needs at least 3 points, not {len(points)}")
+            raise InvalidArgumentError(f"a polygon needs at least 3 points, not {len(points)}")
         draw.polygon(points, outline=1, fill=1)
     return np.asarray(canvas, dtype=bool)
 

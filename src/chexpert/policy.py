@@ -558,7 +558,7 @@ def read_soft_labels(path: str | os.PathLike[str]) -> pd.DataFrame:
     """
     import pandas as pd
 
-    from chexpert.evaluate.io import read_text_csv
+    from chexpert.safeio import read_text_csv
 
     name = os.fspath(path)
     if os.path.isdir(name):

@@ -14,14 +14,11 @@ release are refused, and no message quotes a byte of what it refused to read.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import re
 import stat
 import zipfile
-import zlib
-from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +26,18 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 from chexpert import schema
 from chexpert.errors import ChexpertError, ImageReadError, InvalidArgumentError, Problem, ReadError, ReleaseNotFoundError, option
+from chexpert.safeio import file_type as _file_type
+
+# The safe reader moved to chexpert.safeio: _inside, _read_file and _read_member are kept here
+# only for in-flight branches that import them from release (the lead removes them after merging).
+from chexpert.safeio import inside as _inside  # noqa: F401
+from chexpert.safeio import link_leaves as _link_leaves
+from chexpert.safeio import open_zip as _archive
+from chexpert.safeio import read as _read
+from chexpert.safeio import read_file as _read_file  # noqa: F401
+from chexpert.safeio import read_member as _read_member  # noqa: F401
+from chexpert.safeio import zip_duplicates, zip_listing
+from chexpert.validation import check_choice
 
 if TYPE_CHECKING:
     from chexpert.index import Index
@@ -250,7 +259,7 @@ class Release:
         >>> train = release.index("train")  # doctest: +SKIP
         """
         from chexpert.index import concat
-        from chexpert.testset import read_split
+        from chexpert.splits import read_split
 
         if splits is None:
             splits = self.splits
@@ -403,15 +412,19 @@ class Release:
 def open_release(root: str | os.PathLike[str], *, kind: str | None = None) -> Release:
     """Recognise the CheXpert download at ``root`` (a folder or a zip) and return a :class:`Release`.
 
-    ``kind`` ("small" or "full") chooses when ``root`` holds both releases; a folder holding a
-    CheXpert Plus CSV opens as a :class:`chexpert.plus.PlusRelease` (kind "plus"). Anything that is not a
-    release (a CSV, a split folder, an empty or unrelated folder) is a :class:`ReleaseNotFoundError`
-    saying what to pass instead; the download instructions come only where data is missing.
+    ``kind`` ("small" or "full") chooses when ``root`` holds both releases. This reads the
+    CheXpert release (and the test set, laid out like it) only: ``chexpert.open``
+    (:func:`chexpert.discover.open_dataset`) is the entrance that also recognises CheXpert Plus
+    and hands each download to its reader. Anything that is not a release (a CSV, a split folder,
+    an empty or unrelated folder) is a :class:`ReleaseNotFoundError` saying what to pass instead;
+    the download instructions come only where data is missing.
 
-    >>> release = chexpert.open("/data/chexpert")  # doctest: +SKIP
+    >>> release = open_release("/data/chexpert")  # doctest: +SKIP
     """
-    if kind is not None and kind not in (*schema.RELEASE_KINDS, "plus"):
-        raise InvalidArgumentError(f"kind must be one of {', '.join(schema.RELEASE_KINDS)}, plus, not {kind!r}")
+    if kind == "plus":
+        raise InvalidArgumentError(f"kind must be one of {', '.join(schema.RELEASE_KINDS)}; CheXpert Plus opens with chexpert.open")
+    if kind is not None:
+        check_choice("kind", kind, schema.RELEASE_KINDS)
     root = Path(root).expanduser().absolute()
     try:
         mode = root.stat().st_mode
@@ -419,13 +432,6 @@ def open_release(root: str | os.PathLike[str], *, kind: str | None = None) -> Re
         raise ReleaseNotFoundError(f"{root} does not exist." + (f" {DOWNLOAD_HELP}" if _is_chexpert_name(root.name) else "")) from None
     except OSError as exc:
         raise ReadError(f"cannot be read: {exc.strerror or exc}", file=str(root), errno=exc.errno) from None
-    if kind in (None, "plus") and stat.S_ISDIR(mode):
-        from chexpert import plus
-
-        if plus.is_plus(root):  # CheXpert Plus: its own CSV, PNG chunks and DICOMs (kind "small" or "full" picks the original inside)
-            return plus.open_plus(root)
-        if kind == "plus":
-            raise ReleaseNotFoundError(f"{root} holds no CheXpert Plus CSV (df_chexpert_plus_*.csv)")
     walk = _Walk()
     if stat.S_ISREG(mode):
         if root.suffix.lower() == ".csv":
@@ -712,16 +718,6 @@ class _Collector:
         )
 
 
-def _link_leaves(path: str, within: tuple[str, ...]) -> str | None:
-    """The real target of the link ``path`` if it lies outside every folder of ``within``."""
-    target = os.path.realpath(path)
-    return None if any(_inside(target, base) for base in within) else target
-
-
-def _inside(path: str, folder: str) -> bool:
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
-
-
 def _list_patients(source: _Source, collect: _Collector) -> list[tuple[str, int]]:
     splits = [source.split] if source.split else list(schema.SPLITS)
     out = []
@@ -820,197 +816,35 @@ def _record_file(entry: os.DirEntry[str], key: str, within: Callable[[], tuple[s
         collect.odd[key] = ("not-a-file", f"is {_file_type(mode)}, not an image file")
 
 
-def _file_type(mode: int) -> str:
-    for test, name in (
-        (stat.S_ISDIR, "a folder"),
-        (stat.S_ISFIFO, "a FIFO (named pipe)"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISSOCK, "a socket"),
-        (stat.S_ISLNK, "a symbolic link"),
-    ):
-        if test(mode):
-            return name
-    return "not a regular file"
-
-
-# -- reading -----------------------------------------------------------------------------------
-
-# O_NONBLOCK: opening a FIFO must not wait for a writer. O_NOFOLLOW: a link swapped in after the
-# lstat below is refused rather than followed.
-_OPEN_FLAGS: Final[int] = (
-    os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
-)
-# What zipfile and its decompressors raise for a damaged member.
-_ZIP_ERRORS: Final[tuple[type[BaseException], ...]] = (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, ValueError)
-
-
-def _read(
-    archive: Path | None, name: str, limit: int, error: type[ReadError], within: Callable[[], tuple[str, ...]]
-) -> bytes:
-    """The bytes of a file on disk or a zip member, read safely (see the module docstring).
-
-    FileNotFoundError if it is not there; ``error`` (a :class:`ReadError`) naming it otherwise.
-    ``within()`` gives the folders a symbolic link may lead into.
-    """
-    if archive is None:
-        return _read_file(name, limit, error, within, follow=True)
-    return _read_member(archive, name, limit, error)
-
-
-def _read_file(name: str, limit: int, error: type[ReadError], within: Callable[[], tuple[str, ...]], *, follow: bool) -> bytes:
-    try:
-        # lstat first: a FIFO, device or folder is refused without being opened.
-        st = os.lstat(name)
-    except OSError as exc:
-        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-            raise FileNotFoundError(errno.ENOENT, "not found", name) from None
-        raise error(f"cannot be read ({exc.strerror or exc})", file=name, errno=exc.errno) from None
-    if stat.S_ISLNK(st.st_mode):
-        target = _link_leaves(name, within())
-        if target is not None:
-            raise error(f"is a symbolic link to {target}, outside the release; chexpert reads only files inside it", file=name)
-        if not follow:
-            raise error("is a symbolic link that changed while it was read", file=name)
-        return _read_file(os.path.realpath(name), limit, error, within, follow=False)
-    if not stat.S_ISREG(st.st_mode):
-        raise error(f"is {_file_type(st.st_mode)}, not a file; chexpert reads only regular files", file=name)
-    if st.st_size > limit:
-        raise error(f"is {st.st_size:,} bytes, more than the {limit:,} that any file of its kind in CheXpert needs; not read", file=name)
-    try:
-        fd = os.open(name, _OPEN_FLAGS)
-    except OSError as exc:
-        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-            raise FileNotFoundError(errno.ENOENT, "not found", name) from None
-        raise error(f"cannot be read ({exc.strerror or exc})", file=name, errno=exc.errno) from None
-    try:
-        want = st.st_size
-        data = os.read(fd, want) if want else b""
-        if len(data) < want:  # a short read (network file systems, signals): read on to the end
-            parts = [data]
-            total = len(data)
-            while total < want:
-                part = os.read(fd, want - total)
-                if not part:
-                    break
-                parts.append(part)
-                total += len(part)
-            data = b"".join(parts)
-    except OSError as exc:  # an input/output error of a failing disk, a folder swapped in
-        raise error(f"cannot be read ({exc.strerror or exc})", file=name, errno=exc.errno) from None
-    finally:
-        os.close(fd)
-    return data
-
-
-def _read_member(archive: Path, name: str, limit: int, error: type[ReadError]) -> bytes:
-    label = f"{archive}!{name}"
-    try:
-        zf = _archive(archive)
-    except zipfile.BadZipFile as exc:
-        raise error(f"the zip cannot be read any more ({exc})", file=label) from None
-    except OSError as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise
-        raise error(f"the zip cannot be read ({exc.strerror or exc})", file=label, errno=exc.errno) from None
-    info = zf.NameToInfo.get(name)
-    if info is None:
-        if name + "/" in zf.NameToInfo:
-            raise error("is a folder in the zip, not a file", file=label)
-        raise FileNotFoundError(errno.ENOENT, "not in the zip", label)
-    copies = zip_duplicates(archive).get(name)
-    if copies:
-        # zipfile would give the last copy; which one the download meant cannot be known.
-        raise error(f"appears {copies} times in the zip; which copy is meant cannot be known, so none is read", file=label)
-    mode = info.external_attr >> 16
-    if info.create_system == 3 and stat.S_IFMT(mode) not in (0, stat.S_IFREG):
-        # A symbolic link member holds its target's path: neither followed nor quoted.
-        raise error(f"is {_file_type(mode)} in the zip, not a file; chexpert reads only regular members", file=label)
-    if info.flag_bits & 0x1:
-        raise error("is encrypted; CheXpert's zips are not", file=label)
-    if info.file_size > limit:
-        raise error(
-            f"declares {info.file_size:,} bytes once inflated, more than the {limit:,} that any file of its kind in CheXpert needs; "
-            "not inflated (a damaged or hostile zip)",
-            file=label,
-        )
-    try:
-        with zf.open(info) as member:
-            # zipfile stops at the declared size and checks the CRC-32 there, so a member that
-            # lies about its size inflates no further than the cap; read(limit + 1) bounds it even so.
-            data = member.read(limit + 1)
-    except _ZIP_ERRORS as exc:
-        reason = (exc.strerror if isinstance(exc, OSError) else None) or str(exc) or type(exc).__name__
-        raise error(f"damaged zip member ({reason}); the zip is corrupt, download it again", file=label) from None
-    if len(data) > limit:
-        raise error(f"inflates to more than {limit:,} bytes, though it declares {info.file_size:,}; not read further (a damaged or hostile zip)", file=label)
-    return data
-
-
-_ARCHIVES: dict[Path, tuple[int, zipfile.ZipFile]] = {}
-# Listings derived from a zip's central directory, computed once per process.
-_ZIP_CACHE: dict[tuple[str, Path], dict[str, Any]] = {}
-
-
-def _archive(path: Path) -> zipfile.ZipFile:
-    """The open zip for ``path`` in this process (reopened after fork: handles are not shared)."""
-    pid = os.getpid()
-    held = _ARCHIVES.get(path)
-    if held is None or held[0] != pid:
-        held = (pid, zipfile.ZipFile(path))
-        _ARCHIVES[path] = held
-    return held[1]
-
-
-def zip_duplicates(path: Path) -> dict[str, int]:
-    """Member names that a zip's central directory lists more than once -> how many times
-    (computed once per process). zipfile's reader silently takes the last of them.
-
-    >>> zip_duplicates(Path("CheXpert-v1.0-small.zip"))  # doctest: +SKIP
-    {}
-    """
-    key = ("duplicates", path)
-    cached = _ZIP_CACHE.get(key)
-    if cached is None:
-        infos = _archive(path).infolist()
-        cached = {}
-        if len(infos) != len(_archive(path).NameToInfo):
-            counts = Counter(info.filename for info in infos)
-            cached = {name: n for name, n in counts.items() if n > 1}
-        _ZIP_CACHE[key] = cached
-    return cached
-
-
 def _zip_children(path: Path) -> dict[str, set[str]]:
-    """Folder -> child folder names of a zip, computed once per process."""
-    key = ("children", path)
-    cached = _ZIP_CACHE.get(key)
-    if cached is None:
-        cached = {}
-        for name in _archive(path).namelist():
+    """Folder -> child folder names of a zip, computed once per opened file."""
+
+    def build(zf: zipfile.ZipFile) -> dict[str, set[str]]:
+        children: dict[str, set[str]] = {}
+        for name in zf.namelist():
             parts = name.split("/")
             for depth in range(len(parts) - 1):
-                cached.setdefault("/".join(parts[:depth]) + ("/" if depth else ""), set()).add(parts[depth])
-        _ZIP_CACHE[key] = cached
-    return cached
+                children.setdefault("/".join(parts[:depth]) + ("/" if depth else ""), set()).add(parts[depth])
+        return children
+
+    return zip_listing(path, "children", build)
 
 
 def _zip_entries(path: Path) -> dict[str, list[tuple[str, tuple[str, str] | None]]]:
     """Patient folder -> (path below it, None or (problem kind, why) for a member that is no
-    regular file: a folder or a symbolic link named like an image), computed once per process."""
-    key = ("entries", path)
-    cached = _ZIP_CACHE.get(key)
-    if cached is None:
-        cached = {}
+    regular file: a folder or a symbolic link named like an image), computed once per opened file."""
+
+    def build(zf: zipfile.ZipFile) -> dict[str, list[tuple[str, tuple[str, str] | None]]]:
+        cached: dict[str, list[tuple[str, tuple[str, str] | None]]] = {}
         duplicates = zip_duplicates(path)
-        for info in _archive(path).infolist():
+        for info in zf.infolist():
             match = re.search(r"(?:^|/)patient\d{5}/", info.filename)
             if not match:
                 continue
             rest = info.filename[match.end() :]
             oddity = None
             if info.filename in duplicates:
-                if info is not _archive(path).NameToInfo.get(info.filename):
+                if info is not zf.NameToInfo.get(info.filename):
                     continue  # listed once, as the ambiguous name it is
                 oddity = ("duplicate-member", f"is in {path} {duplicates[info.filename]} times ({info.filename}); which copy is meant cannot be known")
             elif info.filename.endswith("/"):
@@ -1021,5 +855,6 @@ def _zip_entries(path: Path) -> dict[str, list[tuple[str, tuple[str, str] | None
             elif info.create_system == 3 and stat.S_IFMT(info.external_attr >> 16) not in (0, stat.S_IFREG):
                 oddity = ("not-a-file", f"is {_file_type(info.external_attr >> 16)} in the zip, not a file")
             cached.setdefault(info.filename[: match.end()], []).append((rest, oddity))
-        _ZIP_CACHE[key] = cached
-    return cached
+        return cached
+
+    return zip_listing(path, "entries", build)

@@ -134,3 +134,56 @@ def study_key(path: str) -> str:
         if part.startswith("study"):
             return "/".join(parts[: i + 1])
     raise InvalidArgumentError(f"not a CheXpert study path: {path!r}")
+
+#: No CheXpert image has more pixels than this (full resolution is at most about 3000 x 3000). A
+#: header declaring more is refused before decoding: a few hundred bytes of JPEG can declare
+#: 65,500 x 65,500 pixels, gigabytes of memory in every worker that decodes it.
+MAX_PIXELS: Final[int] = 1 << 26
+
+
+# -- the test set's radiologists ------------------------------------------------------------------
+
+#: The benchmark radiologists' file stems (compared with models in the CheXpert paper).
+BENCHMARK_READERS: Final[tuple[str, ...]] = ("bc4", "bc6", "bc8")
+#: The five radiologists whose majority is the test set's ground truth.
+CONSENSUS_READERS: Final[tuple[str, ...]] = ("bc1", "bc2", "bc3", "bc5", "bc7")
+
+# -- CheXpert Plus ---------------------------------------------------------------------------------
+
+#: The section columns of the Plus CSV, in CSV order (``section_`` prefix left out).
+PLUS_SECTIONS: Final[tuple[str, ...]] = (
+    "narrative", "clinical_history", "history", "comparison", "technique", "procedure_comments",
+    "findings", "impression", "end_of_impression", "summary", "accession_number",
+)  # fmt: skip
+#: The 27 columns of ``df_chexpert_plus_*.csv`` in order (the file starts with an unnamed index column).
+PLUS_COLUMNS: Final[tuple[str, ...]] = (
+    "path_to_image", "path_to_dcm", "frontal_lateral", "ap_pa", "deid_patient_id", "patient_report_date_order", "report",
+    *(f"section_{s}" for s in PLUS_SECTIONS),
+    "age", "sex", "race", "ethnicity", "interpreter_needed", "insurance_type", "recent_bmi", "deceased", "split",
+)  # fmt: skip
+#: CheXbert label file of each report part, under ``chexbert_labels/``.
+PLUS_LABEL_FILES: Final[dict[str, str]] = {"report": "report_fixed.json", "findings": "findings_fixed.json", "impression": "impression_fixed.json"}
+#: RadGraph-XL file of each section, under ``radgraph-XL-annotations/``.
+PLUS_RADGRAPH_FILES: Final[dict[str, str]] = {"findings": "section_findings.json", "impression": "section_impression.json"}
+#: The values of the Plus demographic columns, in reading order (Unknown last).
+RACES: Final[tuple[str, ...]] = (
+    "White", "Asian", "Black or African American", "Native Hawaiian or Other Pacific Islander",
+    "American Indian or Alaska Native", "Other", "Unknown",
+)  # fmt: skip
+ETHNICITIES: Final[tuple[str, ...]] = ("Non-Hispanic/Non-Latino", "Hispanic/Latino", "Unknown")
+INSURANCE_TYPES: Final[tuple[str, ...]] = ("Medicare", "Medicaid", "Private Insurance", "Unknown")
+
+# -- subgroups ---------------------------------------------------------------------------------------
+
+#: What studies and rows can be grouped by, in one order for evaluate and subgroups: the release's
+#: own columns, then the three CheXpert Plus demographics.
+SUBGROUPS: Final[tuple[str, ...]] = ("sex", "age-band", "projection", "race", "ethnicity", "insurance")
+#: Age bands as (label, lowest age, highest age), both inclusive. CheXpert writes unknown ages as
+#: 0 and ages over 89 as 90; patients are adults, so the first band of known ages is "<40".
+AGE_BANDS: Final[tuple[tuple[str, int, int], ...]] = (
+    ("unknown", 0, 0),
+    ("<40", 1, 39),
+    ("40-59", 40, 59),
+    ("60-79", 60, 79),
+    ("80+", 80, 200),
+)

@@ -57,6 +57,7 @@ except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
 from chexpert import __version__, errors, schema
+from chexpert.discover import open_dataset as open_release
 from chexpert.errors import (
     ChexpertError,
     ImageDecodeError,
@@ -71,8 +72,8 @@ from chexpert.errors import (
 )
 from chexpert.imaging import RESIZE_MODES, decode_resized, one_thread_per_worker
 from chexpert.index import _ROW_FIELDS, Index
-from chexpert.parallel import quiet_worker, signals_deferred
-from chexpert.release import Release, open_release
+from chexpert.parallel import run_chunks
+from chexpert.release import Release
 from chexpert.safeio import MAX_JSON_BYTES, check_regular, open_regular, read_bytes
 from chexpert.validation import check_choice, check_int
 
@@ -324,7 +325,7 @@ def open_store(
             f"{path} was prepared from other data or parameters: {'; '.join(changes)}. "
             f"Run prepare again with {option('overwrite')}."
         )
-    code = _code_identity()
+    code = _code_identity(manifest["source"].get("images"))
     if manifest["code"] != code:
         warnings.warn(
             f"{path} was written by chexpert {manifest['code'].get('chexpert')} with other producing code "
@@ -512,14 +513,39 @@ def _dict_changes(before: dict[str, Any], now: dict[str, Any]) -> str:
 
 
 _CODE_IDENTITY: dict[str, Any] = {}
+_DICOM_IDENTITY: dict[str, Any] = {}
+#: The distributions that turn DICOM files into pixels (pydicom and the pylibjpeg plugins it
+#: decodes compressed transfer syntaxes with), recorded in a store made from DICOMs.
+_DICOM_DECODERS: Final[tuple[str, ...]] = ("pydicom", "pylibjpeg", "pylibjpeg-libjpeg", "pylibjpeg-openjpeg", "pylibjpeg-rle")
 
 
-def _code_identity() -> dict[str, Any]:
+def _code_identity(images: str | None = None) -> dict[str, Any]:
     """chexpert's version, a hash of the code that turns files into pixels, and the decoders' versions.
 
     The hash covers chexpert.imaging and the function that writes the pixels, not the rest of
-    this module: editing messages or bookkeeping does not make existing stores stale.
+    this module: editing messages or bookkeeping does not make existing stores stale. For a store
+    made from DICOMs (``images="dicom"``, CheXpert Plus) it also covers chexpert.dicom (the
+    display chain: rescale, VOI LUT, MONOCHROME1) and records the DICOM decoders' versions;
+    stores of JPEGs and PNGs leave them out, so a pydicom update does not make them stale.
     """
+    identity = dict(_common_identity())
+    if images == "dicom":
+        if not _DICOM_IDENTITY:
+            from importlib import metadata
+
+            from chexpert import dicom
+
+            _DICOM_IDENTITY["dicom_sha256"] = hashlib.sha256(Path(dicom.__file__).read_bytes()).hexdigest()
+            for name in _DICOM_DECODERS:
+                try:
+                    _DICOM_IDENTITY[name] = metadata.version(name)
+                except metadata.PackageNotFoundError:
+                    _DICOM_IDENTITY[name] = None
+        identity.update(_DICOM_IDENTITY)
+    return identity
+
+
+def _common_identity() -> dict[str, Any]:
     if not _CODE_IDENTITY:
         import inspect
 
@@ -557,7 +583,7 @@ def _plan(release: Release, index: Index, size: int, resize: str) -> dict[str, A
         "dtype": "uint8",
         "params": {"size": size, "resize": resize},
         "source": _fingerprint(release, index, None),
-        "code": _code_identity(),
+        "code": _code_identity(getattr(release, "images", None)),
         "checksums": {"algorithm": CHECKSUM, "rows": _block_rows(size)},
     }
     # The id names the work files: derived from what is prepared, so equal runs resume each other.
@@ -942,11 +968,8 @@ class _Job:
     pixels: np.ndarray | None = field(default=None, repr=False)
 
 
-_JOB: _Job | None = None
-
-
-def _init_worker(job: _Job) -> None:
-    global _JOB
+def _init_worker(job: _Job) -> _Job:
+    """The job as one decoding process holds it (run by chexpert.parallel once per worker)."""
     if os.getpid() != job.parent:
         # A forked worker shares the parent's locked descriptor; dropping it lets the lock end
         # with the parent, so that a killed run can be resumed at once.
@@ -963,17 +986,23 @@ def _init_worker(job: _Job) -> None:
     job.offset = header[1]
     job.fd = os.open(job.images, os.O_WRONLY | getattr(os, "O_BINARY", 0))
     job.pixels = np.empty((max(1, _WRITE_BYTES // (job.size * job.size)), job.size, job.size), dtype=np.uint8)
-    _JOB = job
+    return job
 
 
-def _decode_range(rows: tuple[int, int]) -> tuple[int, int, list[tuple[int, str]], list[str]]:
+def _close_job(job: _Job) -> None:
+    """Close the images file of a job decoded in this process (workers close theirs by ending)."""
+    if job.fd >= 0:
+        os.close(job.fd)
+        job.fd = -1
+
+
+def _decode_range(job: _Job, rows: tuple[int, int]) -> tuple[int, int, list[tuple[int, str]], list[str]]:
     """Decode rows [start, stop) and write their pixels; the failures and each row's digest.
 
     A few rows at a time: decoded into a buffer small enough to stay in the CPU's cache, digested
     and written (one pwrite) while they are there.
     """
-    job = _JOB
-    if job is None or job.pixels is None:  # pragma: no cover - only reachable by misuse
+    if job.pixels is None:  # pragma: no cover - only reachable by misuse
         raise RuntimeError("worker not initialised")
     start, stop = rows
     failed: list[tuple[int, str]] = []
@@ -1044,49 +1073,32 @@ def _run(
         progress(already, total)
     if not todo:
         return
-    pool = None
-    if workers == 1 or len(todo) == 1:
-        _init_worker(job)
-        results: Iterator[tuple[int, int, list[tuple[int, str]], list[str]]] = map(_decode_range, todo)
-    else:
-        context = multiprocessing.get_context(mp_context)
-        with signals_deferred():  # a Ctrl-C now reaches the workers only once they ignore it
-            pool = context.Pool(min(workers, len(todo)), initializer=quiet_worker, initargs=(_init_worker, job))
-        results = pool.imap_unordered(_decode_range, todo)
-    # After the pool: forking a process that runs the journal's thread is best avoided.
-    journal = _Journal(journal_path, Path(job.images), Path(job.out), job.needed)
-    done = already
-    failure = None
-    try:
-        for start, stop, failed, digests in results:
-            if stop > start:
-                journal.add(_json_bytes({"rows": [start, stop], "failed": failed, _JOURNAL_DIGESTS: digests}, line=True))
-                done += stop - start
-                if progress is not None:
-                    progress(done, total)
-            if failed and job.on_error == "raise":
-                failure = failed[0]
-                break
-    except BaseException:
-        _stop(pool)
-        with contextlib.suppress(OSError):  # the first error is the one to report
-            journal.close()
-        raise
-    _stop(pool)
+    # The pool starts here, before the journal's thread: forking a process that runs it is best
+    # avoided. Workers write their rows themselves; Ctrl-C, SIGTERM or a failed row stops them
+    # at once (chexpert.parallel's policy), and the journal keeps what was written for a resume.
+    with run_chunks(
+        _decode_range, todo, workers=workers, state=job, setup=_init_worker, teardown=_close_job, ordered=False, mp_context=mp_context
+    ) as results:
+        journal = _Journal(journal_path, Path(job.images), Path(job.out), job.needed)
+        done = already
+        failure = None
+        try:
+            for start, stop, failed, digests in results:
+                if stop > start:
+                    journal.add(_json_bytes({"rows": [start, stop], "failed": failed, _JOURNAL_DIGESTS: digests}, line=True))
+                    done += stop - start
+                    if progress is not None:
+                        progress(done, total)
+                if failed and job.on_error == "raise":
+                    failure = failed[0]
+                    break
+        except BaseException:
+            with contextlib.suppress(OSError):  # the first error is the one to report
+                journal.close()
+            raise
     journal.close()
     if failure is not None:
         _raise_failure(job.paths, *failure)
-
-
-def _stop(pool: Any) -> None:
-    global _JOB
-    if pool is not None:
-        pool.terminate()
-        pool.join()
-    elif _JOB is not None:
-        if _JOB.fd >= 0:
-            os.close(_JOB.fd)
-        _JOB = None
 
 
 class _Journal:

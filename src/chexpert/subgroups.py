@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 __all__ = ["BY", "DEMOGRAPHIC_COLUMNS", "UNKNOWN", "age_band", "subgroup_of_rows", "group_order", "prevalence", "wilson_interval"]
 
 #: What rows can be grouped by.
-BY: Final[tuple[str, ...]] = ("sex", "age-band", "race", "ethnicity", "insurance", "projection")
+BY: Final[tuple[str, ...]] = schema.SUBGROUPS
 #: The Plus column behind each demographic grouping.
 DEMOGRAPHIC_COLUMNS: Final[dict[str, str]] = {"race": "race", "ethnicity": "ethnicity", "insurance": "insurance_type"}
 #: The group of a row whose value is missing.
@@ -36,15 +36,13 @@ UNKNOWN: Final = "Unknown"
 
 
 def age_band(age: np.ndarray) -> np.ndarray:
-    """The age band of each age (0 is unknown), as ``chexpert.evaluate.AGE_BANDS`` defines them.
+    """The age band of each age (0 is unknown), as ``chexpert.schema.AGE_BANDS`` defines them.
 
     >>> age_band(np.array([0, 35, 85])).tolist()
     ['unknown', '<40', '80+']
     """
-    from chexpert.evaluate import AGE_BANDS
-
-    bands = np.full(len(age), AGE_BANDS[0][0], dtype=object)
-    for label, low, high in AGE_BANDS:
+    bands = np.full(len(age), schema.AGE_BANDS[0][0], dtype=object)
+    for label, low, high in schema.AGE_BANDS:
         bands[(age >= low) & (age <= high)] = label
     return bands
 
@@ -72,12 +70,9 @@ def subgroup_of_rows(index: Index, by: str) -> np.ndarray:
 
 def group_order(by: str, groups: object) -> list[str]:
     """Groups in reading order: the vocabulary's order where there is one, then by name, Unknown last."""
-    from chexpert.evaluate import AGE_BANDS
-    from chexpert.synth.plus import ETHNICITIES, INSURANCE_TYPES, RACES
-
     vocabulary: tuple[str, ...] = {
-        "sex": schema.SEXES, "projection": schema.PROJECTIONS, "age-band": tuple(b[0] for b in AGE_BANDS),
-        "race": RACES, "ethnicity": ETHNICITIES, "insurance": INSURANCE_TYPES,
+        "sex": schema.SEXES, "projection": schema.PROJECTIONS, "age-band": tuple(b[0] for b in schema.AGE_BANDS),
+        "race": schema.RACES, "ethnicity": schema.ETHNICITIES, "insurance": schema.INSURANCE_TYPES,
     }[by]  # fmt: skip
     rank = {g: i for i, g in enumerate(vocabulary)}
     return sorted({str(g) for g in groups}, key=lambda g: (g in (UNKNOWN, "unknown"), rank.get(g, len(rank)), g))  # type: ignore[attr-defined]

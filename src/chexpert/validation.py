@@ -20,9 +20,10 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from chexpert.errors import InvalidArgumentError
+from chexpert.errors import ImageDecodeError, InvalidArgumentError
+from chexpert.schema import MAX_PIXELS
 
-__all__ = ["check_choice", "check_int", "check_number", "check_range", "check_type"]
+__all__ = ["check_choice", "check_int", "check_number", "check_range", "check_type", "check_pixel_count"]
 
 T = TypeVar("T")
 
@@ -142,3 +143,18 @@ def _bounds(low: int | None, high: int | None) -> str:
 
 def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def check_pixel_count(height: int, width: int, *, file: str | None = None) -> None:
+    """Refuse (ImageDecodeError) an image whose header declares more than :data:`MAX_PIXELS`.
+
+    >>> check_pixel_count(2320, 2828)
+    >>> check_pixel_count(65500, 65500)
+    Traceback (most recent call last):
+        ...
+    chexpert.errors.ImageDecodeError: the header declares 65500x65500 pixels, more than any CheXpert image (67,108,864); not decoded
+    """
+    if height * width > MAX_PIXELS:
+        raise ImageDecodeError(
+            f"the header declares {width}x{height} pixels, more than any CheXpert image ({MAX_PIXELS:,}); not decoded", file=file
+        )

@@ -16,27 +16,26 @@ image is one line saying so.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import signal
-import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, cast
 
 from chexpert import imaging, schema
+from chexpert.discover import open_dataset as open_release
 from chexpert.errors import ChexpertError, ImageDecodeError, ImageReadError, Problem, ReadError, ReleaseNotFoundError
 from chexpert.index import Index
 from chexpert.localize import check_localization
-from chexpert.parallel import quiet_worker
-from chexpert.release import CSV_NAMES, SYNTH_MARKER, Listing, Release, open_release, zip_duplicates
+from chexpert.parallel import run_chunks
+from chexpert.plus import PlusRelease, _Found, _tail
+from chexpert.release import CSV_NAMES, SYNTH_MARKER, Listing, Release
+from chexpert.safeio import zip_duplicates
 from chexpert.testset import check_split, check_test_set
 from chexpert.validation import check_int
 
-__all__ = ["Report", "verify", "PUBLISHED_ROWS", "PUBLISHED_TEST_STUDIES", "EXPECTED_SPLITS"]
+__all__ = ["Report", "verify", "verify_plus", "PUBLISHED_ROWS", "PUBLISHED_TEST_STUDIES", "EXPECTED_SPLITS"]
 
 #: The small release's images have this shorter side.
 SMALL_SHORTER_SIDE = 320
@@ -133,9 +132,7 @@ def verify(
         check_int("workers", workers, low=1)
     release = root if isinstance(root, Release) else open_release(root)
     if release.kind == "plus":  # CheXpert Plus: its own CSV, label files and image sources
-        from chexpert.plus import PlusRelease, verify_plus
-
-        return verify_plus(cast(PlusRelease, release), decode=decode, workers=workers, progress=progress, partial=partial)  # type: ignore[no-any-return]
+        return verify_plus(cast(PlusRelease, release), decode=decode, workers=workers, progress=progress, partial=partial)
     marker = release.look_alike()
     problems: list[Problem] = _check_splits(release, marker)
     rows: list[tuple[str, str, int]] = []  # (CSV path, CSV file, line) of every indexed row
@@ -342,82 +339,18 @@ def _decode_all(
     chunks = [jobs[i : i + chunk] for i in range(0, len(jobs), chunk)]
     problems: list[Problem] = []
     done = 0
-    pool = None
-    try:
-        if workers == 1 or len(chunks) <= 1:
-            _use_release(release)
-            results: Iterable[tuple[list[Problem], int]] = map(_check_images, chunks)
-        else:
-            # Workers ignore SIGINT (quiet_worker): on Ctrl-C the parent alone stops, killing them.
-            # (Not multiprocessing.Pool: its terminate() waits for ever on a queue lock held by a
-            # worker that a SIGTERM to the process group ended first.)
-            with _interrupts_deferred():
-                # The release (with its listing cache) travels once per worker, not once per chunk.
-                pool = ProcessPoolExecutor(min(workers, len(chunks)), initializer=quiet_worker, initargs=(_use_release, release))
-                results = pool.map(_check_images, chunks)  # starts the workers
+    # The release (with its listing cache) travels once per worker, not once per chunk; Ctrl-C,
+    # SIGTERM or a failure stops the workers at once (chexpert.parallel's policy).
+    with run_chunks(_check_images, chunks, workers=workers, state=release) as results:
         for found, n in results:
             problems += found
             done += n
             if progress:
                 progress(done, len(jobs))
-    except BaseException:
-        if pool is not None:
-            _stop_now(pool)  # Ctrl-C, SIGTERM, a failure: the queued chunks are dropped, not awaited
-        raise
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
     return problems
 
 
-def _stop_now(pool: ProcessPoolExecutor) -> None:
-    """End the pool's workers at once, whatever they are doing (shutdown would wait for the
-    chunks they are on: minutes at full resolution)."""
-    kill = getattr(pool, "kill_workers", None)  # Python 3.14
-    if kill is not None:
-        kill()
-        return
-    # Before 3.14 the executor offers no way to end busy workers but its table of them.
-    for process in list((getattr(pool, "_processes", None) or {}).values()):
-        process.kill()
-
-
-@contextlib.contextmanager
-def _interrupts_deferred() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM while worker processes start, and deliver them afterwards.
-
-    A signal in that moment would meet a worker before it ignores interrupts (a traceback) and
-    the parent inside the pool's constructor, before it holds the pool it must terminate: the
-    workers, left running, then keep the interpreter's exit waiting for ever. Blocking the signal
-    in this thread is not enough, as threads of native libraries (Arrow's) take it instead.
-    Handlers can only be changed in the main thread; elsewhere nothing is deferred.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    came: list[int] = []
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    held = [sig for sig, handler in previous.items() if handler is not None]  # None: set outside Python, left alone
-    for sig in held:
-        signal.signal(sig, lambda signum, frame: came.append(signum))
-    try:
-        yield
-    finally:
-        for sig in held:
-            signal.signal(sig, previous[sig])  # type: ignore[arg-type]  # not None, by construction of held
-        for signum in dict.fromkeys(came):
-            signal.raise_signal(signum)  # to the handler in place: KeyboardInterrupt, chexpert's SIGTERM, or the default
-
-
-_WORKER_RELEASE: list[Release] = []
-
-
-def _use_release(release: Release) -> None:
-    _WORKER_RELEASE[:] = [release]
-
-
-def _check_images(jobs: Sequence[tuple[str, str, int]]) -> tuple[list[Problem], int]:
-    release = _WORKER_RELEASE[0]
+def _check_images(release: Release, jobs: Sequence[tuple[str, str, int]]) -> tuple[list[Problem], int]:
     problems = []
     for path, label, line in jobs:
         try:
@@ -456,4 +389,65 @@ def _check_image(release: Release, path: str, data: bytes, label: str, line: int
         imaging.decode(data, file=path, convert=True)
     except ImageDecodeError as exc:
         problems.append(Problem("decode", label, line, str(exc)))
+    return problems
+
+
+# -- CheXpert Plus -------------------------------------------------------------------------------
+
+
+def verify_plus(
+    release: PlusRelease, *, decode: bool = False, workers: int | None = None, progress: Callable[[int, int], None] | None = None, partial: bool = False
+) -> Report:
+    """``chexpert verify`` for a Plus download: the join's problems, files not found and, with
+    ``decode``, every image of the chosen source decoded (PNG 8 or 16 bits, DICOM through its
+    display chain). ``partial``: images not there are one warning counting them (a partial copy).
+    Returns a :class:`Report`.
+
+    >>> verify_plus(release, decode=True).problems[:1]  # doctest: +SKIP
+    """
+    index = release.full_index()
+    problems = release.problems()
+    present, _ = release.list_images()
+    found = [p for p in index.path.tolist() if p in present]
+    label = str(release.plus_csv)
+    files = release._files(release.images) if release.images != "jpg" else _Found()
+    absent = []
+    for p in index.path.tolist():
+        if p in present:
+            continue
+        places = files.ambiguous.get(_tail(p) or "")
+        if places is not None:
+            problems.append(Problem("duplicate-member", label, None, f"{p}: {len(places)} {release.images.upper()} files, none read: {', '.join(places)}"))
+        else:
+            absent.append(Problem("missing", label, None, f"{p}: no {release.images.upper()} file found in {release.root}"))
+    if partial:
+        absent = partial_copy(absent, len(index), str(release.root))
+    problems += absent
+    decoded = 0
+    if decode:
+        workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
+        size = max(1, min(64, len(found) // (workers * 4)))  # at least four chunks a worker: they end together
+        chunks = [found[i : i + size] for i in range(0, len(found), size)]
+        with run_chunks(_decode_plus_chunk, chunks, workers=workers, state=release) as results:
+            for chunk, found_problems in zip(chunks, results):
+                problems += found_problems
+                decoded += len(chunk)
+                if progress is not None:
+                    progress(decoded, len(found))
+    return Report(str(release.root), release.kind, len(index), decoded, tuple(problems))
+
+
+def _decode_plus_chunk(release: PlusRelease, paths: Sequence[str]) -> list[Problem]:
+    problems = []
+    for path in paths:
+        where = release.locate(path)
+        try:
+            data = release.read_bytes(path)
+            kind = imaging.detect_format(data, file=where)
+            expected = {"png": "png", "dicom": "dicom", "jpg": "jpeg"}[release.images]
+            if kind != expected:
+                problems.append(Problem("format", where, None, f"holds {kind.upper()} data, not {expected.upper()}"))
+            imaging.decode(data, file=where)
+        except ChexpertError as exc:
+            problems.append(Problem("decode", where, None, str(exc)))
     return problems

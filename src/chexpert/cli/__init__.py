@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from types import FrameType
 
-from chexpert.errors import ChexpertError, use_command_line_spelling
+from chexpert.errors import ChexpertError, command_line_spelling
 
 # Module names under chexpert.cli, in the order their commands appear in --help.
 _COMMAND_MODULES: tuple[str, ...] = (
@@ -64,9 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _version() -> str:
     """The version of the package that runs (not of whatever distribution is installed)."""
-    import chexpert
+    from chexpert import __version__  # as store, report and train do: the package's own version
 
-    return chexpert.__version__
+    return __version__
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -81,7 +81,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     0
     """
     args = build_parser().parse_args(argv)
-    use_command_line_spelling()
+    with command_line_spelling():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     previous = signal.getsignal(signal.SIGTERM)
     if previous is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _on_sigterm)
@@ -102,7 +106,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _fail(args.command, _os_message(exc))
         raise
     finally:
-        use_command_line_spelling(False)  # main() may be called in-process (tests, notebooks)
         if previous is signal.SIG_DFL:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
 

@@ -8,27 +8,12 @@ the split falls would depend on the length of the path.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable
 from typing import Any
 
+from chexpert.progress import console
+
 __all__ = ["console", "positive_int", "non_negative_int", "int_from", "add_plus_options", "open_root"]
-
-# Tables are laid out for this many columns when the output is a file or a pipe.
-_PIPE_WIDTH = 160
-
-
-def console(*, stderr: bool = False) -> Any:
-    """A rich Console for stdout (or stderr) that wraps nothing unless it writes to a terminal.
-
-    >>> console().soft_wrap
-    True
-    """
-    from rich.console import Console
-
-    stream = sys.stderr if stderr else sys.stdout
-    terminal = stream.isatty()
-    return Console(stderr=stderr, soft_wrap=True, width=None if terminal else _PIPE_WIDTH)
 
 
 def int_from(low: int) -> Callable[[str], int]:
@@ -73,11 +58,11 @@ def open_root(args: argparse.Namespace) -> Any:
 
     >>> open_root(argparse.Namespace(root="/nonexistent", kind=None, images=None, labels=None))  # doctest: +SKIP
     """
+    from chexpert.discover import open_dataset
     from chexpert.errors import InvalidArgumentError
     from chexpert.plus import open_plus
-    from chexpert.release import open_release
 
-    release = open_release(args.root, kind=getattr(args, "kind", None))
+    release = open_dataset(args.root, kind=getattr(args, "kind", None))
     images, labels = getattr(args, "images", None), getattr(args, "labels", None)
     if images is None and labels is None:
         return release

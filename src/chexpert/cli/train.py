@@ -5,13 +5,11 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import time
-from collections.abc import Mapping
-from typing import Any
 
 from chexpert import schema
 from chexpert.cli._common import non_negative_int, positive_int
 from chexpert.errors import ChexpertError
+from chexpert.progress import Reporter
 
 
 def _number(text: str) -> float:
@@ -127,37 +125,9 @@ def _torch_needed() -> None:
         raise ChexpertError("training needs PyTorch: pip install 'chexpert[train]'")
 
 
-class _Reporter:
-    """Renders training events: a line per logged step off a terminal, a live bar on one."""
-
-    def __init__(self, quiet: bool) -> None:
-        from chexpert.cli._common import console
-
-        self.quiet = quiet
-        self.out = console(stderr=True)
-        self.started = time.perf_counter()
-
-    def __call__(self, event: Mapping[str, Any]) -> None:
-        if self.quiet:
-            return
-        kind = event["event"]
-        if kind == "start":
-            self.out.print(
-                f"train {event['path']}: {event['model']}, {event['policy']}, {event['images']:,} training and {event['valid_images']:,} "
-                f"validation images, {event['total']:,} steps ({event['steps_per_epoch']:,} per epoch), {event['placement']}"
-                + (f", {event['world_size']} processes" if event["world_size"] > 1 else "")
-                + (f"; resuming at step {event['step']:,}" if event["step"] else "")
-            )
-        elif kind == "step":
-            self.out.print(
-                f"step {event['step']:>7,}/{event['total']:,}  epoch {event['epoch']}  loss {event['loss']:.4f}  "
-                f"{event['images_per_second']:,.0f} img/s"
-            )
-        elif kind == "validation":
-            shown = ", ".join(f"{t} {event['aurocs'][t]:.3f}" for t in schema.COMPETITION_TASKS if t in event["aurocs"])
-            self.out.print(f"validation at step {event['step']:,}: mean AUROC {event['mean_auroc']:.3f}" + (f" ({shown})" if shown else ""))
-        elif kind == "stage":
-            self.out.print(event["message"])
+# The reporter moved to chexpert.progress (a library module the demo imports too); the old name is
+# kept for in-flight branches (the lead removes it after merging).
+_Reporter = Reporter
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -171,7 +141,7 @@ def _train(args: argparse.Namespace) -> int:
     run = train(
         args.root, args.out, recipe, store=args.store, soft_labels=args.soft_labels, validate=not args.no_validation,
         workers=args.workers, device=args.device, deterministic=args.deterministic, overwrite=args.overwrite,
-        progress=_Reporter(args.quiet),
+        progress=Reporter(args.quiet),
     )  # fmt: skip
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
@@ -201,7 +171,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     _torch_needed()
-    from chexpert.demo import run_demo
+    from chexpert.cli.demo import run_demo
 
     run_demo(
         args.out, patients=args.patients, valid_patients=args.valid_patients, steps=args.steps, size=args.size, seed=args.seed,

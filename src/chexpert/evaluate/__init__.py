@@ -15,6 +15,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from chexpert import schema
+
 if TYPE_CHECKING:
     from chexpert.evaluate.io import ScoreRangeWarning
     from chexpert.evaluate.metrics import UndefinedMetricWarning
@@ -36,17 +38,9 @@ __all__ = [
 
 #: How image-level predictions become one score per study.
 AGGREGATES: tuple[str, ...] = ("max", "mean")
-#: Study attributes that ``by=`` can split on.
-SUBGROUPS: tuple[str, ...] = ("sex", "age-band", "projection", "race", "ethnicity", "insurance")  # the last three: CheXpert Plus demographics
-#: Age bands as (label, lowest age, highest age), both inclusive. CheXpert writes unknown ages as
-#: 0 and ages over 89 as 90; patients are adults, so the first band of known ages is "<40".
-AGE_BANDS: tuple[tuple[str, int, int], ...] = (
-    ("unknown", 0, 0),
-    ("<40", 1, 39),
-    ("40-59", 40, 59),
-    ("60-79", 60, 79),
-    ("80+", 80, 200),
-)
+#: Study attributes that ``by=`` can split on, and the age bands (both from chexpert.schema).
+SUBGROUPS: tuple[str, ...] = schema.SUBGROUPS
+AGE_BANDS: tuple[tuple[str, int, int], ...] = schema.AGE_BANDS
 
 _LAZY = {
     "UndefinedMetricWarning": "metrics",

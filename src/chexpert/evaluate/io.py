@@ -7,26 +7,26 @@ the order of the rows in a file. Columns are matched by name, never by position.
 
 from __future__ import annotations
 
-import io
 import os
-import select
-import stat
 import warnings
-import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Union
+from typing import Union
 
 import numpy as np
 import pandas as pd
 
 from chexpert import schema
-from chexpert.errors import CSVFormatError, InvalidArgumentError, ReadError
+from chexpert.errors import CSVFormatError, InvalidArgumentError
 from chexpert.evaluate import AGE_BANDS, AGGREGATES, SUBGROUPS
 from chexpert.index import Index
 from chexpert.index import read_csv as read_index_csv
-from chexpert.subgroups import DEMOGRAPHIC_COLUMNS, UNKNOWN, group_order, subgroup_of_rows
+from chexpert.safeio import csv_frame as _frame_from_bytes
+from chexpert.safeio import read_csv_text as _read_source
+from chexpert.safeio import read_text_csv as read_text_csv
+from chexpert.subgroups import DEMOGRAPHIC_COLUMNS, UNKNOWN, age_band, group_order, subgroup_of_rows
+from chexpert.validation import check_choice
 
 __all__ = [
     "ScoreRangeWarning",
@@ -103,123 +103,6 @@ def _source_name(source: Source | Index, role: str) -> str:
     if isinstance(source, pd.DataFrame | Index):
         return f"<{role} {type(source).__name__}>"
     return os.fspath(source)
-
-
-# What a CSV of scores, labels or reads may weigh: the test set's groundtruth.csv is 40 kB, a
-# per-image predictions file of the full training split about 60 MB.
-_MAX_CSV_BYTES: Final[int] = 1 << 30
-_ZIP_MAGIC: Final[tuple[bytes, ...]] = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
-_GZIP_MAGIC: Final[bytes] = b"\x1f\x8b"
-# How long a named pipe is given for its writer to start (a pipe of ``<(command)`` has one already).
-_PIPE_WAIT_S: Final[float] = 5.0
-
-
-def _read_pipe(name: str, role: str) -> bytes:
-    """A pipe's bytes (``<(command)`` or a named FIFO), at most the cap. Opened without blocking
-    (opening a FIFO for reading waits for a writer), then given ``_PIPE_WAIT_S`` for a writer to
-    show up: a FIFO nobody writes to is an error, never a hang."""
-    try:
-        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except OSError as exc:
-        raise CSVFormatError(f"{role} file cannot be read ({exc.strerror or exc})", file=name) from None
-    try:
-        # Data or a writer's end (POLLHUP, reported only once a writer has been there) wake the poll.
-        poller = select.poll()
-        poller.register(fd, select.POLLIN | select.POLLHUP)
-        if not poller.poll(int(_PIPE_WAIT_S * 1000)):
-            raise CSVFormatError(f"{role} file is a FIFO that nothing wrote to within {_PIPE_WAIT_S:g} s", file=name)
-        os.set_blocking(fd, True)  # the writer is there: wait for the rest of its data
-        parts: list[bytes] = []
-        total = 0
-        while total <= _MAX_CSV_BYTES:
-            part = os.read(fd, min(1 << 20, _MAX_CSV_BYTES + 1 - total))
-            if not part:
-                break
-            parts.append(part)
-            total += len(part)
-    except OSError as exc:
-        raise CSVFormatError(f"{role} file cannot be read ({exc.strerror or exc})", file=name) from None
-    finally:
-        os.close(fd)
-    if total > _MAX_CSV_BYTES:
-        raise CSVFormatError(f"{role} file is more than {_MAX_CSV_BYTES:,} bytes; not read further", file=name)
-    return b"".join(parts)
-
-
-def _read_source(name: str, role: str) -> bytes:
-    """The bytes of a CSV file given by path, as text in UTF-8 (a byte-order mark removed, gzip
-    inflated): a missing file, a folder, a device, a zip or other binary file, and a file over
-    the cap are each one error naming the file (never a hang, never a parser's traceback)."""
-    from chexpert.release import _read_file
-
-    try:
-        mode = os.stat(name).st_mode
-    except FileNotFoundError:
-        raise CSVFormatError(f"{role} file not found", file=name) from None
-    except OSError as exc:
-        raise CSVFormatError(f"{role} file cannot be read ({exc.strerror or exc})", file=name) from None
-    if stat.S_ISDIR(mode):
-        raise CSVFormatError(f"{role} must be a CSV file, not a folder", file=name)
-    if stat.S_ISFIFO(mode):
-        data = _read_pipe(name, role)
-    elif not stat.S_ISREG(mode):
-        raise CSVFormatError(f"{role} must be a CSV file, not a device or socket", file=name)
-    else:
-        try:
-            data = _read_file(name, _MAX_CSV_BYTES, ReadError, lambda: (os.path.realpath(os.path.dirname(name) or "."),), follow=True)
-        except FileNotFoundError:
-            raise CSVFormatError(f"{role} file not found", file=name) from None
-        except ReadError as exc:
-            raise CSVFormatError(f"{role} file {str(exc).removeprefix(f'{name}: ')}", file=name) from None
-    if data.startswith(_ZIP_MAGIC):
-        raise CSVFormatError(f"{role} file is a zip archive, not a CSV; pass the CSV itself (a release zip goes to --truth)", file=name)
-    if data.startswith(_GZIP_MAGIC):
-        data = _gunzip(data, name, role)
-    data = data.removeprefix(b"\xef\xbb\xbf")
-    if b"\x00" in data[: 1 << 16]:
-        raise CSVFormatError(f"{role} file holds binary data, not CSV text", file=name)
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise CSVFormatError(f"{role} file is not UTF-8 text (line {line}); save it as UTF-8 CSV", file=name) from None
-    return data
-
-
-def _gunzip(data: bytes, name: str, role: str) -> bytes:
-    """A gzipped CSV inflated, to at most the cap (a small bomb must not fill the memory)."""
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        out = inflater.decompress(data, _MAX_CSV_BYTES + 1)
-    except zlib.error as exc:
-        raise CSVFormatError(f"{role} file is a damaged gzip archive ({exc})", file=name) from None
-    if len(out) > _MAX_CSV_BYTES or inflater.unconsumed_tail:
-        raise CSVFormatError(f"{role} file inflates to more than {_MAX_CSV_BYTES:,} bytes; not read further", file=name)
-    return out
-
-
-def read_text_csv(path: str | os.PathLike[str], role: str) -> pd.DataFrame:
-    """A CSV file of text cells (nothing parsed, "" for empty), read as safely as evaluate's own
-    inputs: a folder, FIFO without a writer, device, zip, binary or empty file is one
-    :class:`~chexpert.errors.CSVFormatError` naming it (``role`` says what the file is for).
-
-    >>> read_text_csv("soft-labels.csv", "soft-label").columns[0]  # doctest: +SKIP
-    'Path'
-    """
-    name = os.fspath(path)
-    return _frame_from_bytes(_read_source(name, role), name, role)
-
-
-def _frame_from_bytes(data: bytes, name: str, role: str) -> pd.DataFrame:
-    if not data.strip():
-        raise CSVFormatError(f"{role} file is empty; it needs a header and one row per image or study", file=name)
-    try:
-        return pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, compression=None, encoding="utf-8")
-    except pd.errors.EmptyDataError:
-        raise CSVFormatError(f"{role} file is empty; it needs a header and one row per image or study", file=name) from None
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-        reason = " ".join(str(exc).split())  # pandas' messages may span lines
-        raise CSVFormatError(f"cannot be read as CSV: {reason}", file=name) from None
 
 
 def _load(source: Source | bytes, role: str, name: str | None = None) -> tuple[pd.DataFrame, str]:
@@ -381,8 +264,7 @@ def read_predictions(source: Source, *, aggregate: str = "max") -> StudyTable:
     >>> table.studies[:1], table.observations[:2]  # doctest: +SKIP
     (array(['valid/patient64541/study1'], dtype=object), ('No Finding', 'Cardiomegaly'))
     """
-    if aggregate not in AGGREGATES:
-        raise InvalidArgumentError(f"aggregate must be one of {', '.join(AGGREGATES)}; got {aggregate!r}")
+    check_choice("aggregate", aggregate, AGGREGATES)
     frame, name = _load(source, "predictions")
     _check_one_level(frame, name, "predictions")
     key_column = _key_column(frame, name, "predictions")
@@ -592,7 +474,7 @@ def read_metadata(source: Source | Index) -> pd.DataFrame:
         return _from_index(source)[2]
     if not isinstance(source, pd.DataFrame) and (Path(source).is_dir() or Path(source).name.startswith("df_chexpert_plus")):
         # A release folder (CheXpert Plus for race, ethnicity and insurance) or the Plus CSV itself.
-        from chexpert.release import open_release
+        from chexpert.discover import open_dataset as open_release
 
         return _from_index(open_release(Path(source).parent if Path(source).is_file() else source).index())[2]
     data = _file_bytes(source, "metadata")
@@ -632,8 +514,7 @@ def subgroup_of(metadata: pd.DataFrame, by: str) -> np.ndarray:
     >>> subgroup_of(pd.DataFrame({"sex": ["Male"], "age": [85], "projection": ["AP"]}), "age-band").tolist()
     ['80+']
     """
-    if by not in SUBGROUPS:
-        raise InvalidArgumentError(f"by must be one of {', '.join(SUBGROUPS)}; got {by!r}")
+    check_choice("by", by, SUBGROUPS)
     if by == "sex":
         return metadata["sex"].to_numpy(dtype=object)
     if by == "projection":
@@ -644,11 +525,7 @@ def subgroup_of(metadata: pd.DataFrame, by: str) -> np.ndarray:
                 f"by={by!r} needs CheXpert Plus demographics: pass the Plus download (or its CSV) as metadata= (--metadata), or a Plus index as the truth"
             )
         return metadata[by].fillna(UNKNOWN).to_numpy(dtype=object)
-    age = metadata["age"].to_numpy()
-    bands = np.full(len(age), AGE_BANDS[0][0], dtype=object)
-    for label, low, high in AGE_BANDS:
-        bands[(age >= low) & (age <= high)] = label
-    return bands
+    return age_band(metadata["age"].to_numpy())
 
 
 def subgroup_order(by: str, groups: Iterable[str]) -> list[str]:

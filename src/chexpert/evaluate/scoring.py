@@ -20,6 +20,7 @@ from chexpert.evaluate.metrics import UndefinedMetricWarning
 from chexpert.index import Index
 from chexpert.release import Release
 from chexpert.testset import resolve_truth
+from chexpert.validation import check_choice
 
 __all__ = ["StudyScores", "Evaluation", "Comparison", "evaluate", "compare", "operating_points"]
 
@@ -221,8 +222,8 @@ def _check_arguments(bootstrap: int, level: float, by: str | None = None) -> Non
         raise InvalidArgumentError(f"bootstrap must be a whole number of resamples >= 0 (0 turns intervals off); got {bootstrap!r}")
     if not 0.0 < level < 1.0:
         raise InvalidArgumentError(f"level must be between 0 and 1, e.g. 0.95; got {level!r}")
-    if by is not None and by not in SUBGROUPS:
-        raise InvalidArgumentError(f"by must be one of {', '.join(SUBGROUPS)} or None; got {by!r}")
+    if by is not None:
+        check_choice("by", by, SUBGROUPS)
 
 
 def _labels(truth: io.StudyTable, observations: Sequence[str], predictions_name: str) -> np.ndarray:

@@ -38,6 +38,7 @@ from chexpert.errors import ChexpertError, InvalidArgumentError
 from chexpert.frameworks.numpy import store_rows
 from chexpert.index import _ROW_FIELDS, Index
 from chexpert.policy import Policy, apply
+from chexpert.validation import check_choice
 
 if TYPE_CHECKING:
     import datasets
@@ -110,8 +111,7 @@ def to_hf_dataset(
 
     from chexpert.store import Store
 
-    if image_format not in IMAGE_FORMATS:
-        raise InvalidArgumentError(f"image_format must be one of {', '.join(IMAGE_FORMATS)}, not {image_format!r}")
+    check_choice("image_format", image_format, IMAGE_FORMATS)
     pixels: np.ndarray | _Gathered | None
     if isinstance(source, Store):
         if rows is None:

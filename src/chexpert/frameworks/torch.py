@@ -29,14 +29,16 @@ import torch
 import torch.distributed
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from chexpert.discover import open_dataset as open_release
 from chexpert.errors import InvalidArgumentError
 from chexpert.frameworks.numpy import StoreArrays, balance_weights
 from chexpert.imaging import RESIZE_MODES, decode_resized, one_thread_per_worker
 from chexpert.index import Index
 from chexpert.policy import Policy, SoftLabels, apply
-from chexpert.release import Release, open_release
+from chexpert.release import Release
 from chexpert.sampling import EpochPasses, EpochSampler, shard_of
 from chexpert.store import Store
+from chexpert.validation import check_choice, check_int
 
 __all__ = ["StoreDataset", "JPEGDataset", "EpochBatchSampler", "dataloader", "resolve_rank"]
 
@@ -130,10 +132,8 @@ class JPEGDataset(Dataset[dict[str, torch.Tensor]]):
         policy: str | Policy = "u-ignore",
         soft_labels: SoftLabels | None = None,
     ) -> None:
-        if resize not in RESIZE_MODES:
-            raise InvalidArgumentError(f"resize must be one of {', '.join(RESIZE_MODES)}, not {resize!r}")
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise InvalidArgumentError(f"size must be a positive integer, not {size!r}")
+        check_choice("resize", resize, RESIZE_MODES)
+        check_int("size", size, low=1)
         if isinstance(source, Index):
             if splits is not None:
                 raise InvalidArgumentError("give splits or an Index, not both")

@@ -40,6 +40,7 @@ from chexpert.frameworks.numpy import StoreArrays
 from chexpert.index import Index
 from chexpert.policy import PRESETS, Policy, SoftLabels, get_policy
 from chexpert.sampling import EpochSampler
+from chexpert.validation import check_choice, check_int
 
 if TYPE_CHECKING:
     from chexpert.store import Store
@@ -80,10 +81,8 @@ def export_webdataset(
     >>> json.loads((Path("shards") / "manifest.json").read_text())["pattern"]  # doctest: +SKIP
     'chexpert-{000000..000111}.tar'
     """
-    if isinstance(shard_size, bool) or not isinstance(shard_size, int | np.integer) or shard_size < 1:
-        raise InvalidArgumentError(f"shard_size must be a positive integer, not {shard_size!r}")
-    if image_format not in IMAGE_FORMATS:
-        raise InvalidArgumentError(f"image_format must be one of {', '.join(IMAGE_FORMATS)}, not {image_format!r}")
+    shard_size = check_int("shard_size", shard_size, low=1)
+    check_choice("image_format", image_format, IMAGE_FORMATS)
     resolved = get_policy(policy) if policy is not None else None
     if soft_labels is not None and (resolved is None or not resolved.soft_label_observations):
         raise InvalidArgumentError(

@@ -27,7 +27,7 @@ from typing import Any, Final, NamedTuple
 
 import numpy as np
 
-from chexpert.errors import CSVFormatError
+from chexpert.errors import CSVFormatError, InvalidArgumentError
 from chexpert.safeio import open_regular
 from chexpert.schema import OBSERVATIONS, Code
 
@@ -103,7 +103,7 @@ def f1_scores(gold: np.ndarray, predicted: np.ndarray, observations: Sequence[st
     gold = np.asarray(gold)
     predicted = np.asarray(predicted)
     if gold.shape != predicted.shape:
-        raise ValueError(f"gold {gold.shape} and predicted {predicted.shape} differ in shape")
+        raise InvalidArgumentError(f"gold {gold.shape} and predicted {predicted.shape} differ in shape")
     out: dict[str, dict[str, Score]] = {task: {} for task in TASKS}
     for j, name in enumerate(observations):
         g, p = gold[:, j], predicted[:, j]

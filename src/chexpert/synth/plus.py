@@ -58,24 +58,17 @@ __all__ = [
 PLUS_DIR: Final = "CheXpert-Plus"
 PLUS_CSV: Final = "df_chexpert_plus_240401.csv"
 #: The 27 columns of the Plus CSV, in order (the file starts with an unnamed index column).
-PLUS_COLUMNS: Final[tuple[str, ...]] = (
-    "path_to_image", "path_to_dcm", "frontal_lateral", "ap_pa", "deid_patient_id", "patient_report_date_order", "report",
-    *(f"section_{s}" for s in SECTION_COLUMNS),
-    "age", "sex", "race", "ethnicity", "interpreter_needed", "insurance_type", "recent_bmi", "deceased", "split",
-)  # fmt: skip
+PLUS_COLUMNS: Final[tuple[str, ...]] = schema.PLUS_COLUMNS
 #: Label file of each report part, under ``chexbert_labels/``.
-LABEL_FILES: Final[dict[str, str]] = {"report": "report_fixed.json", "findings": "findings_fixed.json", "impression": "impression_fixed.json"}
+LABEL_FILES: Final[dict[str, str]] = schema.PLUS_LABEL_FILES
 #: RadGraph-XL file of each section, under ``radgraph-XL-annotations/``.
-RADGRAPH_FILES: Final[dict[str, str]] = {"findings": "section_findings.json", "impression": "section_impression.json"}
+RADGRAPH_FILES: Final[dict[str, str]] = schema.PLUS_RADGRAPH_FILES
 
-RACES: Final[tuple[str, ...]] = (
-    "White", "Asian", "Black or African American", "Native Hawaiian or Other Pacific Islander",
-    "American Indian or Alaska Native", "Other", "Unknown",
-)  # fmt: skip
+RACES: Final[tuple[str, ...]] = schema.RACES
 _RACE_P: Final = np.array([0.52, 0.17, 0.07, 0.015, 0.005, 0.16, 0.06])
-ETHNICITIES: Final[tuple[str, ...]] = ("Non-Hispanic/Non-Latino", "Hispanic/Latino", "Unknown")
+ETHNICITIES: Final[tuple[str, ...]] = schema.ETHNICITIES
 _ETHNICITY_P: Final = np.array([0.78, 0.15, 0.07])
-INSURANCE_TYPES: Final[tuple[str, ...]] = ("Medicare", "Medicaid", "Private Insurance", "Unknown")
+INSURANCE_TYPES: Final[tuple[str, ...]] = schema.INSURANCE_TYPES
 _INSURANCE_P: Final = np.array([0.45, 0.15, 0.33, 0.07])
 
 _TAG_PLUS, _TAG_REPORT, _TAG_IMAGE = 11, 12, 13

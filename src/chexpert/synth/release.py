@@ -25,7 +25,6 @@ import tempfile
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -35,7 +34,7 @@ from PIL import Image
 
 from chexpert import schema
 from chexpert.errors import InvalidArgumentError, option
-from chexpert.parallel import quiet_worker
+from chexpert.parallel import Chunks, run_chunks
 from chexpert.release import SYNTH_MARKER
 from chexpert.validation import check_choice, check_int
 
@@ -755,18 +754,24 @@ def _run(
     workers: int,
     progress: Callable[[int, int], None] | None,
 ) -> Iterator[_R]:
-    """``fn`` over ``jobs``, results in job order whatever the number of workers."""
+    """``fn`` over ``jobs``, results in job order whatever the number of workers (a pool run by
+    chexpert.parallel: Ctrl-C or SIGTERM stops the workers at once)."""
     total = len(jobs)
-    pool = ProcessPoolExecutor(max_workers=workers, initializer=quiet_worker) if workers > 1 and total > 1 else None
-    results = map(fn, jobs) if pool is None else pool.map(fn, jobs, chunksize=max(1, min(32, total // (8 * workers))))
-    try:
-        for done, result in enumerate(results, start=1):
-            if progress is not None:
-                progress(done, total)
-            yield result
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
+    size = max(1, min(32, total // (8 * workers))) if workers > 1 else max(1, total)
+    chunks = [jobs[i : i + size] for i in range(0, total, size)]
+    done = 0
+    results: Chunks[list[Any]]
+    with run_chunks(_apply, chunks, workers=workers, state=fn) as results:
+        for part in results:
+            for result in part:
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+                yield result
+
+
+def _apply(fn: Callable[[Any], Any], jobs: Sequence[Any]) -> list[Any]:
+    return [fn(job) for job in jobs]
 
 
 def _plan(

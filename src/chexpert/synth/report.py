@@ -31,10 +31,7 @@ __all__ = ["SECTION_COLUMNS", "SynthReport", "render_report", "section_labels"]
 POS, NEG, UNC, BLANK = (int(c) for c in (schema.Code.POSITIVE, schema.Code.NEGATIVE, schema.Code.UNCERTAIN, schema.Code.BLANK))
 
 #: The section columns of CheXpert Plus, in CSV order (``section_`` prefix left out).
-SECTION_COLUMNS: Final[tuple[str, ...]] = (
-    "narrative", "clinical_history", "history", "comparison", "technique", "procedure_comments",
-    "findings", "impression", "end_of_impression", "summary", "accession_number",
-)  # fmt: skip
+SECTION_COLUMNS: Final[tuple[str, ...]] = schema.PLUS_SECTIONS
 
 _SIDES: Final = ("right", "left")
 _LOBES: Final = ("right upper lobe", "right middle lobe", "right lower lobe", "left upper lobe", "left lower lobe", "lingula")

@@ -66,8 +66,8 @@ __all__ = ["LOCALIZE_DIR", "LABELS_DIR", "BENCHMARK", "CONSENSUS", "READER_COLUM
 LOCALIZE_DIR: Final[str] = "CheXlocalize"
 LABELS_DIR: Final[str] = "chexpert-test-set-labels"
 #: Radiologists as the CheXpert paper split them: three compared with models, five whose majority is the truth.
-BENCHMARK: Final[tuple[str, ...]] = ("bc4", "bc6", "bc8")
-CONSENSUS: Final[tuple[str, ...]] = ("bc1", "bc2", "bc3", "bc5", "bc7")
+BENCHMARK: Final[tuple[str, ...]] = schema.BENCHMARK_READERS
+CONSENSUS: Final[tuple[str, ...]] = schema.CONSENSUS_READERS
 #: The radiologists' files list Lung Lesion before Lung Opacity.
 READER_COLUMNS: Final[tuple[str, ...]] = (
     "Study", "No Finding", "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Lesion", "Lung Opacity", "Edema",

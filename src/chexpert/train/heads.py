@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from chexpert.errors import InvalidArgumentError
 from chexpert.policy import IGNORE_CLASS, NEGATIVE_CLASS, POSITIVE_CLASS, Targets
 
 __all__ = ["Head"]
@@ -40,7 +41,7 @@ class Head:
         object.__setattr__(self, "observations", tuple(self.observations))
         object.__setattr__(self, "multiclass", tuple(bool(m) for m in self.multiclass))
         if len(self.observations) != len(self.multiclass):
-            raise ValueError("observations and multiclass must have one entry per target column")
+            raise InvalidArgumentError("observations and multiclass must have one entry per target column")
 
     @classmethod
     def of(cls, targets: Targets) -> Head:

@@ -18,10 +18,11 @@ import torch
 
 from chexpert import schema
 from chexpert.augment import IMAGENET_MEAN, IMAGENET_STD, Augment
+from chexpert.discover import open_dataset as open_release
 from chexpert.errors import InvalidArgumentError, RunError
 from chexpert.evaluate import AGGREGATES
 from chexpert.index import Index
-from chexpert.release import Release, open_release
+from chexpert.release import Release
 from chexpert.store import MANIFEST, Store, open_store
 from chexpert.train.device import Placement, resolve_placement
 from chexpert.train.heads import Head

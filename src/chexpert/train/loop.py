@@ -19,7 +19,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,9 +28,12 @@ import numpy as np
 import torch
 
 from chexpert import __version__, schema
+from chexpert import progress as events
+from chexpert.discover import open_dataset as open_release
 from chexpert.errors import InvalidArgumentError, RunError, option
 from chexpert.policy import Policy, apply, get_policy
-from chexpert.release import Release, open_release
+from chexpert.progress import Progress as _Progress
+from chexpert.release import Release
 from chexpert.store import MANIFEST, Store, open_store, prepare
 from chexpert.train.device import Feeder, Placement, resolve_placement, step_seed
 from chexpert.train.distributed import Distributed
@@ -47,8 +50,8 @@ if TYPE_CHECKING:
 
 __all__ = ["train", "Trainer", "TrainingWarning", "training_rows", "head_of", "Progress"]
 
-#: ``progress(event)`` receives dicts with an ``event`` key: "start", "step", "validation", "checkpoint", "stage", "done".
-Progress = Callable[[Mapping[str, Any]], None]
+#: ``progress(event)`` receives typed events (chexpert.progress): Start, Step, Validation, Checkpoint, Stage, Done.
+Progress = _Progress
 
 
 class TrainingWarning(UserWarning):
@@ -204,7 +207,7 @@ def _training_store(
     path = Path(store) if store is not None else folder.path / _store_name(recipe)
     if dist.main:
         if progress is not None:
-            progress({"event": "stage", "message": f"preparing {release.root} into {path} ({recipe.size}x{recipe.size}, {recipe.resize})"})
+            progress(events.Stage(f"preparing {release.root} into {path} ({recipe.size}x{recipe.size}, {recipe.resize})"))
         prepare(release, path, size=recipe.size, resize=recipe.resize, workers=os.cpu_count() or 1)
     dist.barrier()
     return open_store(path, size=recipe.size, resize=recipe.resize)
@@ -298,7 +301,7 @@ def train(
         dist.barrier()
         if start == "done":
             if progress is not None:
-                progress({"event": "done", "already": True, "path": str(folder.path)})
+                progress(events.Done(path=str(folder.path), already=True))
             return open_run(folder.path)
         if needs_labels and table is None:
             table = _self_training_labels(setup, folder, recipe, dist, placement, workers, deterministic, progress)
@@ -354,8 +357,8 @@ def _self_training_labels(
         stage_setup = _Setup(setup.store, setup.train_rows, setup.valid_rows, head_of(stage_policy), stage_policy)
         stage = RunFolder(folder / STAGE_ONE)
         if progress is not None:
-            progress({"event": "stage", "message": f"U-SelfTrained: training with U-Ignore in {stage.path} to label the uncertain "
-                      f"{', '.join(observations)} images"})  # fmt: skip
+            progress(events.Stage(f"U-SelfTrained: training with U-Ignore in {stage.path} to label the uncertain "
+                                  f"{', '.join(observations)} images"))  # fmt: skip
         identity = _identity(stage_setup, stage_recipe, dist, None)
         start = dist.broadcast(stage.begin(identity, overwrite=False) if dist.main else None)
         dist.barrier()
@@ -451,11 +454,11 @@ def _train(
             folder.drop_checkpoints_except([s for s, _ in kept])
             log = RunLog(folder.path, setup.head.observations, resume_step=step if resume else None)
             if progress is not None:
-                progress({
-                    "event": "start", "path": str(folder.path), "step": step, "total": total, "steps_per_epoch": steps_per_epoch,
-                    "images": len(setup.train_rows), "valid_images": len(setup.valid_rows), "placement": placement.describe(),
-                    "world_size": dist.world_size, "model": recipe.model, "policy": recipe.policy if isinstance(recipe.policy, str) else "custom",
-                })  # fmt: skip
+                progress(events.Start(
+                    path=str(folder.path), step=step, total=total, steps_per_epoch=steps_per_epoch,
+                    images=len(setup.train_rows), valid_images=len(setup.valid_rows), placement=placement.describe(),
+                    world_size=dist.world_size, model=recipe.model, policy=recipe.policy if isinstance(recipe.policy, str) else "custom",
+                ))  # fmt: skip
         trainer.model.train()
         running = torch.zeros((), device=placement.device)
         running_steps, window_images = 0, 0
@@ -486,7 +489,7 @@ def _train(
                         if log is not None:
                             log.train(step, epoch, loss, recipe.lr, rate, elapsed)
                             if progress is not None:
-                                progress({"event": "step", "step": step, "total": total, "epoch": epoch, "loss": loss, "images_per_second": rate})
+                                progress(events.Step(step=step, total=total, epoch=epoch, loss=loss, images_per_second=rate))
                         running.zero_()
                         running_steps, window_images, window_start = 0, 0, now
                     if step % recipe.checkpoint_every == 0 or step == total:
@@ -502,7 +505,7 @@ def _train(
         dist.barrier()
     run = open_run(folder.path)
     if progress is not None and dist.main:
-        progress({"event": "done", "already": False, "path": str(folder.path), "best": run.checkpoints[0].metric if run.checkpoints else math.nan})
+        progress(events.Done(path=str(folder.path), already=False, best=run.checkpoints[0].metric if run.checkpoints else math.nan))
     return run
 
 
@@ -517,7 +520,7 @@ def _checkpoint(
         if log is not None and len(setup.valid_rows):
             log.validation(step, epoch, metric, aurocs)
         if progress is not None and len(setup.valid_rows):
-            progress({"event": "validation", "step": step, "mean_auroc": metric, "aurocs": aurocs})
+            progress(events.Validation(step=step, mean_auroc=metric, aurocs=aurocs))
         weights = trainer.state()
         path = folder.checkpoint_file(step)
         path.parent.mkdir(exist_ok=True)
@@ -531,7 +534,7 @@ def _checkpoint(
         save_atomic(folder / STATE, state)
         folder.drop_checkpoints_except([s for s, _ in new_kept])  # evicted only now that the state no longer names them
         if progress is not None:
-            progress({"event": "checkpoint", "step": step, "path": str(path), "kept": len(new_kept)})
+            progress(events.Checkpoint(step=step, path=str(path), kept=len(new_kept)))
         kept = new_kept
     dist.barrier()
     return list(dist.broadcast(kept))
