@@ -210,7 +210,10 @@ def predict(
         if placement.channels_last:
             model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         models.append(model)
-    loader = dataloader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, pin_memory=placement.device.type == "cuda")
+    # Every image on this process, whatever process group is active (dataloader would shard by rank by itself).
+    loader = dataloader(
+        dataset, batch_size=batch_size, shuffle=False, rank=0, world_size=1, num_workers=workers, pin_memory=placement.device.type == "cuda"
+    )  # fmt: skip
     transform = input_transform(recipe, train=False).to(placement.device)
     positions, probabilities = score_batches(models, run.head, loader, placement, transform)
     order = np.argsort(positions, kind="stable")
