@@ -39,7 +39,7 @@ from chexpert.train.inference import input_transform, score_batches, study_score
 from chexpert.train.log import RunLog
 from chexpert.train.models import build_model
 from chexpert.train.recipe import Recipe, get_recipe
-from chexpert.train.run import RUN_FORMAT, RUN_VERSION, SOFT_LABELS, STATE, SUMMARY, Run, RunFolder, _sorted_kept, load_state, open_run, save_atomic
+from chexpert.train.run import RUN_FORMAT, RUN_VERSION, SOFT_LABELS, STATE, SUMMARY, Run, RunFolder, _sorted_kept, load_resume_state, open_run, save_atomic
 from chexpert.validation import check_int
 
 if TYPE_CHECKING:
@@ -420,6 +420,10 @@ def score_rows(
     return probabilities[first]
 
 
+class _NonFinite(Exception):
+    """The model scored a validation image NaN or infinite."""
+
+
 def _validate(trainer: Trainer, setup: _Setup, batch_size: int, dist: Distributed) -> tuple[float, dict[str, float]]:
     """Mean AUROC over the competition tasks scored (else over all) and each observation's AUROC, per study.
 
@@ -438,6 +442,8 @@ def _validate(trainer: Trainer, setup: _Setup, batch_size: int, dist: Distribute
         )  # fmt: skip
     finally:
         model.train()
+    if not np.isfinite(probabilities).all():
+        raise _NonFinite  # the same gathered scores on every rank: every rank stops
     import pandas as pd
 
     index = setup.store.index.take(setup.valid_rows)
@@ -472,9 +478,16 @@ def _train(
         step = epoch = position = 0
         kept: list[tuple[int, float]] = []
         elapsed, images_seen = 0.0, 0
+        last_saved: int | None = None  # the step of the state on disk
         if resume:
-            state = load_state(folder / STATE)
-            trainer.load(state)
+            state = load_resume_state(folder / STATE)
+            try:
+                trainer.load(state)
+            except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+                raise RunError(
+                    f"{folder / STATE}: not this run's state ({str(exc).splitlines()[0][:200]}); pass {option('overwrite')} to start the run afresh"
+                ) from None
+            last_saved = int(state["step"])
             step, epoch, position = int(state["step"]), int(state["epoch"]), int(state["batch"])
             kept = [(int(s), float(m)) for s, m in state["kept"]]
             elapsed, images_seen = float(state["elapsed"]), int(state["images"])
@@ -492,6 +505,8 @@ def _train(
                 })  # fmt: skip
         trainer.model.train()
         running = torch.zeros((), device=placement.device)
+        # The first step whose loss was not finite (0: none yet), kept on the device: no wait per step.
+        bad = torch.zeros((), dtype=torch.int64, device=placement.device)
         running_steps, window_images = 0, 0
         window_start = time.perf_counter()
         try:
@@ -504,12 +519,16 @@ def _train(
 
                 for batch in Feeder(loader, placement, trainer.transform, seed_of):
                     torch.manual_seed(step_seed(recipe.seed, dist.rank, step + 1, stream=1))  # dropout and the like
-                    running += trainer.step(batch.inputs, batch.labels)
+                    loss_now = trainer.step(batch.inputs, batch.labels)
+                    running += loss_now
+                    bad.masked_fill_((bad == 0) & ~torch.isfinite(loss_now), step + 1)
                     step, position = step + 1, position + 1
                     running_steps += 1
                     window_images += batch.size * dist.world_size
                     if position == steps_per_epoch:
                         epoch, position = epoch + 1, 0
+                    if step % recipe.log_every == 0 or step % recipe.checkpoint_every == 0 or step == total:
+                        _stop_if_diverged(int(bad.item()), dist, folder, last_saved)  # before anything of these steps is written
                     if step % recipe.log_every == 0 or step == total:
                         loss = dist.mean(float(running.item()) / running_steps)
                         now = time.perf_counter()
@@ -524,7 +543,14 @@ def _train(
                         running.zero_()
                         running_steps, window_images, window_start = 0, 0, now
                     if step % recipe.checkpoint_every == 0 or step == total:
-                        kept = _checkpoint(trainer, setup, folder, recipe, dist, placement, log, progress, step, epoch, position, kept, elapsed, images_seen)
+                        # Weights can turn non-finite with a finite loss (an infinite gradient): never save them.
+                        finite = bool(torch.stack([torch.isfinite(p).all() for p in trainer.module.parameters()]).all())
+                        _stop_if_diverged(0 if finite else step, dist, folder, last_saved, "the weights")
+                        try:
+                            kept = _checkpoint(trainer, setup, folder, recipe, dist, placement, log, progress, step, epoch, position, kept, elapsed, images_seen)
+                        except _NonFinite:
+                            _stop_if_diverged(step, dist, folder, last_saved, "the model's validation scores")
+                        last_saved = step
                         window_start = time.perf_counter()  # validation is not training time
                     if step == total:
                         break
@@ -538,6 +564,19 @@ def _train(
     if progress is not None and dist.main:
         progress({"event": "done", "already": False, "path": str(folder.path), "best": run.checkpoints[0].metric if run.checkpoints else math.nan})
     return run
+
+
+def _stop_if_diverged(bad: int, dist: Distributed, folder: RunFolder, last_saved: int | None, what: str = "the training loss") -> None:
+    """A RunError on every rank when any rank saw a non-finite loss (``bad``: its first such step, 0 for none)."""
+    steps = [s for s in dist.gather(bad) if s > 0]
+    if not steps:
+        return
+    kept = (
+        f"{folder / STATE} holds the last good checkpoint (step {last_saved}), from which the same command resumes"
+        if last_saved is not None
+        else "no checkpoint was written"
+    )  # fmt: skip
+    raise RunError(f"{what} became NaN or infinite at step {min(steps)}: training stopped; {kept}. Lower --lr, or check the data")
 
 
 def _checkpoint(
