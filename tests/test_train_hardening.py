@@ -94,26 +94,41 @@ def test_a_link_in_the_run_folder_is_never_followed_to_remove_or_write(name: str
 # -- temporary names -----------------------------------------------------------------------------------
 
 
-def test_links_planted_at_every_temporary_name_are_never_written_through(store: Store, finished: Path, tmp_path: Path) -> None:
+def test_links_planted_at_every_temporary_name_are_never_written_through(store: Store, tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     secret = outside / "secret.txt"
     secret.write_text("keep me\n")
     out = tmp_path / "run"
-    (out / "checkpoints").mkdir(parents=True)
-    pid = os.getpid()
-    names = [f".{n}.{pid}.tmp" for n in ("run.json", "state.pt", "summary.json")] + ["log.csv.tmp", "validation.csv.tmp"]
-    for name in [*names, f"checkpoints/.step-0000001.pt.{pid}.tmp", f"checkpoints/.step-0000002.pt.{pid}.tmp"]:
-        (out / name).symlink_to(secret)
-    # A folder holding only these links is not a run yet: train refuses it (they are not its files) ...
-    with pytest.raises(RunError, match="holds other files"):
-        train(store, out, small())
-    shutil.rmtree(out)
-    train(store, out, small(max_steps=1))  # ... so plant them in the run's own folder, then resume into them
-    for name in [*names, f"checkpoints/.step-0000002.pt.{pid}.tmp"]:
-        (out / name).symlink_to(secret)
+    pid = os.getpid()  # the old temporary names were .NAME.PID.tmp and NAME.tmp: predictable
+    names = [f".{n}.{pid}.tmp" for n in ("run.json", "state.pt", "summary.json", "soft-labels.csv")] + ["log.csv.tmp", "validation.csv.tmp"]
+    names += [f"checkpoints/.step-000000{s}.pt.{pid}.tmp" for s in (1, 2)]
+
+    def plant(event: object) -> None:  # once the run folder is begun, before anything else is written
+        if isinstance(event, dict) and event.get("event") == "start":
+            (out / "checkpoints").mkdir(exist_ok=True)
+            for name in names:
+                if not (out / name).is_symlink():
+                    (out / name).symlink_to(secret)
+
+    train(store, out, small(), progress=plant)
+    assert secret.read_text() == "keep me\n"
+    (out / "summary.json").unlink()  # resumed: the logs are cut and rewritten, the summary written again
+    train(store, out, small(), progress=plant)
+    assert secret.read_text() == "keep me\n"
+    if not (out / names[0]).is_symlink():
+        (out / names[0]).symlink_to(secret)
+    train(store, out, small(seed=2), overwrite=True, progress=plant)  # run.json written anew
+    assert secret.read_text() == "keep me\n"
+    assert open_run(out).finished
+    # A link inside checkpoints/ when a run starts is refused (and removed, as a link, with overwrite).
+    # The links at the run's temporary names were removed as links; those at names it no longer uses are left alone.
+    assert sorted(p.name for p in out.rglob("*") if p.is_symlink()) == ["log.csv.tmp", "validation.csv.tmp"]
     (out / "summary.json").unlink()
-    train(store, out, small())
+    (out / names[-1]).symlink_to(secret)
+    with pytest.raises(RunError, match="symbolic link"):
+        train(store, out, small(seed=2))
+    train(store, out, small(seed=2), overwrite=True)
     assert secret.read_text() == "keep me\n"
 
     predictions = predict(out, store)
