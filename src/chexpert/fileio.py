@@ -94,9 +94,16 @@ def atomic_writer(
     try:
         with handle:
             yield handle
-            handle.flush()
-            if sync:
-                os.fsync(handle.fileno())
+            if not handle.closed:  # a writer may close its stream itself (pyarrow's does)
+                handle.flush()
+                if sync:
+                    os.fsync(handle.fileno())
+            elif sync:
+                fd = os.open(tmp, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
