@@ -68,7 +68,7 @@ def _worker(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--worlds", type=int, nargs="+", default=[1, 2, 4])
-    parser.add_argument("--images", type=int, default=1000, help="about this many validation images")
+    parser.add_argument("--images", type=int, default=240, help="about this many validation images (at most ~250, the look-alike's 200 patients)")
     parser.add_argument("--model", default="resnet18")
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
@@ -84,7 +84,7 @@ def main() -> None:
     from chexpert.synth import synthesize
 
     with tempfile.TemporaryDirectory() as tmp:
-        release = synthesize(Path(tmp) / "release", patients=4, valid_patients=max(2, args.images * 10 // 12), seed=0, workers=args.cores)
+        release = synthesize(Path(tmp) / "release", patients=2, valid_patients=min(200, max(2, args.images * 10 // 12)), seed=0, workers=args.cores)
         store = prepare(release, Path(tmp) / "store", size=args.size, workers=args.cores)
         print(f"{args.model} at {args.size} px, {int((store.index.split == 1).sum())} validation images, {args.cores} cores")
         print(f"{'ranks':>5} {'whole s':>8} {'shard s':>8} {'whole/shard':>11}")
