@@ -576,7 +576,7 @@ def _stop_if_diverged(bad: int, dist: Distributed, folder: RunFolder, last_saved
         if last_saved is not None
         else "no checkpoint was written"
     )  # fmt: skip
-    raise RunError(f"{what} became NaN or infinite at step {min(steps)}: training stopped; {kept}. Lower --lr, or check the data")
+    raise RunError(f"{what} became NaN or infinite at step {min(steps)}: training stopped; {kept}. Lower the learning rate, or check the data")
 
 
 def _checkpoint(
