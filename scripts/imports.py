@@ -39,7 +39,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "src" / "chexpert"
 
 # Lowest first. Names in one tuple share a layer.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("schema", "errors", "validation", "citation", "parallel", "safeio", "progress"),
+    ("schema", "errors", "validation", "citation", "parallel", "safeio", "fileio", "progress"),
     ("dicom",),
     ("imaging", "augment"),
     ("index", "splits"),

@@ -25,6 +25,7 @@ import numpy as np
 from chexpert import schema
 from chexpert.errors import InvalidArgumentError
 from chexpert.evaluate import metrics
+from chexpert.fileio import atomic_writer
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -312,6 +313,7 @@ def save_plots(
         for stem, figure in figures:
             for fmt in formats:
                 path = out / f"{stem}.{fmt}"
-                figure.savefig(path, dpi=150 if fmt == "png" else None)
+                with atomic_writer(path) as handle:  # never through a link planted at the name
+                    figure.savefig(handle, format=fmt, dpi=150 if fmt == "png" else None)
                 written.append(path)
     return written

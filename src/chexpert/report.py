@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 
 from chexpert import __version__, schema
+from chexpert.fileio import atomic_write
 from chexpert.index import Index
 
 if TYPE_CHECKING:
@@ -417,7 +418,5 @@ def write_report(
     path = Path(path)
     page = render_report(store, **kwargs)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, page)
     return path

@@ -47,7 +47,7 @@ import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, NamedTuple, cast
+from typing import IO, Any, Final, NamedTuple, cast
 
 import numpy as np
 
@@ -70,6 +70,7 @@ from chexpert.errors import (
     StoreError,
     option,
 )
+from chexpert.fileio import create_new
 from chexpert.imaging import RESIZE_MODES, decode_resized, one_thread_per_worker
 from chexpert.index import _ROW_FIELDS, Index
 from chexpert.parallel import run_chunks
@@ -635,6 +636,15 @@ def _tmp_name(name: str, ident: str) -> str:
     return f"{name}.{ident}.tmp"
 
 
+_NOFOLLOW: Final = getattr(os, "O_NOFOLLOW", 0)
+
+
+def _fresh(path: Path) -> IO[bytes]:
+    """``path`` created anew for writing: a file or link left at this name of ours (a killed run's) goes first, as a name."""
+    path.unlink(missing_ok=True)
+    return create_new(path)
+
+
 @dataclass
 class _Folder:
     """What a store folder holds: its manifest and plan (if this format's), and which entries are ours."""
@@ -860,7 +870,7 @@ def _remove(out: Path, names: Sequence[str]) -> None:
 def _create_images(path: Path, shape: Sequence[int]) -> None:
     """A sparse .npy file of the final size: rows are filled in any order, untouched bytes read as 0."""
     header = _npy_header_bytes(shape)
-    with open(path, "wb") as f:
+    with _fresh(path) as f:
         f.write(header)
         f.truncate(len(header) + int(np.prod(shape)))
 
@@ -870,7 +880,7 @@ def _start(out: Path, plan: dict[str, Any]) -> None:
     ident = plan["store_id"]
     _write_atomic(out / _PLAN, _json_bytes(plan), ident)
     _create_images(out / _work_name(ident), plan["shape"])
-    (out / _journal_name(ident)).write_bytes(b"")
+    _fresh(out / _journal_name(ident)).close()
 
 
 def _recover(out: Path, plan: dict[str, Any], on_error: str) -> None:
@@ -888,9 +898,9 @@ def _recover(out: Path, plan: dict[str, Any], on_error: str) -> None:
     if reset:
         _remove(out, (_work_name(ident), _compact_name(ident), INDEX))
         _create_images(work, plan["shape"])
-        journal.write_bytes(b"")
+        _fresh(journal).close()
     elif not journal.exists():
-        journal.write_bytes(b"")
+        _fresh(journal).close()
 
 
 # -- the journal ---------------------------------------------------------------------------------
@@ -984,7 +994,7 @@ def _init_worker(job: _Job) -> _Job:
     if header is None:
         raise StoreError(f"{job.images}: not the images file prepare made")
     job.offset = header[1]
-    job.fd = os.open(job.images, os.O_WRONLY | getattr(os, "O_BINARY", 0))
+    job.fd = os.open(job.images, os.O_WRONLY | getattr(os, "O_BINARY", 0) | _NOFOLLOW)
     job.pixels = np.empty((max(1, _WRITE_BYTES // (job.size * job.size)), job.size, job.size), dtype=np.uint8)
     return job
 
@@ -1111,7 +1121,7 @@ class _Journal:
     def __init__(self, path: Path, images: Path, out: Path, needed: int) -> None:
         self._out, self._needed = out, needed
         self._images = os.open(images, os.O_RDONLY)
-        self._file = open(path, "ab")
+        self._file = os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW, 0o666), "ab")
         self._lines: list[bytes] = []
         self._closed = False
         self._error: BaseException | None = None
@@ -1230,6 +1240,7 @@ def _compact(work: Path, target_path: Path, keep: np.ndarray) -> None:
     if shape[0] == len(keep):
         return  # compacted by an earlier run that stopped before the manifest
     source = np.load(work, mmap_mode="r")
+    _fresh(target_path).close()  # never through a link left at the name
     target = np.lib.format.open_memmap(target_path, mode="w+", dtype=np.uint8, shape=(len(keep), *shape[1:]))
     step = max(1, _CHUNK_BYTES // (shape[1] * shape[2]))
     for start in range(0, len(keep), step):
@@ -1433,7 +1444,7 @@ def _json_bytes(value: Any, *, line: bool = False) -> bytes:
 
 def _write_atomic(path: Path, data: bytes, ident: str) -> None:
     tmp = path.with_name(_tmp_name(path.name, ident))
-    with open(tmp, "wb") as f:
+    with _fresh(tmp) as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())

@@ -25,7 +25,6 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -35,6 +34,7 @@ import numpy as np
 from chexpert import __version__, schema
 from chexpert.citation import BIBTEX, RESEARCH_USE_TERMS
 from chexpert.errors import ChexpertError, InvalidArgumentError
+from chexpert.fileio import atomic_writer
 from chexpert.frameworks.numpy import store_rows
 from chexpert.index import _ROW_FIELDS, Index
 from chexpert.policy import Policy, apply
@@ -206,18 +206,12 @@ def _write(path: Path, features: datasets.Features, index: Index, pixels: np.nda
     from datasets.arrow_writer import ArrowWriter
 
     image_column = _image_column(index, pixels, image_format, features) if images else None
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        writer = ArrowWriter(features=features, path=tmp)
+    with atomic_writer(path, sync=False) as handle:
+        writer = ArrowWriter(features=features, stream=handle)
         for start in range(0, len(index), _CHUNK_ROWS):
             rows = slice(start, min(start + _CHUNK_ROWS, len(index)))
             writer.write_table(_table(features, index, rows, image_column, targets))
         writer.finalize()
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _table(features: datasets.Features, index: Index, rows: slice, image_column: Callable[[slice], pa.Array] | None, targets: Any) -> pa.Table:

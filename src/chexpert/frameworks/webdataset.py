@@ -35,6 +35,7 @@ import numpy as np
 
 from chexpert import schema
 from chexpert.errors import InvalidArgumentError, StoreError, option
+from chexpert.fileio import atomic_write, atomic_writer, is_temporary
 from chexpert.frameworks.hf import png_bytes
 from chexpert.frameworks.numpy import StoreArrays
 from chexpert.index import Index
@@ -122,10 +123,12 @@ def export_webdataset(
         "shuffle": shuffle,
         "seed": seed,
     }
-    tmp = out / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1) + "\n")
-    os.replace(tmp, out / MANIFEST)
+    atomic_write(out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
     return paths
+
+
+def _ours(name: str) -> bool:
+    return name == MANIFEST or (name.startswith("chexpert-") and name.endswith((".tar", ".tar.tmp")))
 
 
 def _prepare_folder(out: Path, overwrite: bool) -> None:
@@ -135,7 +138,7 @@ def _prepare_folder(out: Path, overwrite: bool) -> None:
     present = sorted(p.name for p in out.iterdir())
     if not present:
         return
-    ours = [name for name in present if name == MANIFEST or (name.startswith("chexpert-") and name.endswith((".tar", ".tar.tmp")))]
+    ours = [name for name in present if _ours(name) or (is_temporary(name) and _ours(name[1:].rsplit(".", 3)[0]))]
     if not overwrite or len(ours) != len(present):
         others = [name for name in present if name not in ours]
         why = f"holds files that are not a chexpert export ({', '.join(others[:5])})" if others else f"holds an earlier export ({option('overwrite')} replaces it)"
@@ -147,8 +150,7 @@ def _prepare_folder(out: Path, overwrite: bool) -> None:
 
 
 def _write_shard(path: Path, arrays: StoreArrays, index: Index, positions: np.ndarray, with_targets: bool, image_format: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
+    with atomic_writer(path, sync=False) as handle, tarfile.open(fileobj=handle, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         for position in positions.tolist():
             row = int(arrays.rows[position])
             key = schema.strip_release_prefix(str(index.path[row])).rsplit(".", 1)[0]
@@ -165,7 +167,6 @@ def _write_shard(path: Path, arrays: StoreArrays, index: Index, positions: np.nd
                 info = tarfile.TarInfo(f"{key}.{extension}")
                 info.size, info.mtime, info.mode = len(data), _MTIME, 0o444
                 tar.addfile(info, io.BytesIO(data))
-    os.replace(tmp, path)
 
 
 def _metadata(index: Index, row: int) -> dict[str, Any]:

@@ -3,8 +3,9 @@
 ``torchrun --nproc_per_node=N -m chexpert train ...`` sets ``RANK``, ``WORLD_SIZE`` and
 ``LOCAL_RANK``; :class:`Distributed` then joins the process group (NCCL on GPUs, gloo on the CPU),
 each rank reads its shard of every epoch (:class:`~chexpert.sampling.EpochSampler`'s rank
-sharding) and DistributedDataParallel averages the gradients. Rank 0 alone validates, logs and
-writes checkpoints; the others wait at a barrier. Without torchrun it is one process and every
+sharding) and DistributedDataParallel averages the gradients. Validation and the U-SelfTrained
+labelling pass score shards too, gathered back in row order (``loop.score_rows``); rank 0 alone
+decides which checkpoints to keep (broadcast to the others), logs and writes. Without torchrun it is one process and every
 method is trivial.
 """
 
@@ -78,6 +79,17 @@ class Distributed:
         box: list[Any] = [value]
         dist.broadcast_object_list(box, src=0)
         return box[0]
+
+    def share_buffers(self, module: torch.nn.Module) -> None:
+        """Give every rank rank 0's buffers (BatchNorm statistics), in place.
+
+        DistributedDataParallel broadcasts them at the start of each forward pass, but each rank
+        then updates its own copy during that pass: after a step they differ, and a rank scoring
+        with its own would not score the model that rank 0 saves.
+        """
+        if self.active:
+            for buffer in module.buffers():
+                dist.broadcast(buffer.data, src=0)
 
     def close(self) -> None:
         """Leave the process group if this object joined it."""

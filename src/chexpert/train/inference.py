@@ -21,6 +21,7 @@ from chexpert.augment import IMAGENET_MEAN, IMAGENET_STD, Augment
 from chexpert.discover import open_dataset as open_release
 from chexpert.errors import InvalidArgumentError, RunError
 from chexpert.evaluate import AGGREGATES
+from chexpert.fileio import atomic_writer
 from chexpert.index import Index
 from chexpert.release import Release
 from chexpert.store import MANIFEST, Store, open_store
@@ -83,9 +84,8 @@ class Predictions:
             if target.is_dir():
                 raise IsADirectoryError(21, "is a folder, not a file to write", str(target))
             target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.tmp")
-            frame.to_csv(tmp, index=False, float_format="%.6f")
-            os.replace(tmp, target)
+            with atomic_writer(target, "w", encoding="utf-8", newline="") as handle:
+                frame.to_csv(handle, index=False, float_format="%.6f")
         return path, study_path
 
 
@@ -211,11 +211,21 @@ def predict(
         if placement.channels_last:
             model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         models.append(model)
-    loader = dataloader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, pin_memory=placement.device.type == "cuda")
+    # Every image on this process, whatever process group is active (dataloader would shard by rank by itself).
+    loader = dataloader(
+        dataset, batch_size=batch_size, shuffle=False, rank=0, world_size=1, num_workers=workers, pin_memory=placement.device.type == "cuda"
+    )  # fmt: skip
     transform = input_transform(recipe, train=False).to(placement.device)
     positions, probabilities = score_batches(models, run.head, loader, placement, transform)
     order = np.argsort(positions, kind="stable")
     probabilities = probabilities[order]
+    if not np.isfinite(probabilities).all():
+        bad = int((~np.isfinite(probabilities)).any(axis=1).sum())
+        first = index.path[int(np.flatnonzero(~np.isfinite(probabilities).all(axis=1))[0])]
+        raise RunError(
+            f"{run.path}: the model gives NaN or infinite scores for {bad} of {len(index)} images (first {first}) with checkpoint "
+            f"{', '.join(str(c.step) for c in members)}; nothing written: a diverged run or a damaged checkpoint"
+        )
     columns = list(run.head.observations)
     images = pd.DataFrame(probabilities.astype(np.float64), columns=columns)
     images.insert(0, "Path", index.path.astype(object))

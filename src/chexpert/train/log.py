@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from chexpert.fileio import atomic_write
+
 __all__ = ["RunLog", "TRAIN_COLUMNS", "read_log"]
 
 #: Columns of log.csv.
@@ -37,9 +39,7 @@ def _cut(path: Path, last_step: int) -> None:
         step = line.split(",", 1)[0]
         if step.isdigit() and int(step) <= last_step:
             kept.append(line)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(kept), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, "".join(kept), sync=False)
 
 
 class RunLog:

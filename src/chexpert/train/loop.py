@@ -19,7 +19,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,13 +42,13 @@ from chexpert.train.inference import input_transform, score_batches, study_score
 from chexpert.train.log import RunLog
 from chexpert.train.models import build_model
 from chexpert.train.recipe import Recipe, get_recipe
-from chexpert.train.run import RUN_FORMAT, RUN_VERSION, SOFT_LABELS, STATE, SUMMARY, Run, RunFolder, _sorted_kept, load_state, open_run, save_atomic
+from chexpert.train.run import RUN_FORMAT, RUN_VERSION, SOFT_LABELS, STATE, SUMMARY, Run, RunFolder, _sorted_kept, load_resume_state, open_run, save_atomic
 from chexpert.validation import check_int
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["train", "Trainer", "TrainingWarning", "training_rows", "head_of", "Progress"]
+__all__ = ["train", "Trainer", "TrainingWarning", "training_rows", "head_of", "score_rows", "Progress"]
 
 #: ``progress(event)`` receives typed events (chexpert.progress): Start, Step, Validation, Checkpoint, Stage, Done.
 Progress = _Progress
@@ -364,49 +364,89 @@ def _self_training_labels(
         dist.barrier()
         if start != "done":
             _train(stage_setup, stage, stage_recipe, None, dist, placement, workers, deterministic, progress, resume=start == "resume")
+        labels = _label_uncertain(open_run(stage.path), setup, observations, placement, dist)  # every rank scores its shard
         if dist.main:
-            labels = _label_uncertain(open_run(stage.path), setup, observations, placement)
             save_atomic(path, labels.to_csv(index=False, float_format="%.6f"))
         dist.barrier()
     return pd.read_csv(path)
 
 
-def _label_uncertain(run: Run, setup: _Setup, observations: list[str], placement: Placement) -> pd.DataFrame:
-    """The stage model's probabilities for the training images with an uncertain label among ``observations``."""
+def _label_uncertain(run: Run, setup: _Setup, observations: list[str], placement: Placement, dist: Distributed) -> pd.DataFrame:
+    """The stage model's probabilities for the training images with an uncertain label among ``observations`` (every rank)."""
     import pandas as pd
 
-    from chexpert.frameworks.torch import StoreDataset, dataloader
     from chexpert.train.inference import ensemble_members
 
     columns = [schema.OBSERVATIONS.index(o) for o in observations]
     labels = setup.store.index.labels[setup.train_rows][:, columns]
     rows = setup.train_rows[(labels == schema.Code.UNCERTAIN).any(axis=1)]
     models = [run.model(c).to(placement.device) for c in ensemble_members(run, None)]
-    dataset = StoreDataset(setup.store, rows=rows)
-    loader = dataloader(dataset, batch_size=64, shuffle=False)
     transform = input_transform(run.recipe, train=False).to(placement.device)
-    found, probabilities = score_batches(models, run.head, loader, placement, transform)
-    order = np.argsort(found, kind="stable")
+    probabilities = score_rows(models, run.head, setup.store, rows, placement, transform, dist)
     wanted = [run.head.observations.index(o) for o in observations]
-    frame = pd.DataFrame(probabilities[order][:, wanted].astype(np.float64), columns=observations)
+    frame = pd.DataFrame(probabilities[:, wanted].astype(np.float64), columns=observations)
     frame.insert(0, "Path", setup.store.index.path[rows].astype(object))
     return frame
 
 
-def _validate(trainer: Trainer, setup: _Setup, batch_size: int) -> tuple[float, dict[str, float]]:
-    """Mean AUROC over the competition tasks scored (else over all) and each observation's AUROC, per study."""
-    from chexpert.evaluate import UndefinedMetricWarning, evaluate
+def score_rows(
+    models: Sequence[torch.nn.Module], head: Head, store: Store, rows: np.ndarray, placement: Placement,
+    transform: Callable[[torch.Tensor], torch.Tensor], dist: Distributed, *, batch_size: int = 64, shard: bool = True,
+) -> np.ndarray:  # fmt: skip
+    """Probabilities of store ``rows``, in the order of ``rows``, on every rank; every rank must call it.
+
+    The sharding is explicit, never left to whatever process group is active: with ``shard`` each
+    rank scores its share (:class:`~chexpert.sampling.EpochSampler`'s, the last rows padded by
+    wrapping around) and the shares are gathered and put back in row order; without, every rank
+    scores all rows itself. Sharding was measured the faster one (``bench/ddp_scoring.py``).
+    """
     from chexpert.frameworks.torch import StoreDataset, dataloader
+
+    if len(rows) == 0:
+        return np.zeros((0, len(head.observations)), dtype=np.float32)
+    rank, world_size = (dist.rank, dist.world_size) if shard else (0, 1)
+    loader = dataloader(StoreDataset(store, rows=rows), batch_size=batch_size, shuffle=False, rank=rank, world_size=world_size)
+    found, probabilities = score_batches(models, head, loader, placement, transform)  # store rows, not positions
+    if shard and dist.active:
+        parts = dist.gather((found, probabilities))
+        found = np.concatenate([r for r, _ in parts])
+        probabilities = np.concatenate([q for _, q in parts])
+    rows = np.asarray(rows, dtype=np.int64)
+    order = np.argsort(rows, kind="stable")
+    at = np.minimum(np.searchsorted(rows[order], found), len(rows) - 1)
+    if not np.array_equal(rows[order][at], found):
+        raise RuntimeError("scoring returned rows that were not asked for")  # a sharding fault: never pair scores with the wrong rows
+    positions = order[at]
+    unique, first = np.unique(positions, return_index=True)  # a padding row scored on two ranks is taken once
+    if len(unique) != len(rows):
+        raise RuntimeError(f"scoring returned {len(unique)} of {len(rows)} rows")
+    return probabilities[first]
+
+
+class _NonFinite(Exception):
+    """The model scored a validation image NaN or infinite."""
+
+
+def _validate(trainer: Trainer, setup: _Setup, batch_size: int, dist: Distributed) -> tuple[float, dict[str, float]]:
+    """Mean AUROC over the competition tasks scored (else over all) and each observation's AUROC, per study.
+
+    Every rank scores its share of the valid split; the result is the whole split's on every rank.
+    """
+    from chexpert.evaluate import UndefinedMetricWarning, evaluate
 
     if len(setup.valid_rows) == 0:
         return math.nan, {}
     model = trainer.module
+    dist.share_buffers(model)  # every rank scores the weights rank 0 saves
     model.eval()
     try:
-        loader = dataloader(StoreDataset(setup.store, rows=setup.valid_rows), batch_size=max(batch_size, 64), shuffle=False)
-        _, probabilities = score_batches([model], trainer.head, loader, trainer.placement, trainer.eval_transform)
+        probabilities = score_rows(
+            [model], trainer.head, setup.store, setup.valid_rows, trainer.placement, trainer.eval_transform, dist, batch_size=max(batch_size, 64)
+        )  # fmt: skip
     finally:
         model.train()
+    if not np.isfinite(probabilities).all():
+        raise _NonFinite  # the same gathered scores on every rank: every rank stops
     import pandas as pd
 
     index = setup.store.index.take(setup.valid_rows)
@@ -441,9 +481,16 @@ def _train(
         step = epoch = position = 0
         kept: list[tuple[int, float]] = []
         elapsed, images_seen = 0.0, 0
+        last_saved: int | None = None  # the step of the state on disk
         if resume:
-            state = load_state(folder / STATE)
-            trainer.load(state)
+            state = load_resume_state(folder / STATE)
+            try:
+                trainer.load(state)
+            except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+                raise RunError(
+                    f"{folder / STATE}: not this run's state ({str(exc).splitlines()[0][:200]}); pass {option('overwrite')} to start the run afresh"
+                ) from None
+            last_saved = int(state["step"])
             step, epoch, position = int(state["step"]), int(state["epoch"]), int(state["batch"])
             kept = [(int(s), float(m)) for s, m in state["kept"]]
             elapsed, images_seen = float(state["elapsed"]), int(state["images"])
@@ -461,6 +508,8 @@ def _train(
                 ))  # fmt: skip
         trainer.model.train()
         running = torch.zeros((), device=placement.device)
+        # The first step whose loss was not finite (0: none yet), kept on the device: no wait per step.
+        bad = torch.zeros((), dtype=torch.int64, device=placement.device)
         running_steps, window_images = 0, 0
         window_start = time.perf_counter()
         try:
@@ -473,12 +522,16 @@ def _train(
 
                 for batch in Feeder(loader, placement, trainer.transform, seed_of):
                     torch.manual_seed(step_seed(recipe.seed, dist.rank, step + 1, stream=1))  # dropout and the like
-                    running += trainer.step(batch.inputs, batch.labels)
+                    loss_now = trainer.step(batch.inputs, batch.labels)
+                    running += loss_now
+                    bad.masked_fill_((bad == 0) & ~torch.isfinite(loss_now), step + 1)
                     step, position = step + 1, position + 1
                     running_steps += 1
                     window_images += batch.size * dist.world_size
                     if position == steps_per_epoch:
                         epoch, position = epoch + 1, 0
+                    if step % recipe.log_every == 0 or step % recipe.checkpoint_every == 0 or step == total:
+                        _stop_if_diverged(int(bad.item()), dist, folder, last_saved)  # before anything of these steps is written
                     if step % recipe.log_every == 0 or step == total:
                         loss = dist.mean(float(running.item()) / running_steps)
                         now = time.perf_counter()
@@ -493,7 +546,14 @@ def _train(
                         running.zero_()
                         running_steps, window_images, window_start = 0, 0, now
                     if step % recipe.checkpoint_every == 0 or step == total:
-                        kept = _checkpoint(trainer, setup, folder, recipe, dist, placement, log, progress, step, epoch, position, kept, elapsed, images_seen)
+                        # Weights can turn non-finite with a finite loss (an infinite gradient): never save them.
+                        finite = bool(torch.stack([torch.isfinite(p).all() for p in trainer.module.parameters()]).all())
+                        _stop_if_diverged(0 if finite else step, dist, folder, last_saved, "the weights")
+                        try:
+                            kept = _checkpoint(trainer, setup, folder, recipe, dist, placement, log, progress, step, epoch, position, kept, elapsed, images_seen)
+                        except _NonFinite:
+                            _stop_if_diverged(step, dist, folder, last_saved, "the model's validation scores")
+                        last_saved = step
                         window_start = time.perf_counter()  # validation is not training time
                     if step == total:
                         break
@@ -509,14 +569,27 @@ def _train(
     return run
 
 
+def _stop_if_diverged(bad: int, dist: Distributed, folder: RunFolder, last_saved: int | None, what: str = "the training loss") -> None:
+    """A RunError on every rank when any rank saw a non-finite loss (``bad``: its first such step, 0 for none)."""
+    steps = [s for s in dist.gather(bad) if s > 0]
+    if not steps:
+        return
+    kept = (
+        f"{folder / STATE} holds the last good checkpoint (step {last_saved}), from which the same command resumes"
+        if last_saved is not None
+        else "no checkpoint was written"
+    )  # fmt: skip
+    raise RunError(f"{what} became NaN or infinite at step {min(steps)}: training stopped; {kept}. Lower the learning rate, or check the data")
+
+
 def _checkpoint(
     trainer: Trainer, setup: _Setup, folder: RunFolder, recipe: Recipe, dist: Distributed, placement: Placement, log: RunLog | None,
     progress: Progress | None, step: int, epoch: int, position: int, kept: list[tuple[int, float]], elapsed: float, images: int,
 ) -> list[tuple[int, float]]:  # fmt: skip
-    """Validate (rank 0), write the weights and the resumable state, keep the best; every rank returns the new kept list."""
+    """Validate (every rank scores a share), write the weights and state and keep the best (rank 0); every rank returns rank 0's kept list."""
     rng = dist.gather(_rng_state(placement))
+    metric, aurocs = _validate(trainer, setup, recipe.batch_size, dist)  # every rank scores a share; rank 0 decides
     if dist.main:
-        metric, aurocs = _validate(trainer, setup, recipe.batch_size)
         if log is not None and len(setup.valid_rows):
             log.validation(step, epoch, metric, aurocs)
         if progress is not None and len(setup.valid_rows):

@@ -34,6 +34,7 @@ import torch
 
 from chexpert import __version__
 from chexpert.errors import RunError
+from chexpert.fileio import atomic_writer
 from chexpert.train.heads import Head
 from chexpert.train.recipe import Recipe
 
@@ -43,56 +44,73 @@ RUN_FORMAT: Final = "chexpert-run"
 RUN_VERSION: Final = 1
 RUN_JSON, STATE, SUMMARY, LOG, VALIDATION = "run.json", "state.pt", "summary.json", "log.csv", "validation.csv"
 CHECKPOINTS, SOFT_LABELS, STAGE_ONE, BOARD = "checkpoints", "soft-labels.csv", "u-ignore", "tensorboard"
+#: Every name the run keeps in its folder: never followed when it is a symbolic link (see RunFolder.links).
+_NAMES = (RUN_JSON, STATE, SUMMARY, LOG, VALIDATION, CHECKPOINTS, SOFT_LABELS, STAGE_ONE, BOARD)
 _STEP_FILE = re.compile(r"^step-(\d{7,})\.pt$")
-# Temporary names save_atomic uses (".NAME.PID.tmp"): left behind only by a killed run, removed on resume.
-_TMP_FILE = re.compile(r"^\.(?:run\.json|state\.pt|summary\.json|soft-labels\.csv|step-\d{7,}\.pt)\.\d+\.tmp$")
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+# Temporary names of the run's files (".NAME.PID.RANDOM.tmp", fileio's; ".NAME.PID.tmp" before): left behind only by a killed run, removed on resume.
+_TMP_FILE = re.compile(r"^\.(?:run\.json|state\.pt|summary\.json|soft-labels\.csv|log\.csv|validation\.csv|step-\d{7,}\.pt)\.\d+(?:\.[0-9a-f]{8})?\.tmp$")
 
 
 def save_atomic(path: Path, value: Any) -> None:
-    """Write ``value`` (bytes, str, or anything ``torch.save`` takes) to ``path`` by temporary file, sync and rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            if isinstance(value, bytes):
-                handle.write(value)
-            elif isinstance(value, str):
-                handle.write(value.encode("utf-8"))
-            else:
-                torch.save(value, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+    """Write ``value`` (bytes, str, or anything ``torch.save`` takes) to ``path`` by an exclusively created temporary file, sync and rename."""
+    with atomic_writer(path) as handle:
+        if isinstance(value, bytes):
+            handle.write(value)
+        elif isinstance(value, str):
+            handle.write(value.encode("utf-8"))
+        else:
+            torch.save(value, handle)
 
 
 def _json(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, allow_nan=False) + "\n"
 
 
-def load_state(path: Path) -> dict[str, Any]:
-    """A state or checkpoint file, on the CPU; a damaged file is a RunError naming it."""
+def load_state(path: Path, needs: Sequence[str] = ("model",)) -> dict[str, Any]:
+    """A state or checkpoint file, on the CPU; a damaged or foreign file (or one without the keys ``needs``) is a RunError naming it."""
+    if path.exists() and not path.is_file():
+        raise RunError(f"{path}: not a regular file")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError) as exc:
-        raise RunError(f"{path}: unreadable ({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
-    if not isinstance(state, dict):
+    except FileNotFoundError:
+        raise RunError(f"{path}: missing from the run") from None
+    except Exception as exc:  # noqa: BLE001  # torch's unpickler raises whatever it meets in a damaged file (KeyError, UnpicklingError, ...)
+        text = str(exc).splitlines()[0][:200] if str(exc) else ""
+        raise RunError(f"{path}: damaged or not a chexpert checkpoint ({exc.__class__.__name__}: {text})") from None
+    if not isinstance(state, dict) or any(key not in state for key in needs) or not isinstance(state.get("model"), Mapping):
         raise RunError(f"{path}: not a chexpert checkpoint")
     return state
+
+
+#: What a resumable state.pt holds besides the weights.
+STATE_KEYS: Final = ("model", "optimizer", "step", "epoch", "batch", "rng", "kept", "elapsed", "images")
+
+
+def load_resume_state(path: Path) -> dict[str, Any]:
+    """state.pt checked whole (keys and their types), so that a damaged one is one RunError, never a traceback mid-resume."""
+    state = load_state(path, STATE_KEYS)
+    try:
+        for key in ("step", "epoch", "batch", "images"):
+            if int(state[key]) < 0:
+                raise ValueError(key)
+        float(state["elapsed"])
+        state["kept"] = [(int(step), float(metric)) for step, metric in state["kept"]]
+        if not isinstance(state["rng"], list) or not all(isinstance(r, dict) and isinstance(r.get("cpu"), torch.Tensor) for r in state["rng"]):
+            raise ValueError("rng")
+        if not isinstance(state["optimizer"], Mapping):
+            raise ValueError("optimizer")
+    except (TypeError, ValueError, KeyError) as exc:
+        raise RunError(f"{path}: damaged or not a chexpert run state ({exc.__class__.__name__}: {exc})") from None
+    return state
+
+
+def _read_summary(path: Path) -> list[tuple[int, float]]:
+    """The kept checkpoints summary.json lists; a damaged one is a RunError naming it."""
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+        return [(int(k["step"]), float("nan") if k["metric"] is None else float(k["metric"])) for k in summary["kept"]]
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise RunError(f"{path}: damaged run summary ({exc.__class__.__name__}: {str(exc)[:200]})") from None
 
 
 @dataclass(frozen=True)
@@ -116,9 +134,26 @@ class RunFolder:
     def checkpoint_file(self, step: int) -> Path:
         return self.path / CHECKPOINTS / f"step-{step:07d}.pt"
 
+    def _own_folder(self, name: str) -> Path | None:
+        """The sub-folder ``name`` when it is a real folder here (never one reached through a link)."""
+        folder = self.path / name
+        return folder if folder.is_dir() and not folder.is_symlink() else None
+
+    def links(self) -> list[Path]:
+        """Symbolic links at the names the run uses: here, in checkpoints/ and tensorboard/, and in the u-ignore/ stage's folder."""
+        found = [self.path / name for name in _NAMES if (self.path / name).is_symlink()]
+        for name in (CHECKPOINTS, BOARD):
+            folder = self._own_folder(name)
+            if folder is not None:
+                found += sorted(entry for entry in folder.iterdir() if entry.is_symlink())
+        stage = self._own_folder(STAGE_ONE)
+        if stage is not None:
+            found += RunFolder(stage).links()
+        return found
+
     def step_files(self) -> Iterator[tuple[int, Path]]:
-        folder = self.path / CHECKPOINTS
-        if folder.is_dir():
+        folder = self._own_folder(CHECKPOINTS)
+        if folder is not None:
             for entry in sorted(folder.iterdir()):
                 match = _STEP_FILE.match(entry.name)
                 if match and entry.is_file():
@@ -150,6 +185,17 @@ class RunFolder:
         if self.path.exists() and not self.path.is_dir():
             raise RunError(f"{self.path} is a file, not a folder for the run")
         self.path.mkdir(parents=True, exist_ok=True)
+        links = self.links()
+        if links and not overwrite:
+            from chexpert.errors import option
+
+            raise RunError(
+                f"{links[0]} is a symbolic link where the run keeps its own files; a run never writes or removes anything "
+                f"through a link: remove it, or pass {option('overwrite')} to remove the link{'s' if len(links) > 1 else ''} "
+                "(never what they point to)"
+            )
+        for link in links:
+            link.unlink()  # the link itself, as a name: what it points to is not the run's
         existing = self.read_identity()
         if existing is None:
             others = sorted(p.name for p in self.path.iterdir() if p.name not in allowed)
@@ -172,27 +218,46 @@ class RunFolder:
             self.remove_run()
             save_atomic(self.path / RUN_JSON, _json(dict(identity)))
             return "fresh"
+        if overwrite and not self._readable():
+            self.remove_run()  # a damaged state or summary: --overwrite starts afresh
+            save_atomic(self.path / RUN_JSON, _json(dict(identity)))
+            return "fresh"
         if (self.path / SUMMARY).exists():
             return "done"
         return "resume" if (self.path / STATE).exists() else "fresh"
+
+    def _readable(self) -> bool:
+        """Whether the run's summary and state (those present) read whole."""
+        try:
+            if (self.path / SUMMARY).exists():
+                _read_summary(self.path / SUMMARY)
+            elif (self.path / STATE).exists():
+                load_resume_state(self.path / STATE)
+        except RunError:
+            return False
+        return True
 
     def remove_run(self) -> None:
         """Remove the files a run writes (checked by name), keeping anything else in the folder."""
         for _, path in self.step_files():
             path.unlink()
+        if (self.path / CHECKPOINTS).is_symlink():
+            (self.path / CHECKPOINTS).unlink()
         with contextlib.suppress(OSError):
             (self.path / CHECKPOINTS).rmdir()
         for name in (SUMMARY, STATE, LOG, VALIDATION, SOFT_LABELS, RUN_JSON):
             (self.path / name).unlink(missing_ok=True)
-        board = self.path / BOARD
-        if board.is_dir():
+        board = self._own_folder(BOARD)
+        if board is not None:
             for entry in board.iterdir():
-                if entry.name.startswith("events.out.tfevents.") and entry.is_file():
+                if entry.name.startswith("events.out.tfevents.") and (entry.is_symlink() or entry.is_file()):
                     entry.unlink()
             with contextlib.suppress(OSError):
                 board.rmdir()
+        if (self.path / STAGE_ONE).is_symlink():
+            (self.path / STAGE_ONE).unlink()
         stage = RunFolder(self.path / STAGE_ONE)
-        if stage.path.is_dir() and (stage.path / RUN_JSON).exists():
+        if self._own_folder(STAGE_ONE) is not None and (stage.path / RUN_JSON).exists():
             stage.read_identity()
             stage.remove_run()
             with contextlib.suppress(OSError):
@@ -203,8 +268,8 @@ class RunFolder:
         for step, path in self.step_files():
             if step not in keep:
                 path.unlink()
-        for folder in (self.path, self.path / CHECKPOINTS):
-            if folder.is_dir():
+        for folder in (self.path, self._own_folder(CHECKPOINTS)):
+            if folder is not None and folder.is_dir():
                 for entry in folder.iterdir():
                     if _TMP_FILE.match(entry.name) and entry.is_file():
                         entry.unlink()
@@ -245,7 +310,13 @@ class Run:
                 raise RunError(f"{self.path} has no checkpoint yet")
             checkpoint = self.checkpoints[0]
         model = build_model(self.recipe.model, outputs=self.head.outputs, channels=self.recipe.channels, weights="none")
-        model.load_state_dict(load_state(checkpoint.path)["model"])
+        weights = load_state(checkpoint.path)["model"]
+        try:
+            model.load_state_dict(weights)
+        except (RuntimeError, TypeError, ValueError, AttributeError) as exc:
+            raise RunError(f"{checkpoint.path}: its weights are not this run's {self.recipe.model} ({str(exc).splitlines()[0][:200]})") from None
+        if not all(bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point()):
+            raise RunError(f"{checkpoint.path}: its weights are not finite (NaN or infinite): a damaged checkpoint or a diverged run")
         return model.eval()
 
     def log(self) -> Any:
@@ -285,16 +356,20 @@ def open_run(path: str | os.PathLike[str]) -> Run:
     if identity is None:
         raise RunError(f"{folder.path} is not a run folder (no {RUN_JSON}); make one with `chexpert train`")
     finished = (folder / SUMMARY).exists()
+    kept: Sequence[Sequence[float]]
     if finished:
-        kept = json.loads((folder / SUMMARY).read_text(encoding="utf-8"))["kept"]
-        kept = [(k["step"], k["metric"] if k["metric"] is not None else float("nan")) for k in kept]
+        kept = _read_summary(folder / SUMMARY)
     elif (folder / STATE).exists():
-        kept = load_state(folder / STATE)["kept"]
+        kept = load_resume_state(folder / STATE)["kept"]
     else:
         kept = []
     checkpoints = _sorted_kept(kept, folder)
     missing = [c.path for c in checkpoints if not c.path.is_file()]
     if missing:
         raise RunError(f"{missing[0]}: checkpoint file missing from the run")
-    return Run(folder.path, Recipe.from_json(identity["recipe"]), Head(**identity["head"]), identity, checkpoints, finished)
+    try:
+        recipe, head = Recipe.from_json(identity["recipe"]), Head(**identity["head"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RunError(f"{folder / RUN_JSON}: damaged run description ({exc.__class__.__name__}: {str(exc)[:200]})") from None
+    return Run(folder.path, recipe, head, identity, checkpoints, finished)
 
