@@ -64,6 +64,11 @@ def _label(args: argparse.Namespace) -> int:
     rate = summary.reports / summary.seconds if summary.seconds > 0 else 0.0
     parts = ", ".join(f"{name} {count:,}" for name, count in summary.parts.items() if count)
     out.print(f"{summary.out}: {summary.reports:,} reports labelled ({parts}) in {summary.seconds:.1f} s, {rate:,.0f} reports/s")
+    if summary.cut:
+        from chexpert.labeler.pipeline import LONGEST_REPORT
+
+        out.print(f"{summary.cut:,} report{'s were' if summary.cut > 1 else ' was'} longer than {LONGEST_REPORT:,} characters "
+                  "and read only that far (chexpert.label_report(text).explain() shows where)")
     table = Table(show_edge=False)
     for heading in ("", "positive", "negative", "uncertain", "blank"):
         table.add_column(heading, justify="left" if not heading else "right")
