@@ -44,3 +44,76 @@ def test_label_file_and_the_cli_summary_count_the_cut_reports(tmp_path: Path, ca
     (folder / "a.txt").write_text(LONG)
     (folder / "b.txt").write_text(LONG)
     assert label_file(folder, tmp_path / "c.csv").cut == 2
+
+
+# --- writers never write through a link planted in their folder ---------------------------------
+
+
+def _small_evaluation() -> object:
+    import numpy as np
+    import pandas as pd
+
+    from chexpert.evaluate import evaluate
+
+    rng = np.random.default_rng(0)
+    studies = [f"CheXpert-v1.0/test/patient{64741 + i}/study1" for i in range(30)]
+    labels = pd.DataFrame({"Edema": (rng.random(30) < 0.4).astype(int)}).assign(Study=studies)
+    scores = labels[["Edema"]] * 0.3 + rng.random((30, 1)) * 0.7
+    return evaluate(scores.assign(Study=studies), labels, bootstrap=20, seed=1)
+
+
+def _bait(tmp_path: Path) -> Path:
+    bait = tmp_path / "outside" / "precious.txt"
+    bait.parent.mkdir()
+    bait.write_text("keep me")
+    return bait
+
+
+def test_save_plots_replaces_a_link_at_a_figure_name_rather_than_writing_through_it(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from chexpert.plots import save_plots
+
+    bait = _bait(tmp_path)
+    out = tmp_path / "plots"
+    out.mkdir()
+    (out / "edema.png").symlink_to(bait)
+    (out / "summary.svg").symlink_to(bait)
+    written = save_plots(_small_evaluation(), out)  # type: ignore[arg-type]
+    assert bait.read_text() == "keep me"
+    assert all(p.is_file() and not p.is_symlink() for p in written)
+    assert (out / "edema.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_write_report_never_writes_through_a_link_at_its_temporary_name(tmp_path: Path, reference_store: Path) -> None:
+    from chexpert.report import write_report
+    from chexpert.store import open_store
+
+    bait = _bait(tmp_path)
+    out = tmp_path / "site"
+    out.mkdir()
+    (out / ".report.html.tmp").symlink_to(bait)  # the old fixed temporary name
+    (out / "report.html").symlink_to(bait)
+    write_report(out / "report.html", open_store(reference_store))
+    assert bait.read_text() == "keep me"
+    assert not (out / "report.html").is_symlink()
+    assert (out / "report.html").read_text().lstrip().lower().startswith("<!doctype html")
+
+
+def test_export_never_writes_through_a_link_planted_at_a_temporary_name_mid_run(tmp_path: Path, reference_store: Path) -> None:
+    from chexpert.frameworks.webdataset import export_webdataset
+    from chexpert.store import open_store
+
+    bait = _bait(tmp_path)
+    out = tmp_path / "shards"
+
+    def plant(done: int, total: int) -> None:  # another process racing the export, between shards
+        for name in ("chexpert-000001.tar.tmp", "chexpert-000002.tar.tmp", "manifest.json.tmp"):
+            link = out / name
+            if not link.is_symlink():
+                link.symlink_to(bait)
+
+    shards = export_webdataset(open_store(reference_store), out, shard_size=3, progress=plant)
+    assert len(shards) >= 3
+    assert bait.read_text() == "keep me"
+    assert all(p.is_file() and not p.is_symlink() for p in shards)
+    assert not (out / "manifest.json").is_symlink()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import math
 import os
 import re
@@ -25,6 +26,7 @@ import numpy as np
 from chexpert import schema
 from chexpert.errors import InvalidArgumentError
 from chexpert.evaluate import metrics
+from chexpert.safeio import write_atomic
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -312,6 +314,9 @@ def save_plots(
         for stem, figure in figures:
             for fmt in formats:
                 path = out / f"{stem}.{fmt}"
-                figure.savefig(path, dpi=150 if fmt == "png" else None)
+                # Rendered in memory and renamed into place: a link at the name is replaced, not written through.
+                buffer = io.BytesIO()
+                figure.savefig(buffer, format=fmt, dpi=150 if fmt == "png" else None)
+                write_atomic(path, buffer.getvalue())
                 written.append(path)
     return written

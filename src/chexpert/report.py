@@ -24,6 +24,7 @@ import numpy as np
 
 from chexpert import __version__, schema
 from chexpert.index import Index
+from chexpert.safeio import write_atomic
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -417,7 +418,5 @@ def write_report(
     path = Path(path)
     page = render_report(store, **kwargs)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, page.encode("utf-8"))  # never through a link planted at a temporary name
     return path

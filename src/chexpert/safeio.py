@@ -16,6 +16,11 @@ folder the package wrote.
 >>> data = read_bytes("store/manifest.json", limit=MAX_JSON_BYTES)  # doctest: +SKIP
 >>> with open_regular("reports.csv") as file:  # doctest: +SKIP
 ...     header = file.readline()
+
+Writing is the other half: :func:`atomic_write` writes through a temporary file created
+exclusively (``O_EXCL``), so that a symbolic link planted at the temporary name is never followed
+out of the folder, and renames it over the target, which replaces a link there rather than
+writing through it.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import errno as errnos
 import os
+import secrets
 import stat
 import zlib
 from collections.abc import Iterator
@@ -30,7 +36,7 @@ from typing import IO, Final
 
 from chexpert.errors import ReadError
 
-__all__ = ["MAX_JSON_BYTES", "MAX_TABLE_BYTES", "check_regular", "file_kind", "gunzip", "open_regular", "read_bytes"]
+__all__ = ["MAX_JSON_BYTES", "MAX_TABLE_BYTES", "atomic_write", "check_regular", "file_kind", "gunzip", "open_regular", "read_bytes", "write_atomic"]
 
 #: The largest JSON document (manifest, annotations, gold sets) read whole.
 MAX_JSON_BYTES: Final[int] = 1 << 30
@@ -175,3 +181,57 @@ def gunzip(data: bytes, *, limit: int, file: str, error: type[ReadError] = ReadE
     except zlib.error as exc:
         raise error(f"is a damaged gzip file ({exc})", file=file) from None
     return b"".join(parts)
+
+
+_NEW: Final[int] = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike[str], *, temporary: str | None = None, durable: bool = False) -> Iterator[IO[bytes]]:
+    """A new file beside ``path``, renamed over ``path`` when the block ends without an error.
+
+    The temporary file is created exclusively (never through a link planted at its name), with the
+    umask's permissions, and removed if the block fails. ``temporary`` names it where the caller
+    owns a fixed name in a folder it checked (an entry left there is removed as an entry first);
+    by default it is ``.NAME.RANDOM.tmp``. ``durable`` syncs the data before the rename.
+
+    >>> with atomic_write("out/summary.json") as file:  # doctest: +SKIP
+    ...     file.write(b"{}")
+    """
+    target = os.fspath(path)
+    folder = os.path.dirname(target) or "."
+    if temporary is not None:
+        name = os.path.join(folder, temporary)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name)  # a link is removed as a link
+        fd = os.open(name, _NEW, 0o666)
+    else:
+        for _ in range(100):
+            name = os.path.join(folder, f".{os.path.basename(target)}.{secrets.token_hex(4)}.tmp")
+            try:
+                fd = os.open(name, _NEW, 0o666)
+                break
+            except FileExistsError:
+                continue
+        else:
+            raise FileExistsError(errnos.EEXIST, "cannot create a temporary file", folder)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            yield file
+            file.flush()
+            if durable:
+                os.fsync(file.fileno())
+        os.replace(name, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(name)  # ours: created exclusively above
+        raise
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes, *, temporary: str | None = None, durable: bool = False) -> None:
+    """Write ``data`` to ``path`` through :func:`atomic_write`.
+
+    >>> write_atomic("out/manifest.json", b"{}")  # doctest: +SKIP
+    """
+    with atomic_write(path, temporary=temporary, durable=durable) as file:
+        file.write(data)

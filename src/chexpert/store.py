@@ -73,7 +73,7 @@ from chexpert.imaging import RESIZE_MODES, decode_resized, one_thread_per_worker
 from chexpert.index import _ROW_FIELDS, Index
 from chexpert.parallel import quiet_worker, signals_deferred
 from chexpert.release import Release, open_release
-from chexpert.safeio import MAX_JSON_BYTES, check_regular, open_regular, read_bytes
+from chexpert.safeio import MAX_JSON_BYTES, check_regular, open_regular, read_bytes, write_atomic
 from chexpert.validation import check_choice, check_int
 
 __all__ = [
@@ -1420,12 +1420,8 @@ def _json_bytes(value: Any, *, line: bool = False) -> bytes:
 
 
 def _write_atomic(path: Path, data: bytes, ident: str) -> None:
-    tmp = path.with_name(_tmp_name(path.name, ident))
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    # Created exclusively under the run's own temporary name: never written through a link there.
+    write_atomic(path, data, temporary=_tmp_name(path.name, ident), durable=True)
     _fsync_folder(path.parent)
 
 

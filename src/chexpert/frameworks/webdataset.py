@@ -39,6 +39,7 @@ from chexpert.frameworks.hf import png_bytes
 from chexpert.frameworks.numpy import StoreArrays
 from chexpert.index import Index
 from chexpert.policy import PRESETS, Policy, SoftLabels, get_policy
+from chexpert.safeio import atomic_write, write_atomic
 from chexpert.sampling import EpochSampler
 
 if TYPE_CHECKING:
@@ -123,9 +124,7 @@ def export_webdataset(
         "shuffle": shuffle,
         "seed": seed,
     }
-    tmp = out / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1) + "\n")
-    os.replace(tmp, out / MANIFEST)
+    write_atomic(out / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode(), temporary=MANIFEST + ".tmp")
     return paths
 
 
@@ -148,8 +147,9 @@ def _prepare_folder(out: Path, overwrite: bool) -> None:
 
 
 def _write_shard(path: Path, arrays: StoreArrays, index: Index, positions: np.ndarray, with_targets: bool, image_format: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
+    # Created exclusively under its own name (one _prepare_folder takes for ours): a link planted
+    # there is removed, never written through.
+    with atomic_write(path, temporary=path.name + ".tmp") as file, tarfile.open(fileobj=file, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         for position in positions.tolist():
             row = int(arrays.rows[position])
             key = schema.strip_release_prefix(str(index.path[row])).rsplit(".", 1)[0]
@@ -166,7 +166,6 @@ def _write_shard(path: Path, arrays: StoreArrays, index: Index, positions: np.nd
                 info = tarfile.TarInfo(f"{key}.{extension}")
                 info.size, info.mtime, info.mode = len(data), _MTIME, 0o444
                 tar.addfile(info, io.BytesIO(data))
-    os.replace(tmp, path)
 
 
 def _metadata(index: Index, row: int) -> dict[str, Any]:
