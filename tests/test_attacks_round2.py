@@ -117,3 +117,45 @@ def test_export_never_writes_through_a_link_planted_at_a_temporary_name_mid_run(
     assert bait.read_text() == "keep me"
     assert all(p.is_file() and not p.is_symlink() for p in shards)
     assert not (out / "manifest.json").is_symlink()
+
+
+# --- bad arguments: one line, whatever the names hold ----------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["a\nb", "a\rb", "x\x1b[2Jy", "tab\there\x85"])
+@pytest.mark.parametrize("argv", [["info", "{}"], ["verify", "{}"], ["verify-store", "{}"], ["label", "{}", "--out", "o.csv", "--quiet"],
+                                  ["evaluate", "--predictions", "{}", "--truth", "{}"]])  # fmt: skip
+def test_a_path_with_control_characters_is_one_escaped_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, name: str, argv: list[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main([a.replace("{}", name) for a in argv]) == 1
+    out, err = capsys.readouterr()
+    text = err or out  # verify-store reports on stdout
+    assert text.count("\n") == 1 and text.endswith("\n"), text
+    assert "\x1b" not in text and "\r" not in text and "\x85" not in text
+    assert repr(name)[1:-1] in text  # named, escaped as Python writes it
+
+
+def test_a_nul_in_an_argument_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(["info", "a\x00b"])
+    assert stopped.value.code == 2
+    assert "NUL" in capsys.readouterr().err
+
+
+def test_an_escape_sequence_in_a_csv_path_is_shown_escaped_by_verify(
+    tmp_path: Path, small_release: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    copy = tmp_path / "release"
+    shutil.copytree(small_release, copy)
+    train = copy / "train.csv"
+    lines = train.read_text().split("\n")
+    lines[1] = lines[1].replace("view1", "vi\x1b[2Jew1", 1)
+    train.write_text("\n".join(lines))
+    assert main(["verify", str(copy)]) == 1
+    out = capsys.readouterr().out
+    assert "\x1b" not in out
+    assert "vi\\x1b[2Jew1" in out

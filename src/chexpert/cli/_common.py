@@ -2,20 +2,36 @@
 
 Output meant for a person goes through :func:`console`, which never wraps lines when the output is
 not a terminal: a path or a count split over two lines breaks whatever reads the output, and where
-the split falls would depend on the length of the path.
+the split falls would depend on the length of the path. Nor does it pass on a control character
+a name read from a file or given on the command line holds (an escape sequence in a CSV's Path
+would drive the terminal): those are shown escaped, as Python writes them (:func:`shown`).
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["console", "positive_int", "non_negative_int", "int_from", "add_plus_options", "open_root"]
+__all__ = ["console", "shown", "positive_int", "non_negative_int", "int_from", "add_plus_options", "open_root"]
 
 # Tables are laid out for this many columns when the output is a file or a pipe.
 _PIPE_WIDTH = 160
+# C0 and C1 control characters; the console keeps line breaks and tabs of its own text.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_CONTROL_BUT_LINES = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def shown(text: object, *, lines: bool = False) -> str:
+    """``text`` with its control characters escaped as Python writes them (line breaks too, unless ``lines``).
+
+    >>> shown("a\\nb\\x1b[31m")
+    'a\\\\nb\\\\x1b[31m'
+    """
+    pattern = _CONTROL_BUT_LINES if lines else _CONTROL
+    return pattern.sub(lambda m: repr(m.group())[1:-1], str(text))
 
 
 def console(*, stderr: bool = False) -> Any:
@@ -26,9 +42,15 @@ def console(*, stderr: bool = False) -> Any:
     """
     from rich.console import Console
 
+    class _Shown(Console):
+        """Every string printed (table cells too) has its control characters escaped first."""
+
+        def render_str(self, text: str, **kwargs: Any) -> Any:
+            return super().render_str(shown(text, lines=True), **kwargs)
+
     stream = sys.stderr if stderr else sys.stdout
     terminal = stream.isatty()
-    return Console(stderr=stderr, soft_wrap=True, width=None if terminal else _PIPE_WIDTH)
+    return _Shown(stderr=stderr, soft_wrap=True, width=None if terminal else _PIPE_WIDTH)
 
 
 def int_from(low: int) -> Callable[[str], int]:

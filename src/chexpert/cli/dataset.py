@@ -9,7 +9,7 @@ from typing import Any
 
 from chexpert import schema
 from chexpert.citation import BIBTEX, RESEARCH_USE_TERMS
-from chexpert.cli._common import add_plus_options, open_root, positive_int
+from chexpert.cli._common import add_plus_options, open_root, positive_int, shown
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -176,7 +176,7 @@ def _print_report(report: Any) -> None:
     for problem in ordered[:limit]:
         style = "yellow" if problem.is_error else "dim"
         label = problem.kind if problem.is_error else f"{problem.kind} (warning)"
-        console.print(f"  [{style}]{escape(label)}[/{style}] {escape(str(problem))}")
+        console.print(f"  [{style}]{escape(label)}[/{style}] {escape(shown(problem))}")
     if len(ordered) > limit:
         console.print(f"  ... and {len(ordered) - limit:,} more (--json lists all)")
 

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from chexpert import schema
-from chexpert.cli._common import add_plus_options, open_root, positive_int
+from chexpert.cli._common import add_plus_options, open_root, positive_int, shown
 
 _VIEWS = ("all", "frontal", "lateral")
 
@@ -121,11 +121,11 @@ def _verify_store(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=1))
     elif problems:
         for problem in problems:
-            out.print(str(problem), markup=False, highlight=False)
+            out.print(shown(problem), markup=False, highlight=False)
         if all(p.kind != "manifest" for p in problems):
-            out.print(f"{path}: {len(problems)} problem{'s' if len(problems) != 1 else ''}; prepare it again with --overwrite "
+            out.print(f"{shown(path)}: {len(problems)} problem{'s' if len(problems) != 1 else ''}; prepare it again with --overwrite "
                       "and the same arguments to rebuild it", markup=False, highlight=False)  # fmt: skip
     else:
-        out.print(f"{path}: OK, {summary['images']:,} images, {summary['checksum_blocks']:,} checksum blocks and the index match "
+        out.print(f"{shown(path)}: OK, {summary['images']:,} images, {summary['checksum_blocks']:,} checksum blocks and the index match "
                   "the manifest", markup=False, highlight=False)  # fmt: skip
     return 1 if problems else 0
