@@ -159,3 +159,18 @@ def test_an_escape_sequence_in_a_csv_path_is_shown_escaped_by_verify(
     out = capsys.readouterr().out
     assert "\x1b" not in out
     assert "vi\\x1b[2Jew1" in out
+
+
+@pytest.mark.parametrize("blank", ["", " ", "\t"])
+@pytest.mark.parametrize("argv", [["synth", "{}"], ["prepare", "release", "--out", "{}"], ["export", "store", "{}"], ["label", "{}", "--out", "o.csv"],
+                                  ["label", "r.csv", "--out", "{}"], ["evaluate", "--predictions", "p.csv", "--truth", "t.csv", "--plots", "{}"],
+                                  ["info", "{}"], ["verify-store", "{}"]])  # fmt: skip
+def test_an_empty_name_is_a_usage_error_not_the_current_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], blank: str, argv: list[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stopped:
+        main([a.replace("{}", blank) for a in argv])
+    assert stopped.value.code == 2
+    assert "names no file or folder" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # nothing written into the current folder

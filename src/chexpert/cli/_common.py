@@ -15,13 +15,26 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["console", "shown", "positive_int", "non_negative_int", "int_from", "add_plus_options", "open_root"]
+__all__ = ["console", "shown", "path_name", "positive_int", "non_negative_int", "int_from", "add_plus_options", "open_root"]
 
 # Tables are laid out for this many columns when the output is a file or a pipe.
 _PIPE_WIDTH = 160
 # C0 and C1 control characters; the console keeps line breaks and tabs of its own text.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 _CONTROL_BUT_LINES = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def path_name(text: str) -> str:
+    """An argparse type for a file or folder name: an empty or blank name is a usage error.
+
+    Without it ``''`` would be taken as the current folder, and a command would write there.
+
+    >>> path_name("out")
+    'out'
+    """
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} names no file or folder")
+    return text
 
 
 def shown(text: object, *, lines: bool = False) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from chexpert.cli._common import positive_int
+from chexpert.cli._common import path_name, positive_int
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -19,8 +19,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "headerless one-column CSV as the original labeler takes) or a folder of .txt reports. Streams: any size "
         "labels in bounded memory.",
     )
-    label.add_argument("input", metavar="INPUT", help="CSV of reports, or a folder of .txt reports")
-    label.add_argument("--out", required=True, help="CSV to write (not replaced unless --overwrite)")
+    label.add_argument("input", type=path_name, metavar="INPUT", help="CSV of reports, or a folder of .txt reports")
+    label.add_argument("--out", type=path_name, required=True, help="CSV to write (not replaced unless --overwrite)")
     label.add_argument("--column", metavar="NAME", help="the column holding the report text (default: a headerless one-column CSV)")
     label.add_argument("--keep", metavar="COLUMN", nargs="*", help="input columns to copy to OUT (default: every column but the reports)")
     label.add_argument("--sections", choices=SECTIONS, default="impression",

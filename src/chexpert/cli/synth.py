@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from chexpert import synth
-from chexpert.cli._common import non_negative_int, positive_int
+from chexpert.cli._common import non_negative_int, path_name, positive_int
 from chexpert.errors import InvalidArgumentError
 
 
@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "the path scheme, baseline grayscale JPEGs whose content follows the labels. Prints the path "
         "to give to the other commands.",
     )
-    p.add_argument("out", metavar="OUT", help="folder to write into (created if missing)")
+    p.add_argument("out", type=path_name, metavar="OUT", help="folder to write into (created if missing)")
     p.add_argument("--release", choices=(*synth.RELEASES, "plus"), default="small",
                    help="small (320-pixel JPEGs, ~45 KB), full (2000-2900 pixels, ~1.9 MB), test (the test set's "
                    "labels and radiologists with a CheXlocalize look-alike: images, masks) or plus (CheXpert Plus: "
