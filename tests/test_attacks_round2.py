@@ -174,3 +174,22 @@ def test_an_empty_name_is_a_usage_error_not_the_current_folder(
     assert stopped.value.code == 2
     assert "names no file or folder" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []  # nothing written into the current folder
+
+
+# --- duplicate columns: never a silent choice of one copy ------------------------------------------
+
+
+def test_a_repeated_column_in_predictions_or_soft_labels_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from chexpert.errors import CSVFormatError
+    from chexpert.policy import read_soft_labels
+
+    soft = tmp_path / "soft.csv"
+    soft.write_text("Path,Edema,Edema\nCheXpert-v1.0/train/patient00001/study1/view1_frontal.jpg,0.1,0.9\n")
+    with pytest.raises(CSVFormatError, match=r"soft\.csv, row 1: soft-label column 'Edema' appears more than once"):
+        read_soft_labels(soft)  # before: the first copy was taken, the second dropped without a word
+    studies = [f"CheXpert-v1.0/test/patient{64741 + i}/study1" for i in range(6)]
+    (tmp_path / "truth.csv").write_text("Study,Edema\n" + "".join(f"{s},{i % 2}\n" for i, s in enumerate(studies)))
+    (tmp_path / "pred.csv").write_text("Study,Edema,Edema\n" + "".join(f"{s},0.{i},0.5\n" for i, s in enumerate(studies)))
+    argv = ["evaluate", "--predictions", str(tmp_path / "pred.csv"), "--truth", str(tmp_path / "truth.csv"), "--bootstrap", "10"]
+    assert main(argv) == 1
+    assert "predictions column 'Edema' appears more than once in the header" in capsys.readouterr().err

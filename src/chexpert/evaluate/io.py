@@ -214,12 +214,19 @@ def _frame_from_bytes(data: bytes, name: str, role: str) -> pd.DataFrame:
     if not data.strip():
         raise CSVFormatError(f"{role} file is empty; it needs a header and one row per image or study", file=name)
     try:
-        return pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, compression=None, encoding="utf-8")
+        frame = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, compression=None, encoding="utf-8")
+        # pandas renames a repeated column ('Edema', 'Edema.1'): which copy counts would be a guess.
+        header = pd.read_csv(io.BytesIO(data), header=None, nrows=1, dtype=str, keep_default_na=False, compression=None, encoding="utf-8")
     except pd.errors.EmptyDataError:
         raise CSVFormatError(f"{role} file is empty; it needs a header and one row per image or study", file=name) from None
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
         reason = " ".join(str(exc).split())  # pandas' messages may span lines
         raise CSVFormatError(f"cannot be read as CSV: {reason}", file=name) from None
+    names = [str(v) for v in header.iloc[0].tolist()] if len(header) else []
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise CSVFormatError(f"{role} column {', '.join(map(repr, repeated))} appears more than once in the header", file=name, row=1)
+    return frame
 
 
 def _load(source: Source | bytes, role: str, name: str | None = None) -> tuple[pd.DataFrame, str]:
