@@ -193,3 +193,45 @@ def test_a_repeated_column_in_predictions_or_soft_labels_is_named(tmp_path: Path
     argv = ["evaluate", "--predictions", str(tmp_path / "pred.csv"), "--truth", str(tmp_path / "truth.csv"), "--bootstrap", "10"]
     assert main(argv) == 1
     assert "predictions column 'Edema' appears more than once in the header" in capsys.readouterr().err
+
+
+# --- export stopped by Ctrl-C or SIGTERM ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_an_export_stopped_mid_run_leaves_no_temporary_file_and_is_named_unfinished(
+    tmp_path: Path, small_release: Path, signum: str
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from chexpert.store import prepare
+    from tests.conftest import as_a_terminal_starts_it
+
+    store = tmp_path / "store"
+    prepare(small_release, store, size=320)  # PNG shards of one image each: long enough to stop mid-run
+    out = tmp_path / "shards"
+    argv = [sys.executable, "-m", "chexpert", "export", str(store), str(out), "--format", "webdataset", "--shard-size", "1",
+            "--image-format", "png", "--quiet"]  # fmt: skip
+    child = subprocess.Popen(argv, preexec_fn=as_a_terminal_starts_it, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (out.is_dir() and any(n.endswith(".tar") for n in os.listdir(out))) and time.monotonic() < deadline and child.poll() is None:
+        time.sleep(0.005)
+    child.send_signal(getattr(signal, signum))
+    _, err = child.communicate(timeout=60)
+    if child.returncode == 0:
+        pytest.skip("the export finished before the signal arrived")
+    assert child.returncode == {"SIGINT": 130, "SIGTERM": 143}[signum], err
+    left = os.listdir(out)
+    if "manifest.json" in left:
+        pytest.skip("the signal arrived after the export's last write")
+    assert left and all(n.startswith("chexpert-") and n.endswith(".tar") for n in left), left  # no .tmp, no manifest
+    again = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    assert again.returncode == 1
+    assert "holds an unfinished export" in again.stderr and "no manifest.json" in again.stderr
+    done = subprocess.run([*argv, "--overwrite"], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert (out / "manifest.json").is_file()
