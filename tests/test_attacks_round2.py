@@ -235,3 +235,31 @@ def test_an_export_stopped_mid_run_leaves_no_temporary_file_and_is_named_unfinis
     done = subprocess.run([*argv, "--overwrite"], capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     assert (out / "manifest.json").is_file()
+
+
+# --- CheXlocalize masks: numbers that wrap around or are not numbers --------------------------------
+
+
+@pytest.mark.parametrize("counts", ["[2**62, 2**62, 2**62, 2**62, 6]", "[10**30, 1]", "[7, -1]"])
+def test_run_lengths_that_overflow_are_an_error_not_a_crash(counts: str) -> None:
+    import subprocess
+    import sys
+
+    # In a child: before, runs of 2**62 wrapped the int64 sum to the image's size and np.repeat
+    # crashed the interpreter (SIGSEGV); 10**30 was an OverflowError escaping as a traceback.
+    code = (
+        "import resource; resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))\n"
+        "from chexpert.localize import decode_rle\n"
+        f"try:\n    decode_rle({{'size': [2, 3], 'counts': {counts}}})\nexcept ValueError as exc:\n    print('refused:', exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, (done.returncode, done.stderr[-500:])
+    assert done.stdout.startswith("refused: counts holds a"), done.stdout
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_a_polygon_point_that_is_not_finite_is_an_error(bad: float) -> None:
+    from chexpert.localize import rasterize
+
+    with pytest.raises(ValueError, match="not a finite number"):
+        rasterize([[[0, 0], [bad, 1], [2, 2]]], (4, 4))  # before: drawn as some pixels, silently
