@@ -263,3 +263,31 @@ def test_a_polygon_point_that_is_not_finite_is_an_error(bad: float) -> None:
 
     with pytest.raises(ValueError, match="not a finite number"):
         rasterize([[[0, 0], [bad, 1], [2, 2]]], (4, 4))  # before: drawn as some pixels, silently
+
+
+# --- synth after a run that was killed ----------------------------------------------------------
+
+
+def test_synth_after_a_killed_run_names_its_leftover_staging(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "out"
+    child = subprocess.Popen([sys.executable, "-m", "chexpert", "synth", str(out), "--patients", "300"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not (out.is_dir() and any(n.startswith(".synth-") for n in os.listdir(out))) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=60)
+    left = [n for n in os.listdir(out) if n.startswith(".synth-")]
+    assert left, "the run was killed before it made its staging folder"
+    assert main(["synth", str(out / "again"), "--patients", "2"]) == 0  # elsewhere: no warning
+    assert "warning" not in capsys.readouterr().err
+    assert main(["synth", str(out), "--patients", "2", "--overwrite"]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: {out} holds {left[0]}: staging left by a synth run that was killed" in " ".join(err.split())
+    assert (out / left[0]).is_dir()  # not removed: nothing proves no other synth writes there

@@ -41,6 +41,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def run(args: argparse.Namespace) -> int:
     """Run ``chexpert synth`` with parsed arguments; print the resulting path."""
+    import warnings
+
+    from chexpert.cli._common import shown
+    from chexpert.synth.release import LeftoverWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", LeftoverWarning)
+        code = _run(args)
+    for warning in caught:
+        if issubclass(warning.category, LeftoverWarning):
+            print(f"chexpert synth: warning: {shown(warning.message)}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.release == "plus":
         from chexpert.synth.plus import synthesize_plus
 
