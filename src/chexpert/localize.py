@@ -22,6 +22,7 @@ an :class:`~chexpert.errors.AnnotationError` naming the file, the image and the 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -164,12 +165,18 @@ def decode_rle(rle: Mapping[str, Any]) -> np.ndarray:
     if isinstance(raw, str):
         counts = _counts_from_string(raw)
     elif isinstance(raw, Sequence) and all(isinstance(v, int) and not isinstance(v, bool) for v in raw):
+        if any(v > h * w for v in raw):  # also beyond int64, which numpy would not take
+            raise InvalidArgumentError(f"counts holds a run longer than the {h * w} pixels of size {h}x{w}")
         counts = np.asarray(raw, dtype=np.int64)
     else:
         raise InvalidArgumentError(f"counts must be a COCO string or a list of run lengths, not {_short(raw)}")
     if (counts < 0).any():
         raise InvalidArgumentError("counts holds a negative run length (damaged string)")
-    total = int(counts.sum())
+    if (counts > h * w).any():
+        # Checked before summing: runs of 2**62 wrap the int64 sum around to the image's size, and
+        # np.repeat then asks for exabytes (a crash of the process, not an error).
+        raise InvalidArgumentError(f"counts holds a run longer than the {h * w} pixels of size {h}x{w}")
+    total = int(counts.sum())  # at most len(counts) * h * w: no wrap-around now
     if total != h * w:
         raise InvalidArgumentError(f"runs cover {total} pixels, but size {h}x{w} has {h * w}")
     flat = np.repeat(np.arange(counts.size, dtype=np.int64) % 2 == 1, counts)
@@ -212,6 +219,8 @@ def rasterize(polygons: Iterable[Sequence[Sequence[float]]], size: Sequence[int]
         points = [(float(p[0]), float(p[1])) for p in polygon]
         if len(points) < 3:
             raise InvalidArgumentError(f"a polygon needs at least 3 points, not {len(points)}")
+        if not all(math.isfinite(v) for point in points for v in point):  # NaN would be drawn as some pixel
+            raise InvalidArgumentError(f"a polygon point is not a finite number: {_short(next(p for p in points if not all(map(math.isfinite, p))))}")
         draw.polygon(points, outline=1, fill=1)
     return np.asarray(canvas, dtype=bool)
 

@@ -17,6 +17,7 @@ over two lines breaks whatever reads the output).
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -25,10 +26,13 @@ from typing import Any, ClassVar
 
 from chexpert import schema
 
-__all__ = ["Start", "Step", "Validation", "Checkpoint", "Stage", "Done", "Event", "Progress", "Reporter", "console"]
+__all__ = ["Start", "Step", "Validation", "Checkpoint", "Stage", "Done", "Event", "Progress", "Reporter", "console", "shown"]
 
 # Tables are laid out for this many columns when the output is a file or a pipe.
 _PIPE_WIDTH = 160
+# C0 and C1 control characters; the console keeps line breaks and tabs of its own text.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_CONTROL_BUT_LINES = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 class _Event:
@@ -115,17 +119,36 @@ Event = Start | Step | Validation | Checkpoint | Stage | Done
 Progress = Callable[[Event], None]
 
 
+def shown(text: object, *, lines: bool = False) -> str:
+    """``text`` with its control characters escaped as Python writes them (line breaks too, unless ``lines``).
+
+    >>> shown("a\\nb\\x1b[31m")
+    'a\\\\nb\\\\x1b[31m'
+    """
+    pattern = _CONTROL_BUT_LINES if lines else _CONTROL
+    return pattern.sub(lambda m: repr(m.group())[1:-1], str(text))
+
+
 def console(*, stderr: bool = False) -> Any:
     """A rich Console for stdout (or stderr) that wraps nothing unless it writes to a terminal.
+
+    Every string it prints (table cells too) has its control characters escaped first: a path
+    with a newline stays one line and an escape sequence in a CSV cell never drives the terminal.
 
     >>> console().soft_wrap
     True
     """
     from rich.console import Console
 
+    class _Shown(Console):
+        """Every string printed (table cells too) has its control characters escaped first."""
+
+        def render_str(self, text: str, **kwargs: Any) -> Any:
+            return super().render_str(shown(text, lines=True), **kwargs)
+
     stream = sys.stderr if stderr else sys.stdout
     terminal = stream.isatty()
-    return Console(stderr=stderr, soft_wrap=True, width=None if terminal else _PIPE_WIDTH)
+    return _Shown(stderr=stderr, soft_wrap=True, width=None if terminal else _PIPE_WIDTH)
 
 
 class Reporter:

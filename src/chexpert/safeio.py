@@ -23,6 +23,11 @@ Two families:
 >>> data = read_bytes("store/manifest.json", limit=MAX_JSON_BYTES)  # doctest: +SKIP
 >>> with open_regular("reports.csv") as file:  # doctest: +SKIP
 ...     header = file.readline()
+
+Writing is the other half, in :mod:`chexpert.fileio`: ``atomic_writer``/``atomic_write`` write
+through a temporary file created exclusively (``O_EXCL | O_NOFOLLOW``), so that a symbolic link
+planted at the temporary name is never followed out of the folder, and rename it over the
+target, which replaces a link there rather than writing through it.
 """
 
 from __future__ import annotations
@@ -540,9 +545,16 @@ def csv_frame(data: bytes, name: str, role: str) -> pd.DataFrame:
     if not data.strip():
         raise CSVFormatError(f"{role} file is empty; it needs a header and one row per image or study", file=name)
     try:
-        return pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, compression=None, encoding="utf-8")
+        frame = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, compression=None, encoding="utf-8")
+        # pandas renames a repeated column ('Edema', 'Edema.1'): which copy counts would be a guess.
+        header = pd.read_csv(io.BytesIO(data), header=None, nrows=1, dtype=str, keep_default_na=False, compression=None, encoding="utf-8")
     except pd.errors.EmptyDataError:
         raise CSVFormatError(f"{role} file is empty; it needs a header and one row per image or study", file=name) from None
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
         reason = " ".join(str(exc).split())  # pandas' messages may span lines
         raise CSVFormatError(f"cannot be read as CSV: {reason}", file=name) from None
+    names = [str(v) for v in header.iloc[0].tolist()] if len(header) else []
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise CSVFormatError(f"{role} column {', '.join(map(repr, repeated))} appears more than once in the header", file=name, row=1)
+    return frame

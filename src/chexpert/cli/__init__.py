@@ -80,7 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     >>> main(["cite"])  # doctest: +SKIP
     0
     """
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    if argv is not None and any("\x00" in str(a) for a in argv):  # only in-process: exec cannot pass one
+        parser.error("an argument holds a NUL character, which no file name or value can")
+    args = parser.parse_args(argv)
     with command_line_spelling():
         return _run(args)
 
@@ -111,6 +114,11 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _fail(command: str, message: str) -> int:
+    # One line, whatever the names in it hold: a path with a newline or an escape sequence is
+    # shown escaped (as Python writes it), so that it can neither split the error nor drive the terminal.
+    from chexpert.cli._common import shown
+
+    message = shown(message)
     print(f"chexpert {command}: {message}", file=sys.stderr)
     return EXIT_FAILED
 

@@ -2,7 +2,9 @@
 
 Output meant for a person goes through :func:`console`, which never wraps lines when the output is
 not a terminal: a path or a count split over two lines breaks whatever reads the output, and where
-the split falls would depend on the length of the path.
+the split falls would depend on the length of the path. Nor does it pass on a control character
+a name read from a file or given on the command line holds (an escape sequence in a CSV's Path
+would drive the terminal): those are shown escaped, as Python writes them (:func:`shown`).
 """
 
 from __future__ import annotations
@@ -11,9 +13,22 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from chexpert.progress import console
+from chexpert.progress import console, shown
 
-__all__ = ["console", "positive_int", "non_negative_int", "int_from", "add_plus_options", "open_root"]
+__all__ = ["console", "shown", "path_name", "positive_int", "non_negative_int", "int_from", "add_plus_options", "open_root"]
+
+
+def path_name(text: str) -> str:
+    """An argparse type for a file or folder name: an empty or blank name is a usage error.
+
+    Without it ``''`` would be taken as the current folder, and a command would write there.
+
+    >>> path_name("out")
+    'out'
+    """
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} names no file or folder")
+    return text
 
 
 def int_from(low: int) -> Callable[[str], int]:

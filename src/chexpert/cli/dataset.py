@@ -9,12 +9,12 @@ from typing import Any
 
 from chexpert import schema
 from chexpert.citation import BIBTEX, RESEARCH_USE_TERMS
-from chexpert.cli._common import add_plus_options, open_root, positive_int
+from chexpert.cli._common import add_plus_options, open_root, path_name, positive_int, shown
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     info = sub.add_parser("info", help="count images, studies, patients, views and label states (CSVs only)")
-    info.add_argument("root", help="release folder, zip, or the folder holding them")
+    info.add_argument("root", type=path_name, help="release folder, zip, or the folder holding them")
     info.add_argument("--kind", choices=schema.RELEASE_KINDS, help="which release, when ROOT holds both")
     info.add_argument("--json", action="store_true", help="print JSON instead of tables")
     add_plus_options(info)
@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     info.set_defaults(func=_info)
 
     verify = sub.add_parser("verify", help="check the CSVs, their counts and every image; exit 1 on any error (warnings do not count)")
-    verify.add_argument("root", help="release folder, zip, or the folder holding them")
+    verify.add_argument("root", type=path_name, help="release folder, zip, or the folder holding them")
     verify.add_argument("--kind", choices=schema.RELEASE_KINDS, help="which release, when ROOT holds both")
     verify.add_argument("--decode", action="store_true", help="also decode every image and check format, size and mode")
     verify.add_argument("--workers", type=positive_int, default=None, help="processes for --decode (default: all cores)")
@@ -176,7 +176,7 @@ def _print_report(report: Any) -> None:
     for problem in ordered[:limit]:
         style = "yellow" if problem.is_error else "dim"
         label = problem.kind if problem.is_error else f"{problem.kind} (warning)"
-        console.print(f"  [{style}]{escape(label)}[/{style}] {escape(str(problem))}")
+        console.print(f"  [{style}]{escape(label)}[/{style}] {escape(shown(problem))}")
     if len(ordered) > limit:
         console.print(f"  ... and {len(ordered) - limit:,} more (--json lists all)")
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from chexpert import schema
-from chexpert.cli._common import non_negative_int
+from chexpert.cli._common import non_negative_int, path_name
 from chexpert.errors import InvalidArgumentError
 from chexpert.evaluate import AGGREGATES, SUBGROUPS
 
@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "or its valid.csv, chosen by the split the predictions are in, with the test set's radiologists found "
         "automatically), joined by study.",
     )
-    scoring.add_argument("--predictions", required=True, metavar="CSV", help="model scores, one column per observation: probabilities in [0, 1] "
+    scoring.add_argument("--predictions", type=path_name, required=True, metavar="CSV", help="model scores, one column per observation: probabilities in [0, 1] "
         "(other finite scores are ranked as given, with a warning; --operating-point needs [0, 1])")
     _common(scoring)
     scoring.add_argument(
@@ -42,12 +42,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "radiologists instead: benchmark (default for the test set), consensus, all or none",
     )
     scoring.add_argument("--by", choices=SUBGROUPS, help="also score each subgroup of studies")
-    scoring.add_argument("--metadata", metavar="CSV", help="valid.csv or test.csv giving sex/age/projection for --by when the truth is study-level; "
+    scoring.add_argument("--metadata", type=path_name, metavar="CSV", help="valid.csv or test.csv giving sex/age/projection for --by when the truth is study-level; "
                          "the CheXpert Plus folder (or its CSV) for race, ethnicity and insurance")
     scoring.add_argument(
         "--operating-point", action="append", default=[], type=_criterion, metavar="CRITERION", help=f"also report a threshold per observation: {_CRITERIA} (repeatable)"
     )
-    scoring.add_argument("--plots", metavar="DIR", help="write ROC and precision-recall plots (PNG and SVG) to DIR")
+    scoring.add_argument("--plots", type=path_name, metavar="DIR", help="write ROC and precision-recall plots (PNG and SVG) to DIR")
     scoring.add_argument("--json", action="store_true", help="print JSON instead of tables")
     scoring.set_defaults(func=_evaluate)
 
@@ -64,7 +64,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--truth", required=True, metavar="CSV|ROOT",
+    parser.add_argument("--truth", type=path_name, required=True, metavar="CSV|ROOT",
                         help="valid.csv (per image), a study-level file such as groundtruth.csv, or a release folder or zip")
     parser.add_argument("--split", choices=("valid", "test"), help="with a release as --truth: the split to score (default: the predictions')")
     parser.add_argument("--aggregate", choices=AGGREGATES, default="max", help="how image scores become a study score (default: max)")

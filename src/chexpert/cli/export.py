@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from chexpert import schema
-from chexpert.cli._common import add_plus_options, positive_int
+from chexpert.cli._common import add_plus_options, path_name, positive_int
 
 #: What `--format` accepts.
 FORMATS: tuple[str, ...] = ("webdataset",)
@@ -26,8 +26,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "webdataset library streams with its own node and worker splitting. Shards are copies of CheXpert images: "
         "the Research Use Agreement forbids sharing them.",
     )
-    export.add_argument("store", help="a store made by `chexpert prepare`")
-    export.add_argument("out", help="folder for the shards (new or empty)")
+    export.add_argument("store", type=path_name, help="a store made by `chexpert prepare`")
+    export.add_argument("out", type=path_name, help="folder for the shards (new or empty)")
     export.add_argument("--format", choices=FORMATS, required=True, help="what to write")
     export.add_argument("--shard-size", type=positive_int, default=5000, help="samples per shard (default 5000)")
     export.add_argument("--policy", choices=tuple(PRESETS), help="also write targets and mask under this uncertainty policy")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from chexpert.cli._common import positive_int
+from chexpert.cli._common import path_name, positive_int
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -19,8 +19,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "headerless one-column CSV as the original labeler takes) or a folder of .txt reports. Streams: any size "
         "labels in bounded memory.",
     )
-    label.add_argument("input", metavar="INPUT", help="CSV of reports, or a folder of .txt reports")
-    label.add_argument("--out", required=True, help="CSV to write (not replaced unless --overwrite)")
+    label.add_argument("input", type=path_name, metavar="INPUT", help="CSV of reports, or a folder of .txt reports")
+    label.add_argument("--out", type=path_name, required=True, help="CSV to write (not replaced unless --overwrite)")
     label.add_argument("--column", metavar="NAME", help="the column holding the report text (default: a headerless one-column CSV)")
     label.add_argument("--keep", metavar="COLUMN", nargs="*", help="input columns to copy to OUT (default: every column but the reports)")
     label.add_argument("--sections", choices=SECTIONS, default="impression",
@@ -64,6 +64,11 @@ def _label(args: argparse.Namespace) -> int:
     rate = summary.reports / summary.seconds if summary.seconds > 0 else 0.0
     parts = ", ".join(f"{name} {count:,}" for name, count in summary.parts.items() if count)
     out.print(f"{summary.out}: {summary.reports:,} reports labelled ({parts}) in {summary.seconds:.1f} s, {rate:,.0f} reports/s")
+    if summary.cut:
+        from chexpert.labeler.pipeline import LONGEST_REPORT
+
+        out.print(f"{summary.cut:,} report{'s were' if summary.cut > 1 else ' was'} longer than {LONGEST_REPORT:,} characters "
+                  "and read only that far (chexpert.label_report(text).explain() shows where)")
     table = Table(show_edge=False)
     for heading in ("", "positive", "negative", "uncertain", "blank"):
         table.add_column(heading, justify="left" if not heading else "right")

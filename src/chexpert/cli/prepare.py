@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from chexpert import schema
-from chexpert.cli._common import add_plus_options, open_root, positive_int
+from chexpert.cli._common import add_plus_options, open_root, path_name, positive_int, shown
 
 _VIEWS = ("all", "frontal", "lateral")
 
@@ -28,8 +28,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "A run that is interrupted (Ctrl-C, a kill, a full disk) resumes where it stopped when started again with "
         "the same arguments. Only files prepare wrote are ever replaced.",
     )
-    prepare.add_argument("root", help="release folder, zip, or the folder holding them")
-    prepare.add_argument("--out", required=True, help="store folder to write (new, empty, or an earlier run's)")
+    prepare.add_argument("root", type=path_name, help="release folder, zip, or the folder holding them")
+    prepare.add_argument("--out", type=path_name, required=True, help="store folder to write (new, empty, or an earlier run's)")
     prepare.add_argument("--size", type=positive_int, default=320, help="side of the square images in pixels (default 320)")
     prepare.add_argument("--resize", choices=RESIZE_MODES, default="pad",
                          help="keep the aspect ratio and pad, cut the centre, or squash (default pad)")
@@ -51,7 +51,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Read every pixel of a prepared store and compare each block of rows with the checksum the "
         "manifest holds; check the index and the files' lengths. Exit 1 naming the file and rows of each problem.",
     )
-    verify.add_argument("store", help="the store folder (the --out of prepare)")
+    verify.add_argument("store", type=path_name, help="the store folder (the --out of prepare)")
     verify.add_argument("--json", action="store_true", help="print the result as JSON")
     verify.add_argument("--quiet", action="store_true", help="no progress bar (there is none when stderr is not a terminal)")
     verify.set_defaults(func=_verify_store)
@@ -121,11 +121,11 @@ def _verify_store(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=1))
     elif problems:
         for problem in problems:
-            out.print(str(problem), markup=False, highlight=False)
+            out.print(shown(problem), markup=False, highlight=False)
         if all(p.kind != "manifest" for p in problems):
-            out.print(f"{path}: {len(problems)} problem{'s' if len(problems) != 1 else ''}; prepare it again with --overwrite "
+            out.print(f"{shown(path)}: {len(problems)} problem{'s' if len(problems) != 1 else ''}; prepare it again with --overwrite "
                       "and the same arguments to rebuild it", markup=False, highlight=False)  # fmt: skip
     else:
-        out.print(f"{path}: OK, {summary['images']:,} images, {summary['checksum_blocks']:,} checksum blocks and the index match "
+        out.print(f"{shown(path)}: OK, {summary['images']:,} images, {summary['checksum_blocks']:,} checksum blocks and the index match "
                   "the manifest", markup=False, highlight=False)  # fmt: skip
     return 1 if problems else 0

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from chexpert import synth
-from chexpert.cli._common import non_negative_int, positive_int
+from chexpert.cli._common import non_negative_int, path_name, positive_int
 from chexpert.errors import InvalidArgumentError
 
 
@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "the path scheme, baseline grayscale JPEGs whose content follows the labels. Prints the path "
         "to give to the other commands.",
     )
-    p.add_argument("out", metavar="OUT", help="folder to write into (created if missing)")
+    p.add_argument("out", type=path_name, metavar="OUT", help="folder to write into (created if missing)")
     p.add_argument("--release", choices=(*synth.RELEASES, "plus"), default="small",
                    help="small (320-pixel JPEGs, ~45 KB), full (2000-2900 pixels, ~1.9 MB), test (the test set's "
                    "labels and radiologists with a CheXlocalize look-alike: images, masks) or plus (CheXpert Plus: "
@@ -41,6 +41,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def run(args: argparse.Namespace) -> int:
     """Run ``chexpert synth`` with parsed arguments; print the resulting path."""
+    import warnings
+
+    from chexpert.cli._common import shown
+    from chexpert.synth.release import LeftoverWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", LeftoverWarning)
+        code = _run(args)
+    for warning in caught:
+        if issubclass(warning.category, LeftoverWarning):
+            print(f"chexpert synth: warning: {shown(warning.message)}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.release == "plus":
         from chexpert.synth.plus import synthesize_plus
 

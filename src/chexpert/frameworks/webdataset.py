@@ -141,7 +141,12 @@ def _prepare_folder(out: Path, overwrite: bool) -> None:
     ours = [name for name in present if _ours(name) or (is_temporary(name) and _ours(name[1:].rsplit(".", 3)[0]))]
     if not overwrite or len(ours) != len(present):
         others = [name for name in present if name not in ours]
-        why = f"holds files that are not a chexpert export ({', '.join(others[:5])})" if others else f"holds an earlier export ({option('overwrite')} replaces it)"
+        if others:
+            why = f"holds files that are not a chexpert export ({', '.join(others[:5])})"
+        elif MANIFEST not in ours:  # stopped before its manifest: an interrupt, a kill, a full disk
+            why = f"holds an unfinished export ({len(ours)} shards, no {MANIFEST}; {option('overwrite')} replaces it)"
+        else:
+            why = f"holds an earlier export ({option('overwrite')} replaces it)"
         raise StoreError(f"{out} {why}; choose an empty or new folder")
     # The manifest goes first: a folder without one is never taken for a finished export.
     (out / MANIFEST).unlink(missing_ok=True)

@@ -21,13 +21,14 @@ One module per step: :mod:`~chexpert.labeler.sections` (which part of the report
 from __future__ import annotations
 
 from chexpert.labeler.explain import Mention, ObservationLabel, ReportLabels, Trigger
-from chexpert.labeler.pipeline import label_report, label_reports, label_stream
+from chexpert.labeler.pipeline import LongReportWarning, label_report, label_reports, label_stream
 from chexpert.labeler.sections import SECTIONS
 
 __all__ = [
     "label_report",
     "label_reports",
     "label_stream",
+    "LongReportWarning",
     "ReportLabels",
     "ObservationLabel",
     "Mention",

@@ -45,7 +45,7 @@ from typing import IO, Any, Final
 import numpy as np
 
 from chexpert.errors import ChexpertError, CSVFormatError, InvalidArgumentError, option
-from chexpert.labeler.pipeline import CHUNK, labelled_chunks
+from chexpert.labeler.pipeline import CHUNK, LONGEST_REPORT, labelled_chunks
 from chexpert.labeler.sections import SECTIONS
 from chexpert.safeio import open_regular, read_bytes
 from chexpert.schema import OBSERVATIONS, Code
@@ -78,6 +78,7 @@ class LabelSummary:
     parts: dict[str, int]  # impression / findings / report / empty -> reports
     counts: dict[str, dict[str, int]]  # observation -> positive / negative / uncertain / blank -> reports
     seconds: float
+    cut: int = 0  # reports longer than LONGEST_REPORT characters, read only that far
 
 
 @dataclass
@@ -128,6 +129,7 @@ def label_file(
     counts = np.zeros((len(OBSERVATIONS), 4), dtype=np.int64)  # positive, negative, uncertain, blank
     parts = np.zeros(len(SECTIONS) + 1, dtype=np.int64)
     reports = 0
+    long = [0]  # reports longer than the labeler reads
     with contextlib.ExitStack() as stack:
         source = stack.enter_context(_open(source_path, column, keep, encoding))
         handle, partial = _temporary(target)
@@ -136,7 +138,7 @@ def label_file(
                 writer = csv.writer(handle, lineterminator="\n")
                 writer.writerow(source.header + list(OBSERVATIONS))
                 pending: deque[list[list[str]]] = deque()
-                for codes, used in labelled_chunks(_texts(source.rows, chunk, pending), sections, workers):
+                for codes, used in labelled_chunks(_texts(source.rows, chunk, pending, long), sections, workers):
                     kept = pending.popleft()
                     writer.writerows(values + [_SPELLING[c] for c in row] for values, row in zip(kept, codes.tolist()))
                     for state, code in enumerate((Code.POSITIVE, Code.NEGATIVE, Code.UNCERTAIN, Code.BLANK)):
@@ -158,14 +160,20 @@ def label_file(
         {name: int(parts[i]) for i, name in enumerate(names)},
         {o: {s: int(counts[j, k]) for k, s in enumerate(states)} for j, o in enumerate(OBSERVATIONS)},
         time.perf_counter() - started,
+        long[0],
     )
 
 
-def _texts(rows: Iterator[tuple[list[str], str]], size: int, pending: deque[list[list[str]]]) -> Iterator[list[str]]:
-    """Batches of report texts; each batch's kept values wait in ``pending`` for its labels."""
+def _texts(rows: Iterator[tuple[list[str], str]], size: int, pending: deque[list[list[str]]], long: list[int]) -> Iterator[list[str]]:
+    """Batches of report texts; each batch's kept values wait in ``pending`` for its labels.
+
+    ``long[0]`` counts the reports longer than the labeler reads, so that the summary says so.
+    """
     kept: list[list[str]] = []
     texts: list[str] = []
     for values, text in rows:
+        if len(text) > LONGEST_REPORT:
+            long[0] += 1
         kept.append(values)
         texts.append(text)
         if len(texts) == size:

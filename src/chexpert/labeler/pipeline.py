@@ -12,6 +12,7 @@ Python per mention. :func:`label_reports` takes the same steps without building 
 from __future__ import annotations
 
 import bisect
+import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -31,7 +32,7 @@ from chexpert.parallel import quiet_worker
 from chexpert.schema import OBSERVATIONS, Code
 from chexpert.validation import check_choice, check_int, check_type
 
-__all__ = ["label_report", "label_reports", "label_stream", "labelled_chunks", "CHUNK", "EMPTY", "LONGEST_REPORT"]
+__all__ = ["label_report", "label_reports", "label_stream", "labelled_chunks", "CHUNK", "EMPTY", "LONGEST_REPORT", "LongReportWarning"]
 
 _DEVICES: Final = ("Support Devices",)
 _CODE: Final[dict[float | None, int]] = {1.0: Code.POSITIVE, 0.0: Code.NEGATIVE, -1.0: Code.UNCERTAIN, None: Code.BLANK}
@@ -56,6 +57,10 @@ class _Found(NamedTuple):
 #: thousand. What lies beyond is not read (the spans of :func:`label_report` end before it), so
 #: that the work per report is bounded whatever a file holds.
 LONGEST_REPORT: Final = 200_000
+
+
+class LongReportWarning(UserWarning):
+    """Some reports were longer than :data:`LONGEST_REPORT` characters and read only that far."""
 
 
 def _bounded(text: str) -> str:
@@ -233,10 +238,28 @@ def label_reports(texts: Iterable[str], *, sections: str = "impression", workers
     Columns follow :data:`chexpert.OBSERVATIONS`; blank is -2, as in the index, so that
     :func:`chexpert.apply_policy` takes the result as it is.
 
+    A report longer than :data:`LONGEST_REPORT` characters is read to that point; how many were
+    is said by one :class:`LongReportWarning` (never silently).
+
     >>> label_reports(["Cardiomegaly.", "Possible pneumonia."])[:, [2, 7]].tolist()
     [[1, -2], [-2, -1]]
     """
-    blocks = list(label_stream(texts, sections=sections, workers=workers))
+    cut = [0]
+
+    def counted(items: Iterable[str]) -> Iterator[str]:
+        for text in items:
+            if isinstance(text, str) and len(text) > LONGEST_REPORT:
+                cut[0] += 1
+            yield text
+
+    blocks = list(label_stream(counted(texts), sections=sections, workers=workers))
+    if cut[0]:
+        warnings.warn(
+            f"{cut[0]:,} report{'s were' if cut[0] > 1 else ' was'} longer than {LONGEST_REPORT:,} characters "
+            "and read only that far (label_report(text).explain() shows where)",
+            LongReportWarning,
+            stacklevel=2,
+        )
     return np.concatenate(blocks) if blocks else np.empty((0, len(OBSERVATIONS)), dtype=np.int8)
 
 

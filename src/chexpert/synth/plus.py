@@ -327,6 +327,7 @@ def synthesize_plus(
     synth._claim_targets(out, [PLUS_DIR], overwrite)  # a real CheXpert Plus download is never replaced
     created = [p for p in (out, *out.parents) if not p.exists()]  # removed again if synth fails (when still empty)
     out.mkdir(parents=True, exist_ok=True)
+    synth.warn_leftovers(out)
     staging = pathlib.Path(tempfile.mkdtemp(prefix=".synth-plus-", dir=out))
     try:
         _write_plus(staging, rows, quirks, seed=seed, chunks=chunks, original=original, workers=workers, progress=progress,

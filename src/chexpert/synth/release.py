@@ -934,6 +934,31 @@ def _refuse_foreign(target: pathlib.Path) -> None:
         )
 
 
+class LeftoverWarning(UserWarning):
+    """The output folder holds the staging folder of a synth run that never finished."""
+
+
+def warn_leftovers(out: pathlib.Path) -> None:
+    """Say so when ``out`` holds ``.synth-*`` staging folders of runs that were killed.
+
+    They are not removed: another synth may be writing into the same folder right now, and
+    nothing proves a name ours once its run is gone.
+    """
+    try:
+        left = sorted(e.name for e in os.scandir(out) if e.name.startswith(".synth-") and e.is_dir(follow_symlinks=False))
+    except OSError:
+        return
+    if left:
+        import warnings
+
+        warnings.warn(
+            f"{out} holds {', '.join(left[:3])}{' …' if len(left) > 3 else ''}: staging left by a synth run that was killed "
+            "before it finished; remove it once no other synth is writing there",
+            LeftoverWarning,
+            stacklevel=3,
+        )
+
+
 def _claim_targets(out: pathlib.Path, names: Sequence[str], overwrite: bool) -> None:
     """Check that those of ``names`` in ``out`` that exist hold only what synth wrote.
 
@@ -1025,6 +1050,7 @@ def synthesize(
     image_names = [schema.strip_release_prefix(r["Path"]) for r in images]
 
     out.mkdir(parents=True, exist_ok=True)
+    warn_leftovers(out)
     # Build under a temporary name beside the target and move into place at the end, so that an
     # interrupted run never leaves something that looks like a complete release.
     staging = pathlib.Path(tempfile.mkdtemp(prefix=".synth-", dir=out))

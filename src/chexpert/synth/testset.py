@@ -58,6 +58,7 @@ from chexpert.synth.release import (
     csv_bytes,
     groundtruth_rows,
     synth_rows,
+    warn_leftovers,
 )
 from chexpert.validation import check_int
 
@@ -253,6 +254,7 @@ def synthesize_test(
     truth = groundtruth_rows(test)
 
     out.mkdir(parents=True, exist_ok=True)
+    warn_leftovers(out)
     staging = pathlib.Path(tempfile.mkdtemp(prefix=".synth-", dir=out))
     try:
         images = staging / LOCALIZE_DIR / "CheXpert"
