@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import TypeVar, Union, cast
 
 import numpy as np
 import pandas as pd
@@ -36,14 +36,68 @@ __all__ = [
     "subgroup_of",
     "subgroup_order",
     "align",
+    "COLUMN_ALIASES",
+    "expand_user",
 ]
 
 Source = Union[str, "os.PathLike[str]", pd.DataFrame]
+_T = TypeVar("_T")
 
 #: Projection of a study with frontal images of more than one projection, or with none.
 MIXED, NO_FRONTAL = "mixed", "no frontal"
 
 _SHOWN = 8  # studies named in an error message
+
+#: Other names of the observations, accepted as column names of predictions, truth and radiologists
+#: (matched after spaces and underscores are made one space, ignoring case): CheXlocalize's
+#: "Airspace Opacity", and torchxrayvision's names, which call Pleural Effusion "Effusion" and
+#: write some names with underscores (``xrv.datasets.CheX_Dataset`` renames the column; its
+#: ``default_pathologies`` spell "Enlarged Cardiomediastinum", "Lung Lesion", "Fracture" and
+#: "Lung Opacity" as CheXpert does).
+COLUMN_ALIASES: dict[str, str] = {
+    "airspace opacity": "Lung Opacity",
+    "effusion": "Pleural Effusion",
+    **{name.lower(): name for name in schema.OBSERVATIONS},
+}
+
+
+def _alias_key(column: str) -> str:
+    return " ".join(str(column).replace("_", " ").split()).lower()
+
+
+def _canonical_columns(frame: pd.DataFrame, name: str) -> pd.DataFrame:
+    """``frame`` with observation columns under their CheXpert names (see :data:`COLUMN_ALIASES`).
+
+    Two columns naming one observation (``Effusion`` and ``Pleural Effusion``) are an error.
+    """
+    renamed = {}
+    for column in frame.columns:
+        if column in schema.OBSERVATIONS or column in schema.METADATA_COLUMNS or column == "Study":
+            continue
+        target = COLUMN_ALIASES.get(_alias_key(column))
+        if target is not None:
+            renamed[column] = target
+    if not renamed:
+        return frame
+    names = [renamed.get(c, c) for c in frame.columns]
+    twice = sorted({n for n in names if names.count(n) > 1 and n in schema.OBSERVATIONS})
+    if twice:
+        sources = [f"{c!r}" for c in frame.columns if renamed.get(c, c) in twice]
+        raise CSVFormatError(f"columns {', '.join(sources)} all name {', '.join(map(repr, twice))}; keep one", file=name)
+    return frame.rename(columns=renamed)
+
+
+def expand_user(source: _T) -> _T:
+    """A path with ``~`` expanded (``os.path.expanduser``); anything else (a DataFrame, an Index) unchanged.
+
+    >>> import os; expand_user("~/x.csv") == os.path.join(os.path.expanduser("~"), "x.csv")
+    True
+    """
+    if isinstance(source, str | os.PathLike):
+        text = os.fspath(cast("str | os.PathLike[str]", source))
+        if text.startswith("~"):
+            return cast(_T, os.path.expanduser(text))
+    return source
 
 
 class ScoreRangeWarning(UserWarning):
@@ -115,6 +169,7 @@ def _load(source: Source, role: str) -> tuple[pd.DataFrame, str]:
     A missing file, a folder, an empty file and a file with a header but no rows are errors
     naming the file.
     """
+    source = expand_user(source)
     name = _source_name(source, role)
     if isinstance(source, pd.DataFrame):
         frame = source.reset_index(drop=True)
@@ -130,7 +185,7 @@ def _load(source: Source, role: str) -> tuple[pd.DataFrame, str]:
             raise CSVFormatError(f"cannot be read as CSV: {exc}", file=name) from None
     if len(frame) == 0:
         raise CSVFormatError(f"{role} has a header but no rows", file=name)
-    return frame, name
+    return _canonical_columns(frame, name), name
 
 
 def _keys(frame: pd.DataFrame, column: str, name: str) -> np.ndarray:
@@ -398,6 +453,7 @@ def _is_release_csv(source: Source, role: str) -> bool:
     """Whether ``source`` is a file with the header of the release's train/valid/test CSVs."""
     if isinstance(source, pd.DataFrame):
         return False
+    source = expand_user(source)
     _check_file(os.fspath(source), role)
     try:
         with open(source, encoding="utf-8-sig", newline="") as f:
@@ -447,6 +503,7 @@ def read_metadata(source: Source | Index) -> pd.DataFrame:
     """
     if isinstance(source, Index):
         return _from_index(source)[2]
+    source = expand_user(source)
     if not isinstance(source, pd.DataFrame) and (Path(source).is_dir() or Path(source).name.startswith("df_chexpert_plus")):
         # A release folder (CheXpert Plus for race, ethnicity and insurance) or the Plus CSV itself.
         from chexpert.release import open_release
