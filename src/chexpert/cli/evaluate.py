@@ -51,7 +51,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--thresholds-from", metavar="EVAL.json",
         help="apply the thresholds of a previous evaluate --operating-point ... --json (fitted on another split, say valid) to these predictions",
     )
-    scoring.add_argument("--plots", metavar="DIR", help="write ROC and precision-recall plots (PNG and SVG) to DIR")
+    scoring.add_argument("--plots", metavar="DIR", help="write ROC, precision-recall and reliability (calibration) plots (PNG and SVG) to DIR")
     scoring.add_argument("--json", action="store_true", help="print JSON instead of tables")
     scoring.set_defaults(func=_evaluate)
 
