@@ -501,8 +501,8 @@ def _breakdown(evaluation: Evaluation, index: Index) -> str | None:
     lines = []
     for by in ("projection", "sex"):
         groups = io.subgroup_of(metadata, by)
-        known = [g for g in io.subgroup_order(by, groups) if g not in ("Unknown", io.NO_FRONTAL)]
-        if len(known) < 2 and by == "sex":
+        known = [g for g in io.subgroup_order(by, groups) if g not in ("Unknown", "none", io.NO_FRONTAL)]
+        if len(known) < 2:  # one group is the whole evaluation again
             continue
         for group in known:
             part = evaluation.data.take(groups == group)
