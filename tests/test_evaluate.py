@@ -559,9 +559,11 @@ def test_cli_goes_on_when_a_task_has_no_positives(files, tmp_path, capsys, extra
             assert fracture["radiologists_under_curve"] is None
         return
     rows = [[cell.strip() for cell in line.split("│")] for line in captured.out.splitlines() if line.strip().startswith("Fracture")]
-    # The main table: no positives, every number undefined ("–"); the radiologists' table: a
+    # The main table: no positives, every ranking number undefined ("–"), but the Brier score and
+    # ECE are defined (how far the scores are from 0); the radiologists' table: a
     # specificity but no sensitivity, and no curve to be under or above.
-    assert rows[0][1] == "0" and set(rows[0][2:]) == {"–"}, rows[0]
+    assert rows[0][1] == "0" and set(rows[0][2:5] + rows[0][7:]) == {"–"}, rows[0]
+    assert all(0.0 <= float(cell) <= 1.0 for cell in rows[0][5:7]), rows[0]
     assert all(cell.startswith("– / 0.") and cell.endswith("(–)") for cell in rows[1][1:]), rows[1]
     if "--by" in extra:
         assert "AUROC by age-band" in captured.out and set(rows[2][1:]) == {"–"}, rows[2]

@@ -295,14 +295,17 @@ def _print_radiologists(console: Any, result: Evaluation) -> None:
 def _print_subgroups(console: Any, result: Evaluation) -> None:
     from rich.table import Table
 
-    table = Table(title=f"AUROC by {result.by} ({result.level:.0%} interval)", show_edge=False)
+    table = Table(title=f"AUROC by {result.by} ({result.level:.0%} {result.interval} interval)", show_edge=False)
     table.add_column("Observation")
     groups = {"all": result, **result.subgroups}
     for name, sub in groups.items():
         table.add_column(f"{name}\nn={sub.n_studies}", justify="right")
     for observation in result.table.index:
         cells = [sub.table.loc[observation] for sub in groups.values()]
-        table.add_row(_name(str(observation)), *(f"{_f(c['auroc'])}\n{_ci(c['auroc_lo'], c['auroc_hi'], 2)}" for c in cells))
+        table.add_row(
+            _name(str(observation)),
+            *(f"{_f(c['auroc'])}\n{_ci(*sub.auroc_interval(str(observation)), 2)}" for c, sub in zip(cells, groups.values())),
+        )
     if not math.isnan(result.mean_auroc):
         table.add_section()
         table.add_row("Mean of 5 competition tasks", *(f"{_f(sub.mean_auroc)}\n{_ci(*sub.mean_auroc_ci, 2)}" for sub in groups.values()), style="bold")
