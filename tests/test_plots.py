@@ -113,3 +113,14 @@ def test_reliability_diagram_draws_the_bins_of_the_ece(evaluation):
     assert f"ECE {evaluation.table.loc['Edema', 'ece']:.3f}" in figure.axes[0].get_title()
     with pytest.raises(ValueError, match="not scored"):
         plots.reliability_figure(evaluation, ["No Finding"])
+
+
+def test_without_bootstrap_the_roc_title_quotes_delong(evaluation):
+    from chexpert.evaluate import evaluate as score
+
+    data = evaluation.data
+    frame = pd.DataFrame(data.scores, columns=list(data.observations)).assign(Study=list(data.studies))
+    truth = pd.DataFrame(data.labels.astype(int), columns=list(data.observations)).assign(Study=list(data.studies))
+    delong = score(frame, truth, bootstrap=0)
+    lo, hi = delong.table.loc["Edema", ["auroc_delong_lo", "auroc_delong_hi"]]
+    assert f"{lo:.3f}-{hi:.3f}" in plots.roc_figure(delong, "Edema").axes[0].get_title()

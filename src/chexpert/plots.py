@@ -150,12 +150,16 @@ def _ci_text(lo: float, hi: float, level: float) -> str:
     return "" if math.isnan(lo) or math.isnan(hi) else f" ({level:.0%} CI {lo:.3f}-{hi:.3f})"
 
 
-def _metric_text(name: str, row: Any, key: str, level: float) -> str:
-    """``AUROC 0.912 (95% CI ...)``, or why the metric is undefined (a task or subgroup with one class)."""
+def _metric_text(name: str, row: Any, key: str, level: float, interval: tuple[float, float] | None = None) -> str:
+    """``AUROC 0.912 (95% CI ...)``, or why the metric is undefined (a task or subgroup with one class).
+
+    ``interval`` overrides the row's ``<key>_lo``/``<key>_hi`` (DeLong's when the bootstrap is off).
+    """
     value = float(row[key])
     if math.isnan(value):
         return f"{name} undefined ({int(row['positives'])} positive, {int(row['negatives'])} negative)"
-    return f"{name} {value:.3f}{_ci_text(float(row[key + '_lo']), float(row[key + '_hi']), level)}"
+    lo, hi = interval if interval is not None else (float(row[key + "_lo"]), float(row[key + "_hi"]))
+    return f"{name} {value:.3f}{_ci_text(lo, hi, level)}"
 
 
 def _legend(ax: Axes, **options: Any) -> None:
@@ -182,7 +186,7 @@ def _draw_roc(ax: Axes, evaluation: Evaluation, observation: str, band: np.ndarr
     _square(ax)
     ax.set_xlabel("1 - specificity")
     ax.set_ylabel("sensitivity")
-    auroc = _metric_text("AUROC", row, "auroc", evaluation.level)
+    auroc = _metric_text("AUROC", row, "auroc", evaluation.level, evaluation.auroc_interval(observation))
     if compact:
         ax.set_title(f"{observation}\n{auroc}", fontsize=12)
         _legend(ax, loc="lower right", fontsize=8.5, framealpha=0.9)
