@@ -15,7 +15,7 @@ import pytest
 from chexpert import schema, synth
 from chexpert.cli import main
 from chexpert.errors import CSVFormatError
-from chexpert.evaluate import UndefinedMetricWarning, compare, evaluate, metrics, operating_points
+from chexpert.evaluate import FewPositivesWarning, UndefinedMetricWarning, compare, evaluate, metrics, operating_points
 from chexpert.index import read_csv
 
 sklearn_metrics = pytest.importorskip("sklearn.metrics")
@@ -277,7 +277,8 @@ def _curve_sensitivity_by_segments(scores: np.ndarray, labels: np.ndarray, fpr: 
 def test_radiologists_are_matched_by_column_name_and_counted_under_the_curve(files):
     result = evaluate(files.predictions, files.truth, radiologists=files.readers, bootstrap=0)
     scores = _study_scores(files)
-    assert list(result.radiologists["radiologist"].unique()) == ["bc4", "bc6", "bc8"]
+    # The three radiologists, then their majority vote (RadMaj), which the counts below leave out.
+    assert list(result.radiologists["radiologist"].unique()) == ["bc4", "bc6", "bc8", "RadMaj"]
     for observation in schema.OBSERVATIONS:
         y, s = files.labels[observation].to_numpy(), scores[observation].to_numpy()
         under = 0
@@ -326,7 +327,11 @@ def test_radiologists_reading_a_subset_of_observations(files):
 def test_json_has_exactly_the_documented_structure(files):
     result = evaluate(files.predictions, files.truth, radiologists=files.readers, bootstrap=100, seed=0)
     document = json.loads(json.dumps(result.to_json()))
-    assert set(document) == {"n_studies", "level", "bootstrap", "seed", "aggregate", "tasks", "mean_auroc", "mean_auroc_ci", "mean_radiologists_under_curve"}
+    assert set(document) == {
+        "n_studies", "level", "bootstrap", "seed", "aggregate", "tasks", "mean_auroc", "mean_auroc_ci", "mean_radiologists_under_curve",
+        "interval", "radmaj_of",
+    }  # fmt: skip
+    assert document["interval"] == "bootstrap" and document["radmaj_of"] == ["bc4", "bc6", "bc8"]
     assert (document["n_studies"], document["level"], document["bootstrap"], document["seed"], document["aggregate"]) == (N_STUDIES, 0.95, 100, 0, "max")
     assert list(document["tasks"]) == list(schema.OBSERVATIONS)
     readers = result.radiologists.set_index(["observation", "radiologist"])
@@ -334,16 +339,17 @@ def test_json_has_exactly_the_documented_structure(files):
         row = result.table.loc[observation]
         assert set(task) == {
             "auroc", "auroc_ci", "auroc_delong_ci", "auprc", "auprc_ci", "positives", "negatives", "resamples",
-            "radiologists_under_curve", "radiologists",
+            "radiologists_under_curve", "radiologists", "brier", "ece",
         }  # fmt: skip
+        assert (task["brier"], task["ece"]) == (row["brier"], row["ece"])
         assert task["auroc"] == row["auroc"] and task["auroc_ci"] == [row["auroc_lo"], row["auroc_hi"]]
         assert task["auroc_delong_ci"] == [row["auroc_delong_lo"], row["auroc_delong_hi"]]
         assert task["auprc"] == row["auprc"] and task["auprc_ci"] == [row["auprc_lo"], row["auprc_hi"]]
         assert (task["positives"], task["negatives"], task["resamples"]) == (row["positives"], row["negatives"], row["resamples"])
         assert isinstance(task["radiologists_under_curve"], int) and task["radiologists_under_curve"] == row["radiologists_under_curve"]
         # What the radiologists' table shows: each one's sensitivity / specificity and the curve's sensitivity there.
-        assert list(task["radiologists"]) == ["bc4", "bc6", "bc8"]
-        assert sum(r["under_curve"] for r in task["radiologists"].values()) == task["radiologists_under_curve"]
+        assert list(task["radiologists"]) == ["bc4", "bc6", "bc8", "RadMaj"]
+        assert sum(r["under_curve"] for name, r in task["radiologists"].items() if name != "RadMaj") == task["radiologists_under_curve"]
         for name, reader in task["radiologists"].items():
             expected = readers.loc[(observation, name)]
             assert set(reader) == {"sensitivity", "specificity", "ppv", "npv", "tp", "fp", "tn", "fn", "curve_sensitivity", "under_curve"}
@@ -553,9 +559,11 @@ def test_cli_goes_on_when_a_task_has_no_positives(files, tmp_path, capsys, extra
             assert fracture["radiologists_under_curve"] is None
         return
     rows = [[cell.strip() for cell in line.split("│")] for line in captured.out.splitlines() if line.strip().startswith("Fracture")]
-    # The main table: no positives, every number undefined ("–"); the radiologists' table: a
+    # The main table: no positives, every ranking number undefined ("–"), but the Brier score and
+    # ECE are defined (how far the scores are from 0); the radiologists' table: a
     # specificity but no sensitivity, and no curve to be under or above.
-    assert rows[0][1] == "0" and set(rows[0][2:]) == {"–"}, rows[0]
+    assert rows[0][1] == "0" and set(rows[0][2:5] + rows[0][7:]) == {"–"}, rows[0]
+    assert all(0.0 <= float(cell) <= 1.0 for cell in rows[0][5:7]), rows[0]
     assert all(cell.startswith("– / 0.") and cell.endswith("(–)") for cell in rows[1][1:]), rows[1]
     if "--by" in extra:
         assert "AUROC by age-band" in captured.out and set(rows[2][1:]) == {"–"}, rows[2]
@@ -574,7 +582,7 @@ def test_subgroup_without_positives_is_scored_as_undefined(files):
         warnings.simplefilter("always")
         result = evaluate(files.predictions, truth, bootstrap=100, by="sex", metadata=files.truth)
     assert any(str(w.message).startswith("sex Female: Edema: AUROC is undefined with 0 positives") for w in caught)
-    assert {w.category for w in caught} == {UndefinedMetricWarning} and {w.filename for w in caught} == {__file__}
+    assert {w.category for w in caught} <= {UndefinedMetricWarning, FewPositivesWarning} and {w.filename for w in caught} == {__file__}
     women = result.subgroups["Female"]
     assert math.isnan(women.table.loc["Edema", "auroc"]) and not math.isnan(women.table.loc["Cardiomegaly", "auroc"])
     assert women.to_json()["tasks"]["Edema"]["auroc"] is None
@@ -642,6 +650,7 @@ def _sha256(values: np.ndarray) -> str:
 def test_bootstrap_in_blocks_gives_the_numbers_of_the_single_draw(monkeypatch, block_bytes):
     if block_bytes is not None:
         monkeypatch.setattr(metrics, "BLOCK_BYTES", block_bytes)
+    monkeypatch.setattr(metrics, "MIN_POSITIVES", 1)  # the hashes below include the intervals of rare tasks
     truth, a, b = _block_case()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)

@@ -37,7 +37,7 @@ def test_save_plots_writes_png_and_svg_per_task_and_a_summary(evaluation, tmp_pa
 
     written = plots.save_plots(evaluation, tmp_path / "plots", observations=["Pleural Effusion"])
     names = sorted(p.name for p in written)
-    assert names == sorted(f"{stem}.{fmt}" for stem in ("pleural-effusion", "summary") for fmt in ("png", "svg"))
+    assert names == sorted(f"{stem}.{fmt}" for stem in ("pleural-effusion", "summary", "reliability") for fmt in ("png", "svg"))
     with Image.open(tmp_path / "plots" / "pleural-effusion.png") as image:
         assert image.format == "PNG" and image.size == (1800, 870)
     svg = (tmp_path / "plots" / "summary.svg").read_text()
@@ -100,3 +100,27 @@ def test_summary_shows_the_five_competition_tasks_and_every_observation(evaluati
     assert [t.get_text() for t in forest.get_yticklabels()] == list(evaluation.table.index)
     assert f"mean AUROC of the 5 competition tasks {evaluation.mean_auroc:.3f}" in figure.get_suptitle()
     assert "radiologists under ROC" in figure.get_suptitle()
+
+
+def test_reliability_diagram_draws_the_bins_of_the_ece(evaluation):
+    figure = plots.reliability_figure(evaluation, ["Edema", "Fracture"])
+    assert len(figure.axes) == 2
+    j = evaluation.data.observations.index("Edema")
+    count, mean, positive = metrics.reliability_bins(evaluation.data.scores[:, j], evaluation.data.labels[:, j])
+    points = next(line for line in figure.axes[0].get_lines() if line.get_label() == "fraction positive")
+    np.testing.assert_allclose(points.get_xdata(), mean[count > 0])
+    np.testing.assert_allclose(points.get_ydata(), positive[count > 0])
+    assert f"ECE {evaluation.table.loc['Edema', 'ece']:.3f}" in figure.axes[0].get_title()
+    with pytest.raises(ValueError, match="not scored"):
+        plots.reliability_figure(evaluation, ["No Finding"])
+
+
+def test_without_bootstrap_the_roc_title_quotes_delong(evaluation):
+    from chexpert.evaluate import evaluate as score
+
+    data = evaluation.data
+    frame = pd.DataFrame(data.scores, columns=list(data.observations)).assign(Study=list(data.studies))
+    truth = pd.DataFrame(data.labels.astype(int), columns=list(data.observations)).assign(Study=list(data.studies))
+    delong = score(frame, truth, bootstrap=0)
+    lo, hi = delong.table.loc["Edema", ["auroc_delong_lo", "auroc_delong_hi"]]
+    assert f"{lo:.3f}-{hi:.3f}" in plots.roc_figure(delong, "Edema").axes[0].get_title()

@@ -56,9 +56,62 @@ def test_the_page_is_self_contained_and_holds_counts_and_scores(page: Path) -> N
     for observation in schema.OBSERVATIONS:
         assert f"<td>{observation}</td>" in html
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
-    assert len(images) == 12 + 3
+    # 12 samples; prevalence, training, ROC, precision-recall and calibration figures; scored images and mistakes.
+    scored = html.count('<figure class="sample"') - 12
+    mistakes = html.count('<figure class="sample mistake"')
+    assert 0 < scored <= 8 and 0 < mistakes <= 10
+    assert len(images) == 12 + 5 + scored + mistakes
     for data in images:
         Image.open(io.BytesIO(base64.b64decode(data))).verify()
+
+
+def test_the_evaluation_sections_hold_the_evaluation_s_numbers(page: Path) -> None:
+    from chexpert.evaluate import operating_points
+    from chexpert.report import policy_sentence
+    from chexpert.train import open_run
+
+    html = page.read_text(encoding="utf-8")
+    for heading in ("Precision-recall curves", "Calibration", "Confusion at the operating point", "By view and by sex",
+                    "Validation images with the model's scores", "most confident false positives", "most confident false negatives"):  # fmt: skip
+        assert heading in html, heading
+    run = open_run(page.parent / "run")
+    assert f"<b>Policy:</b> {policy_sentence(run.recipe.resolved_policy())}" in html.replace("&#x27;", "'")
+    result = evaluate(page.parent / "predictions.csv", page.parent / "CheXpert-v1.0-small" / "valid.csv", bootstrap=50)
+    # Confusion matrices: Youden's point of each competition task, counts as operating_points gives them.
+    points = operating_points(result, youden=True, radiologists=False).set_index("observation")
+    for task in schema.COMPETITION_TASKS:
+        p = points.loc[task]
+        assert (f"<h3>{task} <small>score ≥ {p['threshold']:.3f}</small></h3>" in html) and (
+            f'<td class="hit">{int(p["tp"])}</td><td class="miss">{int(p["fn"])}</td>' in html
+        )
+    # The most confident false positive: the highest score of a negative among the competition tasks.
+    columns = [result.data.observations.index(t) for t in schema.COMPETITION_TASKS]
+    scores, labels = result.data.scores[:, columns], result.data.labels[:, columns]
+    i, k = np.unravel_index(np.argmax(np.where(labels, -np.inf, scores)), scores.shape)
+    first = html.split("most confident false positives")[1]
+    assert first.index(f"{result.data.studies[i]}</span><b>{schema.COMPETITION_TASKS[k]}</b> scored {scores[i, k]:.3f}") < first.index("</figure>")
+    # Fewer than five positives: a warning, and no interval on that row.
+    few = [o for o in result.table.index if 0 < result.table.loc[o, "positives"] < 5]
+    assert few and all(f"<td>{o}</td><td>{int(result.table.loc[o, 'positives'])} of" in html for o in few)
+    assert html.count("too few for an interval") == len([o for o in result.table.index if 0 < min(result.table.loc[o, "positives"], result.table.loc[o, "negatives"]) < 5])
+    assert 'class="warn">⚠ Fewer than 5 positive' in html
+
+
+def test_a_saliency_overlay_is_shown_beside_each_scored_image(page: Path) -> None:
+    from chexpert.store import open_store
+
+    asked: list[tuple[str, str]] = []
+
+    def saliency(path: str, observation: str) -> np.ndarray:
+        asked.append((path, observation))
+        return np.full((16, 16, 3), (250, 0, 250), np.uint8)
+
+    root = page.parent / "CheXpert-v1.0-small"
+    result = evaluate(page.parent / "predictions.csv", root / "valid.csv", bootstrap=0)
+    html = render_report(open_store(page.parent / "store"), evaluation=result, saliency=saliency)
+    assert asked and all(path.startswith("valid/") and observation in schema.COMPETITION_TASKS for path, observation in asked)
+    assert html.count('alt="saliency of ') == len(asked) == html.count('<figure class="sample') - 12
+    assert "95% interval (DeLong)" in html  # with bootstrap 0 the table shows DeLong's interval
 
 
 def test_without_matplotlib_figures_the_page_keeps_its_tables(page: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -68,6 +121,9 @@ def test_without_matplotlib_figures_the_page_keeps_its_tables(page: Path, monkey
     release = open_release(page.parent / "CheXpert-v1.0-small")
     html = render_report(index=release.index(), release=release)
     assert "<table>" in html and html.count("data:image/png") == 12  # the sample images only
+    result = evaluate(page.parent / "predictions.csv", page.parent / "CheXpert-v1.0-small" / "valid.csv", bootstrap=0)
+    with_scores = render_report(index=release.index(), release=release, evaluation=result)
+    assert "Confusion at the operating point" in with_scores and "Calibration" not in with_scores
 
 
 def test_the_page_renders_in_headless_chromium(page: Path, tmp_path: Path) -> None:

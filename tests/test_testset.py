@@ -109,7 +109,8 @@ def test_a_groundtruth_study_without_images_is_named_with_its_row(test_root: Pat
     problems = verify(root).problems
     assert [(Path(p.file).name, p.row) for p in problems if p.kind == "missing"] == [("groundtruth.csv", row)]
     # Nor have the radiologists read it.
-    assert sorted(Path(p.file).stem for p in problems if p.kind == "coverage") == ["bc1", "bc2", "bc3", "bc4", "bc5", "bc6", "bc7", "bc8"]
+    # All eight readers are checked: the consensus panel is radiologists/groundtruth/bc1_gt.csv and so on.
+    assert sorted(Path(p.file).stem.removesuffix("_gt") for p in problems if p.kind == "coverage") == ["bc1", "bc2", "bc3", "bc4", "bc5", "bc6", "bc7", "bc8"]
 
 
 def test_damaged_groundtruth_values_are_named(test_root: Path, tmp_path: Path) -> None:
@@ -146,16 +147,20 @@ def test_evaluate_scores_a_release_with_its_benchmark_radiologists(test_root: Pa
     release = chexpert.open(test_root)
     predictions = predictions_for(release.index("test"), tmp_path / "predictions.csv")
     found = evaluate(predictions, test_root, bootstrap=50)
-    readers = sorted((test_root / LABELS / "benchmark_radiologists").glob("bc*.csv"))
+    readers = sorted((test_root / LABELS / "radiologists" / "benchmark_radiologists").glob("bc*.csv"))
     assert [p.stem for p in readers] == ["bc4", "bc6", "bc8"]
     explicit = evaluate(predictions, test_root / LABELS / "groundtruth.csv", radiologists=readers, bootstrap=50)
     pd.testing.assert_frame_equal(found.table, explicit.table)
-    assert set(found.radiologists["radiologist"]) == {"bc4", "bc6", "bc8"}
+    assert set(found.radiologists["radiologist"]) == {"bc4", "bc6", "bc8", "RadMaj"}
     consensus = evaluate(predictions, release, radiologists="consensus", bootstrap=0)
-    assert set(consensus.radiologists["radiologist"]) == {"bc1", "bc2", "bc3", "bc5", "bc7"}
+    assert set(consensus.radiologists["radiologist"]) == {"bc1", "bc2", "bc3", "bc5", "bc7", "RadMaj"}
     # The consensus radiologists' majority is the ground truth.
-    votes = np.stack(list(consensus.data.readers.values())).sum(axis=0)
+    votes = np.stack([consensus.data.readers[name] for name in ("bc1", "bc2", "bc3", "bc5", "bc7")]).sum(axis=0)
     assert ((votes >= 3) == consensus.data.labels).all()
+    assert (consensus.data.readers["RadMaj"] == consensus.data.labels).all()
+    everyone = evaluate(predictions, release, radiologists="all", bootstrap=0)
+    assert list(everyone.data.readers) == ["bc1", "bc2", "bc3", "bc4", "bc5", "bc6", "bc7", "bc8", "RadMaj"]
+    assert everyone.data.majority_of == ("bc4", "bc6", "bc8")  # the paper's RadMaj: the benchmark three
     assert len(evaluate(predictions, test_root, radiologists="none", bootstrap=0).radiologists) == 0
 
 
@@ -185,7 +190,7 @@ def test_the_split_follows_the_predictions(test_root: Path, tmp_path: Path) -> N
 
 def test_a_radiologist_file_missing_studies_is_named(test_root: Path, tmp_path: Path) -> None:
     root = copy_of(test_root, tmp_path)
-    bc6 = root / LABELS / "benchmark_radiologists" / "bc6.csv"
+    bc6 = root / LABELS / "radiologists" / "benchmark_radiologists" / "bc6.csv"
     lines = bc6.read_text().splitlines()
     dropped = study(lines[2].split(",")[0])
     bc6.write_text("\n".join(lines[:2] + lines[3:]) + "\n")

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
     from chexpert.evaluate import Evaluation
 
-__all__ = ["roc_figure", "summary_figure", "save_plots"]
+__all__ = ["roc_figure", "summary_figure", "reliability_figure", "save_plots"]
 
 _GRID = np.linspace(0.0, 1.0, 201)
 _MODEL = "#1f5fa8"
@@ -130,6 +130,10 @@ def _readers(evaluation: Evaluation, observation: str) -> list[tuple[str, float,
 
 
 def _reader_style(evaluation: Evaluation, name: str) -> tuple[str, str]:
+    from chexpert.evaluate.scoring import MAJORITY
+
+    if name == MAJORITY:
+        return "*", "#000000"  # the radiologists' majority vote stands out from the readers
     names = list(dict.fromkeys(evaluation.radiologists["radiologist"]))
     i = names.index(name)
     return _MARKERS[i % len(_MARKERS)], _READER_COLORS[i % len(_READER_COLORS)]
@@ -147,12 +151,16 @@ def _ci_text(lo: float, hi: float, level: float) -> str:
     return "" if math.isnan(lo) or math.isnan(hi) else f" ({level:.0%} CI {lo:.3f}-{hi:.3f})"
 
 
-def _metric_text(name: str, row: Any, key: str, level: float) -> str:
-    """``AUROC 0.912 (95% CI ...)``, or why the metric is undefined (a task or subgroup with one class)."""
+def _metric_text(name: str, row: Any, key: str, level: float, interval: tuple[float, float] | None = None) -> str:
+    """``AUROC 0.912 (95% CI ...)``, or why the metric is undefined (a task or subgroup with one class).
+
+    ``interval`` overrides the row's ``<key>_lo``/``<key>_hi`` (DeLong's when the bootstrap is off).
+    """
     value = float(row[key])
     if math.isnan(value):
         return f"{name} undefined ({int(row['positives'])} positive, {int(row['negatives'])} negative)"
-    return f"{name} {value:.3f}{_ci_text(float(row[key + '_lo']), float(row[key + '_hi']), level)}"
+    lo, hi = interval if interval is not None else (float(row[key + "_lo"]), float(row[key + "_hi"]))
+    return f"{name} {value:.3f}{_ci_text(lo, hi, level)}"
 
 
 def _legend(ax: Axes, **options: Any) -> None:
@@ -179,7 +187,7 @@ def _draw_roc(ax: Axes, evaluation: Evaluation, observation: str, band: np.ndarr
     _square(ax)
     ax.set_xlabel("1 - specificity")
     ax.set_ylabel("sensitivity")
-    auroc = _metric_text("AUROC", row, "auroc", evaluation.level)
+    auroc = _metric_text("AUROC", row, "auroc", evaluation.level, evaluation.auroc_interval(observation))
     if compact:
         ax.set_title(f"{observation}\n{auroc}", fontsize=12)
         _legend(ax, loc="lower right", fontsize=8.5, framealpha=0.9)
@@ -263,8 +271,7 @@ def _draw_forest(ax: Axes, evaluation: Evaluation) -> None:
     y = np.arange(len(names))[::-1]
     competition = np.array([n in schema.COMPETITION_TASKS for n in names])
     auroc = table["auroc"].to_numpy(dtype=float)
-    lo = table["auroc_lo"].to_numpy(dtype=float)
-    hi = table["auroc_hi"].to_numpy(dtype=float)
+    lo, hi = np.array([evaluation.auroc_interval(str(name)) for name in names], dtype=float).reshape(-1, 2).T
     has_ci = ~np.isnan(lo)
     ax.hlines(y[has_ci], lo[has_ci], hi[has_ci], color="#555555", linewidth=2)
     ax.plot(auroc[competition], y[competition], "o", color=_MODEL, markersize=8, label="competition task")
@@ -277,10 +284,50 @@ def _draw_forest(ax: Axes, evaluation: Evaluation) -> None:
     finite = np.r_[lo, auroc][np.isfinite(np.r_[lo, auroc])]
     low = float(finite.min()) if len(finite) else 0.5
     ax.set_xlim(max(0.0, math.floor(low * 20) / 20 - 0.01), 1.005)
-    ax.set_xlabel(f"AUROC (dot) and {evaluation.level:.0%} bootstrap interval (bar)")
+    ax.set_xlabel(f"AUROC (dot) and {evaluation.level:.0%} {evaluation.interval} interval (bar)")
     ax.set_title("All scored observations")
     ax.grid(True, axis="x", color="#dddddd", linewidth=0.6)
     ax.legend(loc="best", fontsize=8.5, framealpha=0.9)
+
+
+def _draw_reliability(ax: Axes, evaluation: Evaluation, observation: str) -> None:
+    j = evaluation.data.observations.index(observation)
+    row = evaluation.table.loc[observation]
+    ax.plot([0, 1], [0, 1], linestyle=":", color="#999999", linewidth=1, label="perfectly calibrated")
+    scores, labels = evaluation.data.scores[:, j], evaluation.data.labels[:, j]
+    if math.isnan(float(row["ece"])):
+        ax.text(0.5, 0.5, "scores outside [0, 1]:\nno calibration", ha="center", va="center", transform=ax.transAxes, color="#777777")
+    else:
+        count, mean, positive = metrics.reliability_bins(scores, labels)
+        filled = count > 0
+        edges = np.linspace(0.0, 1.0, metrics.CALIBRATION_BINS + 1)
+        # Bars: the share of studies in each bin (the weights of the ECE), under the points.
+        ax.bar(edges[:-1], count / count.sum(), width=np.diff(edges), align="edge", color=_BAND, alpha=0.5, label="share of studies")
+        ax.plot(mean[filled], positive[filled], marker="o", color=_MODEL, linewidth=1.8, markersize=5, label="fraction positive")
+    _square(ax)
+    ax.set_xlabel("mean predicted probability")
+    ax.set_ylabel("fraction positive")
+    ax.set_title(f"{observation}\nECE {float(row['ece']):.3f} · Brier {float(row['brier']):.3f}", fontsize=11)
+
+
+def reliability_figure(evaluation: Evaluation, observations: Sequence[str] | None = None) -> Figure:
+    """Reliability diagrams: per observation (default the five competition tasks), the fraction
+    positive against the mean score in 10 equal-width bins, with each bin's share of studies.
+
+    >>> reliability_figure(result).savefig("reliability.png")  # doctest: +SKIP
+    """
+    tasks = list(observations or _summary_tasks(evaluation))
+    unknown = [o for o in tasks if o not in evaluation.data.observations]
+    if unknown:
+        raise InvalidArgumentError(f"{', '.join(map(repr, unknown))} not scored; scored: {', '.join(evaluation.data.observations)}")
+    with _style() as Figure:
+        figure = Figure(figsize=(4 * len(tasks), 4.6), layout="constrained")
+        axes = np.atleast_1d(figure.subplots(1, len(tasks)))
+        for ax, observation in zip(axes, tasks):
+            _draw_reliability(ax, evaluation, observation)
+        _legend(axes[0], loc="upper left", fontsize=8.5, framealpha=0.9)
+        figure.suptitle("Calibration (10 equal-width bins; ECE weights each bin by its studies)", fontsize=13, fontweight="bold")
+    return figure
 
 
 def _slug(observation: str) -> str:
@@ -294,7 +341,7 @@ def save_plots(
     observations: Sequence[str] | None = None,
     formats: Sequence[str] = _FORMATS,
 ) -> list[Path]:
-    """Write ``<observation>.png/.svg`` for each observation and ``summary.png/.svg``; return the paths.
+    """Write ``<observation>.png/.svg`` for each observation, ``summary.png/.svg`` and ``reliability.png/.svg``; return the paths.
 
     ``observations`` defaults to every scored one. Subgroups are not plotted separately.
 
@@ -309,6 +356,7 @@ def save_plots(
     written: list[Path] = []
     figures = [(_slug(o), roc_figure(evaluation, o)) for o in (observations or evaluation.data.observations)]
     figures.append(("summary", summary_figure(evaluation)))
+    figures.append(("reliability", reliability_figure(evaluation)))
     with _style():
         for stem, figure in figures:
             for fmt in formats:

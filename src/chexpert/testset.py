@@ -13,7 +13,9 @@ the metadata columns (Sex, Age, Frontal/Lateral, AP/PA: the view then comes from
 sex is Unknown, age 0, projection none); labels may be spelled ``1``/``0`` as well as
 ``1.0``/``0.0``; radiologist files are any ``bc<N>.csv`` or any CSV in a folder whose name says
 ``benchmark`` or ``consensus``, and without such a folder bc4, bc6 and bc8 are the benchmark
-readers (as in the CheXpert paper's evaluation). Without ``test_labels.csv`` the test split is
+readers (as in the CheXpert paper's evaluation). The public labels repository's layout is read as
+it is: ``radiologists/groundtruth/bc1_gt.csv`` (and bc2, bc3, bc5, bc7) are the consensus panel,
+named ``bc1`` and so on, ``radiologists/benchmark_radiologists/bc4.csv`` (bc6, bc8) the benchmark. Without ``test_labels.csv`` the test split is
 indexed from the images present joined with ``groundtruth.csv`` by study.
 
 >>> release = chexpert.open("~/data")  # doctest: +SKIP
@@ -64,7 +66,7 @@ RADIOLOGIST_GROUPS: Final[tuple[str, ...]] = ("benchmark", "consensus", "all", "
 #: The benchmark radiologists' file stems when no folder name says which group a file is in.
 BENCHMARK_READERS: Final[tuple[str, ...]] = schema.BENCHMARK_READERS
 
-_READER_FILE = re.compile(r"^bc\d+\.csv$", re.IGNORECASE)
+_READER_FILE = re.compile(r"^bc\d+(?P<gt>_gt)?\.csv$", re.IGNORECASE)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -123,11 +125,15 @@ def find_test_set(source: Release | str | os.PathLike[str]) -> TestSetFiles:
     for file in release.files:
         folders = file.path.lower().split("/")[:-1]
         group = next((g for folder in reversed(folders) for g in ("benchmark", "consensus") if g in folder), None)
-        if group is None and _READER_FILE.match(file.name):
-            group = "benchmark" if Path(file.name).stem.lower() in BENCHMARK_READERS else "consensus"
+        reader = _READER_FILE.match(file.name)
+        if group is None and reader is not None:
+            # bc1_gt.csv (radiologists/groundtruth/ in the public repository): one of the panel whose majority is the truth.
+            group = "consensus" if reader["gt"] else "benchmark" if Path(file.name).stem.lower() in BENCHMARK_READERS else "consensus"
         if group is None or not file.name.lower().endswith(".csv"):
             continue
         name = Path(file.name).stem
+        if reader is not None and reader["gt"]:
+            name = name[: -len(reader["gt"])]
         chosen = benchmark if group == "benchmark" else consensus
         other = chosen.get(name) or (consensus if group == "benchmark" else benchmark).get(name)
         if other is not None:

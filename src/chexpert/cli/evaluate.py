@@ -47,7 +47,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     scoring.add_argument(
         "--operating-point", action="append", default=[], type=_criterion, metavar="CRITERION", help=f"also report a threshold per observation: {_CRITERIA} (repeatable)"
     )
-    scoring.add_argument("--plots", type=path_name, metavar="DIR", help="write ROC and precision-recall plots (PNG and SVG) to DIR")
+    scoring.add_argument(
+        "--thresholds-from", type=path_name, metavar="EVAL.json",
+        help="apply the thresholds of a previous evaluate --operating-point ... --json (fitted on another split, say valid) to these predictions",
+    )
+    scoring.add_argument("--plots", type=path_name, metavar="DIR", help="write ROC, precision-recall and reliability (calibration) plots (PNG and SVG) to DIR")
     scoring.add_argument("--json", action="store_true", help="print JSON instead of tables")
     scoring.set_defaults(func=_evaluate)
 
@@ -145,6 +149,11 @@ def _evaluate(args: argparse.Namespace) -> int:
         )
     )
     points = _quietly(lambda: operating_points(result, **criteria)) if args.operating_point else None
+    applied = None
+    if args.thresholds_from:
+        from chexpert.evaluate import apply_thresholds
+
+        applied = _quietly(lambda: apply_thresholds(result, args.thresholds_from))
     if args.plots:
         from chexpert.plots import save_plots
 
@@ -158,11 +167,15 @@ def _evaluate(args: argparse.Namespace) -> int:
         output = result.to_json()
         if points is not None:
             output["operating_points"] = json.loads(points.to_json(orient="records"))
+        if applied is not None:
+            output["applied_thresholds"] = {"from": args.thresholds_from, "points": json.loads(applied.to_json(orient="records"))}
         print(json.dumps(output, indent=2))
         return 0
     _print_evaluation(result, args.predictions)
     if points is not None:
         _print_operating_points(points)
+    if applied is not None:
+        _print_operating_points(applied, f"Thresholds from {args.thresholds_from} applied to these studies (fitted rates in brackets)")
     return 0
 
 
@@ -215,9 +228,11 @@ def _print_evaluation(result: Evaluation, predictions: str) -> None:
 
     console = _console()
     level = f"{result.level:.0%}"
+    source = f"{result.bootstrap} bootstrap resamples" if result.bootstrap else "DeLong's variance (--bootstrap 0)"
     table = Table(
-        title=f"{predictions}: {result.n_studies} studies, {level} intervals from {result.bootstrap} bootstrap resamples",
-        caption="Competition tasks in bold.",
+        title=f"{predictions}: {result.n_studies} studies, {level} intervals from {source}",
+        caption=f"Competition tasks in bold. No interval with fewer than {_min_positives()} positive (or negative) studies. "
+        "ECE: 10 equal-width bins, weighted by count.",
         show_edge=False,
     )
     table.add_column("Observation")
@@ -225,17 +240,22 @@ def _print_evaluation(result: Evaluation, predictions: str) -> None:
     table.add_column("AUROC", justify="right")
     table.add_column(f"{level} CI", justify="right")
     table.add_column("AUPRC", justify="right")
+    table.add_column("Brier", justify="right")
+    table.add_column("ECE", justify="right")
     readers = bool(result.table["radiologists"].any())
     if readers:
         table.add_column("Rads under", justify="right")
     for observation, row in result.table.iterrows():
-        cells = [_name(str(observation)), str(int(row["positives"])), _f(row["auroc"]), _ci(row["auroc_lo"], row["auroc_hi"]), _f(row["auprc"])]
+        cells = [
+            _name(str(observation)), str(int(row["positives"])), _f(row["auroc"]), _ci(*result.auroc_interval(str(observation))),
+            _f(row["auprc"]), _f(row["brier"]), _f(row["ece"]),
+        ]  # fmt: skip
         if readers:
             under = row["radiologists_under_curve"]
             cells.append(_UNDEFINED if _missing(under) else f"{int(under)}/{int(row['radiologists'])}")
         table.add_row(*cells)
     if not _missing(result.mean_auroc):
-        footer = ["Mean of 5 competition tasks", "", _f(result.mean_auroc), _ci(*result.mean_auroc_ci), ""]
+        footer = ["Mean of 5 competition tasks", "", _f(result.mean_auroc), _ci(*result.mean_auroc_ci), "", "", ""]
         if readers:
             footer.append(_f(result.mean_radiologists_under_curve, 1))
         table.add_section()
@@ -275,30 +295,45 @@ def _print_radiologists(console: Any, result: Evaluation) -> None:
 def _print_subgroups(console: Any, result: Evaluation) -> None:
     from rich.table import Table
 
-    table = Table(title=f"AUROC by {result.by} ({result.level:.0%} interval)", show_edge=False)
+    table = Table(title=f"AUROC by {result.by} ({result.level:.0%} {result.interval} interval)", show_edge=False)
     table.add_column("Observation")
     groups = {"all": result, **result.subgroups}
     for name, sub in groups.items():
         table.add_column(f"{name}\nn={sub.n_studies}", justify="right")
     for observation in result.table.index:
         cells = [sub.table.loc[observation] for sub in groups.values()]
-        table.add_row(_name(str(observation)), *(f"{_f(c['auroc'])}\n{_ci(c['auroc_lo'], c['auroc_hi'], 2)}" for c in cells))
+        table.add_row(
+            _name(str(observation)),
+            *(f"{_f(c['auroc'])}\n{_ci(*sub.auroc_interval(str(observation)), 2)}" for c, sub in zip(cells, groups.values())),
+        )
     if not math.isnan(result.mean_auroc):
         table.add_section()
         table.add_row("Mean of 5 competition tasks", *(f"{_f(sub.mean_auroc)}\n{_ci(*sub.mean_auroc_ci, 2)}" for sub in groups.values()), style="bold")
     console.print(table)
 
 
-def _print_operating_points(points: pd.DataFrame) -> None:
+def _min_positives() -> int:
+    from chexpert.evaluate import metrics
+
+    return metrics.MIN_POSITIVES
+
+
+def _print_operating_points(points: pd.DataFrame, title: str = "Operating points (positive when score >= threshold)") -> None:
     from rich.table import Table
 
-    table = Table(title="Operating points (positive when score >= threshold)", show_edge=False)
+    fitted = "fitted_sensitivity" in points.columns
+    table = Table(title=title, show_edge=False)
     for column in ("Observation", "Criterion", "Threshold", "Sens.", "Spec.", "TP", "FP", "TN", "FN"):
         table.add_column(column, justify="left" if column in ("Observation", "Criterion") else "right")
     for row in points.itertuples(index=False):
-        criterion = row.criterion if _missing(row.target) else f"{_CRITERION_LABELS[row.criterion]} >= {row.target:.3f}"
+        label = _CRITERION_LABELS.get(row.criterion, row.criterion)
+        criterion = row.criterion if _missing(row.target) else f"{label} >= {row.target:.3f}"
+        sensitivity, specificity = _f(row.sensitivity), _f(row.specificity)
+        if fitted:
+            sensitivity += f" ({_f(row.fitted_sensitivity)})"
+            specificity += f" ({_f(row.fitted_specificity)})"
         table.add_row(
-            _name(row.observation), criterion, _f(row.threshold, 4), _f(row.sensitivity), _f(row.specificity),
+            _name(row.observation), criterion, _f(row.threshold, 4), sensitivity, specificity,
             *(str(int(getattr(row, c))) for c in ("tp", "fp", "tn", "fn")),
         )  # fmt: skip
     _console().print(table)

@@ -19,17 +19,20 @@ from chexpert import schema
 
 if TYPE_CHECKING:
     from chexpert.evaluate.io import ScoreRangeWarning
-    from chexpert.evaluate.metrics import UndefinedMetricWarning
-    from chexpert.evaluate.scoring import Comparison, Evaluation, StudyScores, compare, evaluate, operating_points
+    from chexpert.evaluate.metrics import FewPositivesWarning, UndefinedMetricWarning
+    from chexpert.evaluate.scoring import MAJORITY, Comparison, Evaluation, StudyScores, apply_thresholds, compare, evaluate, operating_points
 
 __all__ = [
     "evaluate",
     "compare",
     "operating_points",
+    "apply_thresholds",
+    "MAJORITY",
     "Evaluation",
     "Comparison",
     "StudyScores",
     "UndefinedMetricWarning",
+    "FewPositivesWarning",
     "ScoreRangeWarning",
     "AGGREGATES",
     "SUBGROUPS",
@@ -44,8 +47,9 @@ AGE_BANDS: tuple[tuple[str, int, int], ...] = schema.AGE_BANDS
 
 _LAZY = {
     "UndefinedMetricWarning": "metrics",
+    "FewPositivesWarning": "metrics",
     "ScoreRangeWarning": "io",
-    **dict.fromkeys(("Comparison", "Evaluation", "StudyScores", "compare", "evaluate", "operating_points"), "scoring"),
+    **dict.fromkeys(("Comparison", "Evaluation", "StudyScores", "compare", "evaluate", "operating_points", "apply_thresholds", "MAJORITY"), "scoring"),
 }
 
 

@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import TypeVar, Union, cast
 
 import numpy as np
 import pandas as pd
@@ -40,14 +40,68 @@ __all__ = [
     "subgroup_of",
     "subgroup_order",
     "align",
+    "COLUMN_ALIASES",
+    "expand_user",
 ]
 
 Source = Union[str, "os.PathLike[str]", pd.DataFrame]
+_T = TypeVar("_T")
 
 #: Projection of a study with frontal images of more than one projection, or with none.
 MIXED, NO_FRONTAL = "mixed", "no frontal"
 
 _SHOWN = 8  # studies named in an error message
+
+#: Other names of the observations, accepted as column names of predictions, truth and radiologists
+#: (matched after spaces and underscores are made one space, ignoring case): CheXlocalize's
+#: "Airspace Opacity", and torchxrayvision's names, which call Pleural Effusion "Effusion" and
+#: write some names with underscores (``xrv.datasets.CheX_Dataset`` renames the column; its
+#: ``default_pathologies`` spell "Enlarged Cardiomediastinum", "Lung Lesion", "Fracture" and
+#: "Lung Opacity" as CheXpert does).
+COLUMN_ALIASES: dict[str, str] = {
+    "airspace opacity": "Lung Opacity",
+    "effusion": "Pleural Effusion",
+    **{name.lower(): name for name in schema.OBSERVATIONS},
+}
+
+
+def _alias_key(column: str) -> str:
+    return " ".join(str(column).replace("_", " ").split()).lower()
+
+
+def _canonical_columns(frame: pd.DataFrame, name: str) -> pd.DataFrame:
+    """``frame`` with observation columns under their CheXpert names (see :data:`COLUMN_ALIASES`).
+
+    Two columns naming one observation (``Effusion`` and ``Pleural Effusion``) are an error.
+    """
+    renamed = {}
+    for column in frame.columns:
+        if column in schema.OBSERVATIONS or column in schema.METADATA_COLUMNS or column == "Study":
+            continue
+        target = COLUMN_ALIASES.get(_alias_key(column))
+        if target is not None:
+            renamed[column] = target
+    if not renamed:
+        return frame
+    names = [renamed.get(c, c) for c in frame.columns]
+    twice = sorted({n for n in names if names.count(n) > 1 and n in schema.OBSERVATIONS})
+    if twice:
+        sources = [f"{c!r}" for c in frame.columns if renamed.get(c, c) in twice]
+        raise CSVFormatError(f"columns {', '.join(sources)} all name {', '.join(map(repr, twice))}; keep one", file=name)
+    return frame.rename(columns=renamed)
+
+
+def expand_user(source: _T) -> _T:
+    """A path with ``~`` expanded (``os.path.expanduser``); anything else (a DataFrame, an Index) unchanged.
+
+    >>> import os; expand_user("~/x.csv") == os.path.join(os.path.expanduser("~"), "x.csv")
+    True
+    """
+    if isinstance(source, str | os.PathLike):
+        text = os.fspath(cast("str | os.PathLike[str]", source))
+        if text.startswith("~"):
+            return cast(_T, os.path.expanduser(text))
+    return source
 
 
 class ScoreRangeWarning(UserWarning):
@@ -115,6 +169,7 @@ def _load(source: Source | bytes, role: str, name: str | None = None) -> tuple[p
         name = name or f"<{role} bytes>"
         frame = _frame_from_bytes(source, name, role)
     else:
+        source = expand_user(source)
         name = _source_name(source, role)
         if isinstance(source, pd.DataFrame):
             frame = source.reset_index(drop=True)
@@ -122,7 +177,7 @@ def _load(source: Source | bytes, role: str, name: str | None = None) -> tuple[p
             frame = _frame_from_bytes(_read_source(name, role), name, role)
     if len(frame) == 0:
         raise CSVFormatError(f"{role} has a header but no rows", file=name)
-    return frame, name
+    return _canonical_columns(frame, name), name
 
 
 def _is_image_path(value: str) -> bool | None:
@@ -162,7 +217,7 @@ def _file_bytes(source: Source | Index, role: str) -> bytes | None:
     """The bytes of a source given by path, read once (a pipe can be read only once); None otherwise."""
     if isinstance(source, pd.DataFrame | Index):
         return None
-    return _read_source(os.fspath(source), role)
+    return _read_source(os.fspath(expand_user(source)), role)
 
 
 def _has_release_header(data: bytes) -> bool:
@@ -472,6 +527,7 @@ def read_metadata(source: Source | Index) -> pd.DataFrame:
     """
     if isinstance(source, Index):
         return _from_index(source)[2]
+    source = expand_user(source)
     if not isinstance(source, pd.DataFrame) and (Path(source).is_dir() or Path(source).name.startswith("df_chexpert_plus")):
         # A release folder (CheXpert Plus for race, ethnicity and insurance) or the Plus CSV itself.
         from chexpert.discover import open_dataset as open_release

@@ -26,6 +26,8 @@ from chexpert.validation import check_int
 
 __all__ = [
     "UndefinedMetricWarning",
+    "FewPositivesWarning",
+    "MIN_POSITIVES",
     "midranks",
     "auroc",
     "average_precision",
@@ -43,11 +45,25 @@ __all__ = [
     "delong",
     "delong_interval",
     "delong_test",
+    "CALIBRATION_BINS",
+    "brier_score",
+    "reliability_bins",
+    "expected_calibration_error",
 ]
 
 
 class UndefinedMetricWarning(UserWarning):
     """A metric is undefined for the data given (e.g. AUROC of a task with one class only); it is NaN."""
+
+
+class FewPositivesWarning(UndefinedMetricWarning):
+    """An observation has fewer than :data:`MIN_POSITIVES` positive (or negative) studies: its AUROC is
+    reported, but no interval, since a bootstrap or DeLong interval from so few studies is narrow and
+    meaningless."""
+
+
+#: Fewest positive (and negative) studies for which ``evaluate`` reports intervals.
+MIN_POSITIVES = 5
 
 
 def _check(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -446,3 +462,63 @@ def delong_test(scores_a: np.ndarray, scores_b: np.ndarray, labels: np.ndarray, 
         "z": z,
         "p_value": math.erfc(abs(z) / math.sqrt(2.0)),
     }
+
+
+#: Bins of :func:`reliability_bins` and :func:`expected_calibration_error`: equal-width on [0, 1].
+CALIBRATION_BINS = 10
+
+
+def _check_probabilities(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    scores, labels = _check(scores, labels)
+    if len(scores) == 0:
+        raise InvalidArgumentError("calibration needs at least one study")
+    if not ((scores >= 0.0) & (scores <= 1.0)).all():
+        raise InvalidArgumentError("calibration needs probabilities in [0, 1]; apply a sigmoid to logits")
+    return scores, labels
+
+
+def brier_score(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Mean squared difference between the predicted probability and the 0/1 outcome.
+
+    Equal to ``sklearn.metrics.brier_score_loss``; 0 is perfect, 0.25 is always saying 0.5.
+
+    >>> brier_score(np.array([0.9, 0.2, 0.6]), np.array([1, 0, 0]))
+    0.13666666666666666
+    """
+    scores, labels = _check_probabilities(scores, labels)
+    return float(np.mean((scores - labels) ** 2))
+
+
+def reliability_bins(scores: np.ndarray, labels: np.ndarray, bins: int = CALIBRATION_BINS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per bin of predicted probability: ``(count, mean score, fraction positive)``, each ``(bins,)``.
+
+    Bins are ``bins`` equal-width intervals of [0, 1]: bin b holds scores in
+    ``[b / bins, (b + 1) / bins)``, the last one also holds 1.0. Empty bins have count 0 and NaN
+    means. The points (mean score, fraction positive) are a reliability diagram.
+
+    >>> count, mean, positive = reliability_bins(np.array([0.05, 0.15, 0.12, 1.0]), np.array([0, 1, 0, 1]), bins=2)
+    >>> count.tolist(), mean.tolist(), positive.tolist()
+    ([3, 1], [0.10666666666666667, 1.0], [0.3333333333333333, 1.0])
+    """
+    scores, labels = _check_probabilities(scores, labels)
+    bins = check_int("bins", bins, low=1)
+    which = np.minimum((scores * bins).astype(np.int64), bins - 1)
+    count = np.bincount(which, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.bincount(which, weights=scores, minlength=bins) / count
+        positive = np.bincount(which, weights=labels.astype(np.float64), minlength=bins) / count
+    return count, mean, positive
+
+
+def expected_calibration_error(scores: np.ndarray, labels: np.ndarray, bins: int = CALIBRATION_BINS) -> float:
+    """Expected calibration error: the count-weighted mean of |fraction positive - mean score| over bins.
+
+    The bins are those of :func:`reliability_bins` (10 equal-width bins of [0, 1] by default);
+    each bin weighs its share of the studies, empty bins weigh nothing.
+
+    >>> expected_calibration_error(np.array([0.05, 0.15, 0.12, 1.0]), np.array([0, 1, 0, 1]), bins=2)
+    0.16999999999999998
+    """
+    count, mean, positive = reliability_bins(scores, labels, bins)
+    filled = count > 0
+    return float(np.sum(count[filled] * np.abs(positive[filled] - mean[filled])) / count.sum())

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import functools
+import json
 import math
+import os
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,13 +19,16 @@ from chexpert import schema
 from chexpert.errors import CSVFormatError, InvalidArgumentError
 from chexpert.evaluate import SUBGROUPS, io, metrics, operating
 from chexpert.evaluate.io import Source
-from chexpert.evaluate.metrics import UndefinedMetricWarning
+from chexpert.evaluate.metrics import FewPositivesWarning, UndefinedMetricWarning
 from chexpert.index import Index
 from chexpert.release import Release
 from chexpert.testset import resolve_truth
 from chexpert.validation import check_choice
 
-__all__ = ["StudyScores", "Evaluation", "Comparison", "evaluate", "compare", "operating_points"]
+__all__ = ["StudyScores", "Evaluation", "Comparison", "evaluate", "compare", "operating_points", "apply_thresholds", "MAJORITY"]
+
+#: The name of the radiologists' majority vote among the readers (the CheXpert paper's "RadMaj").
+MAJORITY = "RadMaj"
 
 
 @dataclass(frozen=True, eq=False)
@@ -39,6 +45,8 @@ class StudyScores:
     labels: np.ndarray
     readers: Mapping[str, np.ndarray] = field(default_factory=dict)
     name: str = "<predictions>"
+    #: The radiologists whose majority vote is the reader :data:`MAJORITY` (empty: no vote).
+    majority_of: tuple[str, ...] = ()
 
     def take(self, rows: np.ndarray) -> StudyScores:
         """The studies selected by a boolean mask or integer positions (kept in key order)."""
@@ -49,6 +57,7 @@ class StudyScores:
             self.labels[rows],
             {name: reads[rows] for name, reads in self.readers.items()},
             self.name,
+            self.majority_of,
         )
 
 
@@ -60,9 +69,15 @@ class Evaluation:
     ``auroc`` with its bootstrap percentile interval ``auroc_lo``/``auroc_hi`` and DeLong's
     ``auroc_delong_lo``/``auroc_delong_hi``, ``auprc`` with ``auprc_lo``/``auprc_hi``,
     ``resamples`` (bootstrap resamples holding both classes), ``radiologists`` (how many read the
-    observation) and ``radiologists_under_curve``. ``radiologists`` has one row per radiologist
+    observation) and ``radiologists_under_curve``, ``brier`` (Brier score) and ``ece`` (expected
+    calibration error over 10 equal-width bins of [0, 1], weighted by count; both NaN when scores
+    leave [0, 1]). An observation with fewer than :data:`~chexpert.evaluate.metrics.MIN_POSITIVES`
+    positive (or negative) studies keeps its AUROC but has no interval (a
+    :class:`~chexpert.evaluate.metrics.FewPositivesWarning` says so). ``radiologists`` has one row per radiologist
     and observation with confusion counts, sensitivity, specificity, the model curve's sensitivity
-    at the radiologist's false-positive rate, and ``under_curve``. ``bootstrap_auroc`` holds the
+    at the radiologist's false-positive rate, and ``under_curve``; with three or more readers a
+    last row per observation is their majority vote, :data:`MAJORITY` ("RadMaj", of
+    ``data.majority_of``), which ``radiologists`` and ``radiologists_under_curve`` do not count. ``bootstrap_auroc`` holds the
     AUROC of every resample ``(bootstrap, observations)``. ``subgroups`` holds one Evaluation per
     subgroup when ``by`` is set.
     """
@@ -82,6 +97,17 @@ class Evaluation:
     subgroups: Mapping[str, Evaluation] = field(default_factory=dict)
 
     @property
+    def interval(self) -> str:
+        """Which AUROC interval the tables show: "bootstrap" (percentile), or "DeLong" when ``bootstrap`` is 0."""
+        return "bootstrap" if self.bootstrap else "DeLong"
+
+    def auroc_interval(self, observation: str) -> tuple[float, float]:
+        """The AUROC interval the tables show for ``observation`` (see :attr:`interval`); NaN where there is none."""
+        row = self.table.loc[observation]
+        columns = ("auroc_lo", "auroc_hi") if self.bootstrap else ("auroc_delong_lo", "auroc_delong_hi")
+        return float(row[columns[0]]), float(row[columns[1]])
+
+    @property
     def mean_radiologists_under_curve(self) -> float:
         """The leaderboard's "radiologists under ROC": mean over the five competition tasks (NaN unless all have readers)."""
         if not set(schema.COMPETITION_TASKS) <= set(self.table.index):
@@ -97,6 +123,7 @@ class Evaluation:
         "radiologists under ROC"); with subgroups also ``by`` and ``subgroups`` (each an object
         like this one). Each task: ``auroc``, ``auroc_ci`` (bootstrap percentile),
         ``auroc_delong_ci``, ``auprc``, ``auprc_ci``, ``positives``, ``negatives``, ``resamples``,
+        ``brier``, ``ece``,
         ``radiologists_under_curve`` (null where undefined or unread) and ``radiologists``: per
         radiologist who read it, ``sensitivity``, ``specificity``, ``ppv``, ``npv``, the counts
         ``tp``/``fp``/``tn``/``fn``, ``curve_sensitivity`` (the model's sensitivity at the
@@ -129,6 +156,8 @@ class Evaluation:
                 "positives": int(row["positives"]),
                 "negatives": int(row["negatives"]),
                 "resamples": int(row["resamples"]),
+                "brier": _number(row["brier"]),
+                "ece": _number(row["ece"]),
                 "radiologists_under_curve": None if under is None else int(under),
                 "radiologists": readers.get(str(observation), {}),
             }
@@ -142,6 +171,8 @@ class Evaluation:
             "mean_auroc": _number(self.mean_auroc),
             "mean_auroc_ci": [_number(x) for x in self.mean_auroc_ci],
             "mean_radiologists_under_curve": _number(self.mean_radiologists_under_curve),
+            "interval": self.interval,
+            "radmaj_of": list(self.data.majority_of),
         }
         if self.by is not None:
             result["by"] = self.by
@@ -297,16 +328,30 @@ def _score(
         row["resamples"] = int(np.isfinite(resampled[:, j]).sum())
         if defined and row["resamples"] < bootstrap:
             one_class.append(f"{observation} {bootstrap - row['resamples']}")
+        if defined and min(positives, n - positives) < metrics.MIN_POSITIVES:
+            # An interval from a handful of positives is narrow and meaningless: show none.
+            warnings.warn(
+                f"{context}{observation}: {positives} positive and {n - positives} negative studies, fewer than {metrics.MIN_POSITIVES} of one class; "
+                "its AUROC is shown without an interval",
+                FewPositivesWarning,
+                stacklevel=3,
+            )
+            for column in ("auroc_lo", "auroc_hi", "auroc_delong_lo", "auroc_delong_hi", "auprc_lo", "auprc_hi"):
+                row[column] = math.nan
+        in_unit = bool(((scores >= 0.0) & (scores <= 1.0)).all())
+        row["brier"] = metrics.brier_score(scores, labels) if in_unit else math.nan
+        row["ece"] = metrics.expected_calibration_error(scores, labels) if in_unit else math.nan
         points = [
             {"radiologist": name, "observation": observation, **operating.reader_point(reads[:, j], labels, scores)}
             for name, reads in data.readers.items()
             if not np.isnan(reads[:, j]).all()  # this radiologist's file lacks the observation
         ]
         reader_rows += points
-        row["radiologists"] = len(points)
+        individual = [p for p in points if p["radiologist"] != MAJORITY]
+        row["radiologists"] = len(individual)
         # A float column: NaN (not pd.NA) where undefined, so that a row read from the table holds
         # plain floats (a nullable column turns every NaN of the row into pd.NA).
-        row["radiologists_under_curve"] = float(sum(bool(p["under_curve"]) for p in points)) if points and defined else math.nan
+        row["radiologists_under_curve"] = float(sum(bool(p["under_curve"]) for p in individual)) if individual and defined else math.nan
         rows.append(row)
     if one_class:
         _warn(
@@ -315,7 +360,7 @@ def _score(
         )
     columns = [
         "positives", "negatives", "auroc", "auroc_lo", "auroc_hi", "auroc_delong_lo", "auroc_delong_hi",
-        "auprc", "auprc_lo", "auprc_hi", "resamples", "radiologists", "radiologists_under_curve",
+        "auprc", "auprc_lo", "auprc_hi", "resamples", "radiologists", "radiologists_under_curve", "brier", "ece",
     ]  # fmt: skip
     table = pd.DataFrame(rows).set_index("observation")[columns]
     reader_table = pd.DataFrame(
@@ -350,6 +395,7 @@ def evaluate(
     level: float = 0.95,
     by: str | None = None,
     metadata: Source | Index | None = None,
+    majority: bool = True,
 ) -> Evaluation:
     """Score predictions per study as the CheXpert competition did, with intervals and radiologists.
 
@@ -369,12 +415,23 @@ def evaluate(
     Resamples are drawn and scored in blocks (:func:`~chexpert.evaluate.metrics.bootstrap_blocks`:
     about 200 MiB of working memory at any number of studies, the same numbers as one draw).
     Scores outside [0, 1] are ranked as given, with a :class:`~chexpert.evaluate.ScoreRangeWarning`.
+    With ``majority`` and three or more radiologists, their majority vote is one more reader,
+    :data:`MAJORITY` ("RadMaj"), as in the CheXpert paper: of the three benchmark radiologists
+    (bc4, bc6, bc8) when they are among the readers, else of all of them (a study is positive when
+    more than half of those who read the observation call it positive).
 
     >>> result = evaluate("predictions.csv", "CheXpert-v1.0-small/valid.csv")  # doctest: +SKIP
     >>> result.table.loc["Edema", ["auroc", "auroc_lo", "auroc_hi"]]  # doctest: +SKIP
     >>> result.mean_auroc  # doctest: +SKIP
     """
     _check_arguments(bootstrap, level, by)
+    predictions, truth, metadata = io.expand_user(predictions), io.expand_user(truth), io.expand_user(metadata)
+    if isinstance(radiologists, Mapping):
+        radiologists = {name: io.expand_user(s) for name, s in radiologists.items()}
+    elif isinstance(radiologists, Sequence) and not isinstance(radiologists, str):
+        radiologists = [io.expand_user(s) for s in radiologists]
+    elif radiologists is not None:
+        radiologists = io.expand_user(radiologists)
     predicted = io.read_predictions(predictions, aggregate=aggregate)
     truth, radiologists, found_metadata = resolve_truth(truth, predicted.studies, split=split, radiologists=radiologists, predictions_name=predicted.name)
     truth_table = io.read_truth(truth)
@@ -384,7 +441,12 @@ def evaluate(
         name: io.align(table, truth_table, f"radiologist {name!r}").select(observations)
         for name, table in io.read_radiologists(radiologists).items()
     }
-    data = StudyScores(truth_table.studies, observations, scores.values, _labels(truth_table, observations, scores.name), readers, scores.name)
+    voters: tuple[str, ...] = ()
+    if majority:
+        voters, vote = _majority(readers)
+        if voters:
+            readers[MAJORITY] = vote
+    data = StudyScores(truth_table.studies, observations, scores.values, _labels(truth_table, observations, scores.name), readers, scores.name, voters)
     score = functools.partial(_score, bootstrap=bootstrap, seed=seed, level=level, aggregate=aggregate)
     result = score(data)
     if by is None:
@@ -396,6 +458,28 @@ def evaluate(
     for group in io.subgroup_order(by, groups):  # a loop, not a comprehension: warnings point at the caller
         subgroups[group] = score(data.take(groups == group), context=f"{by} {group}: ")
     return replace(result, by=by, subgroups=subgroups)
+
+
+def _majority(readers: Mapping[str, np.ndarray]) -> tuple[tuple[str, ...], np.ndarray]:
+    """The voters and their majority vote ``(studies, observations)``: 1 where more than half of those
+    who read the observation say positive, NaN where fewer than three read it. No voters: fewer than three readers.
+
+    >>> reads = {"bc4": np.array([[1.0]]), "bc6": np.array([[0.0]]), "bc8": np.array([[1.0]])}
+    >>> _majority(reads)[1].tolist()
+    [[1.0]]
+    """
+    from chexpert.testset import BENCHMARK_READERS
+
+    if MAJORITY in readers:
+        raise InvalidArgumentError(f"a radiologist is named {MAJORITY!r}, the name of the radiologists' majority vote; rename the file or pass majority=False")
+    benchmark = [name for name in readers if name.lower() in BENCHMARK_READERS]
+    voters = tuple(benchmark) if len(benchmark) == len(BENCHMARK_READERS) else tuple(readers)
+    if len(voters) < 3:
+        return (), np.empty((0, 0))
+    reads = np.stack([readers[name] for name in voters])
+    counted = (~np.isnan(reads)).sum(axis=0)
+    votes = np.nansum(reads, axis=0)
+    return voters, np.where(counted >= 3, (2 * votes > counted).astype(np.float64), np.nan)
 
 
 def compare(
@@ -419,6 +503,7 @@ def compare(
     >>> result.table[["difference", "p_value"]]  # doctest: +SKIP
     """
     _check_arguments(bootstrap, level)
+    a, b, truth = io.expand_user(a), io.expand_user(b), io.expand_user(truth)
     predicted = io.read_predictions(a, aggregate=aggregate)
     truth = resolve_truth(truth, predicted.studies, split=split, radiologists="none", predictions_name=predicted.name)[0]
     truth_table = io.read_truth(truth)
@@ -515,3 +600,85 @@ def operating_points(
             rows.append({"observation": observation, "criterion": criterion, "target": target, **point})
     columns = ["observation", "criterion", "target", "threshold", "tp", "fp", "tn", "fn", "sensitivity", "specificity", "ppv", "npv"]
     return pd.DataFrame(rows, columns=columns)
+
+
+_POINT_COLUMNS = ["observation", "criterion", "target", "threshold", "tp", "fp", "tn", "fn", "sensitivity", "specificity", "ppv", "npv"]
+
+
+def _fitted_thresholds(source: str | os.PathLike[str] | Mapping[str, Any] | pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The operating points of ``source`` as a frame (``_POINT_COLUMNS``), and its name for messages."""
+    name = "<thresholds>"
+    if isinstance(source, str | os.PathLike):
+        name = os.fspath(source)
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise CSVFormatError("thresholds file not found (the --json output of evaluate with --operating-point)", file=name)
+        try:
+            source = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CSVFormatError(f"is not the JSON that evaluate --json writes: {exc}", file=name) from None
+    if isinstance(source, Mapping):
+        records = source.get("operating_points")
+        if not isinstance(records, list) or not records:
+            raise CSVFormatError("holds no operating points; write it with evaluate --operating-point CRITERION --json", file=name)
+        frame = pd.DataFrame.from_records(records)
+    elif isinstance(source, pd.DataFrame):
+        frame = source
+    else:
+        raise InvalidArgumentError(f"thresholds must be a path to evaluate's JSON, that JSON as a dict, or operating_points()' DataFrame; got {type(source).__name__}")
+    missing = [c for c in _POINT_COLUMNS if c not in frame.columns]
+    if missing:
+        raise CSVFormatError(f"operating points lack the field(s) {', '.join(missing)}", file=name)
+    return frame, name
+
+
+def apply_thresholds(evaluation: Evaluation, thresholds: str | os.PathLike[str] | Mapping[str, Any] | pd.DataFrame) -> pd.DataFrame:
+    """Apply thresholds fitted on another split (say valid) to this evaluation's studies (say test).
+
+    ``thresholds``: the ``--json`` output of ``chexpert evaluate --operating-point ...`` (a path or
+    the parsed dict), or the DataFrame of :func:`operating_points`. Returns the rows of
+    :func:`operating_points` (same columns) with each fitted threshold kept as it was and the
+    confusion counts and rates measured here, plus ``fitted_sensitivity`` and
+    ``fitted_specificity`` (the rates where the threshold was chosen). A study is positive when
+    its score is at least the threshold. An observation the thresholds name but this evaluation
+    did not score is an error; a threshold that was undefined where it was fitted (one class
+    only) is left out with an :class:`UndefinedMetricWarning`. JSON writes an infinite threshold
+    (no study called positive) as null: it is read back as +inf when the fitted counts hold both
+    classes.
+
+    >>> valid = evaluate("valid_predictions.csv", "valid.csv")  # doctest: +SKIP
+    >>> points = operating_points(valid, sensitivity=[0.9])  # doctest: +SKIP
+    >>> apply_thresholds(evaluate("test_predictions.csv", "groundtruth.csv"), points)  # doctest: +SKIP
+    """
+    frame, name = _fitted_thresholds(thresholds)
+    data = evaluation.data
+    unknown = sorted(set(map(str, frame["observation"])) - set(data.observations))
+    if unknown:
+        raise CSVFormatError(f"thresholds for {', '.join(map(repr, unknown))}, which these predictions do not score ({data.name})", file=name)
+    outside = io._outside_unit_interval(data.scores, data.studies, data.observations)
+    if outside is not None:
+        raise CSVFormatError(f"thresholds are on probabilities, but {outside}; pass scores in [0, 1] (apply a sigmoid to logits)", file=data.name)
+    rows, undefined = [], []
+    for point in frame.to_dict(orient="records"):
+        observation = str(point["observation"])
+        value = point["threshold"]
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            fitted_positives = int(point["tp"]) + int(point["fn"])
+            fitted_negatives = int(point["fp"]) + int(point["tn"])
+            if not (fitted_positives and fitted_negatives):
+                undefined.append(f"{observation} ({point['criterion']})")
+                continue
+            value = math.inf  # JSON's null for a threshold above every score
+        j = data.observations.index(observation)
+        counts = operating.confusion(data.scores[:, j] >= float(value), data.labels[:, j])
+        rows.append({
+            **{k: point[k] for k in ("observation", "criterion", "target")}, "threshold": float(value), **counts,
+            "fitted_sensitivity": point["sensitivity"], "fitted_specificity": point["specificity"],
+        })  # fmt: skip
+    if undefined:
+        _warn(f"thresholds undefined where they were fitted (one class only), left out: {', '.join(undefined)}", stacklevel=3)
+    out = pd.DataFrame(rows, columns=[*_POINT_COLUMNS, "fitted_sensitivity", "fitted_specificity"])
+    out["target"] = pd.to_numeric(out["target"], errors="coerce")
+    for column in ("fitted_sensitivity", "fitted_specificity"):
+        out[column] = pd.to_numeric(out[column], errors="coerce")
+    return out

@@ -9,8 +9,12 @@ Writes, into ``out``::
     CheXlocalize/gt_segmentations_{val,test}.json   COCO run-length masks, "Airspace Opacity" named so
     CheXlocalize/gt_annotations_{val,test}.json     the polygons the masks are filled from
     chexpert-test-set-labels/groundtruth.csv        study level, integer 0/1
-    chexpert-test-set-labels/benchmark_radiologists/bc4.csv, bc6.csv, bc8.csv
-    chexpert-test-set-labels/consensus_radiologists/bc1.csv, bc2.csv, bc3.csv, bc5.csv, bc7.csv
+    chexpert-test-set-labels/radiologists/benchmark_radiologists/bc4.csv, bc6.csv, bc8.csv
+    chexpert-test-set-labels/radiologists/groundtruth/bc1_gt.csv, bc2_gt.csv, bc3_gt.csv, bc5_gt.csv, bc7_gt.csv
+
+The radiologists' files are laid out as in the public labels repository (``readers="public"``,
+the default); ``readers="folders"`` writes ``benchmark_radiologists/bc4.csv`` and
+``consensus_radiologists/bc1.csv`` beside ``groundtruth.csv`` instead.
 
 The pictures are those of :func:`chexpert.synth.render_jpeg` (full release) for the same seed; the
 outline of each positive localized observation is where the picture changes when that label is
@@ -60,7 +64,7 @@ from chexpert.synth.release import (
     synth_rows,
     warn_leftovers,
 )
-from chexpert.validation import check_int
+from chexpert.validation import check_choice, check_int
 
 __all__ = ["LOCALIZE_DIR", "LABELS_DIR", "BENCHMARK", "CONSENSUS", "READER_COLUMNS", "synthesize_test", "finding_outlines"]
 
@@ -69,6 +73,8 @@ LABELS_DIR: Final[str] = "chexpert-test-set-labels"
 #: Radiologists as the CheXpert paper split them: three compared with models, five whose majority is the truth.
 BENCHMARK: Final[tuple[str, ...]] = schema.BENCHMARK_READERS
 CONSENSUS: Final[tuple[str, ...]] = schema.CONSENSUS_READERS
+#: How :func:`synthesize_test` lays out the radiologists' files (see the module's docstring).
+READER_LAYOUTS: Final[tuple[str, ...]] = ("public", "folders")
 #: The radiologists' files list Lung Lesion before Lung Opacity.
 READER_COLUMNS: Final[tuple[str, ...]] = (
     "Study", "No Finding", "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Lesion", "Lung Opacity", "Edema",
@@ -228,12 +234,16 @@ def synthesize_test(
     workers: int = 1,
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    readers: str = "public",
 ) -> pathlib.Path:
     """Write a look-alike test set and CheXlocalize into ``out``; return ``out`` (what ``chexpert.open`` takes).
 
     ``patients`` test patients (one study each, from patient64741) and ``valid_patients``
     (default ``max(2, patients // 2)``, from patient64541) are drawn as :func:`chexpert.synth.synth_rows`
     draws them. Existing look-alike folders in ``out`` are an error unless ``overwrite``.
+    ``readers`` lays out the radiologists' files: "public" as the public labels repository
+    (``radiologists/groundtruth/bc1_gt.csv``, ``radiologists/benchmark_radiologists/bc4.csv``),
+    "folders" as ``consensus_radiologists/bc1.csv`` and ``benchmark_radiologists/bc4.csv``.
 
     >>> root = synthesize_test(tmp_path, patients=5)  # doctest: +SKIP
     >>> chexpert.open(root).splits  # doctest: +SKIP
@@ -246,6 +256,7 @@ def synthesize_test(
     first, last = schema.PATIENT_RANGES["valid"]
     check_int("valid_patients", valid_patients, low=0, high=last - first + 1)
     check_int("workers", workers, low=1, high=1024)
+    check_choice("readers", readers, READER_LAYOUTS)
     out = pathlib.Path(out)
     names = (LOCALIZE_DIR, LABELS_DIR)
     _claim_targets(out, names, overwrite)
@@ -278,9 +289,14 @@ def synthesize_test(
         labels.mkdir()
         (labels / "groundtruth.csv").write_bytes(csv_bytes(truth, columns=GROUNDTRUTH_COLUMNS))
         for name, reads in _reader_rows(truth, seed).items():
-            folder = labels / ("benchmark_radiologists" if name in BENCHMARK else "consensus_radiologists")
-            folder.mkdir(exist_ok=True)
-            (folder / f"{name}.csv").write_bytes(csv_bytes(reads, columns=READER_COLUMNS))
+            if readers == "public":
+                folder = labels / "radiologists" / ("benchmark_radiologists" if name in BENCHMARK else "groundtruth")
+                file = f"{name}.csv" if name in BENCHMARK else f"{name}_gt.csv"
+            else:
+                folder = labels / ("benchmark_radiologists" if name in BENCHMARK else "consensus_radiologists")
+                file = f"{name}.csv"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / file).write_bytes(csv_bytes(reads, columns=READER_COLUMNS))
         # What synth wrote, file by file: beside the CSVs for verify, at each top for --overwrite.
         patients_by_split = {"valid": valid_patients, "test": patients}
         _mark_folder(images, "test", seed, patients_by_split, {"val_labels.csv": csv_bytes(valid), "test_labels.csv": csv_bytes(test_labels, columns=_TEST_LABEL_COLUMNS)})
