@@ -403,14 +403,15 @@ def open_release(root: str | os.PathLike[str], *, kind: str | None = None) -> Re
     """Recognise the CheXpert download at ``root`` (a folder or a zip) and return a :class:`Release`.
 
     ``kind`` ("small" or "full") chooses when ``root`` holds both releases; a folder holding a
-    CheXpert Plus CSV opens as a :class:`chexpert.plus.PlusRelease` (kind "plus"). Anything that is not a
+    CheXpert Plus CSV opens as a :class:`chexpert.plus.PlusRelease` (kind "plus"), a MIMIC-CXR-JPG
+    download as a :class:`chexpert.mimic.MimicRelease` (kind "mimic"). Anything that is not a
     release (a CSV, a split folder, an empty or unrelated folder) is a :class:`ReleaseNotFoundError`
     saying what to pass instead; the download instructions come only where data is missing.
 
     >>> release = chexpert.open("/data/chexpert")  # doctest: +SKIP
     """
-    if kind is not None and kind not in (*schema.RELEASE_KINDS, "plus"):
-        raise InvalidArgumentError(f"kind must be one of {', '.join(schema.RELEASE_KINDS)}, plus, not {kind!r}")
+    if kind is not None and kind not in (*schema.RELEASE_KINDS, "plus", "mimic"):
+        raise InvalidArgumentError(f"kind must be one of {', '.join(schema.RELEASE_KINDS)}, plus, mimic, not {kind!r}")
     root = Path(root).expanduser().absolute()
     try:
         mode = root.stat().st_mode
@@ -418,6 +419,13 @@ def open_release(root: str | os.PathLike[str], *, kind: str | None = None) -> Re
         raise ReleaseNotFoundError(f"{root} does not exist." + (f" {DOWNLOAD_HELP}" if _is_chexpert_name(root.name) else "")) from None
     except OSError as exc:
         raise ReadError(f"cannot be read: {exc.strerror or exc}", file=str(root), errno=exc.errno) from None
+    if kind in (None, "mimic") and stat.S_ISDIR(mode):
+        from chexpert import mimic
+
+        if mimic.is_mimic(root):  # MIMIC-CXR-JPG: its metadata, split and label CSVs, images by dicom_id
+            return mimic.open_mimic(root)
+        if kind == "mimic":
+            raise ReleaseNotFoundError(f"{root} holds no MIMIC-CXR-JPG metadata file (mimic-cxr-2.0.0-metadata.csv.gz)")
     if kind in (None, "plus") and stat.S_ISDIR(mode):
         from chexpert import plus
 

@@ -111,7 +111,7 @@ def deduplicate(index: Index, per: str = "study", *, keep: str = "first-frontal"
     check_choice("per", per, DEDUPLICATE_PER)
     check_choice("keep", keep, DEDUPLICATE_KEEP)
     study = index.study_ids()
-    group = study if per == "study" else study // 1_000  # (split, patient), see Index.study_ids
+    group = study if per == "study" else index.patient_ids()
     if keep == "merge":
         return _merge(index, group)
     candidates = np.flatnonzero(index.frontal) if keep == "first-frontal" else np.arange(len(index))

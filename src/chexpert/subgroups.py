@@ -119,7 +119,7 @@ def prevalence(index: Index, by: str, *, level: float = 0.95) -> pd.DataFrame:
     positive = np.zeros((len(first), len(schema.OBSERVATIONS)), dtype=bool)
     np.logical_or.at(positive, study_of_row, index.labels == schema.Code.POSITIVE)
     study_group = groups[first]
-    patients = (index.split.astype(np.int64) * 1_000_000 + index.patient)[first]
+    patients = index.patient_ids()[first]
     rows = []
     for group in group_order(by, study_group):
         members = study_group == group

@@ -130,6 +130,10 @@ def verify(
         from chexpert.plus import PlusRelease, verify_plus
 
         return verify_plus(cast(PlusRelease, release), decode=decode, workers=workers, progress=progress)  # type: ignore[no-any-return]
+    if release.kind == "mimic":  # MIMIC-CXR-JPG: metadata, split and label files joined by id
+        from chexpert.mimic import MimicRelease, verify_mimic
+
+        return verify_mimic(cast(MimicRelease, release), decode=decode, workers=workers, progress=progress)  # type: ignore[no-any-return]
     marker = release.look_alike()
     problems: list[Problem] = _check_splits(release, marker)
     rows: list[tuple[str, str, int]] = []  # (CSV path, CSV file, line) of every indexed row
