@@ -161,13 +161,15 @@ class Index:
         >>> index.counts()["labels"]["Edema"]  # doctest: +SKIP
         {'positive': 52246, 'uncertain': 12984, 'negative': 20726, 'blank': 137458}
         """
+        unknown = self.extra["view"] == "Unknown" if "view" in self.extra else np.zeros(len(self), dtype=bool)
         states = {"positive": schema.Code.POSITIVE, "uncertain": schema.Code.UNCERTAIN, "negative": schema.Code.NEGATIVE, "blank": schema.Code.BLANK}
         return {
             "images": len(self),
             "studies": len(np.unique(self.study_ids())),
             "patients": len(np.unique(self.patient_ids())),
             "frontal": int(self.frontal.sum()),
-            "lateral": int((~self.frontal).sum()),
+            "lateral": int((~self.frontal & ~unknown).sum()),
+            **({"view_unknown": int(unknown.sum())} if "view" in self.extra else {}),  # MIMIC-CXR's unplaceable views
             "projection": dict(zip(schema.PROJECTIONS, np.bincount(self.projection, minlength=len(schema.PROJECTIONS)).tolist())),
             "sex": dict(zip(schema.SEXES, np.bincount(self.sex, minlength=len(schema.SEXES)).tolist())),
             "age_unknown": int((self.age == 0).sum()),

@@ -312,7 +312,7 @@ def read_mimic(
     order = rows_ok[np.lexsort((split_code[rows_ok], subject[rows_ok]))]
     if len(order):
         change = np.flatnonzero((subject[order][1:] == subject[order][:-1]) & (split_code[order][1:] != split_code[order][:-1]))
-        found.rows("split-leak", meta_name, order[change + 1], lambda i: f"subject {subject[i]} is in {_split_names(subject, split_code, ok, subject[i])}; "
+        found.rows("split-leak", meta_name, order[change + 1], lambda i: f"subject {subject[i]} is in {_split_names(subject, split_code, ok, int(subject[i]))}; "
                    "MIMIC-CXR's splits are patient-disjoint", what="patients")  # fmt: skip
 
     # Labels, by study_id.
@@ -339,13 +339,13 @@ def read_mimic(
             labeled = has.copy()
         other = np.flatnonzero(has & ok & (l_subject[np.where(has, row_of, 0)] != subject))
         first_image = _first_of_study(study, other)
-        found.rows("label-subject", name, l_rows[row_of[first_image]], lambda r: f"study_id {_label_study(l_rows, l_study, r)} is labelled for subject "
-                   f"{_label_subject(l_rows, l_subject, r)}, but its images belong to another subject in {Path(meta_name).name}", what="rows")  # fmt: skip
+        found.rows("label-subject", name, l_rows[row_of[first_image]], lambda r, lr=l_rows, ls=l_study, lj=l_subject: f"study_id {_label_study(lr, ls, r)} is labelled for subject "
+                   f"{_label_subject(lr, lj, r)}, but its images belong to another subject in {Path(meta_name).name}", what="rows")  # fmt: skip
         imaged = np.isin(l_study, study[ok])
-        found.rows("label-only", name, l_rows[~imaged], lambda r: f"study_id {_label_study(l_rows, l_study, r)} has labels but no image in the index",
+        found.rows("label-only", name, l_rows[~imaged], lambda r, lr=l_rows, ls=l_study: f"study_id {_label_study(lr, ls, r)} has labels but no image in the index",
                    what="rows")  # fmt: skip
         without = _first_of_study(study, np.flatnonzero(ok & ~has))
-        found.rows("unlabeled", meta_name, without, lambda i: f"study s{study[i]} (subject {subject[i]}) has no row in {Path(name).name}; "
+        found.rows("unlabeled", meta_name, without, lambda i, file=Path(name).name: f"study s{study[i]} (subject {subject[i]}) has no row in {file}; "
                    "its labels are blank", "warning", what="studies")  # fmt: skip
 
     # Views.

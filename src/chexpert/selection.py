@@ -63,6 +63,8 @@ def select(
     keep = np.ones(len(index), dtype=bool)
     if views is not None:
         keep &= np.isin((~index.frontal).astype(np.int8), _positions("view", views, schema.VIEWS))
+        if "view" in index.extra:  # MIMIC-CXR: an unknown view is neither frontal nor lateral
+            keep &= index.extra["view"] != "Unknown"
     if projections is not None:
         keep &= np.isin(index.projection, _positions("projection", projections, schema.PROJECTIONS))
     if sex is not None:

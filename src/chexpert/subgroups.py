@@ -28,11 +28,13 @@ if TYPE_CHECKING:
 __all__ = ["BY", "DEMOGRAPHIC_COLUMNS", "UNKNOWN", "age_band", "subgroup_of_rows", "group_order", "prevalence", "wilson_interval"]
 
 #: What rows can be grouped by.
-BY: Final[tuple[str, ...]] = ("sex", "age-band", "race", "ethnicity", "insurance", "projection")
+BY: Final[tuple[str, ...]] = ("sex", "age-band", "race", "ethnicity", "insurance", "projection", "view")
 #: The Plus column behind each demographic grouping.
 DEMOGRAPHIC_COLUMNS: Final[dict[str, str]] = {"race": "race", "ethnicity": "ethnicity", "insurance": "insurance_type"}
 #: The group of a row whose value is missing.
 UNKNOWN: Final = "Unknown"
+#: Groups of ``by="view"``: MIMIC-CXR keeps views it cannot place as Unknown (``Index.extra["view"]``).
+VIEW_GROUPS: Final[tuple[str, ...]] = ("Frontal", "Lateral", UNKNOWN)
 
 
 def age_band(age: np.ndarray) -> np.ndarray:
@@ -62,6 +64,10 @@ def subgroup_of_rows(index: Index, by: str) -> np.ndarray:
         return np.asarray(schema.PROJECTIONS, dtype=object)[index.projection]
     if by == "age-band":
         return age_band(index.age)
+    if by == "view":
+        if "view" in index.extra:
+            return index.extra["view"].astype(object)
+        return np.asarray(schema.VIEWS, dtype=object)[(~index.frontal).astype(np.int8)]
     column = DEMOGRAPHIC_COLUMNS[by]
     if column not in index.extra:
         raise InvalidArgumentError(f"grouping by {by} needs CheXpert Plus demographics (column {column!r}); this index has none. Open the Plus download.")
@@ -77,7 +83,7 @@ def group_order(by: str, groups: object) -> list[str]:
 
     vocabulary: tuple[str, ...] = {
         "sex": schema.SEXES, "projection": schema.PROJECTIONS, "age-band": tuple(b[0] for b in AGE_BANDS),
-        "race": RACES, "ethnicity": ETHNICITIES, "insurance": INSURANCE_TYPES,
+        "race": RACES, "ethnicity": ETHNICITIES, "insurance": INSURANCE_TYPES, "view": VIEW_GROUPS,
     }[by]  # fmt: skip
     rank = {g: i for i, g in enumerate(vocabulary)}
     return sorted({str(g) for g in groups}, key=lambda g: (g in (UNKNOWN, "unknown"), rank.get(g, len(rank)), g))  # type: ignore[attr-defined]

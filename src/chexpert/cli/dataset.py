@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     info.add_argument("root", help="release folder, zip, or the folder holding them")
     info.add_argument("--kind", choices=schema.RELEASE_KINDS, help="which release, when ROOT holds both")
     info.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    info.add_argument("--by", choices=("sex", "age-band", "race", "ethnicity", "insurance", "projection"),
+    info.add_argument("--by", choices=("sex", "age-band", "race", "ethnicity", "insurance", "projection", "view"),
                       help="also count studies and label prevalence (95%% Wilson interval) per group; race, ethnicity and insurance need CheXpert Plus")
     info.set_defaults(func=_info)
 
@@ -99,7 +99,8 @@ def _print_info(result: dict[str, Any]) -> None:
     console = make_console()
     splits = result["splits"]
     names = list(splits)
-    console.print(f"[bold]CheXpert {result['release']}[/bold] release ({result['layout']}) at {escape(result['root'])}")
+    title = "MIMIC-CXR-JPG" if result["release"] == "mimic" else f"CheXpert {result['release']}"
+    console.print(f"[bold]{title}[/bold] release ({result['layout']}) at {escape(result['root'])}")
     overview = Table(title="Images", show_edge=False)
     overview.add_column("")
     for name in names:
@@ -111,6 +112,8 @@ def _print_info(result: dict[str, Any]) -> None:
         ("frontal", lambda s: s["frontal"]),
         ("lateral", lambda s: s["lateral"]),
     ]
+    if any("view_unknown" in s for s in splits.values()):
+        rows.append(("view unknown", lambda s: s.get("view_unknown", 0)))
     rows += [(f"AP/PA {p}", lambda s, p=p: s["projection"][p]) for p in schema.PROJECTIONS]
     rows += [(f"sex {x}", lambda s, x=x: s["sex"][x]) for x in schema.SEXES]
     rows += [("age unknown (0)", lambda s: s["age_unknown"])]

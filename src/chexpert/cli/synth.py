@@ -20,10 +20,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "to give to the other commands.",
     )
     p.add_argument("out", metavar="OUT", help="folder to write into (created if missing)")
-    p.add_argument("--release", choices=(*synth.RELEASES, "plus"), default="small",
+    p.add_argument("--release", choices=(*synth.RELEASES, "plus", "mimic"), default="small",
                    help="small (320-pixel JPEGs, ~45 KB), full (2000-2900 pixels, ~1.9 MB), test (the test set's "
                    "labels and radiologists with a CheXlocalize look-alike: images, masks) or plus (CheXpert Plus: "
-                   "report text, label files, RadGraph-XL, PNG chunk zips, DICOMs, and the small release it joins to); default small")
+                   "report text, label files, RadGraph-XL, PNG chunk zips, DICOMs, and the small release it joins to) or mimic "
+                   "(MIMIC-CXR-JPG: gzipped CSVs, JPEGs by dicom_id, reports zip, planted quirks); default small")
     p.add_argument("--patients", type=positive_int, default=100,
                    help="training patients; test patients with --release test (default 100)")
     p.add_argument("--seed", type=int, default=0, help="random seed; same seed, same bytes (default 0)")
@@ -46,6 +47,13 @@ def run(args: argparse.Namespace) -> int:
             raise InvalidArgumentError("--release plus writes the Plus folder layout; --layout and --test-patients do not apply")
         print(synthesize_plus(args.out, patients=args.patients, seed=args.seed, valid_patients=args.valid_patients,
                               workers=args.workers, overwrite=args.overwrite))  # fmt: skip
+        return 0
+    if args.release == "mimic":
+        from chexpert.synth.mimic import synthesize_mimic
+
+        if args.layout != "folder" or args.test_patients or args.valid_patients is not None:
+            raise InvalidArgumentError("--release mimic writes MIMIC-CXR-JPG's folder with its own splits; --layout, --valid-patients and --test-patients do not apply")
+        print(synthesize_mimic(args.out, patients=args.patients, seed=args.seed, workers=args.workers, overwrite=args.overwrite))
         return 0
     kwargs = dict(
         release=args.release,
