@@ -70,12 +70,17 @@ LABEL_SOURCES: Final[tuple[str, ...]] = ("chexpert", "negbio")
 VIEWS: Final[tuple[str, ...]] = ("Frontal", "Lateral", "Unknown")
 
 _STR = np.dtypes.StringDType()
+_DICT = pa.dictionary(pa.int32(), pa.string())
 # Any 2.x version of each file, gzipped or not.
 _FILE_PATTERNS: Final = {role: re.compile(r"^mimic-cxr-2\.\d+\.\d+-" + role + r"\.csv(\.gz)?$") for role in schema.MIMIC_FILES}
 # Per-row lines of one kind of problem before the rest become one summary line.
 _PER_KIND: Final = 50
 _LABEL_CODES = {"1.0": schema.Code.POSITIVE, "0.0": schema.Code.NEGATIVE, "-1.0": schema.Code.UNCERTAIN, "": schema.Code.BLANK,
                 "1": schema.Code.POSITIVE, "0": schema.Code.NEGATIVE, "-1": schema.Code.UNCERTAIN}  # fmt: skip
+_CATEGORICAL: Final = ("PerformedProcedureStepDescription", "ViewPosition", "ProcedureCodeSequence_CodeMeaning", "ViewCodeSequence_CodeMeaning",
+                       "PatientOrientationCodeSequence_CodeMeaning")  # fmt: skip
+# Checked in the header but not read: nothing uses them.
+_UNUSED: Final = ("ViewCodeSequence_CodeMeaning", "PatientOrientationCodeSequence_CodeMeaning")
 _PROJECTION = {"AP": 0, "PA": 1, "LL": 2, "AP AXIAL": 0, "AP LLD": 0, "AP RLD": 0, "PA LLD": 1, "PA RLD": 1}
 
 
@@ -130,14 +135,17 @@ def _bytes(source: str | os.PathLike[str] | bytes, within: tuple[str, ...] | Non
             data = gzip.decompress(data)
         except (OSError, EOFError) as exc:
             raise ReadError(f"is not a readable gzip file ({exc})", file=None if isinstance(source, bytes) else os.fspath(source)) from None
-    return data.removeprefix(b"\xef\xbb\xbf").replace(b"\r\n", b"\n")
+    data = data.removeprefix(b"\xef\xbb\xbf")
+    return data.replace(b"\r\n", b"\n") if b"\r" in data[:4096] else data
 
 
-def _table(data: bytes, name: str, columns: Sequence[str]) -> pa.Table:
-    """The CSV as strings (empty cells empty, never null), columns checked by name (any order)."""
-    if not data.strip():
+def _table(data: bytes, name: str, columns: Sequence[str], categorical: Sequence[str] = ()) -> pa.Table:
+    """The CSV as strings (empty cells empty, never null), columns checked by name (any order);
+    ``categorical`` ones dictionary-encoded while parsing (checking them is then a look-up of a
+    handful of spellings, not of every cell)."""
+    if not data[:65536].strip():
         raise CSVFormatError("is empty; expected the header " + ",".join(columns), file=name)
-    header = [h.strip('"') for h in data.split(b"\n", 1)[0].decode("utf-8", "replace").split(",")]
+    header = [h.strip('"') for h in data[: data.find(b"\n") if b"\n" in data[:65536] else 65536].decode("utf-8", "replace").split(",")]
     missing = [c for c in columns if c not in header]
     if missing:
         raise CSVFormatError(f"header lacks {', '.join(map(repr, missing))}; expected the columns " + ",".join(columns), file=name, row=1)
@@ -145,7 +153,7 @@ def _table(data: bytes, name: str, columns: Sequence[str]) -> pa.Table:
         table = pacsv.read_csv(
             pa.py_buffer(data),
             read_options=pacsv.ReadOptions(use_threads=False, block_size=8 << 20),
-            convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(header, pa.string()), include_columns=list(columns),
+            convert_options=pacsv.ConvertOptions(column_types={h: _DICT if h in categorical else pa.string() for h in header}, include_columns=[c for c in columns if c not in _UNUSED],
                                                  strings_can_be_null=False, quoted_strings_can_be_null=False),
         )  # fmt: skip
     except pa.ArrowInvalid as exc:
@@ -164,10 +172,18 @@ def _column(table: pa.Table, name: str) -> pa.Array:
     return column.chunk(0) if column.num_chunks == 1 else (column.combine_chunks() if column.num_chunks else pa.array([], pa.string()))
 
 
-def _integers(values: pa.Array, digits: str = r"^\d{1,9}$") -> tuple[np.ndarray, np.ndarray]:
-    """(int64 values with 0 where invalid, valid mask)."""
-    valid = _np(pc.match_substring_regex(values, digits)).astype(bool)
-    return _np(pc.cast(pc.if_else(pa.array(valid), values, "0"), pa.int64())).astype(np.int64), valid
+def _integers(values: pa.Array, digits: int = 9, *, exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(int64 values, 0 where invalid; valid mask) of cells of 1 to ``digits`` decimal digits
+    (exactly ``digits`` when ``exact``)."""
+    low, high = (10 ** (digits - 1) if exact else 0), 10**digits - 1
+    try:  # the common case, every cell a number: one cast, no regular expression
+        numbers = _np(pc.cast(values, pa.int64())).astype(np.int64)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pattern = rf"^\d{{{digits}}}$" if exact else rf"^\d{{1,{digits}}}$"
+        valid = _np(pc.match_substring_regex(values, pattern)).astype(bool)
+        numbers = _np(pc.cast(pc.if_else(pa.array(valid), values, "0"), pa.int64())).astype(np.int64)
+    valid = (numbers >= low) & (numbers <= high)
+    return np.where(valid, numbers, 0), valid
 
 
 class _Problems:
@@ -188,7 +204,7 @@ class _Problems:
 
 def _labels(data: bytes, name: str, problems: _Problems) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """A label file: (subject, study, codes (N, 14) in ``schema.OBSERVATIONS`` order, data row of each)."""
-    table = _table(data, name, schema.MIMIC_LABEL_COLUMNS)
+    table = _table(data, name, schema.MIMIC_LABEL_COLUMNS, categorical=schema.OBSERVATIONS)
     subject, ok_subject = _integers(_column(table, "subject_id"))
     study, ok_study = _integers(_column(table, "study_id"))
     ok = ok_subject & ok_study
@@ -196,7 +212,7 @@ def _labels(data: bytes, name: str, problems: _Problems) -> tuple[np.ndarray, np
                   f"{table['study_id'][i].as_py()!r}: ids must be whole numbers; the row is left out")  # fmt: skip
     codes = np.empty((table.num_rows, len(schema.OBSERVATIONS)), dtype=np.int8)
     for j, observation in enumerate(schema.OBSERVATIONS):  # by name: the file's order is alphabetical
-        values = pc.dictionary_encode(_column(table, observation))
+        values = _encoded(_column(table, observation))
         vocabulary = values.dictionary.to_pylist()
         lookup = np.array([_LABEL_CODES.get(v, 99) for v in vocabulary] + [99], dtype=np.int8)
         column = lookup[_np(values.indices)] if table.num_rows else np.array([], np.int8)
@@ -244,7 +260,7 @@ def read_mimic(
              for role, s in sources.items()}  # fmt: skip
     found = _Problems()
     meta_name = label["metadata"]
-    table = _table(_bytes(metadata), meta_name, schema.MIMIC_METADATA_COLUMNS)
+    table = _table(_bytes(metadata), meta_name, schema.MIMIC_METADATA_COLUMNS, categorical=_CATEGORICAL)
     n = table.num_rows
     dicom = _column(table, "dicom_id")
     subject, ok_subject = _integers(_column(table, "subject_id"))
@@ -269,11 +285,11 @@ def read_mimic(
         found.found.append(Problem("missing", label["split"], None, "split file not found; every image is left out (its split is unknown)"))
     else:
         split_name = label["split"]
-        st = _table(_bytes(split), split_name, schema.MIMIC_SPLIT_COLUMNS)
+        st = _table(_bytes(split), split_name, schema.MIMIC_SPLIT_COLUMNS, categorical=("split",))
         s_dicom = _column(st, "dicom_id")
         s_subject, s_ok_subject = _integers(_column(st, "subject_id"))
         s_study, s_ok_study = _integers(_column(st, "study_id"))
-        values = pc.dictionary_encode(_column(st, "split"))
+        values = _encoded(_column(st, "split"))
         lookup = np.array([schema.SPLITS.index(schema.MIMIC_SPLITS[v]) if v in schema.MIMIC_SPLITS else -1
                            for v in values.dictionary.to_pylist()] + [-1], dtype=np.int8)  # fmt: skip
         s_code = lookup[_np(values.indices)] if st.num_rows else np.array([], np.int8)
@@ -302,8 +318,9 @@ def read_mimic(
         found.rows("split-disagrees", split_name, match[disagree], lambda r: f"dicom_id {s_dicom[r].as_py()}: subject_id {s_subject[r]} / study_id "
                    f"{s_study[r]} here, but {_meta_ids(subject, study, match, r)} in {Path(meta_name).name}; the metadata's ids are used")  # fmt: skip
         # Split rows whose image is not in the metadata.
-        known = _np(pc.is_in(s_dicom, value_set=dicom)).astype(bool)
-        found.rows("split-only", split_name, np.flatnonzero(~known & ~s_repeated), lambda i: f"dicom_id {s_dicom[i].as_py()} is not in "
+        known = np.zeros(st.num_rows, dtype=bool)
+        known[match[in_split]] = True
+        found.rows("split-only", split_name, np.flatnonzero(usable & ~known), lambda i: f"dicom_id {s_dicom[i].as_py()} is not in "
                    f"{Path(meta_name).name}; no image has this row", what="rows")  # fmt: skip
     ok &= split_code >= 0
 
@@ -316,6 +333,8 @@ def read_mimic(
                    "MIMIC-CXR's splits are patient-disjoint", what="patients")  # fmt: skip
 
     # Labels, by study_id.
+    study_array = pa.array(study)
+    imaged_studies = pa.array(study[ok])
     sources_codes: dict[str, np.ndarray] = {}
     labeled = np.zeros(n, dtype=bool)
     for role in LABEL_SOURCES:
@@ -327,12 +346,10 @@ def read_mimic(
             sources_codes[role] = codes
             continue
         l_subject, l_study, l_codes, l_rows = _labels(_bytes(source), name, found)
-        order = np.argsort(l_study, kind="stable")
-        sorted_study = l_study[order]
-        at = np.searchsorted(sorted_study, study)
-        at = np.minimum(at, max(len(sorted_study) - 1, 0))
-        has = (sorted_study[at] == study) if len(sorted_study) else np.zeros(n, dtype=bool)
-        row_of = order[at]
+        # A hash look-up of each image's study among the label rows (the files are not sorted by study).
+        where = _np(pc.fill_null(pc.index_in(study_array, value_set=pa.array(l_study)), -1)).astype(np.int64)
+        has = where >= 0
+        row_of = np.maximum(where, 0)
         codes[has] = l_codes[row_of[has]]
         sources_codes[role] = codes
         if role == labels:
@@ -341,7 +358,7 @@ def read_mimic(
         first_image = _first_of_study(study, other)
         found.rows("label-subject", name, l_rows[row_of[first_image]], lambda r, lr=l_rows, ls=l_study, lj=l_subject: f"study_id {_label_study(lr, ls, r)} is labelled for subject "
                    f"{_label_subject(lr, lj, r)}, but its images belong to another subject in {Path(meta_name).name}", what="rows")  # fmt: skip
-        imaged = np.isin(l_study, study[ok])
+        imaged = _np(pc.is_in(pa.array(l_study), value_set=imaged_studies)).astype(bool)
         found.rows("label-only", name, l_rows[~imaged], lambda r, lr=l_rows, ls=l_study: f"study_id {_label_study(lr, ls, r)} has labels but no image in the index",
                    what="rows")  # fmt: skip
         without = _first_of_study(study, np.flatnonzero(ok & ~has))
@@ -349,7 +366,7 @@ def read_mimic(
                    "its labels are blank", "warning", what="studies")  # fmt: skip
 
     # Views.
-    position = pc.dictionary_encode(_column(table, "ViewPosition"))
+    position = _encoded(_column(table, "ViewPosition"))
     words = position.dictionary.to_pylist()
     kinds = np.array([0 if w in schema.MIMIC_FRONTAL else 1 if w in schema.MIMIC_LATERAL else 2 for w in words] + [2], dtype=np.int8)
     view_kind = kinds[_np(position.indices)] if n else np.array([], np.int8)
@@ -363,7 +380,7 @@ def read_mimic(
 
     # Dates and times.
     date_text = _column(table, "StudyDate")
-    date_value, date_ok = _integers(date_text, r"^\d{8}$")
+    date_value, date_ok = _integers(date_text, 8, exact=True)
     year, month, day = date_value // 10_000, date_value // 100 % 100, date_value % 100
     date_ok &= (month >= 1) & (month <= 12) & (day >= 1) & (day <= 31)
     study_date = np.full(n, np.datetime64("NaT"), dtype="datetime64[D]")
@@ -374,8 +391,12 @@ def read_mimic(
     found.rows("value", meta_name, np.flatnonzero(bad_date), lambda i: f"StudyDate {date_text[i].as_py()!r} is not a date YYYYMMDD; left empty",
                "warning")  # fmt: skip
     time_text = _column(table, "StudyTime")
-    time_ok = _np(pc.match_substring_regex(time_text, r"^\d{1,6}(\.\d*)?$")).astype(bool)
-    seconds = _np(pc.cast(pc.if_else(pa.array(time_ok), time_text, "0"), pa.float64())).astype(np.float64)
+    try:  # every cell a number: one cast
+        seconds = _np(pc.cast(time_text, pa.float64())).astype(np.float64)
+        time_ok = np.isfinite(seconds) & (seconds >= 0)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        time_ok = _np(pc.match_substring_regex(time_text, r"^\d{1,6}(\.\d*)?$")).astype(bool)
+        seconds = _np(pc.cast(pc.if_else(pa.array(time_ok), time_text, "0"), pa.float64())).astype(np.float64)
     # HHMMSS.fff written as a number: no leading zeros, so 80556.875 is 08:05:56.875.
     ms = np.rint(seconds * 1000).astype(np.int64)
     hh, mm, ss = ms // 10_000_000, ms // 100_000 % 100, ms % 100_000
@@ -385,8 +406,8 @@ def read_mimic(
     bad_time = ok & ~time_ok & _np(pc.greater(pc.utf8_length(time_text), 0)).astype(bool)
     found.rows("value", meta_name, np.flatnonzero(bad_time), lambda i: f"StudyTime {time_text[i].as_py()!r} is not a time HHMMSS[.fff]; left empty",
                "warning")  # fmt: skip
-    image_rows, _ = _integers(_column(table, "Rows"), r"^\d{1,6}$")
-    image_columns, _ = _integers(_column(table, "Columns"), r"^\d{1,6}$")
+    image_rows, _ = _integers(_column(table, "Rows"), 6)
+    image_columns, _ = _integers(_column(table, "Columns"), 6)
 
     # Assemble, in metadata order.
     rows = np.flatnonzero(ok)
@@ -401,7 +422,7 @@ def read_mimic(
         starts = np.r_[True, kept_study[by_study][1:] != kept_study[by_study][:-1]]
         group_start = np.maximum.accumulate(np.where(starts, np.arange(len(rows)), 0))
         view[by_study] = (np.arange(len(rows)) - group_start + 1).astype(np.int16)
-    as_str = lambda a: np.asarray(_np(a), dtype=_STR)  # noqa: E731
+    as_str = _strings
     extra: dict[str, np.ndarray] = {
         "dicom_id": as_str(dicom_rows),
         "view_position": as_str(_column(table, "ViewPosition").take(pa.array(rows))),
@@ -431,6 +452,18 @@ def read_mimic(
         extra=extra,
     )
     return index, found.found
+
+
+def _encoded(values: pa.Array) -> pa.DictionaryArray:
+    return values if pa.types.is_dictionary(values.type) else pc.dictionary_encode(values)
+
+
+def _strings(values: pa.Array) -> np.ndarray:
+    """A string or dictionary column as a StringDType array (a dictionary's few words made once)."""
+    if pa.types.is_dictionary(values.type):
+        words = np.asarray(values.dictionary.to_pylist() or [""], dtype=_STR)
+        return words[_np(values.indices)] if len(values) else np.array([], dtype=_STR)
+    return np.asarray(_np(values), dtype=_STR)
 
 
 def _meta_ids(subject: np.ndarray, study: np.ndarray, match: np.ndarray, split_row: int) -> str:
