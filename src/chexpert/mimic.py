@@ -512,9 +512,13 @@ class MimicRelease(Release):
         return tuple(s for i, s in enumerate(schema.SPLITS) if i in present)
 
     def csv_bytes(self, split: str) -> tuple[bytes, str]:
-        """The metadata CSV's bytes (gunzipped) and its path: one file lists every split's images."""
-        path = self.csv_files["metadata"]
-        return _bytes(path, (os.path.realpath(self.root),)), str(path)
+        """What a split's rows are made of, as bytes for fingerprints (a store records their hash):
+        the metadata, split and chosen label file as on disk, and the label source's name. The
+        label given to messages is the metadata file."""
+        within = (os.path.realpath(self.root),)
+        parts = [_read(None, str(self.csv_files[role]), MAX_CSV_BYTES, ReadError, lambda: within)
+                 for role in ("metadata", "split", self.labels) if role in self.csv_files]  # fmt: skip
+        return b"\0".join([*parts, self.labels.encode()]), str(self.csv_files["metadata"])
 
     def full_index(self) -> Index:
         """Every image the files place, with all extras, bound to this release (cached)."""
@@ -689,3 +693,58 @@ def verify_mimic(release: MimicRelease, *, decode: bool = False, workers: int | 
             if progress is not None:
                 progress(k + 1, len(found))
     return Report(str(release.root), release.kind, len(index), decoded, tuple(problems))
+
+
+# -- external evaluation ----------------------------------------------------------------------------
+
+
+class UnlabeledStudiesWarning(UserWarning):
+    """Predicted studies that have no row in the label file, scored as all negative."""
+
+
+def truth_index(index: Index) -> Index:
+    """The study-level truth of MIMIC rows for ``chexpert evaluate``: 1 where the label file says
+    positive, 0 otherwise (negative, uncertain and blank), as the u-zeros policy reads them, for
+    every image (images of a study share their labels; ``evaluate`` collapses them to the study).
+
+    Studies without a label row (``extra["labeled"]`` False) read as all negative, like the label
+    file's rows with every cell empty (the labeler found nothing); ``evaluate`` warns about them.
+
+    >>> truth = truth_index(release.index("test"))  # doctest: +SKIP
+    """
+    binary = (index.labels == schema.Code.POSITIVE).astype(np.int8)
+    return Index(**{name: getattr(index, name) for name in ("path", "split", "patient", "study", "view", "frontal", "projection", "sex", "age")},
+                 labels=binary, release=index.release, extra=index.extra)  # fmt: skip
+
+
+def resolve_truth(release: MimicRelease, studies: np.ndarray, *, split: str | None = None, radiologists: Any = None) -> tuple[Index, Any, Index]:
+    """What ``evaluate`` scores against when the truth is a MIMIC-CXR-JPG download: the split's
+    images with :func:`truth_index` labels, no radiologists, the split's Index as metadata.
+
+    ``split`` ("valid" or "test") is required unless every predicted study is found in one split.
+
+    >>> truth, readers, metadata = resolve_truth(release, predictions.studies, split="test")  # doctest: +SKIP
+    """
+    import warnings
+
+    from chexpert.errors import InvalidArgumentError, option
+
+    if radiologists not in (None, "none", ()):
+        raise InvalidArgumentError("MIMIC-CXR-JPG comes with no radiologists' reads; leave radiologists out")
+    full = release.full_index()
+    if split is None:
+        keys = set(np.asarray(studies).astype(str).tolist())
+        predicted = np.fromiter((k in keys for k in full.study_keys().tolist()), dtype=bool, count=len(full))
+        in_split = {schema.SPLITS[int(c)] for c in np.unique(full.split[predicted]).tolist()}
+        if len(in_split) != 1:
+            raise InvalidArgumentError(f"the predicted studies are in the split(s) {', '.join(sorted(in_split)) or 'none'} of {release.root}; "
+                                       f"choose one with {option('split', 'test')}")  # fmt: skip
+        split = in_split.pop()
+    chosen = check_choice("split", split, ("valid", "test"))
+    index = release.index(chosen)
+    unlabeled = ~index.extra["labeled"]
+    if unlabeled.any():
+        without = np.unique(index.study_keys()[unlabeled])
+        shown = ", ".join(without[:5].tolist()) + (f" and {len(without) - 5} more" if len(without) > 5 else "")
+        warnings.warn(f"{len(without)} {chosen} studies have no row in the label file and are scored as all negative: {shown}", UnlabeledStudiesWarning, stacklevel=3)
+    return truth_index(index), (), index

@@ -51,9 +51,10 @@ def run(args: argparse.Namespace) -> int:
     if args.release == "mimic":
         from chexpert.synth.mimic import synthesize_mimic
 
-        if args.layout != "folder" or args.test_patients or args.valid_patients is not None:
-            raise InvalidArgumentError("--release mimic writes MIMIC-CXR-JPG's folder with its own splits; --layout, --valid-patients and --test-patients do not apply")
-        print(synthesize_mimic(args.out, patients=args.patients, seed=args.seed, workers=args.workers, overwrite=args.overwrite))
+        if args.layout != "folder":
+            raise InvalidArgumentError("--release mimic writes MIMIC-CXR-JPG's folder; --layout does not apply")
+        print(synthesize_mimic(args.out, patients=args.patients, seed=args.seed, valid_patients=args.valid_patients,
+                               test_patients=args.test_patients or None, workers=args.workers, overwrite=args.overwrite))  # fmt: skip
         return 0
     kwargs = dict(
         release=args.release,

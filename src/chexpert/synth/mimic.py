@@ -94,11 +94,15 @@ def _dicom_ids(rng: np.random.Generator, n: int) -> np.ndarray:
     return out.astype(object)
 
 
-def mimic_tables(*, patients: int = 20, seed: int = 0, images: int | None = None) -> dict[str, Any]:
+def mimic_tables(
+    *, patients: int = 20, seed: int = 0, images: int | None = None, valid_patients: int | None = None, test_patients: int | None = None
+) -> dict[str, Any]:
     """The rows of a look-alike, as columns (numpy arrays), without quirks or pictures.
 
     ``images`` (if given) draws patients until that many image rows exist (the benchmark's
-    377,110). Returns ``metadata`` (dict of columns), ``split`` (per image), ``studies`` (study
+    377,110). Patients are split by the published shares, except that ``valid_patients`` and
+    ``test_patients`` (default: at least one each when there are three patients or more) are the
+    last ones drawn. Returns ``metadata`` (dict of columns), ``split`` (per image), ``studies`` (study
     ids with their subject and (N, 14) codes in ``schema.OBSERVATIONS`` order, ``pa`` flag).
 
     >>> t = mimic_tables(patients=5)
@@ -139,9 +143,16 @@ def mimic_tables(*, patients: int = 20, seed: int = 0, images: int | None = None
     u = rng.random(len(subjects))
     split_of_patient = np.where(u < _P_TEST, 2, np.where(u < _P_TEST + _P_VALID, 1, 0))
     used = np.unique(study_subject)
-    if images is None and len(used) >= 3:
-        split_of_patient[np.searchsorted(subjects, used[-1])] = 2
-        split_of_patient[np.searchsorted(subjects, used[-2])] = 1
+    if images is None:
+        n_test = test_patients if test_patients is not None else (max(1, round(len(used) * _P_TEST)) if len(used) >= 3 else 0)
+        n_valid = valid_patients if valid_patients is not None else (max(1, round(len(used) * _P_VALID)) if len(used) >= 3 else 0)
+        if n_test + n_valid >= len(used):
+            from chexpert.errors import InvalidArgumentError
+
+            raise InvalidArgumentError(f"valid_patients + test_patients ({n_valid} + {n_test}) must leave training patients among {len(used)}")
+        split_of_patient[:] = 0
+        split_of_patient[np.searchsorted(subjects, used[len(used) - n_test :])] = 2
+        split_of_patient[np.searchsorted(subjects, used[len(used) - n_test - n_valid : len(used) - n_test])] = 1
     image_subject = study_subject[image_study]
     split_word = np.array(["train", "validate", "test"], dtype=object)[split_of_patient[np.searchsorted(subjects, image_subject)]]
     procedure = np.where(pa, "CHEST (PA AND LAT)", "CHEST (PORTABLE AP)").astype(object)[image_study]
@@ -266,10 +277,17 @@ def plant(tables: dict[str, Any], seed: int) -> dict[str, Any]:
     n_studies = len(studies["study_id"])
     if n_studies < 8:
         return {}
-    pick = rng.permutation(n_studies)
     study_first = {int(s): i for i, s in reversed(list(enumerate(meta["study_id"].tolist())))}
     rows_of = lambda k: [i for i, s in enumerate(meta["study_id"].tolist()) if s == int(studies["study_id"][k])]  # noqa: E731
-    unlabeled, blank, with_two, other = int(pick[0]), int(pick[1]), None, [int(k) for k in pick[2:]]
+    split_of = np.array([tables["split"][study_first[int(s)]] for s in studies["study_id"].tolist()], dtype=object)
+    # The damage goes into training studies, so that the test split can be predicted and scored
+    # (an external test); the unlabeled study into the test split, where evaluate must warn about it.
+    pick = [int(k) for k in rng.permutation(n_studies)]
+    tests = [k for k in pick if split_of[k] == "test"]
+    unlabeled = tests[0] if tests else pick[0]
+    pick = [k for k in pick if k != unlabeled]
+    blank = pick[0]
+    with_two, other = None, [k for k in pick[1:] if split_of[k] == "train"]
     for k in other:
         if len(rows_of(k)) >= 2:
             with_two = k
@@ -320,6 +338,8 @@ def synthesize_mimic(
     patients: int = 20,
     seed: int = 0,
     quirks: bool = True,
+    valid_patients: int | None = None,
+    test_patients: int | None = None,
     workers: int = 1,
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
@@ -329,12 +349,14 @@ def synthesize_mimic(
     ``quirks`` plants the release's quirks and the damage listed in the module's description
     (recorded in ``QUIRKS.json``); without, every file agrees. Same arguments, same bytes. An
     existing look-alike is replaced only with ``overwrite``, and only if synth wrote it.
+    ``valid_patients`` and ``test_patients`` choose the size of the validate and test splits
+    (default: their published shares, at least one patient each).
 
     >>> root = synthesize_mimic(tmp_path, patients=10)  # doctest: +SKIP
     """
     check_int("patients", patients, low=1, high=100_000)
     check_int("workers", workers, low=1, high=1024)
-    tables = mimic_tables(patients=patients, seed=seed)
+    tables = mimic_tables(patients=patients, seed=seed, valid_patients=valid_patients, test_patients=test_patients)
     planted = plant(tables, seed) if quirks else {}
     out = pathlib.Path(out)
     synth._claim_targets(out, [MIMIC_DIR], overwrite)
