@@ -234,7 +234,8 @@ def table_bytes(tables: dict[str, Any], *, gz: bool = True, quirks: dict[str, An
 def _negbio(codes: np.ndarray) -> np.ndarray:
     """NegBio's file: the same mentions, but it reads fewer hedges (uncertain -> positive for a few)."""
     out = codes.copy()
-    flip = (out == schema.Code.UNCERTAIN) & ((np.arange(out.size).reshape(out.shape) % 7) == 0)
+    rows, columns = np.indices(out.shape)
+    flip = (out == schema.Code.UNCERTAIN) & ((rows + columns) % 3 == 0)
     out[flip] = schema.Code.POSITIVE
     return out
 
