@@ -207,3 +207,22 @@ def test_cli_synth_info_by_view_and_verify(tmp_path: Path) -> None:
     assert result["release"] == "mimic" and "Unknown" in result["subgroups"]
     verify = subprocess.run([*run, "verify", root, "--json"], capture_output=True, text=True)
     assert verify.returncode == 1 and {"split-only", "label-only", "missing"} <= {p["kind"] for p in json.loads(verify.stdout)["problems"]}
+
+
+def test_cli_prepare_views_and_export_on_mimic(mimic_root: Path, tmp_path: Path) -> None:
+    run = [sys.executable, "-m", "chexpert"]
+    index = chexpert.open(mimic_root).index("train")
+    # The planted damage (a missing image) is in train: prepare names it unless told to skip.
+    failed = subprocess.run([*run, "prepare", str(mimic_root), "--out", str(tmp_path / "bad"), "--size", "32", "--splits", "train", "--workers", "1", "--quiet"],
+                            capture_output=True, text=True)  # fmt: skip
+    assert failed.returncode != 0 and "image not found" in failed.stderr
+    done = subprocess.run([*run, "prepare", str(mimic_root), "--out", str(tmp_path / "store"), "--size", "32", "--splits", "train",
+                           "--views", "lateral", "--workers", "1", "--quiet", "--on-error", "skip"], capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    store = chexpert.open_store(tmp_path / "store")
+    lateral = (index.extra["view"] == "Lateral").sum()
+    assert len(store) == lateral - len(store.skipped) and not store.index.frontal.any()
+    exported = subprocess.run([*run, "export", str(tmp_path / "store"), str(tmp_path / "wds"), "--format", "webdataset", "--policy", "u-ones", "--quiet"],
+                              capture_output=True, text=True)  # fmt: skip
+    assert exported.returncode == 0, exported.stderr
+    assert any(p.suffix == ".tar" for p in (tmp_path / "wds").iterdir())
