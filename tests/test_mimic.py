@@ -226,3 +226,31 @@ def test_cli_prepare_views_and_export_on_mimic(mimic_root: Path, tmp_path: Path)
                               capture_output=True, text=True)  # fmt: skip
     assert exported.returncode == 0, exported.stderr
     assert any(p.suffix == ".tar" for p in (tmp_path / "wds").iterdir())
+
+
+def test_each_kind_of_damage_is_named_with_file_and_row() -> None:
+    header = ",".join(schema.MIMIC_METADATA_COLUMNS)
+    meta = header + "\n" + "\n".join([
+        "a,10000001,50000001,P,PA,1,1,21800101,1,P,x,y",
+        "a,10000001,50000001,P,LATERAL,1,1,21800101,1,P,x,y",  # duplicate dicom_id (row 3)
+        "b,10000002,50000002,P,AP,1,1,21800101,1,P,x,y",
+        "c,10000002,50000003,P,AP,1,1,2180,99.5x,P,x,y",  # patient in two splits; bad date and time (row 5)
+        "d,x,50000004,P,AP,1,1,21800101,1,P,x,y",  # unreadable id (row 6)
+    ]) + "\n"  # fmt: skip
+    split = "dicom_id,study_id,subject_id,split\na,50000001,10000001,train\nb,50000002,10000002,train\nc,50000003,10000002,test\nc,50000003,10000002,test\n"
+    labels = ",".join(schema.MIMIC_LABEL_COLUMNS) + "\n"
+    labels += "10000001,50000001," + ",".join(["1.0"] + [""] * 13) + "\n"
+    labels += "10000099,50000002," + ",".join(["2.0"] + [""] * 13) + "\n"  # another subject; bad value (row 3)
+    labels += "10000001,50000001," + ",".join([""] * 14) + "\n"  # duplicate study (row 4)
+    index, problems = read_mimic(meta.encode(), split.encode(), labels.encode(), names={"metadata": "m.csv", "split": "s.csv", "chexpert": "c.csv"})
+    found = {(p.kind, p.file, p.row) for p in problems}
+    assert ("duplicate", "m.csv", 3) in found
+    assert ("value", "m.csv", 6) in found
+    assert ("split-leak", "m.csv", 5) in found
+    assert ("value", "m.csv", 5) in found  # the date (a warning); the time too
+    assert ("duplicate", "s.csv", 5) in found
+    assert ("label", "c.csv", 3) in found and ("label-subject", "c.csv", 3) in found and ("duplicate", "c.csv", 4) in found
+    assert ("unlabeled", "m.csv", 5) in found
+    assert sorted(index.extra["dicom_id"].tolist()) == ["a", "b", "c"]
+    with pytest.raises(chexpert.CSVFormatError, match=r"m\.csv.*lacks 'ViewPosition'"):
+        read_mimic(meta.replace("ViewPosition", "View").encode(), split.encode(), None, names={"metadata": "m.csv"})

@@ -178,11 +178,12 @@ def _integers(values: pa.Array, digits: int = 9, *, exact: bool = False) -> tupl
     low, high = (10 ** (digits - 1) if exact else 0), 10**digits - 1
     try:  # the common case, every cell a number: one cast, no regular expression
         numbers = _np(pc.cast(values, pa.int64())).astype(np.int64)
+        parsed = np.ones(len(numbers), dtype=bool)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pattern = rf"^\d{{{digits}}}$" if exact else rf"^\d{{1,{digits}}}$"
-        valid = _np(pc.match_substring_regex(values, pattern)).astype(bool)
-        numbers = _np(pc.cast(pc.if_else(pa.array(valid), values, "0"), pa.int64())).astype(np.int64)
-    valid = (numbers >= low) & (numbers <= high)
+        parsed = _np(pc.match_substring_regex(values, pattern)).astype(bool)
+        numbers = _np(pc.cast(pc.if_else(pa.array(parsed), values, "0"), pa.int64())).astype(np.int64)
+    valid = parsed & (numbers >= low) & (numbers <= high)
     return np.where(valid, numbers, 0), valid
 
 
