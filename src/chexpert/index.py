@@ -44,6 +44,9 @@ class Index:
     Categorical columns hold positions in the matching ``schema`` tuple (``split`` in
     ``schema.SPLITS``, ``projection`` in ``schema.PROJECTIONS``, ``sex`` in ``schema.SEXES``).
     ``labels`` keeps all four raw states as ``schema.Code`` values; ``age`` 0 means unknown.
+    ``patient`` is int32 and ``study`` int16 for CheXpert (study numbers within a patient); MIMIC-CXR
+    (:mod:`chexpert.mimic`) stores its 8-digit ``subject_id`` and ``study_id`` as int32, and study
+    numbers from 1,000 up are taken as dataset-wide ids by ``study_ids`` and ``study_keys``.
     ``extra`` holds further per-row columns of other releases, numpy arrays with one entry (or
     row) per image: CheXpert Plus puts its report sections, demographics, both label sources and
     DICOM header elements there (see :mod:`chexpert.plus`). They follow ``take`` and ``concat``.

@@ -270,47 +270,46 @@ def read_mimic(
     found.rows("value", meta_name, np.flatnonzero(~ok), lambda i: f"dicom_id {table['dicom_id'][i].as_py()!r}, subject_id "
                f"{table['subject_id'][i].as_py()!r}, study_id {table['study_id'][i].as_py()!r}: an image needs a dicom_id and whole-number ids; "
                "the image is left out")  # fmt: skip
-    unique_dicom = pc.unique(dicom)
-    if len(unique_dicom) != n:
-        position = _np(pc.index_in(dicom, value_set=unique_dicom))
-        first = np.full(len(unique_dicom), -1, dtype=np.int64)
-        first[position[::-1]] = np.arange(n)[::-1]
-        repeated = np.flatnonzero(first[position] != np.arange(n))
-        found.rows("duplicate", meta_name, repeated, lambda i: f"dicom_id {dicom[i].as_py()!r} already appears on row {int(first[position[i]]) + 2}; "
+    st = None if split is None else _table(_bytes(split), label["split"], schema.MIMIC_SPLIT_COLUMNS, categorical=("split",))
+    # One hash pass over every dicom_id of both files; duplicates and the join are then integer work.
+    s_dicom = _column(st, "dicom_id") if st is not None else pa.array([], pa.string())
+    ns = len(s_dicom)
+    codes = _np(pc.dictionary_encode(pa.concat_arrays([dicom, s_dicom])).indices).astype(np.int64) if n + ns else np.zeros(0, np.int64)
+    m_code, s_key = codes[:n], codes[n:]
+    distinct = int(codes.max()) + 1 if len(codes) else 0
+    first_meta = np.full(distinct, -1, dtype=np.int64)
+    first_meta[m_code[::-1]] = np.arange(n)[::-1]
+    repeated = np.flatnonzero(first_meta[m_code] != np.arange(n))
+    if len(repeated):
+        found.rows("duplicate", meta_name, repeated, lambda i: f"dicom_id {dicom[i].as_py()!r} already appears on row {int(first_meta[m_code[i]]) + 2}; "
                    "this row is left out")  # fmt: skip
         ok[repeated] = False
 
     # The split of each image, by dicom_id.
     split_code = np.full(n, -1, dtype=np.int8)
-    if split is None:
+    if st is None:
         found.found.append(Problem("missing", label["split"], None, "split file not found; every image is left out (its split is unknown)"))
     else:
         split_name = label["split"]
-        st = _table(_bytes(split), split_name, schema.MIMIC_SPLIT_COLUMNS, categorical=("split",))
-        s_dicom = _column(st, "dicom_id")
         s_subject, s_ok_subject = _integers(_column(st, "subject_id"))
         s_study, s_ok_study = _integers(_column(st, "study_id"))
         values = _encoded(_column(st, "split"))
         lookup = np.array([schema.SPLITS.index(schema.MIMIC_SPLITS[v]) if v in schema.MIMIC_SPLITS else -1
                            for v in values.dictionary.to_pylist()] + [-1], dtype=np.int8)  # fmt: skip
-        s_code = lookup[_np(values.indices)] if st.num_rows else np.array([], np.int8)
+        s_code = lookup[_np(values.indices)] if ns else np.array([], np.int8)
         bad = (s_code < 0) | ~s_ok_subject | ~s_ok_study
         found.rows("value", split_name, np.flatnonzero(bad), lambda i: f"split {st['split'][i].as_py()!r} (subject_id {st['subject_id'][i].as_py()!r}, "
                    f"study_id {st['study_id'][i].as_py()!r}) is not valid; expected train, validate or test and whole-number ids")  # fmt: skip
-        s_unique = pc.unique(s_dicom)
-        s_repeated = np.zeros(st.num_rows, dtype=bool)
-        if len(s_unique) != st.num_rows:
-            s_pos = _np(pc.index_in(s_dicom, value_set=s_unique))
-            s_first = np.full(len(s_unique), -1, dtype=np.int64)
-            s_first[s_pos[::-1]] = np.arange(st.num_rows)[::-1]
-            s_repeated = s_first[s_pos] != np.arange(st.num_rows)
-            found.rows("duplicate", split_name, np.flatnonzero(s_repeated), lambda i: f"dicom_id {s_dicom[i].as_py()!r} already appears on row "
-                       f"{int(s_first[s_pos[i]]) + 2}; this row is ignored")  # fmt: skip
+        first_split = np.full(distinct, -1, dtype=np.int64)
+        first_split[s_key[::-1]] = np.arange(ns)[::-1]
+        s_repeated = first_split[s_key] != np.arange(ns)
+        found.rows("duplicate", split_name, np.flatnonzero(s_repeated), lambda i: f"dicom_id {s_dicom[i].as_py()!r} already appears on row "
+                   f"{int(first_split[s_key[i]]) + 2}; this row is ignored")  # fmt: skip
         usable = ~bad & ~s_repeated
-        where = _np(pc.fill_null(pc.index_in(dicom, value_set=s_dicom.filter(pa.array(usable))), -1)).astype(np.int64)
-        usable_rows = np.flatnonzero(usable)
-        in_split = where >= 0
-        match = np.where(in_split, usable_rows[np.maximum(where, 0)], -1) if len(usable_rows) else np.full(n, -1)
+        row_of_key = np.full(distinct, -1, dtype=np.int64)
+        row_of_key[s_key[usable]] = np.flatnonzero(usable)
+        match = row_of_key[m_code]
+        in_split = match >= 0
         split_code[in_split] = s_code[match[in_split]]
         not_in = np.flatnonzero(ok & ~in_split)
         found.rows("not-in-split", meta_name, not_in, lambda i: f"image {dicom[i].as_py()} (study s{study[i]}) is not in {Path(split_name).name}; "
@@ -319,9 +318,7 @@ def read_mimic(
         found.rows("split-disagrees", split_name, match[disagree], lambda r: f"dicom_id {s_dicom[r].as_py()}: subject_id {s_subject[r]} / study_id "
                    f"{s_study[r]} here, but {_meta_ids(subject, study, match, r)} in {Path(meta_name).name}; the metadata's ids are used")  # fmt: skip
         # Split rows whose image is not in the metadata.
-        known = np.zeros(st.num_rows, dtype=bool)
-        known[match[in_split]] = True
-        found.rows("split-only", split_name, np.flatnonzero(usable & ~known), lambda i: f"dicom_id {s_dicom[i].as_py()} is not in "
+        found.rows("split-only", split_name, np.flatnonzero(usable & (first_meta[s_key] < 0)), lambda i: f"dicom_id {s_dicom[i].as_py()} is not in "
                    f"{Path(meta_name).name}; no image has this row", what="rows")  # fmt: skip
     ok &= split_code >= 0
 
