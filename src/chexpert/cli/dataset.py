@@ -99,7 +99,7 @@ def _print_info(result: dict[str, Any]) -> None:
     console = make_console()
     splits = result["splits"]
     names = list(splits)
-    title = "MIMIC-CXR-JPG" if result["release"] == "mimic" else f"CheXpert {result['release']}"
+    title = _dataset(result["release"])
     console.print(f"[bold]{title}[/bold] release ({result['layout']}) at {escape(result['root'])}")
     overview = Table(title="Images", show_edge=False)
     overview.add_column("")
@@ -162,17 +162,17 @@ def _print_report(report: Any) -> None:
     checked = f"{report.images:,} images listed" + (f", {report.decoded:,} decoded" if report.decoded else "")
     warnings = len(report.warnings)
     if report.ok and not warnings:
-        console.print(f"[green]OK[/green] CheXpert {report.kind} at {escape(report.root)}: {checked}, no problems")
+        console.print(f"[green]OK[/green] {_dataset(report.kind)} at {escape(report.root)}: {checked}, no problems")
         return
     # Rarer kinds first: a missing CSV must not scroll away under a thousand missing images.
     ordered = report.by_rarity()
     kinds = Counter((p.severity, p.kind) for p in ordered)
     summary = ", ".join(f"{n:,} {kind}" + (" (warning)" if severity == "warning" else "") for (severity, kind), n in kinds.items())
     if report.ok:
-        console.print(f"[green]OK[/green] CheXpert {report.kind} at {escape(report.root)}: {checked}, {warnings:,} warning(s): {summary}")
+        console.print(f"[green]OK[/green] {_dataset(report.kind)} at {escape(report.root)}: {checked}, {warnings:,} warning(s): {summary}")
     else:
         errors = len(report.errors)
-        console.print(f"[red]{errors:,} problem(s)[/red] in CheXpert {report.kind} at {escape(report.root)} ({checked}"
+        console.print(f"[red]{errors:,} problem(s)[/red] in {_dataset(report.kind)} at {escape(report.root)} ({checked}"
                       + (f", {warnings:,} warning(s)" if warnings else "") + f"): {summary}")
     limit = 50
     for problem in ordered[:limit]:
@@ -181,6 +181,11 @@ def _print_report(report: Any) -> None:
         console.print(f"  [{style}]{escape(label)}[/{style}] {escape(str(problem))}")
     if len(ordered) > limit:
         console.print(f"  ... and {len(ordered) - limit:,} more (--json lists all)")
+
+
+def _dataset(kind: str) -> str:
+    """How a release kind is named in the output."""
+    return "MIMIC-CXR-JPG" if kind == "mimic" else f"CheXpert {kind}"
 
 
 def _cite(args: argparse.Namespace) -> int:
