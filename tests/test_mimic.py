@@ -194,6 +194,13 @@ def test_prepare_and_numpy_loader_read_mimic_images(mimic_root: Path, tmp_path: 
     np.testing.assert_array_equal(store.index.study, index.study)
     assert store.index.study_keys().tolist() == index.study_keys().tolist()
     assert (store.images.reshape(len(index), -1).std(axis=1) > 0).all()  # real pictures, not blanks
+    from chexpert.frameworks.numpy import NumpyLoader
+
+    seen = [batch["image"].shape[0] for batch in NumpyLoader(store, batch_size=4, seed=1)]
+    assert sum(seen) == len(index)
+    torch_frameworks = pytest.importorskip("chexpert.frameworks.torch")
+    item = torch_frameworks.StoreDataset(store, policy="u-zeros")[0]
+    assert tuple(item["image"].shape)[-2:] == (32, 32)
 
 
 def test_cli_synth_info_by_view_and_verify(tmp_path: Path) -> None:
