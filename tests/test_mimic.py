@@ -261,3 +261,15 @@ def test_each_kind_of_damage_is_named_with_file_and_row() -> None:
     assert sorted(index.extra["dicom_id"].tolist()) == ["a", "b", "c"]
     with pytest.raises(chexpert.CSVFormatError, match=r"m\.csv.*lacks 'ViewPosition'"):
         read_mimic(meta.replace("ViewPosition", "View").encode(), split.encode(), None, names={"metadata": "m.csv"})
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_verify_decode_names_a_damaged_image_by_metadata_row(tmp_path: Path, workers: int) -> None:
+    root = synthesize_mimic(tmp_path, patients=8, quirks=False)
+    index = chexpert.open(root).index()
+    damaged = root / index.path[3]
+    damaged.write_bytes(damaged.read_bytes()[:200])  # a truncated JPEG
+    report = chexpert.verify(root, decode=True, workers=workers)
+    assert report.decoded == len(index)
+    bad = [p for p in report.problems if p.kind == "decode"]
+    assert len(bad) == 1 and bad[0].row == int(index.extra["metadata_row"][3]) and str(damaged) in bad[0].message

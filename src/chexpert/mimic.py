@@ -679,18 +679,55 @@ def verify_mimic(release: MimicRelease, *, decode: bool = False, workers: int | 
         problems.append(Problem("unlisted", str(release.root / key), None, "image is in the download but not in the index (not in the metadata or left out; see above)"))
     decoded = 0
     if decode:
-        from chexpert import imaging
+        from concurrent.futures import ProcessPoolExecutor
+        from contextlib import ExitStack
 
-        found = [p for p in paths if p in present]
-        for k, p in enumerate(found):
-            try:
-                imaging.decode(release.read_bytes(p), file=release.locate(p))
-            except (OSError, ValueError, ChexpertError) as exc:
-                problems.append(Problem("decode", release.locate(p), None, str(exc)))
-            decoded += 1
-            if progress is not None:
-                progress(k + 1, len(found))
+        from chexpert.parallel import quiet_worker
+
+        rows = [i for i, p in enumerate(paths) if p in present]
+        workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
+        size = max(1, min(64, -(-len(rows) // (workers * 4))))  # a few chunks per worker, at most 64 images each
+        jobs = [[(paths[i], int(index.extra["metadata_row"][i])) for i in rows[k : k + size]] for k in range(0, len(rows), size)]
+        with ExitStack() as stack:
+            if workers == 1 or len(jobs) < 2:
+                _use(release)
+                results: Any = map(_decode_chunk, jobs)
+            else:
+                pool = stack.enter_context(ProcessPoolExecutor(workers, initializer=quiet_worker, initargs=(_use, release)))
+                results = pool.map(_decode_chunk, jobs)
+            for chunk, found in zip(jobs, results):
+                problems += found
+                decoded += len(chunk)
+                if progress is not None:
+                    progress(decoded, len(rows))
     return Report(str(release.root), release.kind, len(index), decoded, tuple(problems))
+
+
+_WORKER: list[MimicRelease] = []
+
+
+def _use(release: MimicRelease) -> None:
+    _WORKER[:] = [release]
+
+
+def _decode_chunk(jobs: Sequence[tuple[str, int]]) -> list[Problem]:
+    """Read and decode each image; a problem names the metadata row and the file."""
+    from chexpert import imaging
+
+    release = _WORKER[0]
+    meta = str(release.csv_files["metadata"])
+    problems = []
+    for path, row in jobs:
+        where = release.locate(path)
+        try:
+            data = release.read_bytes(path)
+            kind = imaging.detect_format(data, file=where)
+            if kind != "jpeg":
+                problems.append(Problem("format", meta, row, f"{where} holds {kind.upper()} data, not JPEG"))
+            imaging.decode(data, file=where)
+        except (ChexpertError, OSError, ValueError) as exc:
+            problems.append(Problem("decode", meta, row, str(exc)))
+    return problems
 
 
 # -- external evaluation ----------------------------------------------------------------------------
