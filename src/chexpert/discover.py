@@ -1,14 +1,15 @@
 """The one way in: recognise a download and hand it to the module that reads it.
 
 Each reader module (:mod:`chexpert.release` for the CheXpert release and its test set, which is
-laid out like it; :mod:`chexpert.plus` for CheXpert Plus) knows only its own dataset and never
+laid out like it; :mod:`chexpert.plus` for CheXpert Plus; :mod:`chexpert.mimic` for
+MIMIC-CXR-JPG) knows only its own dataset and never
 imports another reader or this module. This module holds the small registry that chooses among
 them: the first :class:`Reader` whose ``recognise`` says yes opens the download, and the CheXpert
 release reader, which names what is wrong with anything it cannot open, is the fallback. A new
 dataset joins with :func:`register` (its module's ``READER`` added to :data:`READERS` below).
 
 >>> sorted(kinds())
-['full', 'plus', 'small']
+['full', 'mimic', 'plus', 'small']
 >>> release = open_dataset("~/data/chexpert-plus")  # doctest: +SKIP
 >>> release.kind  # doctest: +SKIP
 'plus'
@@ -21,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from chexpert import plus, schema
+from chexpert import mimic, plus, schema
 from chexpert.errors import InvalidArgumentError, ReleaseNotFoundError
 from chexpert.release import Release, open_release
 from chexpert.validation import check_choice
@@ -71,11 +72,22 @@ def register(reader: Reader) -> None:
     READERS.append(reader)
 
 
+def _mimic_is_here(path: Path) -> bool:
+    return path.is_dir() and mimic.is_mimic(path)
+
+
+def _open_mimic(path: Path, kind: str | None) -> Release:
+    return mimic.open_mimic(path)
+
+
+register(Reader("mimic", ("mimic",), _mimic_is_here, _open_mimic, "MIMIC-CXR-JPG metadata file (mimic-cxr-2.0.0-metadata.csv.gz)"))
+
+
 def kinds() -> tuple[str, ...]:
     """Every ``kind=`` value :func:`open_dataset` accepts.
 
     >>> kinds()
-    ('small', 'full', 'plus')
+    ('small', 'full', 'plus', 'mimic')
     """
     return (*schema.RELEASE_KINDS, *(k for r in READERS for k in r.kinds))
 
@@ -84,7 +96,7 @@ def open_dataset(root: str | os.PathLike[str], *, kind: str | None = None) -> Re
     """Recognise the download at ``root`` (a folder or a zip) and open it (this is ``chexpert.open``).
 
     ``kind`` chooses: "small" or "full" pick the CheXpert release when ``root`` holds both (or the
-    original inside a Plus download), "plus" insists on CheXpert Plus. Anything that is not a
+    original inside a Plus download), "plus" insists on CheXpert Plus, "mimic" on MIMIC-CXR-JPG. Anything that is not a
     download is a :class:`~chexpert.errors.ReleaseNotFoundError` saying what to pass instead.
 
     >>> release = open_dataset("/data/chexpert")  # doctest: +SKIP

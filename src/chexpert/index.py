@@ -44,6 +44,9 @@ class Index:
     Categorical columns hold positions in the matching ``schema`` tuple (``split`` in
     ``schema.SPLITS``, ``projection`` in ``schema.PROJECTIONS``, ``sex`` in ``schema.SEXES``).
     ``labels`` keeps all four raw states as ``schema.Code`` values; ``age`` 0 means unknown.
+    ``patient`` is int32 and ``study`` int16 for CheXpert (study numbers within a patient); MIMIC-CXR
+    (:mod:`chexpert.mimic`) stores its 8-digit ``subject_id`` and ``study_id`` as int32, and study
+    numbers from 1,000 up are taken as dataset-wide ids by ``study_ids`` and ``study_keys``.
     ``extra`` holds further per-row columns of other releases, numpy arrays with one entry (or
     row) per image: CheXpert Plus puts its report sections, demographics, both label sources and
     DICOM header elements there (see :mod:`chexpert.plus`). They follow ``take`` and ``concat``.
@@ -117,14 +120,32 @@ class Index:
 
         >>> ids = index.study_ids(); len(np.unique(ids))  # number of studies  # doctest: +SKIP
         """
+        if self._wide_ids():  # MIMIC-CXR: study ids are unique across the dataset (below 10**8)
+            return self.split.astype(np.int64) * 100_000_000 + self.study
         return (self.split.astype(np.int64) * 1_000_000 + self.patient) * 1_000 + self.study
 
+    def patient_ids(self) -> np.ndarray:
+        """An int64 per row, equal for the images of one patient within a split.
+
+        >>> len(np.unique(index.patient_ids()))  # number of patients  # doctest: +SKIP
+        """
+        scale = 100_000_000 if self._wide_ids() else 1_000_000
+        return self.split.astype(np.int64) * scale + self.patient
+
+    def _wide_ids(self) -> bool:
+        """Whether ``study`` holds dataset-wide study ids (MIMIC-CXR's ``study_id``, 50,000,000 and
+        up) rather than CheXpert's per-patient study numbers (1 to a few dozen)."""
+        return len(self.study) > 0 and int(self.study.max()) >= 1_000
+
     def study_keys(self) -> np.ndarray:
-        """``split/patientNNNNN/studyN`` per row, the key ``schema.study_key`` gives.
+        """``split/patientNNNNN/studyN`` per row, the key ``schema.study_key`` gives
+        (``pSUBJECT/sSTUDY`` for MIMIC-CXR, whose paths do not name the split).
 
         >>> index.study_keys()[0]  # doctest: +SKIP
         'train/patient00001/study1'
         """
+        if self._wide_ids():  # MIMIC-CXR: ``pSUBJECT/sSTUDY``, as schema.study_key reads its paths
+            return "p" + self.patient.astype(_STR) + "/s" + self.study.astype(_STR)
         split = np.asarray(schema.SPLITS, dtype=_STR)[self.split]
         patient = np.char.zfill(self.patient.astype(_STR), 5)
         return split + "/patient" + patient + "/study" + self.study.astype(_STR)
@@ -143,13 +164,15 @@ class Index:
         >>> index.counts()["labels"]["Edema"]  # doctest: +SKIP
         {'positive': 52246, 'uncertain': 12984, 'negative': 20726, 'blank': 137458}
         """
+        unknown = self.extra["view"] == "Unknown" if "view" in self.extra else np.zeros(len(self), dtype=bool)
         states = {"positive": schema.Code.POSITIVE, "uncertain": schema.Code.UNCERTAIN, "negative": schema.Code.NEGATIVE, "blank": schema.Code.BLANK}
         return {
             "images": len(self),
             "studies": len(np.unique(self.study_ids())),
-            "patients": len(np.unique(self.split.astype(np.int64) * 1_000_000 + self.patient)),
+            "patients": len(np.unique(self.patient_ids())),
             "frontal": int(self.frontal.sum()),
-            "lateral": int((~self.frontal).sum()),
+            "lateral": int((~self.frontal & ~unknown).sum()),
+            **({"view_unknown": int(unknown.sum())} if "view" in self.extra else {}),  # MIMIC-CXR's unplaceable views
             "projection": dict(zip(schema.PROJECTIONS, np.bincount(self.projection, minlength=len(schema.PROJECTIONS)).tolist())),
             "sex": dict(zip(schema.SEXES, np.bincount(self.sex, minlength=len(schema.SEXES)).tolist())),
             "age_unknown": int((self.age == 0).sum()),

@@ -687,6 +687,8 @@ def render_report(
     facts: Mapping[str, str] | None = None,
     thresholds: pd.DataFrame | None = None,
     saliency: Saliency | None = None,
+    trained_on: str | None = None,
+    tested_on: str | None = None,
 ) -> str:
     """The page as a string; see :func:`write_report`.
 
@@ -738,8 +740,13 @@ def render_report(
             lo, hi = evaluation.mean_auroc_ci
             cards.insert(0, (f"{evaluation.mean_auroc:.3f}", f"mean AUROC, 5 tasks ({_fmt(lo)}–{_fmt(hi)})"))
         roc = _roc_figure(evaluation)
+        if tested_on is None and getattr(release, "kind", None) == "mimic":
+            tested_on = "MIMIC-CXR-JPG"
+        heading = "Validation results" if tested_on is None else f"Results on {html.escape(tested_on)}"
+        if trained_on is not None:
+            heading += f", trained on {html.escape(trained_on)}"
         sections.append(
-            f"<section><h2>Validation results <small>{evaluation.n_studies} studies, per study (max over views), "
+            f"<section><h2>{heading} <small>{evaluation.n_studies} studies, per study (max over views), "
             f"{evaluation.bootstrap} bootstrap resamples</small></h2>{_auroc_table(evaluation)}"
             + (f'<h2 style="margin-top:22px">ROC curves <small>with {evaluation.level:.0%} bootstrap bands</small></h2>'
                f'<img class="figure" src="{roc}" alt="ROC curves">' if roc else "")
@@ -775,7 +782,9 @@ def write_report(
     ``thresholds`` (rows of :func:`~chexpert.evaluate.operating_points` or
     :func:`~chexpert.evaluate.apply_thresholds`) choose the operating point of the confusion
     matrices (default: Youden's on the evaluation itself); ``saliency`` (see :data:`Saliency`)
-    adds an overlay beside each scored image.
+    adds an overlay beside each scored image. ``trained_on`` and
+    ``tested_on`` name the datasets in the results' heading (an external test: "CheXpert",
+    "MIMIC-CXR-JPG test"; ``tested_on`` defaults to MIMIC-CXR-JPG for a MIMIC ``release``).
 
     >>> write_report("report.html", store, release=release, run=run, evaluation=result)  # doctest: +SKIP
     PosixPath('report.html')

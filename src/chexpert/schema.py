@@ -28,6 +28,15 @@ __all__ = [
     "strip_release_prefix",
     "study_key",
     "PATH_PATTERN",
+    "MIMIC_FILES",
+    "MIMIC_METADATA_COLUMNS",
+    "MIMIC_SPLIT_COLUMNS",
+    "MIMIC_LABEL_COLUMNS",
+    "MIMIC_SPLITS",
+    "MIMIC_FRONTAL",
+    "MIMIC_LATERAL",
+    "MIMIC_PATH_PATTERN",
+    "MIMIC_PUBLISHED",
 ]
 
 #: The 14 observations in the order of the CSV columns.
@@ -128,7 +137,12 @@ def study_key(path: str) -> str:
     'test/patient64741/study1'
     >>> study_key("CheXpert-v1.0-small/valid/patient64541/study1/view1_frontal.jpg")
     'valid/patient64541/study1'
+    >>> study_key("files/p10/p10000032/s50414267/02aa804e-bde0afdd-112c0b34-7bc16630-4e384014.jpg")
+    'p10000032/s50414267'
     """
+    mimic = MIMIC_PATH_PATTERN.match(path.strip().replace("\\", "/"))
+    if mimic is not None:  # MIMIC-CXR: study ids are unique across the dataset, so the key has no split
+        return f"p{mimic['subject']}/s{mimic['study']}"
     parts = [p for p in strip_release_prefix(path.strip()).split("/") if p]
     for i, part in enumerate(parts):
         if part.startswith("study"):
@@ -187,3 +201,32 @@ AGE_BANDS: Final[tuple[tuple[str, int, int], ...]] = (
     ("60-79", 60, 79),
     ("80+", 80, 200),
 )
+
+# -- MIMIC-CXR-JPG (PhysioNet), read by chexpert.mimic ----------------------------------------------
+
+#: The release's CSV files, by role; each is found as ``.csv.gz`` or ``.csv``, any 2.x version.
+MIMIC_FILES: Final[dict[str, str]] = {
+    "metadata": "mimic-cxr-2.0.0-metadata.csv",
+    "split": "mimic-cxr-2.0.0-split.csv",
+    "chexpert": "mimic-cxr-2.0.0-chexpert.csv",
+    "negbio": "mimic-cxr-2.0.0-negbio.csv",
+}
+MIMIC_METADATA_COLUMNS: Final[tuple[str, ...]] = (
+    "dicom_id", "subject_id", "study_id", "PerformedProcedureStepDescription", "ViewPosition", "Rows", "Columns",
+    "StudyDate", "StudyTime", "ProcedureCodeSequence_CodeMeaning", "ViewCodeSequence_CodeMeaning",
+    "PatientOrientationCodeSequence_CodeMeaning",
+)  # fmt: skip
+MIMIC_SPLIT_COLUMNS: Final[tuple[str, ...]] = ("dicom_id", "study_id", "subject_id", "split")
+#: The label files' header: the 14 observations in alphabetical order, not CheXpert's.
+MIMIC_LABEL_COLUMNS: Final[tuple[str, ...]] = ("subject_id", "study_id", *sorted(OBSERVATIONS))
+#: MIMIC's split names -> this package's (``SPLITS``).
+MIMIC_SPLITS: Final[dict[str, str]] = {"train": "train", "validate": "valid", "test": "test"}
+#: ``ViewPosition`` values of frontal and of lateral images; any other (empty, LAO, RAO, SWIMMERS, ...) is unknown.
+MIMIC_FRONTAL: Final[tuple[str, ...]] = ("PA", "AP", "AP AXIAL", "PA LLD", "AP LLD", "PA RLD", "AP RLD")
+MIMIC_LATERAL: Final[tuple[str, ...]] = ("LATERAL", "LL", "XTABLE LATERAL")
+#: ``files/p10/p10000032/s50414267/<dicom_id>.jpg``; reports are ``files/p10/p10000032/s50414267.txt``.
+MIMIC_PATH_PATTERN: Final[re.Pattern[str]] = re.compile(
+    r"^(?:.*/)?(?:files/)?p(?P<group>\d\d)/p(?P<subject>\d+)/s(?P<study>\d+)(?:/(?P<dicom>[^/]+)\.jpg|\.txt)?/?$"
+)
+#: Published counts of MIMIC-CXR-JPG 2.0.0 (images = metadata rows; label rows per file).
+MIMIC_PUBLISHED: Final[dict[str, int]] = {"images": 377_110, "studies": 227_835, "patients": 65_379, "label_rows": 227_827}

@@ -63,6 +63,8 @@ def select(
     keep = np.ones(len(index), dtype=bool)
     if views is not None:
         keep &= np.isin((~index.frontal).astype(np.int8), _positions("view", views, schema.VIEWS))
+        if "view" in index.extra:  # MIMIC-CXR: an unknown view is neither frontal nor lateral
+            keep &= index.extra["view"] != "Unknown"
     if projections is not None:
         keep &= np.isin(index.projection, _positions("projection", projections, schema.PROJECTIONS))
     if sex is not None:
@@ -111,7 +113,7 @@ def deduplicate(index: Index, per: str = "study", *, keep: str = "first-frontal"
     check_choice("per", per, DEDUPLICATE_PER)
     check_choice("keep", keep, DEDUPLICATE_KEEP)
     study = index.study_ids()
-    group = study if per == "study" else study // 1_000  # (split, patient), see Index.study_ids
+    group = study if per == "study" else index.patient_ids()
     if keep == "merge":
         return _merge(index, group)
     candidates = np.flatnonzero(index.frontal) if keep == "first-frontal" else np.arange(len(index))

@@ -27,12 +27,15 @@ if TYPE_CHECKING:
 
 __all__ = ["BY", "DEMOGRAPHIC_COLUMNS", "UNKNOWN", "age_band", "subgroup_of_rows", "group_order", "prevalence", "wilson_interval"]
 
-#: What rows can be grouped by.
-BY: Final[tuple[str, ...]] = schema.SUBGROUPS
+#: What rows can be grouped by: schema's subgroups, and ``view`` (frontal, lateral, or unknown:
+#: MIMIC-CXR keeps views it cannot place), which only an index's rows have.
+BY: Final[tuple[str, ...]] = (*schema.SUBGROUPS, "view")
 #: The Plus column behind each demographic grouping.
 DEMOGRAPHIC_COLUMNS: Final[dict[str, str]] = {"race": "race", "ethnicity": "ethnicity", "insurance": "insurance_type"}
 #: The group of a row whose value is missing.
 UNKNOWN: Final = "Unknown"
+#: Groups of ``by="view"``: MIMIC-CXR keeps views it cannot place as Unknown (``Index.extra["view"]``).
+VIEW_GROUPS: Final[tuple[str, ...]] = ("Frontal", "Lateral", UNKNOWN)
 
 
 def age_band(age: np.ndarray) -> np.ndarray:
@@ -60,6 +63,10 @@ def subgroup_of_rows(index: Index, by: str) -> np.ndarray:
         return np.asarray(schema.PROJECTIONS, dtype=object)[index.projection]
     if by == "age-band":
         return age_band(index.age)
+    if by == "view":
+        if "view" in index.extra:
+            return index.extra["view"].astype(object)
+        return np.asarray(schema.VIEWS, dtype=object)[(~index.frontal).astype(np.int8)]
     column = DEMOGRAPHIC_COLUMNS[by]
     if column not in index.extra:
         raise InvalidArgumentError(f"grouping by {by} needs CheXpert Plus demographics (column {column!r}); this index has none. Open the Plus download.")
@@ -72,7 +79,7 @@ def group_order(by: str, groups: object) -> list[str]:
     """Groups in reading order: the vocabulary's order where there is one, then by name, Unknown last."""
     vocabulary: tuple[str, ...] = {
         "sex": schema.SEXES, "projection": schema.PROJECTIONS, "age-band": tuple(b[0] for b in schema.AGE_BANDS),
-        "race": schema.RACES, "ethnicity": schema.ETHNICITIES, "insurance": schema.INSURANCE_TYPES,
+        "race": schema.RACES, "ethnicity": schema.ETHNICITIES, "insurance": schema.INSURANCE_TYPES, "view": VIEW_GROUPS,
     }[by]  # fmt: skip
     rank = {g: i for i, g in enumerate(vocabulary)}
     return sorted({str(g) for g in groups}, key=lambda g: (g in (UNKNOWN, "unknown"), rank.get(g, len(rank)), g))  # type: ignore[attr-defined]
@@ -114,7 +121,7 @@ def prevalence(index: Index, by: str, *, level: float = 0.95) -> pd.DataFrame:
     positive = np.zeros((len(first), len(schema.OBSERVATIONS)), dtype=bool)
     np.logical_or.at(positive, study_of_row, index.labels == schema.Code.POSITIVE)
     study_group = groups[first]
-    patients = (index.split.astype(np.int64) * 1_000_000 + index.patient)[first]
+    patients = index.patient_ids()[first]
     rows = []
     for group in group_order(by, study_group):
         members = study_group == group

@@ -34,7 +34,7 @@ import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import numpy as np
 
@@ -201,6 +201,11 @@ def resolve_truth(
             return truth, (), None
         return truth, (() if radiologists is None else radiologists), None
     release = truth if isinstance(truth, Release) else open_release(truth)
+    if release.kind == "mimic":  # MIMIC-CXR-JPG: study-level truth from its label file (see chexpert.mimic)
+        from chexpert.mimic import MimicRelease
+        from chexpert.mimic import resolve_truth as mimic_truth
+
+        return mimic_truth(cast(MimicRelease, release), studies, split=split, radiologists=radiologists)
     chosen = _split_of(studies, split, predictions_name)
     files = find_test_set(release)
     metadata: Index | None = None

@@ -28,6 +28,8 @@ from chexpert.discover import open_dataset as open_release
 from chexpert.errors import ChexpertError, ImageDecodeError, ImageReadError, Problem, ReadError, ReleaseNotFoundError
 from chexpert.index import Index
 from chexpert.localize import check_localization
+from chexpert.mimic import MimicRelease
+from chexpert.mimic import _bytes as _mimic_bytes
 from chexpert.parallel import run_chunks
 from chexpert.plus import PlusRelease, _Found, _tail
 from chexpert.release import CSV_NAMES, SYNTH_MARKER, Listing, Release
@@ -35,7 +37,7 @@ from chexpert.safeio import zip_duplicates
 from chexpert.testset import check_split, check_test_set
 from chexpert.validation import check_int
 
-__all__ = ["Report", "verify", "verify_plus", "PUBLISHED_ROWS", "PUBLISHED_TEST_STUDIES", "EXPECTED_SPLITS"]
+__all__ = ["Report", "verify", "verify_plus", "verify_mimic", "PUBLISHED_ROWS", "PUBLISHED_TEST_STUDIES", "EXPECTED_SPLITS"]
 
 #: The small release's images have this shorter side.
 SMALL_SHORTER_SIDE = 320
@@ -133,6 +135,8 @@ def verify(
     release = root if isinstance(root, Release) else open_release(root)
     if release.kind == "plus":  # CheXpert Plus: its own CSV, label files and image sources
         return verify_plus(cast(PlusRelease, release), decode=decode, workers=workers, progress=progress, partial=partial)
+    if release.kind == "mimic":  # MIMIC-CXR-JPG: metadata, split and label files joined by id
+        return verify_mimic(cast(MimicRelease, release), decode=decode, workers=workers, progress=progress)
     marker = release.look_alike()
     problems: list[Problem] = _check_splits(release, marker)
     rows: list[tuple[str, str, int]] = []  # (CSV path, CSV file, line) of every indexed row
@@ -450,4 +454,73 @@ def _decode_plus_chunk(release: PlusRelease, paths: Sequence[str]) -> list[Probl
             imaging.decode(data, file=where)
         except ChexpertError as exc:
             problems.append(Problem("decode", where, None, str(exc)))
+    return problems
+
+
+# -- MIMIC-CXR-JPG ------------------------------------------------------------------------------------
+
+
+def verify_mimic(release: MimicRelease, *, decode: bool = False, workers: int | None = None, progress: Callable[[int, int], None] | None = None) -> Report:
+    """``chexpert verify`` for MIMIC-CXR-JPG: the join's problems, missing and unlisted images,
+    the counts (published, or those the look-alike's marker records) and, with ``decode``, every
+    image decoded.
+
+    >>> verify_mimic(open_mimic(root)).ok  # doctest: +SKIP
+    """
+    problems = list(release.problems())
+    index = release.full_index()
+    meta = str(release.csv_files["metadata"])
+    for role in ("split", "chexpert", "negbio"):
+        if role not in release.csv_files and not any(p.kind == "missing" and role in p.message for p in problems):
+            problems.append(Problem("missing", str(release.root / (schema.MIMIC_FILES[role] + ".gz")), None, f"{role} file not found"))
+    marker = release.look_alike()
+    expected = marker.get("rows") if marker else {"metadata": schema.MIMIC_PUBLISHED["images"]}
+    metadata_rows = _mimic_bytes(release.csv_files["metadata"], (os.path.realpath(release.root),)).rstrip(b"\n").count(b"\n")
+    if isinstance(expected, dict) and "metadata" in expected and metadata_rows != expected["metadata"]:
+        source = "chexpert synth wrote" if marker else "MIMIC-CXR-JPG 2.0.0 has"
+        problems.append(Problem("count", meta, None, f"has {metadata_rows:,} image rows; {source} {int(expected['metadata']):,}"))
+    listing = release.listing()
+    problems += listing.problems
+    present = listing.present
+    paths = index.path.tolist()
+    missing = [i for i, p in enumerate(paths) if p not in present and not listing.under_unreadable(p)]
+    if len(missing) >= 100 and len(missing) > len(paths) // 2:
+        problems.append(Problem("missing", str(release.root / "files"), None, f"{len(missing):,} of {len(paths):,} images are not there (download incomplete?)"))
+    else:
+        for i in missing:
+            problems.append(Problem("missing", meta, int(index.extra["metadata_row"][i]), f"{paths[i]}: image not found"))
+    for key, (kind, why) in sorted(listing.odd.items()):
+        problems.append(Problem(kind, str(release.root / key), None, why))
+    listed = set(paths)
+    for key in sorted(present - listed):
+        problems.append(Problem("unlisted", str(release.root / key), None, "image is in the download but not in the index (not in the metadata or left out; see above)"))
+    decoded = 0
+    if decode:
+        rows = [i for i, p in enumerate(paths) if p in present]
+        workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
+        size = max(1, min(64, -(-len(rows) // (workers * 4))))  # a few chunks per worker, at most 64 images each
+        jobs = [[(paths[i], int(index.extra["metadata_row"][i])) for i in rows[k : k + size]] for k in range(0, len(rows), size)]
+        with run_chunks(_decode_mimic_chunk, jobs, workers=workers, state=release) as results:
+            for chunk, found in zip(jobs, results):
+                problems += found
+                decoded += len(chunk)
+                if progress is not None:
+                    progress(decoded, len(rows))
+    return Report(str(release.root), release.kind, len(index), decoded, tuple(problems))
+
+
+def _decode_mimic_chunk(release: MimicRelease, jobs: Sequence[tuple[str, int]]) -> list[Problem]:
+    """Read and decode each image; a problem names the metadata row and the file."""
+    meta = str(release.csv_files["metadata"])
+    problems = []
+    for path, row in jobs:
+        where = release.locate(path)
+        try:
+            data = release.read_bytes(path)
+            kind = imaging.detect_format(data, file=where)
+            if kind != "jpeg":
+                problems.append(Problem("format", meta, row, f"{where} holds {kind.upper()} data, not JPEG"))
+            imaging.decode(data, file=where)
+        except (ChexpertError, OSError, ValueError) as exc:
+            problems.append(Problem("decode", meta, row, str(exc)))
     return problems

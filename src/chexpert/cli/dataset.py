@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     info.add_argument("--kind", choices=schema.RELEASE_KINDS, help="which release, when ROOT holds both")
     info.add_argument("--json", action="store_true", help="print JSON instead of tables")
     add_plus_options(info)
-    info.add_argument("--by", choices=("sex", "age-band", "race", "ethnicity", "insurance", "projection"),
+    info.add_argument("--by", choices=("sex", "age-band", "race", "ethnicity", "insurance", "projection", "view"),
                       help="also count studies and label prevalence (95%% Wilson interval) per group; race, ethnicity and insurance need CheXpert Plus")
     info.set_defaults(func=_info)
 
@@ -101,7 +101,8 @@ def _print_info(result: dict[str, Any]) -> None:
     console = make_console()
     splits = result["splits"]
     names = list(splits)
-    console.print(f"[bold]CheXpert {result['release']}[/bold] release ({result['layout']}) at {escape(result['root'])}")
+    title = _dataset(result["release"])
+    console.print(f"[bold]{title}[/bold] release ({result['layout']}) at {escape(result['root'])}")
     overview = Table(title="Images", show_edge=False)
     overview.add_column("")
     for name in names:
@@ -113,6 +114,8 @@ def _print_info(result: dict[str, Any]) -> None:
         ("frontal", lambda s: s["frontal"]),
         ("lateral", lambda s: s["lateral"]),
     ]
+    if any("view_unknown" in s for s in splits.values()):
+        rows.append(("view unknown", lambda s: s.get("view_unknown", 0)))
     rows += [(f"AP/PA {p}", lambda s, p=p: s["projection"][p]) for p in schema.PROJECTIONS]
     rows += [(f"sex {x}", lambda s, x=x: s["sex"][x]) for x in schema.SEXES]
     rows += [("age unknown (0)", lambda s: s["age_unknown"])]
@@ -160,17 +163,17 @@ def _print_report(report: Any) -> None:
     checked = f"{report.images:,} images listed" + (f", {report.decoded:,} decoded" if report.decoded else "")
     warnings = len(report.warnings)
     if report.ok and not warnings:
-        console.print(f"[green]OK[/green] CheXpert {report.kind} at {escape(report.root)}: {checked}, no problems")
+        console.print(f"[green]OK[/green] {_dataset(report.kind)} at {escape(report.root)}: {checked}, no problems")
         return
     # Rarer kinds first: a missing CSV must not scroll away under a thousand missing images.
     ordered = report.by_rarity()
     kinds = Counter((p.severity, p.kind) for p in ordered)
     summary = ", ".join(f"{n:,} {kind}" + (" (warning)" if severity == "warning" else "") for (severity, kind), n in kinds.items())
     if report.ok:
-        console.print(f"[green]OK[/green] CheXpert {report.kind} at {escape(report.root)}: {checked}, {warnings:,} warning(s): {summary}")
+        console.print(f"[green]OK[/green] {_dataset(report.kind)} at {escape(report.root)}: {checked}, {warnings:,} warning(s): {summary}")
     else:
         errors = len(report.errors)
-        console.print(f"[red]{errors:,} problem(s)[/red] in CheXpert {report.kind} at {escape(report.root)} ({checked}"
+        console.print(f"[red]{errors:,} problem(s)[/red] in {_dataset(report.kind)} at {escape(report.root)} ({checked}"
                       + (f", {warnings:,} warning(s)" if warnings else "") + f"): {summary}")
     limit = 50
     for problem in ordered[:limit]:
@@ -179,6 +182,11 @@ def _print_report(report: Any) -> None:
         console.print(f"  [{style}]{escape(label)}[/{style}] {escape(shown(problem))}")
     if len(ordered) > limit:
         console.print(f"  ... and {len(ordered) - limit:,} more (--json lists all)")
+
+
+def _dataset(kind: str) -> str:
+    """How a release kind is named in the output."""
+    return "MIMIC-CXR-JPG" if kind == "mimic" else f"CheXpert {kind}"
 
 
 def _cite(args: argparse.Namespace) -> int:

@@ -117,8 +117,9 @@ def _criteria(specs: list[tuple[str, float | None]]) -> dict[str, Any]:
 def _quietly(run: Callable[[], Any]) -> Any:
     """Run ``run``, printing its scoring warnings as one line each on stderr (stdout may be JSON)."""
     from chexpert.evaluate import ScoreRangeWarning, UndefinedMetricWarning
+    from chexpert.mimic import UnlabeledStudiesWarning
 
-    ours = (UndefinedMetricWarning, ScoreRangeWarning)
+    ours = (UndefinedMetricWarning, ScoreRangeWarning, UnlabeledStudiesWarning)
     with warnings.catch_warnings(record=True) as caught:
         for category in ours:
             warnings.simplefilter("always", category)

@@ -16,10 +16,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Label every report of INPUT with the 14 CheXpert observations and write OUT: the input's rows in "
         "order, their identifying columns, and one column per observation named as in train.csv with 1.0 (positive), "
         "0.0 (negative), -1.0 (uncertain) or empty (not mentioned). INPUT is a CSV (the reports in --column, or a "
-        "headerless one-column CSV as the original labeler takes) or a folder of .txt reports. Streams: any size "
+        "headerless one-column CSV as the original labeler takes), a folder of .txt reports or a zip of them "
+        "(MIMIC-CXR's reports folder or mimic-cxr-reports.zip, which add subject_id and study_id). Streams: any size "
         "labels in bounded memory.",
     )
-    label.add_argument("input", type=path_name, metavar="INPUT", help="CSV of reports, or a folder of .txt reports")
+    label.add_argument("input", type=path_name, metavar="INPUT", help="CSV of reports, a folder of .txt reports, or a zip of them")
     label.add_argument("--out", type=path_name, required=True, help="CSV to write (not replaced unless --overwrite)")
     label.add_argument("--column", metavar="NAME", help="the column holding the report text (default: a headerless one-column CSV)")
     label.add_argument("--keep", metavar="COLUMN", nargs="*", help="input columns to copy to OUT (default: every column but the reports)")
@@ -30,6 +31,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     label.add_argument("--encoding", default="utf-8-sig", help="text encoding of INPUT (default utf-8, with or without a BOM)")
     label.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     label.add_argument("--quiet", action="store_true", help="no progress bar")
+    label.add_argument("--compare", metavar="LABELS", help="also print per-observation agreement with a MIMIC-CXR label file "
+                       "(mimic-cxr-2.0.0-chexpert.csv.gz or -negbio), joined by study_id")
     label.set_defaults(func=_label)
 
 
@@ -75,4 +78,14 @@ def _label(args: argparse.Namespace) -> int:
     for observation, states in summary.counts.items():
         table.add_row(observation, *(f"{states[s]:,}" for s in ("positive", "negative", "uncertain", "blank")))
     out.print(table)
+    if args.compare:
+        from chexpert.labeler.mimic import agreement
+
+        found = agreement(summary.out, args.compare)
+        compared = Table(title=f"Agreement with {args.compare} ({int(found['studies'].iloc[0]):,} studies in both)", show_edge=False)
+        for heading in ("", "agreement", "positive agreement", "kappa"):
+            compared.add_column(heading, justify="left" if not heading else "right")
+        for observation, row in found.iterrows():
+            compared.add_row(str(observation), *(f"{row[c]:.3f}" if row[c] == row[c] else "-" for c in ("agreement", "positive_agreement", "kappa")))
+        out.print(compared)
     return 0

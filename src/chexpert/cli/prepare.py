@@ -82,7 +82,9 @@ def _prepare(args: argparse.Namespace) -> int:
     release = open_root(args)
     index = release.index(args.splits)
     if args.views != "all":
-        index = index.take(index.frontal if args.views == "frontal" else ~index.frontal)
+        from chexpert.selection import select
+
+        index = select(index, views=args.views.capitalize())  # MIMIC-CXR's unknown views are neither
     workers = args.workers or os.cpu_count() or 1
     started = time.perf_counter()
     with _progress_bar("prepare", "images", args.quiet) as progress:

@@ -20,10 +20,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "to give to the other commands.",
     )
     p.add_argument("out", type=path_name, metavar="OUT", help="folder to write into (created if missing)")
-    p.add_argument("--release", choices=(*synth.RELEASES, "plus"), default="small",
+    p.add_argument("--release", choices=(*synth.RELEASES, "plus", "mimic"), default="small",
                    help="small (320-pixel JPEGs, ~45 KB), full (2000-2900 pixels, ~1.9 MB), test (the test set's "
                    "labels and radiologists with a CheXlocalize look-alike: images, masks) or plus (CheXpert Plus: "
-                   "report text, label files, RadGraph-XL, PNG chunk zips, DICOMs, and the small release it joins to); default small")
+                   "report text, label files, RadGraph-XL, PNG chunk zips, DICOMs, and the small release it joins to) or mimic "
+                   "(MIMIC-CXR-JPG: gzipped CSVs, JPEGs by dicom_id, reports zip, planted quirks); default small")
     p.add_argument("--patients", type=positive_int, default=100,
                    help="training patients; test patients with --release test (default 100)")
     p.add_argument("--seed", type=int, default=0, help="random seed; same seed, same bytes (default 0)")
@@ -68,6 +69,14 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.layout == "mirror":
         raise InvalidArgumentError("--layout mirror is the hosted mirror's layout of CheXpert Plus: use it with --release plus")
+    if args.release == "mimic":
+        from chexpert.synth.mimic import synthesize_mimic
+
+        if args.layout != "folder":
+            raise InvalidArgumentError("--release mimic writes MIMIC-CXR-JPG's folder; --layout does not apply")
+        print(synthesize_mimic(args.out, patients=args.patients, seed=args.seed, valid_patients=args.valid_patients,
+                               test_patients=args.test_patients or None, workers=args.workers, overwrite=args.overwrite))  # fmt: skip
+        return 0
     kwargs = dict(
         release=args.release,
         patients=args.patients,

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import warnings
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -16,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from chexpert import schema
+from chexpert.discover import open_dataset
 from chexpert.errors import CSVFormatError, InvalidArgumentError
 from chexpert.evaluate import SUBGROUPS, io, metrics, operating
 from chexpert.evaluate.io import Source
@@ -383,6 +385,16 @@ def _score(
     )
 
 
+
+def _opened(truth: Any) -> Any:
+    """A download given as the truth (a folder or a zip) opened through ``chexpert.open``, which
+    recognises every dataset (MIMIC-CXR-JPG as well as the CheXpert release); anything else unchanged."""
+    if isinstance(truth, str | os.PathLike):
+        path = Path(truth).expanduser()
+        if path.is_dir() or (path.is_file() and path.suffix.lower() == ".zip" and zipfile.is_zipfile(path)):
+            return open_dataset(path)
+    return truth
+
 def evaluate(
     predictions: Source,
     truth: Source | Index | Release,
@@ -433,7 +445,7 @@ def evaluate(
     elif radiologists is not None:
         radiologists = io.expand_user(radiologists)
     predicted = io.read_predictions(predictions, aggregate=aggregate)
-    truth, radiologists, found_metadata = resolve_truth(truth, predicted.studies, split=split, radiologists=radiologists, predictions_name=predicted.name)
+    truth, radiologists, found_metadata = resolve_truth(_opened(truth), predicted.studies, split=split, radiologists=radiologists, predictions_name=predicted.name)
     truth_table = io.read_truth(truth)
     scores = io.align(predicted, truth_table, "predictions")
     observations = scores.observations
@@ -505,7 +517,7 @@ def compare(
     _check_arguments(bootstrap, level)
     a, b, truth = io.expand_user(a), io.expand_user(b), io.expand_user(truth)
     predicted = io.read_predictions(a, aggregate=aggregate)
-    truth = resolve_truth(truth, predicted.studies, split=split, radiologists="none", predictions_name=predicted.name)[0]
+    truth = resolve_truth(_opened(truth), predicted.studies, split=split, radiologists="none", predictions_name=predicted.name)[0]
     truth_table = io.read_truth(truth)
     first = io.align(predicted, truth_table, "predictions")
     second = io.align(io.read_predictions(b, aggregate=aggregate), truth_table, "predictions")

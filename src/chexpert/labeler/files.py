@@ -15,7 +15,8 @@ Inputs:
   are no records, in both kinds of CSV (as pandas reads them); an empty quoted cell ``""`` is an
   empty report, labelled blank throughout;
 - a folder: every ``.txt`` file below it, in order of relative path; the output starts with that
-  ``path``.
+  ``path`` (and, for MIMIC-CXR's ``files/pNN/pSUBJECT/sSTUDY.txt``, ``subject_id`` and ``study_id``);
+- a zip of ``.txt`` reports (MIMIC-CXR's ``mimic-cxr-reports.zip``), read in place like a folder.
 
 The output is written to a temporary file beside ``out`` and renamed into place when complete,
 so an interrupted or failed run never leaves a partial ``out``; an existing ``out`` is replaced
@@ -237,6 +238,14 @@ def _open(path: Path, column: str | None, keep: Sequence[str] | None, encoding: 
             raise InvalidArgumentError(f"{path} is a folder of .txt reports: {option('column')} and {option('keep')} are for a CSV")
         yield _folder(path, encoding)
         return
+    if path.suffix.lower() == ".zip":  # a zip of .txt reports, such as MIMIC-CXR's mimic-cxr-reports.zip
+        from chexpert.labeler.mimic import zip_reports
+
+        if column is not None or keep is not None:
+            raise InvalidArgumentError(f"{path} is a zip of .txt reports: {option('column')} and {option('keep')} are for a CSV")
+        header, rows, total, done = zip_reports(path, encoding, MAX_REPORT)
+        yield _Source(header, rows, total, lambda: done[0])
+        return
     with open_regular(path) as raw:  # a FIFO or device is refused by name, never waited on
         counter = _Counting(raw)
         text = io.TextIOWrapper(counter, encoding=encoding, newline="")  # type: ignore[type-var]
@@ -355,16 +364,21 @@ def _folder(root: Path, encoding: str) -> _Source:
     if not files:
         raise ChexpertError(f"{root}: no .txt reports in this folder or below it")
     done = 0
+    from chexpert.labeler.mimic import ID_COLUMNS, report_ids
+
+    # MIMIC-CXR's reports (files/p10/p10000032/s50414267.txt) also get subject_id and study_id.
+    ids = [report_ids(file.relative_to(root).as_posix()) for file in files]
+    mimic = all(i is not None for i in ids)
 
     def rows() -> Iterator[tuple[list[str], str]]:
         nonlocal done
-        for file in files:
+        for file, found in zip(files, ids):
             data = read_bytes(file, limit=MAX_REPORT_BYTES)  # a regular file, or an error naming it
             try:
                 text = data.decode(encoding)
             except UnicodeDecodeError as exc:
                 raise CSVFormatError(f"not {encoding} text ({exc.reason} at byte {exc.start}); pass {option('encoding', 'latin-1')} or the files' encoding", file=str(file)) from None
             done += 1
-            yield [file.relative_to(root).as_posix()], text
+            yield [file.relative_to(root).as_posix(), *(found if mimic and found is not None else ())], text
 
-    return _Source([PATH_COLUMN], rows(), len(files), lambda: done)
+    return _Source([PATH_COLUMN, *(ID_COLUMNS if mimic else ())], rows(), len(files), lambda: done)
