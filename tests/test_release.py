@@ -237,6 +237,9 @@ def test_one_entrance_dispatches_and_the_release_reader_reads_only_chexpert(rele
         chexpert.open(releases["small-folder"].parent, kind="plus")
     with pytest.raises(InvalidArgumentError, match="chexpert.open"):
         open_release(releases["small-folder"], kind="plus")
-    with pytest.raises(InvalidArgumentError, match="small, full, plus"):
+    assert [r.name for r in READERS][1] == "mimic" and "mimic" in kinds()  # i19's reader, registered
+    with pytest.raises(ReleaseNotFoundError, match="holds no MIMIC-CXR-JPG metadata"):
         chexpert.open(releases["small-folder"], kind="mimic")
+    with pytest.raises(InvalidArgumentError, match="small, full, plus, mimic"):
+        chexpert.open(releases["small-folder"], kind="nih")
     assert chexpert.open(releases["small-folder"]).kind == "small"
