@@ -3,6 +3,7 @@
 A run folder holds::
 
     run.json         format, recipe, the data's identity, output layout: written first
+    recipe.toml      the resolved recipe again, as a file ``chexpert train --recipe`` reads (run.json rules)
     state.pt         everything needed to continue: weights, optimiser, step, epoch and batch
                      position, RNG states, the kept checkpoints (written atomically)
     checkpoints/     step-NNNNNNN.pt: the weights of the best checkpoints (ensemble members)
@@ -42,10 +43,11 @@ __all__ = ["Run", "Checkpoint", "open_run", "RunFolder", "save_atomic", "RUN_FOR
 RUN_FORMAT: Final = "chexpert-run"
 RUN_VERSION: Final = 1
 RUN_JSON, STATE, SUMMARY, LOG, VALIDATION = "run.json", "state.pt", "summary.json", "log.csv", "validation.csv"
+RECIPE_TOML = "recipe.toml"
 CHECKPOINTS, SOFT_LABELS, STAGE_ONE, BOARD = "checkpoints", "soft-labels.csv", "u-ignore", "tensorboard"
 _STEP_FILE = re.compile(r"^step-(\d{7,})\.pt$")
 # Temporary names save_atomic uses (".NAME.PID.tmp"): left behind only by a killed run, removed on resume.
-_TMP_FILE = re.compile(r"^\.(?:run\.json|state\.pt|summary\.json|soft-labels\.csv|step-\d{7,}\.pt)\.\d+\.tmp$")
+_TMP_FILE = re.compile(r"^\.(?:run\.json|recipe\.toml|state\.pt|summary\.json|soft-labels\.csv|step-\d{7,}\.pt)\.\d+\.tmp$")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -158,7 +160,7 @@ class RunFolder:
                     f"{self.path} holds other files ({', '.join(others[:5])}{', ...' if len(others) > 5 else ''}) and is not a run; "
                     "choose a new or empty folder for the run"
                 )
-            save_atomic(self.path / RUN_JSON, _json(dict(identity)))
+            self._write_identity(identity)
             return "fresh"
         changes = _changes(existing, identity)
         if changes:
@@ -170,11 +172,17 @@ class RunFolder:
                     f"or pass {option('overwrite')} to replace that run"
                 )
             self.remove_run()
-            save_atomic(self.path / RUN_JSON, _json(dict(identity)))
+            self._write_identity(identity)
             return "fresh"
         if (self.path / SUMMARY).exists():
             return "done"
         return "resume" if (self.path / STATE).exists() else "fresh"
+
+    def _write_identity(self, identity: Mapping[str, Any]) -> None:
+        from chexpert.train.recipe import recipe_toml
+
+        save_atomic(self.path / RUN_JSON, _json(dict(identity)))
+        save_atomic(self.path / RECIPE_TOML, recipe_toml(Recipe.from_json(identity["recipe"])))
 
     def remove_run(self) -> None:
         """Remove the files a run writes (checked by name), keeping anything else in the folder."""
@@ -182,7 +190,7 @@ class RunFolder:
             path.unlink()
         with contextlib.suppress(OSError):
             (self.path / CHECKPOINTS).rmdir()
-        for name in (SUMMARY, STATE, LOG, VALIDATION, SOFT_LABELS, RUN_JSON):
+        for name in (SUMMARY, STATE, LOG, VALIDATION, SOFT_LABELS, RECIPE_TOML, RUN_JSON):
             (self.path / name).unlink(missing_ok=True)
         board = self.path / BOARD
         if board.is_dir():

@@ -1,0 +1,200 @@
+"""Recipes a researcher steers: every field on the command line and in a recipe file, learning-rate schedules,
+the leaderboard's deep AUC maximisation (AUC-margin loss + PESG, checked against LibAUC), resumed bit for bit."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("torchvision")
+
+from chexpert.errors import InvalidArgumentError  # noqa: E402
+from chexpert.policy import Policy  # noqa: E402
+from chexpert.store import Store, prepare  # noqa: E402
+from chexpert.synth import synthesize  # noqa: E402
+from chexpert.train import Recipe, get_recipe, open_run, predict, train  # noqa: E402
+from chexpert.train.auc import PESG, AUCMLoss  # noqa: E402
+from chexpert.train.recipe import RECIPES, read_recipe, recipe_toml  # noqa: E402
+
+SIZE = 32
+pytestmark = pytest.mark.filterwarnings("ignore::chexpert.evaluate.metrics.UndefinedMetricWarning")
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return synthesize(tmp_path_factory.mktemp("recipes-release"), patients=30, valid_patients=10, seed=4)
+
+
+@pytest.fixture(scope="module")
+def store(release: Path, tmp_path_factory: pytest.TempPathFactory) -> Store:
+    return prepare(release, tmp_path_factory.mktemp("recipes-store") / "store", size=SIZE)
+
+
+def small(**changes: object) -> Recipe:
+    return get_recipe("demo").replace(**{"size": SIZE, "batch_size": 8, "checkpoint_every": 3, "keep_best": 2, "log_every": 1, **changes})
+
+
+def _cli(*argv: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, OMP_NUM_THREADS="2", MKL_NUM_THREADS="2")
+    return subprocess.run([sys.executable, "-m", "chexpert", *argv], capture_output=True, text=True, timeout=600, env=env, **kwargs)  # type: ignore[call-overload]
+
+
+# -- every field on the command line, and in a file ---------------------------------------------------
+
+
+def _train_parser() -> argparse.ArgumentParser:
+    from chexpert.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices["train"]
+
+
+def test_every_recipe_field_is_an_option_of_train() -> None:
+    options = {o for action in _train_parser()._actions for o in action.option_strings}
+    missing = [f.name for f in dataclasses.fields(Recipe) if "--" + f.name.replace("_", "-") not in options]
+    assert not missing, f"Recipe fields without a train option: {missing}"
+
+
+def test_every_option_reaches_the_recipe(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parse a command line setting every field to a non-default value and check the recipe train receives."""
+    import chexpert.train as training
+    from chexpert.cli import train as cli_train
+
+    seen: list[Recipe] = []
+    monkeypatch.setattr(training, "train", lambda root, out, recipe, **kw: seen.append(recipe) or (_ for _ in ()).throw(SystemExit(0)))
+    argv = ["train", "ROOT", "--out", "RUN", "--recipe", "demo", "--weight-decay", "0.01", "--resize", "crop", "--crop-scale", "0.6", "0.9",
+            "--degrees", "5", "--translate", "0.1", "--brightness", "0.2", "--contrast", "0.3", "--betas", "0.8", "0.99",
+            "--schedule", "cosine", "--warmup-steps", "4", "--min-lr", "1e-5", "--input-size", "56", "--compile"]  # fmt: skip
+    from chexpert.cli import build_parser
+
+    args = build_parser().parse_args(argv)
+    with pytest.raises(SystemExit):
+        cli_train._train(args)
+    r = seen[0]
+    assert (r.weight_decay, r.resize, r.crop_scale, r.degrees, r.translate, r.brightness, r.contrast, r.betas) == (
+        0.01, "crop", (0.6, 0.9), 5.0, 0.1, 0.2, 0.3, (0.8, 0.99),
+    )  # fmt: skip
+    assert (r.schedule, r.warmup_steps, r.min_lr, r.input_size, r.compile, r.model) == ("cosine", 4, 1e-5, 56, True, "tiny-cnn")
+
+
+def test_a_recipe_file_sets_fields_and_the_command_line_overrides_it(tmp_path: Path) -> None:
+    file = tmp_path / "r.toml"
+    file.write_text('base = "demo"\nlr = 3e-4\nweight-decay = 1e-4\nschedule = "step"\ncrop_scale = [0.8, 1.0]\n[policy]\nuncertain = "zeros"\n')
+    recipe = read_recipe(file)
+    assert (recipe.model, recipe.lr, recipe.weight_decay, recipe.schedule, recipe.crop_scale) == ("tiny-cnn", 3e-4, 1e-4, "step", (0.8, 1.0))
+    assert isinstance(recipe.policy, Policy) and recipe.policy.uncertain == "zeros"
+    assert read_recipe(_write(tmp_path / "again.toml", recipe_toml(recipe))) == recipe
+    for name, recipe in RECIPES.items():
+        assert read_recipe(_write(tmp_path / f"{name}.toml", recipe_toml(recipe))) == recipe, name
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("lr = 'fast'\n", "lr must be a number"),
+        ("learning_rate = 0.1\n", "unknown recipe field(s) learning_rate"),
+        ("lr = \n", "not a valid TOML recipe"),
+        ('base = "nope"\n', "unknown recipe 'nope'"),
+    ],
+)
+def test_a_bad_recipe_file_is_one_error_naming_it(tmp_path: Path, text: str, message: str) -> None:
+    file = _write(tmp_path / "bad.toml", text)
+    with pytest.raises(InvalidArgumentError, match=str(file).replace(".", r"\.")) as info:
+        read_recipe(file)
+    assert message in str(info.value)
+
+
+# -- schedules ----------------------------------------------------------------------------------------
+
+
+def test_schedules_follow_their_definition() -> None:
+    step = Recipe(lr=1.0, schedule="step", step_every=2, lr_factor=0.5)
+    assert [step.lr_at(s, 3, 12) for s in range(0, 12, 3)] == [1.0, 1.0, 0.5, 0.5]
+    cosine = Recipe(lr=1.0, schedule="cosine", warmup_steps=2, min_lr=0.1)
+    rates = [cosine.lr_at(s, 10, 12) for s in range(12)]
+    assert rates[:3] == [0.5, 1.0, 1.0] and rates[-1] > 0.1 and all(a >= b for a, b in zip(rates[2:], rates[3:]))
+    assert Recipe(lr=1.0, schedule="plateau", min_lr=0.05).lr_at(5, 10, 12, plateau=0.01) == 0.05
+    assert Recipe(lr=0.3).lr_at(7, 10, 12) == 0.3
+
+
+def test_reduce_on_plateau_reduces_after_patience_validations_without_improvement() -> None:
+    from chexpert.train.loop import _plateau_step
+
+    recipe = Recipe(schedule="plateau", patience=1, lr_factor=0.5)
+    state = {"best": -float("inf"), "bad": 0, "factor": 1.0}
+    for metric in (0.7, 0.6, 0.65, 0.69, 0.8, 0.5):
+        _plateau_step(state, metric, recipe)
+    assert state == {"best": 0.8, "bad": 1, "factor": 0.5}
+
+
+def test_the_logged_learning_rate_follows_the_schedule(store: Store, tmp_path: Path) -> None:
+    run = train(store, tmp_path / "run", small(lr=0.01, schedule="step", step_every=1, lr_factor=0.1, epochs=2, checkpoint_every=100))
+    log = run.log()
+    per_epoch = log.groupby(log["step"].sub(1) // -(-int((store.index.split == 0).sum()) // 8))["lr"].unique()
+    assert [list(v) for v in per_epoch] == [[0.01], [0.001]]
+    assert (tmp_path / "run" / "recipe.toml").is_file() and read_recipe(tmp_path / "run" / "recipe.toml") == run.recipe
+
+
+# -- deep AUC maximisation, against LibAUC ------------------------------------------------------------
+
+
+def test_aucm_loss_and_pesg_match_libauc() -> None:
+    libauc_losses = pytest.importorskip("libauc.losses")
+    libauc_optimizers = pytest.importorskip("libauc.optimizers")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 5))
+    theirs_model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 5))
+    theirs_model.load_state_dict(model.state_dict())
+    ours_loss = AUCMLoss(5, margin=1.0)
+    theirs_loss = libauc_losses.MultiLabelAUCMLoss(margin=1.0, num_labels=5, device=torch.device("cpu"))
+    ours = PESG(model.parameters(), ours_loss, lr=0.1, weight_decay=1e-5, epoch_decay=2e-3, momentum=0.9, generator=torch.Generator().manual_seed(7))
+    torch.manual_seed(7)  # LibAUC draws its reference point from the global generator
+    theirs = libauc_optimizers.PESG(theirs_model.parameters(), theirs_loss, lr=0.1, weight_decay=1e-5, epoch_decay=2e-3, momentum=0.9,
+                                    device=torch.device("cpu"), verbose=False)  # fmt: skip
+    generator = torch.Generator().manual_seed(1)
+    for step in range(12):
+        x = torch.randn(16, 6, generator=generator)
+        y = (torch.rand(16, 5, generator=generator) < 0.4).float()
+        y[0] = 1.0
+        y[1] = 0.0  # both classes in every column
+        losses = []
+        for net, loss_fn, optimizer in ((model, ours_loss, ours), (theirs_model, theirs_loss, theirs)):
+            loss = loss_fn(torch.sigmoid(net(x)), y)
+            optimizer.zero_grad()
+            if loss_fn is ours_loss:
+                loss_fn.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        assert losses[0] == pytest.approx(losses[1], rel=1e-5, abs=1e-6), step
+        if step == 5:
+            ours.update_regularizer()
+            theirs.update_regularizer()
+    for (name, a), b in zip(model.state_dict().items(), theirs_model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+    for name in ("a", "b", "alpha"):
+        torch.testing.assert_close(getattr(ours_loss, name).detach(), getattr(theirs_loss, name).detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_the_aucm_loss_leaves_masked_targets_out() -> None:
+    loss = AUCMLoss(2)
+    scores = torch.tensor([[0.9, 0.2], [0.1, 0.8], [0.7, 0.3], [0.4, 0.6]])
+    targets = torch.tensor([[1.0, 0], [0, 1], [1, 0], [0, 1]])
+    mask = torch.tensor([[True, True], [True, True], [True, True], [False, False]])
+    assert loss(scores, targets, mask).item() == pytest.approx(loss(scores[:3], targets[:3]).item(), abs=1e-7)
+    assert loss(scores, targets, mask).item() != pytest.approx(loss(scores, targets).item(), abs=1e-7)
