@@ -198,3 +198,70 @@ def test_the_aucm_loss_leaves_masked_targets_out() -> None:
     mask = torch.tensor([[True, True], [True, True], [True, True], [False, False]])
     assert loss(scores, targets, mask).item() == pytest.approx(loss(scores[:3], targets[:3]).item(), abs=1e-7)
     assert loss(scores, targets, mask).item() != pytest.approx(loss(scores, targets).item(), abs=1e-7)
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stop_at(step: int):  # type: ignore[no-untyped-def]
+    def progress(event: dict[str, object]) -> None:
+        if event["event"] == "checkpoint" and event["step"] == step:
+            raise _Stop  # the state of `step` is on disk: as a run killed right after writing it
+
+    return progress
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"loss": "aucm", "optimizer": "pesg", "pretrain_epochs": 1, "pretrain_lr": 1e-3, "lr": 0.05, "epoch_decay": 2e-3, "weight_decay": 1e-5,
+         "schedule": "step", "step_every": 1},
+        {"schedule": "plateau", "patience": 0, "lr_factor": 0.5, "lr": 3e-3},
+    ],
+    ids=["libauc-aucm", "plateau"],
+)  # fmt: skip
+def test_a_run_stopped_after_a_checkpoint_resumes_bit_identically(store: Store, tmp_path: Path, changes: dict[str, object]) -> None:
+    recipe = small(epochs=3, checkpoint_every=2, **changes)
+    steps_per_epoch = -(-int((store.index.split == 0).sum()) // 8)
+    stop = steps_per_epoch + 2 + (steps_per_epoch + 2) % 2  # a checkpoint inside the second epoch (after the switch to PESG)
+    assert stop % steps_per_epoch
+    with pytest.raises(_Stop):
+        train(store, tmp_path / "stopped", recipe, deterministic=True, progress=_stop_at(stop))
+    assert torch.load(tmp_path / "stopped" / "state.pt", weights_only=True)["step"] == stop
+    resumed = train(store, tmp_path / "stopped", recipe, deterministic=True)
+    straight = train(store, tmp_path / "straight", recipe, deterministic=True)
+    a, b = (torch.load(run.path / "state.pt", weights_only=True) for run in (resumed, straight))
+    assert a["step"] == b["step"] == 3 * steps_per_epoch and a["kept"] == b["kept"] and a["plateau"] == b["plateau"]
+    for name, tensor in b["model"].items():
+        assert torch.equal(a["model"][name], tensor), name
+    if b["auc_loss"] is not None:
+        for name, tensor in b["auc_loss"].items():
+            assert torch.equal(a["auc_loss"][name], tensor), name
+    columns = ["step", "epoch", "loss", "lr"]
+    assert resumed.log()[columns].equals(straight.log()[columns])
+    assert resumed.validation().equals(straight.validation())
+    predictions = predict(resumed, store, split="valid")
+    assert np.isfinite(predictions.studies.drop(columns="Study").to_numpy()).all()
+    if recipe.schedule == "plateau":
+        assert a["plateau"]["factor"] < 1.0, "the plateau schedule never reduced: the test does not exercise its state"
+
+
+def test_the_libauc_recipe_is_named_and_checked() -> None:
+    recipe = get_recipe("libauc-aucm")
+    assert (recipe.loss, recipe.optimizer, recipe.pretrain_epochs, recipe.lr, recipe.margin, recipe.epoch_decay) == ("aucm", "pesg", 1, 0.1, 1.0, 2e-3)
+    with pytest.raises(InvalidArgumentError, match="go together"):
+        Recipe(loss="aucm")
+    with pytest.raises(InvalidArgumentError, match="pretrain_epochs \\(3\\) must be fewer than epochs \\(3\\)"):
+        Recipe(pretrain_epochs=3)
+
+
+def test_train_reads_the_image_size_from_the_store(store: Store, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = _cli("train", str(store.path), "--out", str(out), "--recipe", "demo", "--max-steps", "2", "--checkpoint-every", "2", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert open_run(out).recipe.size == SIZE
+    other = _cli("train", str(store.path), "--out", str(tmp_path / "other"), "--recipe", "demo", "--size", "64", "--max-steps", "1")
+    assert other.returncode == 1 and f"holds {SIZE}x{SIZE} images (pad); the recipe asks for 64x64" in other.stderr
+    recipe = json.loads((out / "run.json").read_text())["recipe"]
+    assert recipe["size"] == SIZE
