@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import os
 import subprocess
@@ -71,7 +72,11 @@ def test_every_option_reaches_the_recipe(monkeypatch: pytest.MonkeyPatch) -> Non
     from chexpert.cli import train as cli_train
 
     seen: list[Recipe] = []
-    monkeypatch.setattr(training, "train", lambda root, out, recipe, **kw: seen.append(recipe) or (_ for _ in ()).throw(SystemExit(0)))
+    def fake_train(root: object, out: object, recipe: Recipe, **kwargs: object) -> None:
+        seen.append(recipe)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(training, "train", fake_train)
     argv = ["train", "ROOT", "--out", "RUN", "--recipe", "demo", "--weight-decay", "0.01", "--resize", "crop", "--crop-scale", "0.6", "0.9",
             "--degrees", "5", "--translate", "0.1", "--brightness", "0.2", "--contrast", "0.3", "--betas", "0.8", "0.99",
             "--schedule", "cosine", "--warmup-steps", "4", "--min-lr", "1e-5", "--input-size", "56", "--compile"]  # fmt: skip
@@ -127,7 +132,7 @@ def test_schedules_follow_their_definition() -> None:
     assert [step.lr_at(s, 3, 12) for s in range(0, 12, 3)] == [1.0, 1.0, 0.5, 0.5]
     cosine = Recipe(lr=1.0, schedule="cosine", warmup_steps=2, min_lr=0.1)
     rates = [cosine.lr_at(s, 10, 12) for s in range(12)]
-    assert rates[:3] == [0.5, 1.0, 1.0] and rates[-1] > 0.1 and all(a >= b for a, b in zip(rates[2:], rates[3:]))
+    assert rates[:3] == [0.5, 1.0, 1.0] and rates[-1] > 0.1 and all(a >= b for a, b in itertools.pairwise(rates[2:]))
     assert Recipe(lr=1.0, schedule="plateau", min_lr=0.05).lr_at(5, 10, 12, plateau=0.01) == 0.05
     assert Recipe(lr=0.3).lr_at(7, 10, 12) == 0.3
 

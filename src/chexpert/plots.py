@@ -242,7 +242,8 @@ def summary_figure(evaluation: Evaluation) -> Figure:
     title = f"{evaluation.n_studies} studies"
     if not math.isnan(evaluation.mean_auroc):
         lo, hi = evaluation.mean_auroc_ci
-        title += f"  ·  mean AUROC of the 5 competition tasks {evaluation.mean_auroc:.3f}{_ci_text(lo, hi, evaluation.level)}"
+        what = evaluation.mean_auroc_label.replace("Mean of 5", "mean AUROC of the 5").replace("Mean of", "mean AUROC of")
+        title += f"  ·  {what} {evaluation.mean_auroc:.3f}{_ci_text(lo, hi, evaluation.level)}"
     if not math.isnan(evaluation.mean_radiologists_under_curve):
         readers = int(evaluation.table.loc[list(schema.COMPETITION_TASKS), "radiologists"].max())
         title += f"  ·  radiologists under ROC {evaluation.mean_radiologists_under_curve:.1f} of {readers}"

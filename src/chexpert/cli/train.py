@@ -37,8 +37,8 @@ def _switch(text: str) -> str | bool:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from chexpert.evaluate import AGGREGATES
-    from chexpert.policy import PRESETS
     from chexpert.imaging import RESIZE_MODES
+    from chexpert.policy import PRESETS
     from chexpert.train.recipe import LOSSES, OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULES, VIEWS
 
     training = sub.add_parser(
@@ -184,7 +184,13 @@ class _Reporter:
             )
         elif kind == "validation":
             shown = ", ".join(f"{t} {event['aurocs'][t]:.3f}" for t in schema.COMPETITION_TASKS if t in event["aurocs"])
-            self.out.print(f"validation at step {event['step']:,}: mean AUROC {event['mean_auroc']:.3f}" + (f" ({shown})" if shown else ""))
+            from chexpert.evaluate.scoring import mean_auroc_tasks
+
+            tasks = mean_auroc_tasks(event["aurocs"])
+            over = f"{len(tasks)} of 5 tasks" if set(tasks) <= set(schema.COMPETITION_TASKS) else f"{len(tasks)} observations"
+            self.out.print(
+                f"validation at step {event['step']:,}: mean AUROC {event['mean_auroc']:.3f} over {over}" + (f" ({shown})" if shown else "")
+            )
         elif kind == "stage":
             self.out.print(event["message"])
 
@@ -193,7 +199,6 @@ def _train(args: argparse.Namespace) -> int:
     _torch_needed()
     from chexpert.cli._common import console
     from chexpert.train import get_recipe, train
-
     from chexpert.train.recipe import RECIPES, read_recipe_values
 
     if args.recipe in RECIPES:

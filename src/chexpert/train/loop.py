@@ -439,7 +439,7 @@ def _label_uncertain(run: Run, setup: _Setup, observations: list[str], placement
 
 
 def _validate(trainer: Trainer, setup: _Setup, batch_size: int) -> tuple[float, dict[str, float]]:
-    """Mean AUROC over the competition tasks scored (else over all) and each observation's AUROC, per study."""
+    """The mean validation AUROC as ``evaluate`` defines it (:func:`~chexpert.evaluate.scoring.mean_auroc_tasks`) and each observation's, per study."""
     from chexpert.evaluate import UndefinedMetricWarning, evaluate
     from chexpert.frameworks.torch import StoreDataset, dataloader
 
@@ -462,9 +462,7 @@ def _validate(trainer: Trainer, setup: _Setup, batch_size: int) -> tuple[float, 
         warnings.simplefilter("ignore", UndefinedMetricWarning)  # an observation without positives scores NaN
         result = evaluate(frame, index, bootstrap=0)
     aurocs = {str(k): float(v) for k, v in result.table["auroc"].items()}
-    competition = [aurocs[t] for t in schema.COMPETITION_TASKS if t in aurocs and not math.isnan(aurocs[t])]
-    chosen = competition or [v for v in aurocs.values() if not math.isnan(v)]
-    return (float(np.mean(chosen)) if chosen else math.nan), aurocs
+    return result.mean_auroc, aurocs
 
 
 def _train(

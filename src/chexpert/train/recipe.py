@@ -24,8 +24,8 @@ import dataclasses
 import math
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 from chexpert.errors import InvalidArgumentError
@@ -362,10 +362,11 @@ def _read_recipe_file(path: str | os.PathLike[str]) -> tuple[Path, Any]:
                 import yaml  # type: ignore[import-untyped]
             except ImportError:
                 raise InvalidArgumentError(f"{file}: YAML recipes need PyYAML (pip install pyyaml); or write it as TOML") from None
-            data = yaml.safe_load(text)
-    except InvalidArgumentError:
-        raise
-    except Exception as exc:  # each parser has its own error class; all mean "not this format"
+            try:
+                data = yaml.safe_load(text)
+            except yaml.YAMLError as exc:
+                raise ValueError(str(exc)) from None
+    except ValueError as exc:  # tomllib's and json's errors are ValueErrors
         raise InvalidArgumentError(f"{file}: not a valid {file.suffix.lstrip('.').upper()} recipe ({str(exc).splitlines()[0]})") from None
     return file, data
 
