@@ -270,3 +270,103 @@ def test_train_reads_the_image_size_from_the_store(store: Store, tmp_path: Path)
     assert other.returncode == 1 and f"holds {SIZE}x{SIZE} images (pad); the recipe asks for 64x64" in other.stderr
     recipe = json.loads((out / "run.json").read_text())["recipe"]
     assert recipe["size"] == SIZE
+
+
+# -- predict on anything, with class activation maps ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_run(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("tiny-run") / "run"
+    train(store, out, small(max_steps=4, checkpoint_every=2))
+    return out
+
+
+def test_predict_on_a_folder_a_file_and_a_list_equals_predict_on_the_release(tiny_run: Path, release: Path, store: Store, tmp_path: Path) -> None:
+    import shutil
+
+    import cv2
+
+    from chexpert.schema import strip_release_prefix
+
+    reference = predict(tiny_run, release, split="valid")
+    folder = tmp_path / "scans"
+    shutil.copytree(release / "valid", folder / "valid")
+    (folder / "notes.txt").write_text("not an image")
+    found = predict(tiny_run, folder)
+    assert sorted(found.images["Path"]) == sorted(strip_release_prefix(p) for p in reference.images["Path"])
+    mine = found.images.set_index("Path").sort_index()
+    theirs = reference.images.assign(Path=[strip_release_prefix(p) for p in reference.images["Path"]]).set_index("Path").sort_index()
+    np.testing.assert_allclose(mine.to_numpy(), theirs.to_numpy(), rtol=0, atol=1e-6)  # the same decoder and resize as the release's
+    np.testing.assert_allclose(
+        found.studies.set_index("Study").sort_index().to_numpy(), reference.studies.set_index("Study").sort_index().to_numpy(), atol=1e-6
+    )
+    # A PNG and a DICOM holding a store image's pixels predict as the store does.
+    from chexpert.synth.dicom import DicomParams, render_dicom
+
+    rows = np.flatnonzero(store.index.split == 1)[:2]
+    stored = predict(tiny_run, store, split="valid").images.set_index("Path").loc[store.index.path[rows]]
+    files = []
+    for k, row in enumerate(rows):
+        png = tmp_path / "files" / f"image{k}.png"
+        png.parent.mkdir(exist_ok=True)
+        cv2.imwrite(str(png), np.asarray(store.images[row]))
+        files.append(str(png))
+    dcm = tmp_path / "files" / "image0.dcm"
+    dcm.write_bytes(render_dicom(np.asarray(store.images[rows[0]]), DicomParams(photometric="MONOCHROME1", bits_stored=14)))
+    listed = predict(tiny_run, [*files, str(dcm)])
+    assert list(listed.images["Path"]) == ["image0.png", "image1.png", "image0.dcm"]
+    np.testing.assert_allclose(listed.images.iloc[:2, 1:].to_numpy(), stored.to_numpy(), atol=1e-6)
+    np.testing.assert_allclose(listed.images.iloc[2, 1:].to_numpy(dtype=float), stored.iloc[0].to_numpy(), atol=1e-6)
+    single = predict(tiny_run, files[1])
+    np.testing.assert_allclose(single.images.iloc[0, 1:].to_numpy(dtype=float), stored.iloc[1].to_numpy(), atol=1e-6)
+
+
+def test_predict_refuses_what_it_cannot_read_by_name(tiny_run: Path, tmp_path: Path) -> None:
+    from chexpert.errors import ChexpertError
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InvalidArgumentError, match="no image files"):
+        predict(tiny_run, tmp_path / "empty")
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    with pytest.raises(ChexpertError, match="broken.jpg"):
+        predict(tiny_run, [broken])
+    with pytest.raises(InvalidArgumentError, match="no-such.png: no such image file"):
+        predict(tiny_run, [tmp_path / "no-such.png"])
+
+
+def test_class_activation_maps_are_the_logits_spread_over_the_image() -> None:
+    from chexpert.train.heads import Head
+    from chexpert.train.models import build_model
+    from chexpert.train.saliency import class_activation_maps
+
+    head = Head(("Atelectasis", "Cardiomegaly", "Edema"), (False, True, False))
+    torch.manual_seed(0)
+    for name, channels, side in (("tiny-cnn", 1, 32), ("densenet121", 3, 64), ("resnet18", 3, 64)):
+        model = build_model(name, outputs=head.outputs, channels=channels, weights="none").eval()
+        x = torch.randn(2, channels, side, side)
+        maps = class_activation_maps(model, head, x)
+        logits = model(x).detach()
+        classifier = model.fc if name == "resnet18" else model.classifier
+        assert isinstance(classifier, torch.nn.Linear) and classifier.bias is not None
+        bias = classifier.bias.detach()
+        expected = torch.stack([logits[:, 0], logits[:, 2] - logits[:, 1], logits[:, 4]], dim=1)
+        expected_bias = torch.stack([bias[0], bias[2] - bias[1], bias[4]])
+        torch.testing.assert_close(maps.mean(dim=(2, 3)) + expected_bias, expected, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_predict_writes_a_cam_overlay_per_image_and_observation_from_the_command_line(tiny_run: Path, release: Path, tmp_path: Path) -> None:
+    result = _cli("predict", str(tiny_run), str(release / "valid"), "--out", str(tmp_path / "p.csv"), "--cam", str(tmp_path / "cam"))
+    assert result.returncode == 0, result.stderr
+    images = __import__("pandas").read_csv(tmp_path / "p.csv")
+    assert "\x1b" not in result.stderr  # no progress bar off a terminal
+    observations = [c for c in images.columns if c != "Path"]
+    written = sorted(p.relative_to(tmp_path / "cam").as_posix() for p in (tmp_path / "cam").rglob("*.png"))
+    expected = sorted(f"{Path(p).with_suffix('').as_posix()}/{o.replace(' ', '_')}.png" for p in images["Path"] for o in observations)
+    assert written == expected
+    import cv2
+
+    picture = cv2.imread(str(tmp_path / "cam" / expected[0]))
+    assert picture is not None and picture.shape == (SIZE, SIZE, 3) and picture.std() > 0
+    assert (tmp_path / "p-studies.csv").is_file()

@@ -108,11 +108,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     predicting = sub.add_parser(
         "predict",
         help="write a run's predictions per image and per study, as evaluate reads them",
-        description="Predict every image of a split with a run's best checkpoints (averaged), and each study as the maximum "
-        "over its images. Writes OUT (Path column) and OUT-studies.csv (Study column).",
+        description="Predict every image of a split of a release or store, or image files (a folder searched recursively, "
+        "or files: JPEG, PNG, DICOM, decoded and resized as prepare does), with a run's best checkpoints (averaged), and each "
+        "study as the maximum over its images. Writes OUT (Path column) and OUT-studies.csv (Study column).",
     )
     predicting.add_argument("run", metavar="RUN", help="run folder written by chexpert train")
-    predicting.add_argument("root", help="release folder/zip, or a store prepared at the run's size")
+    predicting.add_argument("root", nargs="+", metavar="SOURCE", help="release folder/zip, a store prepared at the run's size, a folder of images, or image files")
+    predicting.add_argument("--cam", metavar="DIR", help="write class activation map overlays: DIR/<image>/<Observation>.png")
     predicting.add_argument("--out", required=True, metavar="CSV", help="per-image predictions to write")
     predicting.add_argument("--studies", metavar="CSV", help="per-study predictions to write (default OUT-studies.csv)")
     predicting.add_argument("--split", choices=schema.SPLITS, default="valid", help="images to predict (default valid)")
@@ -254,13 +256,23 @@ def _store_shape(root: str) -> tuple[int, str] | None:
 
 def _predict(args: argparse.Namespace) -> int:
     _torch_needed()
+    import sys
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
     from chexpert.cli._common import console
     from chexpert.train import predict
 
-    predictions = predict(
-        args.run, args.root, split=args.split, ensemble=args.ensemble, aggregate=args.aggregate, batch_size=args.batch_size,
-        workers=args.workers, device=args.device,
-    )  # fmt: skip
+    source = args.root[0] if len(args.root) == 1 else list(args.root)
+    with Progress(
+        TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console(stderr=True),
+        disable=not sys.stderr.isatty(), transient=True,
+    ) as bar:  # fmt: skip
+        task = bar.add_task("predict", total=None)
+        predictions = predict(
+            args.run, source, split=args.split, ensemble=args.ensemble, aggregate=args.aggregate, batch_size=args.batch_size,
+            workers=args.workers, device=args.device, cam=args.cam, progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )  # fmt: skip
     images, studies = predictions.write(args.out, args.studies)
     console().print(f"{images}: {len(predictions.images):,} images; {studies}: {len(predictions.studies):,} studies ({args.aggregate} over views)")
     return 0
