@@ -370,3 +370,48 @@ def test_predict_writes_a_cam_overlay_per_image_and_observation_from_the_command
     picture = cv2.imread(str(tmp_path / "cam" / expected[0]))
     assert picture is not None and picture.shape == (SIZE, SIZE, 3) and picture.std() > 0
     assert (tmp_path / "p-studies.csv").is_file()
+
+
+# -- GPU readiness on the CPU: timm, TensorBoard, bf16 autocast with channels-last, torch.compile ----------
+
+
+def test_a_timm_model_trains_and_tensorboard_gets_the_events(store: Store, tmp_path: Path) -> None:
+    pytest.importorskip("timm")
+    pytest.importorskip("tensorboard")
+    run = train(store, tmp_path / "timm", small(model="test_efficientnet", max_steps=2, checkpoint_every=2, input_size=32))
+    assert type(run.model()).__module__.startswith("timm.")
+    events = list((tmp_path / "timm" / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(events[0].parent))
+    accumulator.Reload()
+    assert any("loss" in tag for tag in accumulator.Tags()["scalars"])
+
+
+def test_bf16_autocast_and_channels_last_are_really_used_on_the_cpu(store: Store) -> None:
+    from chexpert.train.device import resolve_placement
+    from chexpert.train.loop import Trainer, head_of
+
+    recipe = small(precision="bf16", channels_last=True)
+    placement = resolve_placement("cpu", recipe.precision, recipe.channels_last)
+    trainer = Trainer(recipe, head_of(recipe.policy), placement)
+    conv = next(m for m in trainer.module.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    seen: list[torch.dtype] = []
+    conv.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
+    images = torch.randint(0, 256, (4, 1, SIZE, SIZE), dtype=torch.uint8)
+    inputs = trainer.transform(images, torch.Generator()).contiguous(memory_format=torch.channels_last)
+    labels = {"targets": torch.ones(4, len(trainer.head.observations)), "mask": torch.ones(4, len(trainer.head.observations), dtype=torch.bool)}
+    loss = trainer.step(inputs, labels)
+    assert seen == [torch.bfloat16] and loss.dtype == torch.float32 and torch.isfinite(loss)
+
+
+@pytest.mark.slow
+def test_compile_trains_on_the_cpu(store: Store, tmp_path: Path) -> None:
+    import shutil
+
+    if shutil.which(os.environ.get("CXX", "g++")) is None and shutil.which("c++") is None:
+        pytest.skip("torch.compile on the CPU needs a C++ compiler; none here")
+    run = train(store, tmp_path / "compiled", small(compile=True, max_steps=2, checkpoint_every=2))
+    assert np.isfinite(run.log()["loss"]).all() and run.finished
