@@ -188,7 +188,7 @@ def _timm_model(name: str, outputs: int, channels: int, weights: str) -> nn.Modu
         import difflib
 
         torchvision_names = model_names()[1:] if importlib.util.find_spec("torchvision") is not None else []
-        close = difflib.get_close_matches(name, [*torchvision_names, *known], n=5)
+        close = difflib.get_close_matches(name, list(dict.fromkeys([*torchvision_names, *known])), n=5)
         raise InvalidArgumentError(
             f"unknown model {name!r}: neither {TINY_CNN}, a torchvision classifier nor a timm model"
             + (f"; close names: {', '.join(close)}" if close else "")

@@ -245,7 +245,19 @@ class Run:
     finished: bool
 
     def model(self, checkpoint: Checkpoint | None = None) -> torch.nn.Module:
-        """The network with the weights of ``checkpoint`` (default: the best), in eval mode on the CPU."""
+        """The network with the weights of ``checkpoint`` (default: the best), in eval mode on the CPU.
+
+        A plain ``torch.nn.Module``: it takes float inputs of ``recipe.channels`` planes at
+        ``recipe.network_size`` pixels, normalised as in training (``input_transform(run.recipe,
+        train=False)`` maps the store's uint8 images to them), and returns logits laid out by
+        ``run.head``; ``run.head.probabilities(logits)`` gives one probability per observation.
+        Other checkpoints: ``run.checkpoints`` (best first).
+
+        >>> run = open_run("runs/u-ones")  # doctest: +SKIP
+        >>> from chexpert.train.inference import input_transform
+        >>> x = input_transform(run.recipe, train=False)(uint8_images)  # (B, 1, size, size) uint8  # doctest: +SKIP
+        >>> run.head.probabilities(run.model()(x))  # (B, observations)  # doctest: +SKIP
+        """
         from chexpert.train.models import build_model
 
         if checkpoint is None:
