@@ -415,3 +415,16 @@ def test_compile_trains_on_the_cpu(store: Store, tmp_path: Path) -> None:
         pytest.skip("torch.compile on the CPU needs a C++ compiler; none here")
     run = train(store, tmp_path / "compiled", small(compile=True, max_steps=2, checkpoint_every=2))
     assert np.isfinite(run.log()["loss"]).all() and run.finished
+
+
+def test_writing_tensorboard_events_does_not_import_tensorflow(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    code = (
+        "import sys; from pathlib import Path; from chexpert.train.log import RunLog; "
+        f"log = RunLog(Path({str(tmp_path)!r}), ('Edema',), resume_step=None, tensorboard=True); "
+        "log.train(1, 0, 0.5, 1e-4, 10.0, 1.0); log.close(); print('tensorflow' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "False"
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
