@@ -356,7 +356,7 @@ def test_json_has_exactly_the_documented_structure(files):
     assert document["mean_radiologists_under_curve"] == np.mean([document["tasks"][t]["radiologists_under_curve"] for t in schema.COMPETITION_TASKS])
 
 
-def test_the_mean_covers_the_competition_tasks_scored_and_says_how_many(files):
+def test_the_mean_covers_the_competition_tasks_scored_and_says_how_many(files: Files) -> None:
     predictions = pd.read_csv(files.predictions)[["Path", "Edema", "Cardiomegaly", "Atelectasis", "Consolidation"]]
     result = evaluate(predictions, files.truth, bootstrap=50)
     document = result.to_json()
@@ -366,7 +366,7 @@ def test_the_mean_covers_the_competition_tasks_scored_and_says_how_many(files):
     assert result.mean_auroc_label == "Mean of 4 of 5 competition tasks (no Pleural Effusion)"
 
 
-def test_a_task_without_positives_leaves_the_mean_and_says_so(files):
+def test_a_task_without_positives_leaves_the_mean_and_says_so(files: Files) -> None:
     """train ranks checkpoints by this same mean (chexpert.train.loop._validate), so both mean one thing."""
     from chexpert.evaluate.scoring import mean_auroc_tasks
 

@@ -398,7 +398,7 @@ def test_bf16_autocast_and_channels_last_are_really_used_on_the_cpu(store: Store
     trainer = Trainer(recipe, head_of(recipe.policy), placement)
     conv = next(m for m in trainer.module.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
-    seen: list[torch.dtype] = []
+    seen: list[object] = []
     conv.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
     images = torch.randint(0, 256, (4, 1, SIZE, SIZE), dtype=torch.uint8)
     inputs = trainer.transform(images, torch.Generator()).contiguous(memory_format=torch.channels_last)
