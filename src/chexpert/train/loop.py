@@ -165,17 +165,23 @@ class Trainer:
             self.auc_loss.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
+            self._average_auc_gradients()
             self.scaler.step(self.optimizer)
             self.scaler.update()
         else:
             loss.backward()
-            if self.auc_loss is not None and self.dist is not None and self.dist.active:
-                for variable in (self.auc_loss.a, self.auc_loss.b):  # outside DDP: average their gradients as LibAUC does
-                    if variable.grad is not None:
-                        torch.distributed.all_reduce(variable.grad)
-                        variable.grad.div_(self.dist.world_size)
+            self._average_auc_gradients()
             self.optimizer.step()
         return loss.detach()
+
+    def _average_auc_gradients(self) -> None:
+        """The AUC-margin loss's a and b live outside DDP: average their gradients over the ranks, as LibAUC does."""
+        if self.auc_loss is None or self.dist is None or not self.dist.active:
+            return
+        for variable in (self.auc_loss.a, self.auc_loss.b):
+            if variable.grad is not None:
+                torch.distributed.all_reduce(variable.grad)
+                variable.grad.div_(self.dist.world_size)
 
     def state(self) -> dict[str, Any]:
         return {
