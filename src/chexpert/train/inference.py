@@ -239,10 +239,14 @@ def _source_rows(
     recipe = run.recipe
     if isinstance(source, str | os.PathLike) and (Path(source).expanduser() / MANIFEST).is_file():
         source = open_store(source)
-    if (isinstance(source, str | os.PathLike) and (Path(source).expanduser().is_file() or not _is_release(Path(source).expanduser()))) or (
-        isinstance(source, list | tuple)
-    ):
-        paths, names = image_files(source)
+    if isinstance(source, str | os.PathLike):
+        path = Path(source).expanduser()
+        # A zip is a release download; any other file is an image; a folder is a release if it opens as one.
+        files = (path.is_file() and path.suffix.lower() != ".zip") or (path.is_dir() and not _is_release(path))
+    else:
+        files = isinstance(source, list | tuple)
+    if files:
+        paths, names = image_files(source)  # type: ignore[arg-type]
         studies = np.asarray([_study_of(n) for n in names], dtype=object)
         return ImageFiles(paths, recipe.size, recipe.resize), np.asarray(names, dtype=object), studies
     dataset, index = _release_rows(run, source, split)  # type: ignore[arg-type]
