@@ -1,7 +1,7 @@
 """How close does the recipe's training step, fed from the store, come to the same step on tensors already on the device?
 
 Run (GPU session, under 5 minutes): python bench/train.py
-Run (CPU, small):                   python bench/train.py --model tiny-cnn --size 64 --batches 16 64 --steps 20 --images 1000
+Run (CPU, small):                   python bench/train.py --model tiny-cnn --size 64 --steps 10 --warmup 2 --images 1000
 
 For each batch size (default 16, the paper's, 64 and 128), in one run:
 - limit: ``Trainer.step`` on a batch that is already a float tensor on the device (no loading, no
@@ -72,7 +72,8 @@ def main() -> int:
     if device.type == "cpu":
         print("No GPU here: CPU figures (the recipe's GPU paths, side stream and autocast, are not exercised).")
 
-    release = open_release(_common.small_release())
+    # Up to 1,000 images: bench/predict.py's look-alike (quicker to make on a small machine).
+    release = open_release(_common.small_release() if args.images > 1_000 else _common.look_alike("predict", 1_000, 350))
     train_index = release.index("train")
     rows = np.arange(min(args.images, len(train_index)))
     store = prepare(release, _common.BENCH_DATA / "stores" / f"train-{args.size}-{len(rows)}", size=args.size, index=train_index.take(rows),

@@ -328,7 +328,7 @@ def test_json_has_exactly_the_documented_structure(files):
     result = evaluate(files.predictions, files.truth, radiologists=files.readers, bootstrap=100, seed=0)
     document = json.loads(json.dumps(result.to_json()))
     assert set(document) == {
-        "n_studies", "level", "bootstrap", "seed", "aggregate", "tasks", "mean_auroc", "mean_auroc_ci", "mean_radiologists_under_curve",
+        "n_studies", "level", "bootstrap", "seed", "aggregate", "tasks", "mean_auroc", "mean_auroc_ci", "mean_auroc_tasks", "mean_radiologists_under_curve",
         "interval", "radmaj_of",
     }  # fmt: skip
     assert document["interval"] == "bootstrap" and document["radmaj_of"] == ["bc4", "bc6", "bc8"]
@@ -362,11 +362,28 @@ def test_json_has_exactly_the_documented_structure(files):
     assert document["mean_radiologists_under_curve"] == np.mean([document["tasks"][t]["radiologists_under_curve"] for t in schema.COMPETITION_TASKS])
 
 
-def test_mean_needs_all_five_competition_tasks(files):
+def test_the_mean_covers_the_competition_tasks_scored_and_says_how_many(files: Files) -> None:
     predictions = pd.read_csv(files.predictions)[["Path", "Edema", "Cardiomegaly", "Atelectasis", "Consolidation"]]
-    document = evaluate(predictions, files.truth, bootstrap=50).to_json()
+    result = evaluate(predictions, files.truth, bootstrap=50)
+    document = result.to_json()
     assert list(document["tasks"]) == ["Cardiomegaly", "Edema", "Consolidation", "Atelectasis"]
-    assert document["mean_auroc"] is None and document["mean_auroc_ci"] == [None, None]
+    assert document["mean_auroc"] == pytest.approx(np.mean([document["tasks"][t]["auroc"] for t in document["tasks"]]), abs=1e-15)
+    assert document["mean_auroc_tasks"] == ["Atelectasis", "Cardiomegaly", "Consolidation", "Edema"]
+    assert result.mean_auroc_label == "Mean of 4 of 5 competition tasks (no Pleural Effusion)"
+
+
+def test_a_task_without_positives_leaves_the_mean_and_says_so(files: Files) -> None:
+    """train ranks checkpoints by this same mean (chexpert.train.loop._validate), so both mean one thing."""
+    from chexpert.evaluate.scoring import mean_auroc_tasks
+
+    truth = pd.read_csv(files.truth)
+    truth["Edema"] = 0.0
+    with pytest.warns(UndefinedMetricWarning, match="Edema"):
+        result = evaluate(files.predictions, truth, bootstrap=20)
+    expected = [t for t in schema.COMPETITION_TASKS if t != "Edema"]
+    assert result.mean_auroc == pytest.approx(result.table.loc[expected, "auroc"].mean(), abs=1e-15)
+    assert mean_auroc_tasks(result.table["auroc"].to_dict()) == result.mean_auroc_tasks == tuple(expected)
+    assert "4 of 5" in result.mean_auroc_label and "no Edema" in result.mean_auroc_label
 
 
 @pytest.mark.parametrize("by", ["sex", "age-band", "projection"])

@@ -251,7 +251,8 @@ def summary_figure(evaluation: Evaluation) -> Figure:
     title = f"{evaluation.n_studies} studies"
     if not math.isnan(evaluation.mean_auroc):
         lo, hi = evaluation.mean_auroc_ci
-        title += f"  ·  mean AUROC of the 5 competition tasks {evaluation.mean_auroc:.3f}{_ci_text(lo, hi, evaluation.level)}"
+        what = evaluation.mean_auroc_label.replace("Mean of 5", "mean AUROC of the 5").replace("Mean of", "mean AUROC of")
+        title += f"  ·  {what} {evaluation.mean_auroc:.3f}{_ci_text(lo, hi, evaluation.level)}"
     if not math.isnan(evaluation.mean_radiologists_under_curve):
         readers = int(evaluation.table.loc[list(schema.COMPETITION_TASKS), "radiologists"].max())
         title += f"  ·  radiologists under ROC {evaluation.mean_radiologists_under_curve:.1f} of {readers}"
@@ -277,7 +278,7 @@ def _draw_forest(ax: Axes, evaluation: Evaluation) -> None:
     ax.plot(auroc[competition], y[competition], "o", color=_MODEL, markersize=8, label="competition task")
     ax.plot(auroc[~competition], y[~competition], "o", color="white", markeredgecolor=_MODEL, markersize=7, label="other observation")
     if not math.isnan(evaluation.mean_auroc):
-        ax.axvline(evaluation.mean_auroc, color=_MODEL, linestyle="--", linewidth=1, label=f"mean of 5 tasks {evaluation.mean_auroc:.3f}")
+        ax.axvline(evaluation.mean_auroc, color=_MODEL, linestyle="--", linewidth=1, label=f"mean of {len(evaluation.mean_auroc_tasks) or 5} tasks {evaluation.mean_auroc:.3f}")
     ax.set_yticks(y, names)
     for label, bold in zip(ax.get_yticklabels(), competition):
         label.set_fontweight("bold" if bold else "normal")

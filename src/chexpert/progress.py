@@ -84,6 +84,8 @@ class Validation(_Event):
     step: int
     mean_auroc: float
     aurocs: Mapping[str, float] = field(default_factory=dict)
+    #: The observations ``mean_auroc`` averages (``chexpert.evaluate.scoring.mean_auroc_tasks``).
+    tasks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,12 @@ class Reporter:
             self.out.print(f"step {event.step:>7,}/{event.total:,}  epoch {event.epoch}  loss {event.loss:.4f}  {event.images_per_second:,.0f} img/s")
         elif isinstance(event, Validation):
             shown = ", ".join(f"{t} {event.aurocs[t]:.3f}" for t in schema.COMPETITION_TASKS if t in event.aurocs)
-            self.out.print(f"validation at step {event.step:,}: mean AUROC {event.mean_auroc:.3f}" + (f" ({shown})" if shown else ""))
+            if not event.tasks:
+                over = ""
+            elif set(event.tasks) <= set(schema.COMPETITION_TASKS):
+                over = f" over {len(event.tasks)} of {len(schema.COMPETITION_TASKS)} tasks"
+            else:
+                over = f" over {len(event.tasks)} observations"
+            self.out.print(f"validation at step {event.step:,}: mean AUROC {event.mean_auroc:.3f}{over}" + (f" ({shown})" if shown else ""))
         elif isinstance(event, Stage):
             self.out.print(event.message)

@@ -338,7 +338,7 @@ def _auroc_table(evaluation: Evaluation) -> str:
         lo, hi = evaluation.mean_auroc_ci
         rows.insert(
             len([n for n in names if n in schema.COMPETITION_TASKS]),
-            f'<tr class="mean"><td>mean of the 5 competition tasks</td><td></td><td>{_fmt(evaluation.mean_auroc)}</td>'
+            f'<tr class="mean"><td>{html.escape(evaluation.mean_auroc_label)}</td><td></td><td>{_fmt(evaluation.mean_auroc)}</td>'
             f"<td>{_fmt(lo)} – {_fmt(hi)}</td><td></td><td></td><td></td><td></td><td></td></tr>",
         )
     table_html = "<table>" + head + "".join(rows) + "</table>"
@@ -738,7 +738,7 @@ def render_report(
     if evaluation is not None:
         if not math.isnan(evaluation.mean_auroc):
             lo, hi = evaluation.mean_auroc_ci
-            cards.insert(0, (f"{evaluation.mean_auroc:.3f}", f"mean AUROC, 5 tasks ({_fmt(lo)}–{_fmt(hi)})"))
+            cards.insert(0, (f"{evaluation.mean_auroc:.3f}", f"mean AUROC, {len(evaluation.mean_auroc_tasks) or 5} tasks ({_fmt(lo)}–{_fmt(hi)})"))
         roc = _roc_figure(evaluation)
         if tested_on is None and getattr(release, "kind", None) == "mimic":
             tested_on = "MIMIC-CXR-JPG"

@@ -256,7 +256,7 @@ def _print_evaluation(result: Evaluation, predictions: str) -> None:
             cells.append(_UNDEFINED if _missing(under) else f"{int(under)}/{int(row['radiologists'])}")
         table.add_row(*cells)
     if not _missing(result.mean_auroc):
-        footer = ["Mean of 5 competition tasks", "", _f(result.mean_auroc), _ci(*result.mean_auroc_ci), "", "", ""]
+        footer = [result.mean_auroc_label, "", _f(result.mean_auroc), _ci(*result.mean_auroc_ci), "", "", ""]
         if readers:
             footer.append(_f(result.mean_radiologists_under_curve, 1))
         table.add_section()
@@ -309,7 +309,7 @@ def _print_subgroups(console: Any, result: Evaluation) -> None:
         )
     if not math.isnan(result.mean_auroc):
         table.add_section()
-        table.add_row("Mean of 5 competition tasks", *(f"{_f(sub.mean_auroc)}\n{_ci(*sub.mean_auroc_ci, 2)}" for sub in groups.values()), style="bold")
+        table.add_row(result.mean_auroc_label, *(f"{_f(sub.mean_auroc)}\n{_ci(*sub.mean_auroc_ci, 2)}" for sub in groups.values()), style="bold")
     console.print(table)
 
 

@@ -35,8 +35,9 @@ def _switch(text: str) -> str | bool:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from chexpert.evaluate import AGGREGATES
+    from chexpert.imaging import RESIZE_MODES
     from chexpert.policy import PRESETS
-    from chexpert.train.recipe import PRECISIONS, RECIPES, VIEWS
+    from chexpert.train.recipe import LOSSES, OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULES, VIEWS
 
     training = sub.add_parser(
         "train",
@@ -48,18 +49,43 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     training.add_argument("root", help="prepared store, or release folder/zip (prepared into --store)")
     training.add_argument("--out", required=True, metavar="RUN", help="run folder (new, empty, or this run's to resume)")
-    training.add_argument("--recipe", choices=RECIPES, default="chexpert-paper", help="starting recipe; the options below change it (default chexpert-paper)")
+    training.add_argument(
+        "--recipe", default="chexpert-paper", metavar="NAME|FILE",
+        help=f"starting recipe: {', '.join(RECIPES)}, or a TOML/JSON/YAML file of recipe fields (RUN/recipe.toml is one); "
+        "the options below change it (default chexpert-paper)",
+    )  # fmt: skip
     training.add_argument("--policy", choices=PRESETS, help="uncertainty policy preset")
     training.add_argument("--model", help="tiny-cnn, any torchvision classifier (densenet121, resnet50, ...) or a timm model")
     training.add_argument("--weights", help="none, imagenet (from the torch hub cache; never downloaded) or a weights file")
     training.add_argument("--channels", type=int, choices=(1, 3), help="input planes fed to the network")
-    training.add_argument("--size", type=positive_int, help="store image side (the store is prepared at this size)")
+    training.add_argument("--size", type=positive_int, help="store image side (default: a store's own; a release is prepared at this size)")
+    training.add_argument("--resize", choices=RESIZE_MODES, help="how the store was resized (default: a store's own)")
     training.add_argument("--input-size", type=positive_int, help="side of the network's input after augmentation (default: --size)")
     training.add_argument("--views", choices=VIEWS, help="training images of these views (validation uses all)")
     training.add_argument("--batch-size", type=positive_int, help="images per step and rank")
     training.add_argument("--epochs", type=positive_int)
     training.add_argument("--max-steps", type=positive_int, help="stop after this many steps")
-    training.add_argument("--lr", type=_number, help="Adam learning rate")
+    training.add_argument("--lr", type=_number, help="learning rate (after pretraining, when there is one)")
+    training.add_argument("--betas", type=_number, nargs=2, metavar=("B1", "B2"), help="Adam's betas (default 0.9 0.999)")
+    training.add_argument("--weight-decay", type=_number, help="weight decay (default 0)")
+    training.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule (default constant)")
+    training.add_argument("--warmup-steps", type=non_negative_int, help="linear warm-up steps before the schedule")
+    training.add_argument("--step-every", type=positive_int, metavar="EPOCHS", help="step schedule: multiply by --lr-factor every EPOCHS")
+    training.add_argument("--lr-factor", type=_number, help="step and plateau schedules' factor (default 0.1)")
+    training.add_argument("--patience", type=non_negative_int, help="plateau: validations without a better mean AUROC before reducing")
+    training.add_argument("--min-lr", type=_number, help="floor of the cosine and plateau schedules")
+    training.add_argument("--loss", choices=LOSSES, help="bce, or aucm (LibAUC's AUC-margin loss; with --optimizer pesg)")
+    training.add_argument("--optimizer", choices=OPTIMIZERS, help="adam, or pesg (LibAUC's, for --loss aucm)")
+    training.add_argument("--margin", type=_number, help="AUC-margin loss margin (default 1.0)")
+    training.add_argument("--epoch-decay", type=_number, help="PESG's pull towards the previous epoch's mean weights")
+    training.add_argument("--momentum", type=_number, help="PESG momentum (default 0.9)")
+    training.add_argument("--pretrain-epochs", type=non_negative_int, help="epochs of cross-entropy and Adam before --loss/--optimizer")
+    training.add_argument("--pretrain-lr", type=_number, help="Adam's learning rate while pretraining")
+    training.add_argument("--crop-scale", type=_number, nargs=2, metavar=("LO", "HI"), help="random resized crop area range (default 1 1: off)")
+    training.add_argument("--degrees", type=_number, help="random rotation up to this many degrees")
+    training.add_argument("--translate", type=_number, help="random shift up to this fraction of the side")
+    training.add_argument("--brightness", type=_number, help="random brightness change up to this fraction")
+    training.add_argument("--contrast", type=_number, help="random contrast change up to this fraction")
     training.add_argument("--checkpoint-every", type=positive_int, metavar="STEPS", help="validate and checkpoint every STEPS steps")
     training.add_argument("--keep-best", type=positive_int, metavar="K", help="checkpoints kept for the ensemble")
     training.add_argument("--log-every", type=positive_int, metavar="STEPS", help="log the mean loss every STEPS steps")
@@ -80,11 +106,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     predicting = sub.add_parser(
         "predict",
         help="write a run's predictions per image and per study, as evaluate reads them",
-        description="Predict every image of a split with a run's best checkpoints (averaged), and each study as the maximum "
-        "over its images. Writes OUT (Path column) and OUT-studies.csv (Study column).",
+        description="Predict every image of a split of a release or store, or image files (a folder searched recursively, "
+        "or files: JPEG, PNG, DICOM, decoded and resized as prepare does), with a run's best checkpoints (averaged), and each "
+        "study as the maximum over its images. Writes OUT (Path column) and OUT-studies.csv (Study column).",
     )
     predicting.add_argument("run", metavar="RUN", help="run folder written by chexpert train")
-    predicting.add_argument("root", help="release folder/zip, or a store prepared at the run's size")
+    predicting.add_argument("root", nargs="+", metavar="SOURCE", help="release folder/zip, a store prepared at the run's size, a folder of images, or image files")
+    predicting.add_argument("--cam", metavar="DIR", help="write class activation map overlays: DIR/<image>/<Observation>.png")
     predicting.add_argument("--out", required=True, metavar="CSV", help="per-image predictions to write")
     predicting.add_argument("--studies", metavar="CSV", help="per-study predictions to write (default OUT-studies.csv)")
     predicting.add_argument("--split", choices=schema.SPLITS, default="valid", help="images to predict (default valid)")
@@ -112,10 +140,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo.set_defaults(func=_demo)
 
 
-_RECIPE_OPTIONS = (
-    "policy", "model", "weights", "channels", "size", "input_size", "views", "batch_size", "epochs", "max_steps", "lr",
-    "checkpoint_every", "keep_best", "log_every", "precision", "channels_last", "compile", "seed",
-)  # fmt: skip
+def _recipe_options() -> tuple[str, ...]:
+    """Every Recipe field: each is an option of ``train`` (``--weight-decay`` for ``weight_decay``)."""
+    import dataclasses
+
+    from chexpert.train.recipe import Recipe
+
+    return tuple(f.name for f in dataclasses.fields(Recipe))
 
 
 def _torch_needed() -> None:
@@ -134,9 +165,24 @@ def _train(args: argparse.Namespace) -> int:
     _torch_needed()
     from chexpert.cli._common import console
     from chexpert.train import get_recipe, train
+    from chexpert.train.recipe import RECIPES, read_recipe_values
 
-    recipe = get_recipe(args.recipe)
-    changes = {name: getattr(args, name) for name in _RECIPE_OPTIONS if getattr(args, name) is not None}
+    if args.recipe in RECIPES:
+        recipe, explicit = get_recipe(args.recipe), set()
+    else:
+        values = read_recipe_values(args.recipe)
+        recipe, explicit = values.recipe, set(values.keys)
+    changes = {name: getattr(args, name) for name in _recipe_options() if getattr(args, name) is not None}
+    for name in ("betas", "crop_scale"):
+        if name in changes:
+            changes[name] = tuple(changes[name])
+    explicit |= set(changes)
+    store_shape = _store_shape(args.root)
+    if store_shape is not None:
+        # A store says its size: train at it unless the size was chosen (then a different one is an error naming both).
+        for name, value in zip(("size", "resize"), store_shape):
+            if name not in explicit:
+                changes[name] = value
     recipe = recipe.replace(**changes)
     run = train(
         args.root, args.out, recipe, store=args.store, soft_labels=args.soft_labels, validate=not args.no_validation,
@@ -155,15 +201,42 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _store_shape(root: str) -> tuple[int, str] | None:
+    """(size, resize) of the prepared store at ``root``, or None when ``root`` is no store."""
+    import json
+    from pathlib import Path
+
+    from chexpert.store import MANIFEST
+
+    manifest = Path(root).expanduser() / MANIFEST
+    if not manifest.is_file():
+        return None
+    try:
+        parameters = json.loads(manifest.read_text(encoding="utf-8"))["params"]
+        return int(parameters["size"]), str(parameters["resize"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None  # a damaged manifest: train's own opening of the store names the problem
+
+
 def _predict(args: argparse.Namespace) -> int:
     _torch_needed()
+    import sys
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
     from chexpert.cli._common import console
     from chexpert.train import predict
 
-    predictions = predict(
-        args.run, args.root, split=args.split, ensemble=args.ensemble, aggregate=args.aggregate, batch_size=args.batch_size,
-        workers=args.workers, device=args.device,
-    )  # fmt: skip
+    source = args.root[0] if len(args.root) == 1 else list(args.root)
+    with Progress(
+        TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console(stderr=True),
+        disable=not sys.stderr.isatty(), transient=True,
+    ) as bar:  # fmt: skip
+        task = bar.add_task("predict", total=None)
+        predictions = predict(
+            args.run, source, split=args.split, ensemble=args.ensemble, aggregate=args.aggregate, batch_size=args.batch_size,
+            workers=args.workers, device=args.device, cam=args.cam, progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )  # fmt: skip
     images, studies = predictions.write(args.out, args.studies)
     console().print(f"{images}: {len(predictions.images):,} images; {studies}: {len(predictions.studies):,} studies ({args.aggregate} over views)")
     return 0

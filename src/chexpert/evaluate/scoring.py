@@ -27,7 +27,7 @@ from chexpert.release import Release
 from chexpert.testset import resolve_truth
 from chexpert.validation import check_choice
 
-__all__ = ["StudyScores", "Evaluation", "Comparison", "evaluate", "compare", "operating_points", "apply_thresholds", "MAJORITY"]
+__all__ = ["StudyScores", "Evaluation", "Comparison", "evaluate", "compare", "operating_points", "apply_thresholds", "MAJORITY", "mean_auroc_tasks", "mean_auroc_label"]
 
 #: The name of the radiologists' majority vote among the readers (the CheXpert paper's "RadMaj").
 MAJORITY = "RadMaj"
@@ -97,6 +97,13 @@ class Evaluation:
     aggregate: str
     by: str | None = None
     subgroups: Mapping[str, Evaluation] = field(default_factory=dict)
+    #: The observations ``mean_auroc`` averages (:func:`mean_auroc_tasks`).
+    mean_auroc_tasks: tuple[str, ...] = ()
+
+    @property
+    def mean_auroc_label(self) -> str:
+        """What ``mean_auroc`` averages, for tables: "mean of 5 competition tasks" or "... 4 of 5 ... (no Edema)"."""
+        return mean_auroc_label(self.mean_auroc_tasks)
 
     @property
     def interval(self) -> str:
@@ -172,6 +179,7 @@ class Evaluation:
             "tasks": tasks,
             "mean_auroc": _number(self.mean_auroc),
             "mean_auroc_ci": [_number(x) for x in self.mean_auroc_ci],
+            "mean_auroc_tasks": list(self.mean_auroc_tasks),
             "mean_radiologists_under_curve": _number(self.mean_radiologists_under_curve),
             "interval": self.interval,
             "radmaj_of": list(self.data.majority_of),
@@ -277,6 +285,48 @@ def _mean_over_competition(values: np.ndarray, observations: Sequence[str]) -> n
     return values[..., columns].mean(axis=-1)
 
 
+def mean_auroc_tasks(aurocs: Mapping[str, float]) -> tuple[str, ...]:
+    """The observations "the mean AUROC" averages: the competition tasks whose AUROC is defined.
+
+    When none of the five competition tasks is scored at all (a model of other observations),
+    every observation with a defined AUROC. Used by ``evaluate`` and by ``train`` to rank its
+    checkpoints, so both mean the same thing; tables say how many tasks it covers.
+
+    >>> mean_auroc_tasks({"Edema": 0.9, "Atelectasis": float("nan"), "Cardiomegaly": 0.8})
+    ('Cardiomegaly', 'Edema')
+    """
+    def defined(name: str) -> bool:
+        value = aurocs[name]
+        return value is not None and not math.isnan(float(value))
+
+    scored = [t for t in schema.COMPETITION_TASKS if t in aurocs]
+    if scored:
+        return tuple(t for t in scored if defined(t))
+    return tuple(o for o in schema.OBSERVATIONS if o in aurocs and defined(o))
+
+
+def mean_auroc_label(tasks: Sequence[str]) -> str:
+    """How a table names the mean over ``tasks`` (:func:`mean_auroc_tasks`).
+
+    >>> mean_auroc_label(("Atelectasis", "Cardiomegaly", "Consolidation", "Pleural Effusion"))
+    'Mean of 4 of 5 competition tasks (no Edema)'
+    """
+    competition = schema.COMPETITION_TASKS
+    if tasks and not set(tasks) <= set(competition):
+        return f"Mean of {len(tasks)} observations"
+    if len(tasks) == len(competition):
+        return "Mean of 5 competition tasks"
+    missing = [t for t in competition if t not in tasks]
+    return f"Mean of {len(tasks)} of 5 competition tasks (no {', '.join(missing)})"
+
+
+def _mean_over(values: np.ndarray, observations: Sequence[str], tasks: Sequence[str]) -> np.ndarray:
+    """Mean over ``tasks`` along the last axis; NaN when there are none."""
+    if not tasks:
+        return np.full(values.shape[:-1], np.nan)
+    return values[..., [list(observations).index(t) for t in tasks]].mean(axis=-1)
+
+
 def _interval(values: np.ndarray, level: float) -> tuple[float, float]:
     lo, hi = metrics.percentile_interval(values, level)
     return float(lo), float(hi)
@@ -369,12 +419,14 @@ def _score(
         reader_rows,
         columns=["radiologist", "observation", "tp", "fp", "tn", "fn", "sensitivity", "specificity", "ppv", "npv", "curve_sensitivity", "under_curve"],
     )
-    mean = float(_mean_over_competition(table["auroc"].to_numpy(), observations))
+    tasks = mean_auroc_tasks(table["auroc"].to_dict())
+    mean = float(_mean_over(table["auroc"].to_numpy(), observations, tasks))
     return Evaluation(
         n_studies=n,
         table=table,
         mean_auroc=mean,
-        mean_auroc_ci=_interval(_mean_over_competition(resampled, observations), level),
+        mean_auroc_ci=_interval(_mean_over(resampled, observations, tasks), level),
+        mean_auroc_tasks=tasks,
         radiologists=reader_table,
         bootstrap_auroc=resampled,
         data=data,

@@ -114,8 +114,12 @@ def score_batches(
     batches: Iterable[dict[str, torch.Tensor]],
     placement: Placement,
     transform: Callable[[torch.Tensor], torch.Tensor],
+    each: Callable[[dict[str, torch.Tensor], torch.Tensor], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(row of each image, (images, observations) probabilities averaged over ``models``) for the loader's batches."""
+    """(row of each image, (images, observations) probabilities averaged over ``models``) for the loader's batches.
+
+    ``each(batch, inputs)`` is called after every batch (progress, saliency maps).
+    """
     rows, probabilities = [], []
     gpu = placement.device.type == "cuda"
     for batch in batches:
@@ -126,18 +130,135 @@ def score_batches(
             outputs = [head.probabilities(model(inputs)) for model in models]
         probabilities.append((torch.stack(outputs).sum(dim=0) / len(outputs)).cpu().numpy())
         rows.append(batch["row"].numpy())
+        if each is not None:
+            each(batch, inputs)
     if not rows:
         return np.zeros(0, dtype=np.int64), np.zeros((0, len(head.observations)), dtype=np.float32)
     return np.concatenate(rows), np.concatenate(probabilities)
 
 
-def _source_rows(run: Run, source: Store | Release | Index | str | os.PathLike[str], split: str | None) -> tuple[Any, Index]:
+#: File name endings ``predict`` takes from a folder (any case); a file given by name may have any.
+IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".dcm", ".dicom")
+
+
+class ImageFiles(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
+    """Image files decoded and resized as ``prepare`` does (JPEG, PNG, DICOM by content), one batch per item.
+
+    Item ``positions`` (a list of numbers) is ``{"image": (B, 1, size, size) uint8, "row": positions}``.
+    Files are read with the release's safe reader (regular files only, at most 64 MiB); an
+    unreadable or undecodable file is an error naming it.
+
+    >>> ImageFiles(["a.png", "b.jpg"], 64)[[0, 1]]["image"].shape  # doctest: +SKIP
+    torch.Size([2, 1, 64, 64])
+    """
+
+    def __init__(self, paths: Sequence[str], size: int, resize: str = "pad") -> None:
+        self.paths = [str(p) for p in paths]
+        self.size, self.resize = size, resize
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, positions: Sequence[int]) -> dict[str, torch.Tensor]:
+        from chexpert.errors import ImageReadError
+        from chexpert.imaging import decode_resized
+        from chexpert.release import MAX_IMAGE_BYTES, _read
+
+        images = np.empty((len(positions), 1, self.size, self.size), dtype=np.uint8)
+        for j, i in enumerate(positions):
+            path = self.paths[i]
+            try:
+                data = _read(None, path, MAX_IMAGE_BYTES, ImageReadError, lambda: ("/",))
+            except FileNotFoundError:
+                raise ImageReadError("not found", file=path) from None
+            decode_resized(data, self.size, self.resize, file=path, out=images[j, 0])
+        return {"image": torch.from_numpy(images), "row": torch.as_tensor(np.asarray(positions, dtype=np.int64))}
+
+
+def image_files(source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> tuple[list[str], list[str]]:
+    """(paths to read, names to report) of an image file, a folder (searched recursively, :data:`IMAGE_SUFFIXES`) or a list.
+
+    Names are relative to the folder (or to the files' common folder), so a CheXpert-shaped
+    folder gives ``valid/patient64541/study1/view1_frontal.jpg``.
+
+    >>> image_files("scans/")  # doctest: +SKIP
+    (['/home/me/scans/a.png', ...], ['a.png', ...])
+    """
+    if isinstance(source, str | os.PathLike):
+        root = Path(source).expanduser()
+        if root.is_dir():
+            found = sorted(
+                (Path(folder) / name for folder, _, names in os.walk(root) for name in names if name.lower().endswith(IMAGE_SUFFIXES)),
+                key=lambda p: p.as_posix(),
+            )
+            if not found:
+                raise InvalidArgumentError(f"{root}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder or below")
+            return [str(p) for p in found], [p.relative_to(root).as_posix() for p in found]
+        files = [root]
+    else:
+        files = [Path(p).expanduser() for p in source]
+        if not files:
+            raise InvalidArgumentError("no image files to predict")
+    missing = [str(p) for p in files if not p.exists()]
+    if missing:
+        raise InvalidArgumentError(f"{missing[0]}: no such image file" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    absolute = [p.absolute() for p in files]
+    base = Path(os.path.commonpath([p.parent for p in absolute]))
+    return [str(p) for p in files], [p.relative_to(base).as_posix() for p in absolute]
+
+
+def _one_thread(_: int) -> None:
+    from chexpert.imaging import one_thread_per_worker
+
+    one_thread_per_worker()
+
+
+def _study_of(name: str) -> str:
+    """The study of an image: CheXpert's ``split/patientN/studyN`` when the path has one, else its folder."""
+    try:
+        return schema.study_key(name)
+    except InvalidArgumentError:
+        parent = name.rsplit("/", 1)[0] if "/" in name else "."
+        return parent
+
+
+def _is_release(path: Path) -> bool:
+    """Whether ``path`` opens as a CheXpert download (else it is taken as a folder of images)."""
+    from chexpert.errors import ChexpertError
+
+    try:
+        open_release(path)
+    except (ChexpertError, OSError):
+        return False
+    return True
+
+
+def _source_rows(
+    run: Run, source: Store | Release | Index | str | os.PathLike[str] | Sequence[str | os.PathLike[str]], split: str | None
+) -> tuple[Any, np.ndarray, np.ndarray]:
+    """The dataset to read, the name of each image it covers and each image's study (a split's rows, all views)."""
+    recipe = run.recipe
+    if isinstance(source, str | os.PathLike) and (Path(source).expanduser() / MANIFEST).is_file():
+        source = open_store(source)
+    if isinstance(source, str | os.PathLike):
+        path = Path(source).expanduser()
+        # A zip is a release download; any other file is an image; a folder is a release if it opens as one.
+        files = (path.is_file() and path.suffix.lower() != ".zip") or (path.is_dir() and not _is_release(path))
+    else:
+        files = isinstance(source, list | tuple)
+    if files:
+        paths, names = image_files(source)  # type: ignore[arg-type]
+        studies = np.asarray([_study_of(n) for n in names], dtype=object)
+        return ImageFiles(paths, recipe.size, recipe.resize), np.asarray(names, dtype=object), studies
+    dataset, index = _release_rows(run, source, split)  # type: ignore[arg-type]
+    return dataset, index.path.astype(object), index.study_keys()
+
+
+def _release_rows(run: Run, source: Store | Release | Index | str | os.PathLike[str], split: str | None) -> tuple[Any, Index]:
     """The dataset to read and the index rows it covers (the split's rows, all views)."""
     from chexpert.frameworks.torch import JPEGDataset, StoreDataset
 
     recipe = run.recipe
-    if isinstance(source, str | os.PathLike) and (Path(source).expanduser() / MANIFEST).is_file():
-        source = open_store(source)
     if isinstance(source, Store):
         if (source.size, source.resize) != (recipe.size, recipe.resize):
             raise InvalidArgumentError(
@@ -170,7 +291,7 @@ def ensemble_members(run: Run, ensemble: int | None) -> list[Checkpoint]:
 
 def predict(
     run: Run | str | os.PathLike[str],
-    source: Store | Release | Index | str | os.PathLike[str],
+    source: Store | Release | Index | str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     *,
     split: str | None = "valid",
     ensemble: int | None = None,
@@ -178,12 +299,20 @@ def predict(
     batch_size: int = 64,
     workers: int = 0,
     device: str | torch.device | None = None,
+    cam: str | os.PathLike[str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Predictions:
     """Probabilities for every image of ``split`` (all views), averaged over the ``ensemble`` best checkpoints.
 
-    ``source`` is the release (images decoded as the run's store was prepared) or a store prepared
-    at the run's size. Studies get the ``aggregate`` ("max", the paper's; or "mean") of their
-    images. U-MultiClass columns give the positive class's probability against the negative one.
+    ``source`` is the release (images decoded as the run's store was prepared), a store prepared
+    at the run's size, or image files: a folder (searched recursively for JPEG, PNG and DICOM
+    files), one file or a list of files, decoded and resized as ``prepare`` does (``split`` does
+    not apply). Studies get the ``aggregate`` ("max", the paper's; or "mean") of their
+    images: a CheXpert path's study, else the image's folder. U-MultiClass columns give the
+    positive class's probability against the negative one. ``cam`` is a folder for class
+    activation maps (:func:`chexpert.train.saliency.class_activation_maps`): one PNG overlay per
+    image and observation, ``CAM/<image name without suffix>/<Observation>.png``.
+    ``progress(done, total)`` is called after each batch.
 
     >>> p = predict("runs/demo", "demo/CheXpert-v1.0-small", split="valid")  # doctest: +SKIP
     >>> p.studies.columns[:2].tolist()  # doctest: +SKIP
@@ -202,8 +331,8 @@ def predict(
     members = ensemble_members(run, ensemble)
     recipe = run.recipe
     placement = resolve_placement(device, recipe.precision, recipe.channels_last)
-    dataset, index = _source_rows(run, source, split)
-    if len(index) == 0:
+    dataset, names, study_keys = _source_rows(run, source, split)
+    if len(names) == 0:
         raise InvalidArgumentError(f"no images to predict in split {split!r}")
     models = []
     for checkpoint in members:
@@ -211,25 +340,46 @@ def predict(
         if placement.channels_last:
             model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         models.append(model)
-    # Every image on this process, whatever process group is active (dataloader would shard by rank by itself).
-    loader = dataloader(
-        dataset, batch_size=batch_size, shuffle=False, rank=0, world_size=1, num_workers=workers, pin_memory=placement.device.type == "cuda"
-    )  # fmt: skip
+    gpu = placement.device.type == "cuda"
+    if isinstance(dataset, ImageFiles):
+        chunks = [list(range(i, min(i + batch_size, len(dataset)))) for i in range(0, len(dataset), batch_size)]
+        loader: Any = torch.utils.data.DataLoader(
+            dataset, batch_size=None, sampler=chunks, num_workers=workers, pin_memory=gpu,
+            worker_init_fn=_one_thread if workers else None,
+        )  # fmt: skip
+    else:
+        # Every image on this process, whatever process group is active (dataloader would shard by rank by itself).
+        loader = dataloader(dataset, batch_size=batch_size, shuffle=False, rank=0, world_size=1, num_workers=workers, pin_memory=gpu)
     transform = input_transform(recipe, train=False).to(placement.device)
-    positions, probabilities = score_batches(models, run.head, loader, placement, transform)
+    done = 0
+    writer = None
+    if cam is not None:
+        from chexpert.train.saliency import CamWriter
+
+        writer = CamWriter(cam, models, run.head, [str(n) for n in names])
+
+    def each(batch: dict[str, torch.Tensor], inputs: torch.Tensor) -> None:
+        nonlocal done
+        if writer is not None:
+            writer(batch, inputs)
+        done += len(batch["row"])
+        if progress is not None:
+            progress(done, len(names))
+
+    positions, probabilities = score_batches(models, run.head, loader, placement, transform, each)
     order = np.argsort(positions, kind="stable")
     probabilities = probabilities[order]
     if not np.isfinite(probabilities).all():
         bad = int((~np.isfinite(probabilities)).any(axis=1).sum())
-        first = index.path[int(np.flatnonzero(~np.isfinite(probabilities).all(axis=1))[0])]
+        first = names[int(np.flatnonzero(~np.isfinite(probabilities).all(axis=1))[0])]
         raise RunError(
-            f"{run.path}: the model gives NaN or infinite scores for {bad} of {len(index)} images (first {first}) with checkpoint "
+            f"{run.path}: the model gives NaN or infinite scores for {bad} of {len(names)} images (first {first}) with checkpoint "
             f"{', '.join(str(c.step) for c in members)}; nothing written: a diverged run or a damaged checkpoint"
         )
     columns = list(run.head.observations)
     images = pd.DataFrame(probabilities.astype(np.float64), columns=columns)
-    images.insert(0, "Path", index.path.astype(object))
-    studies, per_study = study_scores(index.study_keys(), probabilities.astype(np.float64), aggregate)
+    images.insert(0, "Path", names)
+    studies, per_study = study_scores(study_keys, probabilities.astype(np.float64), aggregate)
     study_frame = pd.DataFrame(per_study, columns=columns)
     study_frame.insert(0, "Study", studies.astype(object))
     return Predictions(images, study_frame, aggregate)

@@ -61,6 +61,13 @@ class RunLog:
         if tensorboard is None:
             tensorboard = importlib.util.find_spec("tensorboard") is not None
         if tensorboard:
+            import sys
+            import types
+
+            if "tensorflow" not in sys.modules:
+                # TensorBoard imports all of TensorFlow when it is installed (a minute and a GB on a
+                # busy machine) just to write files; its stub does the same for local folders.
+                sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
             from torch.utils.tensorboard import SummaryWriter
 
             self._board = SummaryWriter(str(folder / "tensorboard"), purge_step=None if resume_step is None else resume_step + 1)

@@ -35,6 +35,7 @@ from chexpert.policy import Policy, apply, get_policy
 from chexpert.progress import Progress as _Progress
 from chexpert.release import Release
 from chexpert.store import MANIFEST, Store, open_store, prepare
+from chexpert.train.auc import PESG, AUCMLoss
 from chexpert.train.device import Feeder, Placement, resolve_placement, step_seed
 from chexpert.train.distributed import Distributed
 from chexpert.train.heads import Head
@@ -115,10 +116,38 @@ class Trainer:
             self.model = DistributedDataParallel(self.module, device_ids=[placement.device.index] if placement.device.type == "cuda" else None)
         if recipe.compile:
             self.model = torch.compile(self.model)  # type: ignore[assignment]
-        self.optimizer = torch.optim.Adam(self.module.parameters(), lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay)
+        self.dist = dist
+        self.auc_loss: AUCMLoss | None = None
+        self.pretraining = recipe.pretrain_epochs > 0
+        self.optimizer = self._optimizer()
+        self.plateau = {"best": -math.inf, "bad": 0, "factor": 1.0}
         self.scaler = torch.amp.GradScaler(placement.device.type) if placement.scaler_needed else None
         self.train_transform = input_transform(recipe, train=True).to(placement.device)
         self.eval_transform = input_transform(recipe, train=False).to(placement.device)
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        recipe = self.recipe
+        if self.pretraining or recipe.optimizer == "adam":
+            lr = recipe.pretrain_lr if self.pretraining else recipe.lr
+            return torch.optim.Adam(self.module.parameters(), lr=lr, betas=recipe.betas, weight_decay=recipe.weight_decay)
+        if any(self.head.multiclass):
+            raise InvalidArgumentError("the AUC-margin loss scores binary columns; choose a policy without U-MultiClass")
+        self.auc_loss = AUCMLoss(len(self.head.observations), recipe.margin).to(self.placement.device)
+        # The first reference point: drawn from a generator of the run's seed, so that a resumed run draws it alike.
+        generator = torch.Generator().manual_seed(step_seed(recipe.seed, 0, 0, stream=2))
+        return PESG(
+            self.module.parameters(), self.auc_loss, lr=recipe.lr, weight_decay=recipe.weight_decay, epoch_decay=recipe.epoch_decay,
+            momentum=recipe.momentum, generator=generator,
+        )  # fmt: skip
+
+    def finish_pretraining(self) -> None:
+        """Switch from cross-entropy and Adam to the recipe's loss and optimiser (a fresh one)."""
+        self.pretraining = False
+        self.optimizer = self._optimizer()
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
 
     def transform(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """uint8 batch on the device -> network input (augmented when the recipe says so)."""
@@ -130,26 +159,51 @@ class Trainer:
         """One optimisation step; returns the loss (detached, on the device: reading it waits for the step)."""
         with self.placement.autocast_context():
             logits = self.model(inputs)
-        loss = self.head.loss(logits, labels)
+        if self.auc_loss is not None:
+            loss = self.auc_loss(self.head.probabilities(logits), labels["targets"], labels["mask"])
+        else:
+            loss = self.head.loss(logits, labels)
         self.optimizer.zero_grad(set_to_none=True)
+        if self.auc_loss is not None:
+            self.auc_loss.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
+            self._average_auc_gradients()
             self.scaler.step(self.optimizer)
             self.scaler.update()
         else:
             loss.backward()
+            self._average_auc_gradients()
             self.optimizer.step()
         return loss.detach()
+
+    def _average_auc_gradients(self) -> None:
+        """The AUC-margin loss's a and b live outside DDP: average their gradients over the ranks, as LibAUC does."""
+        if self.auc_loss is None or self.dist is None or not self.dist.active:
+            return
+        for variable in (self.auc_loss.a, self.auc_loss.b):
+            if variable.grad is not None:
+                torch.distributed.all_reduce(variable.grad)
+                variable.grad.div_(self.dist.world_size)
 
     def state(self) -> dict[str, Any]:
         return {
             "model": {k: v.detach().cpu() for k, v in self.module.state_dict().items()},
             "optimizer": self.optimizer.state_dict(),
             "scaler": None if self.scaler is None else self.scaler.state_dict(),
+            "pretraining": self.pretraining,
+            "auc_loss": None if self.auc_loss is None else {k: v.detach().cpu() for k, v in self.auc_loss.state_dict().items()},
+            "plateau": dict(self.plateau),
         }
 
     def load(self, state: Mapping[str, Any]) -> None:
         self.module.load_state_dict(state["model"])
+        if self.pretraining and not state.get("pretraining", self.pretraining):
+            self.finish_pretraining()
+        if self.auc_loss is not None and state.get("auc_loss") is not None:
+            self.auc_loss.load_state_dict(state["auc_loss"])
+        if state.get("plateau") is not None:
+            self.plateau = dict(state["plateau"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scaler is not None and state.get("scaler") is not None:
             self.scaler.load_state_dict(state["scaler"])
@@ -428,7 +482,7 @@ class _NonFinite(Exception):
 
 
 def _validate(trainer: Trainer, setup: _Setup, batch_size: int, dist: Distributed) -> tuple[float, dict[str, float]]:
-    """Mean AUROC over the competition tasks scored (else over all) and each observation's AUROC, per study.
+    """The mean validation AUROC as ``evaluate`` defines it (:func:`~chexpert.evaluate.scoring.mean_auroc_tasks`) and each observation's, per study.
 
     Every rank scores its share of the valid split; the result is the whole split's on every rank.
     """
@@ -457,9 +511,7 @@ def _validate(trainer: Trainer, setup: _Setup, batch_size: int, dist: Distribute
         warnings.simplefilter("ignore", UndefinedMetricWarning)  # an observation without positives scores NaN
         result = evaluate(frame, index, bootstrap=0)
     aurocs = {str(k): float(v) for k, v in result.table["auroc"].items()}
-    competition = [aurocs[t] for t in schema.COMPETITION_TASKS if t in aurocs and not math.isnan(aurocs[t])]
-    chosen = competition or [v for v in aurocs.values() if not math.isnan(v)]
-    return (float(np.mean(chosen)) if chosen else math.nan), aurocs
+    return result.mean_auroc, aurocs
 
 
 def _train(
@@ -521,6 +573,10 @@ def _train(
                     return step_seed(recipe.seed, dist.rank, first + 1 + i)
 
                 for batch in Feeder(loader, placement, trainer.transform, seed_of):
+                    if trainer.pretraining and step >= recipe.pretrain_epochs * steps_per_epoch:
+                        trainer.finish_pretraining()
+                    lr = recipe.lr_at(step, steps_per_epoch, total, trainer.plateau["factor"])
+                    trainer.set_lr(lr)
                     torch.manual_seed(step_seed(recipe.seed, dist.rank, step + 1, stream=1))  # dropout and the like
                     loss_now = trainer.step(batch.inputs, batch.labels)
                     running += loss_now
@@ -530,6 +586,8 @@ def _train(
                     window_images += batch.size * dist.world_size
                     if position == steps_per_epoch:
                         epoch, position = epoch + 1, 0
+                        if isinstance(trainer.optimizer, PESG):
+                            trainer.optimizer.update_regularizer()  # LibAUC: a new reference point each epoch
                     if step % recipe.log_every == 0 or step % recipe.checkpoint_every == 0 or step == total:
                         _stop_if_diverged(int(bad.item()), dist, folder, last_saved)  # before anything of these steps is written
                     if step % recipe.log_every == 0 or step == total:
@@ -540,7 +598,7 @@ def _train(
                         images_seen += window_images
                         rate = window_images / seconds if seconds > 0 else math.nan
                         if log is not None:
-                            log.train(step, epoch, loss, recipe.lr, rate, elapsed)
+                            log.train(step, epoch, loss, lr, rate, elapsed)
                             if progress is not None:
                                 progress(events.Step(step=step, total=total, epoch=epoch, loss=loss, images_per_second=rate))
                         running.zero_()
@@ -590,10 +648,14 @@ def _checkpoint(
     rng = dist.gather(_rng_state(placement))
     metric, aurocs = _validate(trainer, setup, recipe.batch_size, dist)  # every rank scores a share; rank 0 decides
     if dist.main:
+        if recipe.schedule == "plateau" and not trainer.pretraining and not math.isnan(metric):
+            _plateau_step(trainer.plateau, metric, recipe)
         if log is not None and len(setup.valid_rows):
             log.validation(step, epoch, metric, aurocs)
         if progress is not None and len(setup.valid_rows):
-            progress(events.Validation(step=step, mean_auroc=metric, aurocs=aurocs))
+            from chexpert.evaluate.scoring import mean_auroc_tasks
+
+            progress(events.Validation(step=step, mean_auroc=metric, aurocs=aurocs, tasks=mean_auroc_tasks(aurocs)))
         weights = trainer.state()
         path = folder.checkpoint_file(step)
         path.parent.mkdir(exist_ok=True)
@@ -610,7 +672,18 @@ def _checkpoint(
             progress(events.Checkpoint(step=step, path=str(path), kept=len(new_kept)))
         kept = new_kept
     dist.barrier()
-    return list(dist.broadcast(kept))
+    kept, trainer.plateau = dist.broadcast((kept, trainer.plateau))
+    return list(kept)
+
+
+def _plateau_step(plateau: dict[str, Any], metric: float, recipe: Recipe) -> None:
+    """Reduce-on-plateau (on the mean validation AUROC): times ``lr_factor`` after more than ``patience`` validations without a better one."""
+    if metric > plateau["best"]:
+        plateau["best"], plateau["bad"] = metric, 0
+        return
+    plateau["bad"] += 1
+    if plateau["bad"] > recipe.patience:
+        plateau["factor"], plateau["bad"] = plateau["factor"] * recipe.lr_factor, 0
 
 
 def _write_summary(folder: RunFolder, recipe: Recipe, kept: list[tuple[int, float]], step: int, epoch: int, elapsed: float, images: int) -> None:

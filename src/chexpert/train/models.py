@@ -183,8 +183,16 @@ def _densenet_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def _timm_model(name: str, outputs: int, channels: int, weights: str) -> nn.Module:
     import timm
 
-    if name not in timm.list_models():
-        raise InvalidArgumentError(f"unknown model {name!r}: neither tiny-cnn, a torchvision classifier nor a timm model")
+    known = timm.list_models()
+    if name not in known:
+        import difflib
+
+        torchvision_names = model_names()[1:] if importlib.util.find_spec("torchvision") is not None else []
+        close = difflib.get_close_matches(name, list(dict.fromkeys([*torchvision_names, *known])), n=5)
+        raise InvalidArgumentError(
+            f"unknown model {name!r}: neither {TINY_CNN}, a torchvision classifier nor a timm model"
+            + (f"; close names: {', '.join(close)}" if close else "")
+        )
     if weights == "none":
         return timm.create_model(name, pretrained=False, num_classes=outputs, in_chans=channels)
     if weights == "imagenet":

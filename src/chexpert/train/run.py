@@ -3,6 +3,7 @@
 A run folder holds::
 
     run.json         format, recipe, the data's identity, output layout: written first
+    recipe.toml      the resolved recipe again, as a file ``chexpert train --recipe`` reads (run.json rules)
     state.pt         everything needed to continue: weights, optimiser, step, epoch and batch
                      position, RNG states, the kept checkpoints (written atomically)
     checkpoints/     step-NNNNNNN.pt: the weights of the best checkpoints (ensemble members)
@@ -43,12 +44,13 @@ __all__ = ["Run", "Checkpoint", "open_run", "RunFolder", "save_atomic", "RUN_FOR
 RUN_FORMAT: Final = "chexpert-run"
 RUN_VERSION: Final = 1
 RUN_JSON, STATE, SUMMARY, LOG, VALIDATION = "run.json", "state.pt", "summary.json", "log.csv", "validation.csv"
+RECIPE_TOML = "recipe.toml"
 CHECKPOINTS, SOFT_LABELS, STAGE_ONE, BOARD = "checkpoints", "soft-labels.csv", "u-ignore", "tensorboard"
 #: Every name the run keeps in its folder: never followed when it is a symbolic link (see RunFolder.links).
-_NAMES = (RUN_JSON, STATE, SUMMARY, LOG, VALIDATION, CHECKPOINTS, SOFT_LABELS, STAGE_ONE, BOARD)
+_NAMES = (RUN_JSON, RECIPE_TOML, STATE, SUMMARY, LOG, VALIDATION, CHECKPOINTS, SOFT_LABELS, STAGE_ONE, BOARD)
 _STEP_FILE = re.compile(r"^step-(\d{7,})\.pt$")
 # Temporary names of the run's files (".NAME.PID.RANDOM.tmp", fileio's; ".NAME.PID.tmp" before): left behind only by a killed run, removed on resume.
-_TMP_FILE = re.compile(r"^\.(?:run\.json|state\.pt|summary\.json|soft-labels\.csv|log\.csv|validation\.csv|step-\d{7,}\.pt)\.\d+(?:\.[0-9a-f]{8})?\.tmp$")
+_TMP_FILE = re.compile(r"^\.(?:run\.json|recipe\.toml|state\.pt|summary\.json|soft-labels\.csv|log\.csv|validation\.csv|step-\d{7,}\.pt)\.\d+(?:\.[0-9a-f]{8})?\.tmp$")
 
 
 def save_atomic(path: Path, value: Any) -> None:
@@ -204,7 +206,7 @@ class RunFolder:
                     f"{self.path} holds other files ({', '.join(others[:5])}{', ...' if len(others) > 5 else ''}) and is not a run; "
                     "choose a new or empty folder for the run"
                 )
-            save_atomic(self.path / RUN_JSON, _json(dict(identity)))
+            self._write_identity(identity)
             return "fresh"
         changes = _changes(existing, identity)
         if changes:
@@ -216,11 +218,11 @@ class RunFolder:
                     f"or pass {option('overwrite')} to replace that run"
                 )
             self.remove_run()
-            save_atomic(self.path / RUN_JSON, _json(dict(identity)))
+            self._write_identity(identity)
             return "fresh"
         if overwrite and not self._readable():
             self.remove_run()  # a damaged state or summary: --overwrite starts afresh
-            save_atomic(self.path / RUN_JSON, _json(dict(identity)))
+            self._write_identity(identity)
             return "fresh"
         if (self.path / SUMMARY).exists():
             return "done"
@@ -237,6 +239,12 @@ class RunFolder:
             return False
         return True
 
+    def _write_identity(self, identity: Mapping[str, Any]) -> None:
+        from chexpert.train.recipe import recipe_toml
+
+        save_atomic(self.path / RUN_JSON, _json(dict(identity)))
+        save_atomic(self.path / RECIPE_TOML, recipe_toml(Recipe.from_json(identity["recipe"])))
+
     def remove_run(self) -> None:
         """Remove the files a run writes (checked by name), keeping anything else in the folder."""
         for _, path in self.step_files():
@@ -245,7 +253,7 @@ class RunFolder:
             (self.path / CHECKPOINTS).unlink()
         with contextlib.suppress(OSError):
             (self.path / CHECKPOINTS).rmdir()
-        for name in (SUMMARY, STATE, LOG, VALIDATION, SOFT_LABELS, RUN_JSON):
+        for name in (SUMMARY, STATE, LOG, VALIDATION, SOFT_LABELS, RECIPE_TOML, RUN_JSON):
             (self.path / name).unlink(missing_ok=True)
         board = self._own_folder(BOARD)
         if board is not None:
@@ -302,7 +310,19 @@ class Run:
     finished: bool
 
     def model(self, checkpoint: Checkpoint | None = None) -> torch.nn.Module:
-        """The network with the weights of ``checkpoint`` (default: the best), in eval mode on the CPU."""
+        """The network with the weights of ``checkpoint`` (default: the best), in eval mode on the CPU.
+
+        A plain ``torch.nn.Module``: it takes float inputs of ``recipe.channels`` planes at
+        ``recipe.network_size`` pixels, normalised as in training (``input_transform(run.recipe,
+        train=False)`` maps the store's uint8 images to them), and returns logits laid out by
+        ``run.head``; ``run.head.probabilities(logits)`` gives one probability per observation.
+        Other checkpoints: ``run.checkpoints`` (best first).
+
+        >>> run = open_run("runs/u-ones")  # doctest: +SKIP
+        >>> from chexpert.train.inference import input_transform
+        >>> x = input_transform(run.recipe, train=False)(uint8_images)  # (B, 1, size, size) uint8  # doctest: +SKIP
+        >>> run.head.probabilities(run.model()(x))  # (B, observations)  # doctest: +SKIP
+        """
         from chexpert.train.models import build_model
 
         if checkpoint is None:
