@@ -372,6 +372,25 @@ def test_predict_writes_a_cam_overlay_per_image_and_observation_from_the_command
     assert (tmp_path / "p-studies.csv").is_file()
 
 
+def test_a_link_planted_at_a_cam_file_is_replaced_not_written_through(tiny_run: Path, store: Store, tmp_path: Path) -> None:
+    import cv2
+
+    row = int(np.flatnonzero(store.index.split == 1)[0])
+    image = tmp_path / "files" / "image0.png"
+    image.parent.mkdir()
+    cv2.imwrite(str(image), np.asarray(store.images[row]))
+    bait = tmp_path / "outside.txt"
+    bait.write_text("keep me")
+    cam = tmp_path / "cam"
+    observation = open_run(tiny_run).head.observations[0]
+    link = cam / "image0" / f"{observation.replace(' ', '_')}.png"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(bait)
+    predict(tiny_run, [image], cam=cam)
+    assert bait.read_text() == "keep me"
+    assert link.is_file() and not link.is_symlink() and cv2.imread(str(link)) is not None
+
+
 # -- GPU readiness on the CPU: timm, TensorBoard, bf16 autocast with channels-last, torch.compile ----------
 
 

@@ -46,6 +46,7 @@ from typing import IO, Any, Final
 import numpy as np
 
 from chexpert.errors import ChexpertError, CSVFormatError, InvalidArgumentError, option
+from chexpert.fileio import create_new
 from chexpert.labeler.pipeline import CHUNK, LONGEST_REPORT, labelled_chunks
 from chexpert.labeler.sections import SECTIONS
 from chexpert.safeio import open_regular, read_bytes
@@ -218,16 +219,16 @@ def _same(a: Path, b: Path) -> bool:
 def _temporary(target: Path) -> tuple[IO[str], str]:
     """A new file beside ``target`` (same file system, so the final rename is atomic).
 
-    Created exclusively, so it is ours to delete; with the usual permissions (the umask's), not
-    the private ones of ``tempfile.mkstemp``, since it becomes the output.
+    Created exclusively (:func:`chexpert.fileio.create_new`: never through a link at the name),
+    so it is ours to delete; with the usual permissions (the umask's), not the private ones of
+    ``tempfile.mkstemp``, since it becomes the output.
     """
     for _ in range(100):
         name = str(target.parent / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.partial")
         try:
-            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            return create_new(name, "w", encoding="utf-8", newline=""), name
         except FileExistsError:
             continue
-        return os.fdopen(fd, "w", encoding="utf-8", newline=""), name
     raise FileExistsError(17, "cannot create a temporary file", str(target.parent))
 
 
