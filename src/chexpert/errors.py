@@ -27,7 +27,6 @@ __all__ = [
     "Problem",
     "SEVERITIES",
     "option",
-    "use_command_line_spelling",
 ]
 
 
@@ -179,13 +178,6 @@ def command_line_spelling(on: bool = True) -> Iterator[None]:
     finally:
         _COMMAND_LINE.reset(token)
 
-
-def use_command_line_spelling(on: bool = True) -> None:
-    """Set the spelling for the rest of this context (prefer :func:`command_line_spelling`, which restores it).
-
-    Kept for in-flight branches that call it; the lead removes it after merging.
-    """
-    _COMMAND_LINE.set(on)
 
 
 def option(name: str, value: object = _UNSET) -> str:

@@ -796,12 +796,3 @@ def dicom_header_columns(release: PlusRelease, index: Index, elements: Iterable[
         found[i] = True
     return index.with_extra(**{f"dicom_{k}": v for k, v in columns.items()}, dicom_TransferSyntaxUID=syntax, dicom_found=found)
 
-
-def __getattr__(name: str) -> Any:
-    # verify_plus moved to chexpert.verify; kept importable from here for in-flight branches (the
-    # lead removes this after merging). Lazy: plus sits below verify and must not import it.
-    if name == "verify_plus":
-        from chexpert.verify import verify_plus  # re-export kept for in-flight branches
-
-        return verify_plus
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -27,15 +27,9 @@ from typing import TYPE_CHECKING, Any, Final, cast
 from chexpert import schema
 from chexpert.errors import ChexpertError, ImageReadError, InvalidArgumentError, Problem, ReadError, ReleaseNotFoundError, option
 from chexpert.safeio import file_type as _file_type
-
-# The safe reader moved to chexpert.safeio: _inside, _read_file and _read_member are kept here
-# only for in-flight branches that import them from release (the lead removes them after merging).
-from chexpert.safeio import inside as _inside  # noqa: F401
 from chexpert.safeio import link_leaves as _link_leaves
 from chexpert.safeio import open_zip as _archive
 from chexpert.safeio import read as _read
-from chexpert.safeio import read_file as _read_file  # noqa: F401
-from chexpert.safeio import read_member as _read_member  # noqa: F401
 from chexpert.safeio import zip_duplicates, zip_listing
 from chexpert.validation import check_choice
 

@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
-    "MAX_JSON_BYTES", "MAX_TABLE_BYTES", "check_regular", "file_kind", "file_type", "gunzip", "open_regular", "read_bytes",
+    "MAX_JSON_BYTES", "MAX_TABLE_BYTES", "check_regular", "file_type", "gunzip", "open_regular", "read_bytes",
     "read", "read_file", "read_member", "open_zip", "zip_listing", "zip_duplicates", "link_leaves", "inside",
     "read_csv_text", "read_text_csv", "csv_frame",
 ]  # fmt: skip
@@ -419,9 +419,6 @@ def zip_duplicates(path: Path) -> dict[str, int]:
 
     return zip_listing(path, "duplicates", build)
 
-
-#: The same function under the name i14a gave it (``file_type`` is i17's).
-file_kind = file_type
 
 
 # -- CSV files a user gives (predictions, truth, soft labels) ----------------------------------

@@ -156,10 +156,6 @@ def _torch_needed() -> None:
         raise ChexpertError("training needs PyTorch: pip install 'chexpert[train]'")
 
 
-# The reporter moved to chexpert.progress (a library module the demo imports too); the old name is
-# kept for in-flight branches (the lead removes it after merging).
-_Reporter = Reporter
-
 
 def _train(args: argparse.Namespace) -> int:
     _torch_needed()
