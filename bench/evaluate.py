@@ -161,7 +161,9 @@ def main() -> None:
     memory = memory_rows()
     for name, measured, extrapolated, seconds in memory:
         print(f"{name:64s} {measured / 2**20:9.0f} {extrapolated / 2**20:10.0f} {seconds:18.1f}")
-    print(f"one draw / blocks at 2,000 resamples: {memory[1][2] / memory[0][2]:,.0f}x the memory; time per resample: blocks / one draw {memory[0][3] / memory[1][3]:.2f}x")
+    print(
+        f"one draw / blocks at 2,000 resamples: {memory[1][2] / memory[0][2]:,.0f}x the memory; time per resample: blocks / one draw {memory[0][3] / memory[1][3]:.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -32,7 +32,10 @@ def main() -> None:
     results["chexpert.read_csv (warm)"] = best_of(lambda: chexpert.read_csv(csv))
     cold = subprocess.run(
         [sys.executable, "-c", f"import time; t=time.perf_counter(); import chexpert; chexpert.read_csv({str(csv)!r}); print(time.perf_counter()-t)"],
-        capture_output=True, text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     results["chexpert.read_csv (cold process, incl. imports)"] = float(cold.stdout.strip())
     results["pandas.read_csv only"] = best_of(lambda: pd.read_csv(csv))

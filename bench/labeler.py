@@ -178,7 +178,7 @@ def write_first_contact() -> None:
         "# First contact: the labeler of commit 0a9d14e on the external set, before any rule change made from it",
         "",
         f"{len(ids)} reports (w1: terse community style with XXXX and CheXpert Plus sections; w2: academic/ICU",
-        "MIMIC style with ___ and Plus sections), labelled with `sections=\"report\"` by the code of commit",
+        'MIMIC style with ___ and Plus sections), labelled with `sections="report"` by the code of commit',
         "0a9d14e. F1 per observation (gold cases in brackets); macro over observations with >= 10 cases.",
         f"Split once by a seeded hash of the id (split.tsv): tuning {int(np.sum(parts == 'tuning'))}, held-out {int(np.sum(parts == 'held-out'))}.",
         "Machine-readable copy: first_contact.json (bench/labeler.py prints it beside today's scores).",

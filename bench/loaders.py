@@ -54,8 +54,14 @@ def ours_store(root: Path, size: int, n: int) -> dict[str, float]:
     from chexpert.store import prepare
 
     release = open_release(root)
-    store = prepare(release, _common.BENCH_DATA / "stores" / f"small-{size}-pad", size=size, index=release.index("train").take(np.arange(n)),
-                    workers=os.cpu_count() or 1, overwrite=True)
+    store = prepare(
+        release,
+        _common.BENCH_DATA / "stores" / f"small-{size}-pad",
+        size=size,
+        index=release.index("train").take(np.arange(n)),
+        workers=os.cpu_count() or 1,
+        overwrite=True,
+    )
     np.asarray(store.images).sum()  # page cache warm, as for the JPEG peers
     arrays = StoreArrays(store, policy="u-ones")
     sampler = EpochSampler(len(arrays), BATCH, seed=0)
@@ -105,8 +111,15 @@ def libauc(root: Path, size: int, n: int, mode: str) -> float:
 
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
-        dataset = CheXpert(csv_path=str(root / "train.csv"), image_root_path=str(root) + "/", image_size=size, class_index=-1,
-                           use_frontal=False, use_upsampling=False, mode=mode)
+        dataset = CheXpert(
+            csv_path=str(root / "train.csv"),
+            image_root_path=str(root) + "/",
+            image_size=size,
+            class_index=-1,
+            use_frontal=False,
+            use_upsampling=False,
+            mode=mode,
+        )
     dataset = Subset(dataset, range(n))
     return _common.rate(drain(DataLoader(dataset, batch_size=BATCH, shuffle=True, num_workers=0), lambda b: len(b[0])), repeat=2)
 
@@ -202,8 +215,10 @@ def main() -> None:
         jpeg = dict(results)["chexpert JPEG Dataset (no store)"]
         xrv = reference["xrv"] or float("nan")
         if size == 320:
-            print(f"target: store (torch DataLoader) >= 50,000 img/s, >= 60x torchxrayvision, >= 0.5x memcpy: "
-                  f"{store:,.0f} img/s, {store / xrv:.0f}x, {store / reference['memcpy']:.2f}x")
+            print(
+                f"target: store (torch DataLoader) >= 50,000 img/s, >= 60x torchxrayvision, >= 0.5x memcpy: "
+                f"{store:,.0f} img/s, {store / xrv:.0f}x, {store / reference['memcpy']:.2f}x"
+            )
         if size == 224:
             print(f"target: JPEG Dataset >= 2x torchxrayvision: {jpeg / xrv:.2f}x")
 

@@ -144,9 +144,7 @@ def test_a_nul_in_an_argument_is_a_usage_error(capsys: pytest.CaptureFixture[str
     assert "NUL" in capsys.readouterr().err
 
 
-def test_an_escape_sequence_in_a_csv_path_is_shown_escaped_by_verify(
-    tmp_path: Path, small_release: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_an_escape_sequence_in_a_csv_path_is_shown_escaped_by_verify(tmp_path: Path, small_release: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import shutil
 
     copy = tmp_path / "release"
@@ -199,9 +197,7 @@ def test_a_repeated_column_in_predictions_or_soft_labels_is_named(tmp_path: Path
 
 
 @pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
-def test_an_export_stopped_mid_run_leaves_no_temporary_file_and_is_named_unfinished(
-    tmp_path: Path, small_release: Path, signum: str
-) -> None:
+def test_an_export_stopped_mid_run_leaves_no_temporary_file_and_is_named_unfinished(tmp_path: Path, small_release: Path, signum: str) -> None:
     import os
     import signal
     import subprocess

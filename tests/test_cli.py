@@ -105,7 +105,10 @@ def test_an_interrupt_ends_a_parallel_run_with_one_line(tmp_path: Path, sig: int
     # Ctrl-C reaches every process of the terminal's group: signal the whole group, as a terminal does.
     process = subprocess.Popen(
         [sys.executable, "-m", "chexpert", "synth", str(tmp_path / "out"), "--release", "full", "--patients", "300", "--workers", "2"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
         preexec_fn=as_a_terminal_starts_it,  # not what this test run inherited (SIGINT ignored under nohup, xdist)
     )
     try:

@@ -51,8 +51,7 @@ def _reference(data: bytes) -> np.ndarray:
 
 _DEPTHS = [(12, False), (14, False), (15, True), (16, False), (16, True)]
 _COMBINATIONS = [
-    (syntax, photometric, bits, signed)
-    for syntax, photometric, (bits, signed) in itertools.product(TRANSFER_SYNTAXES, ("MONOCHROME1", "MONOCHROME2"), _DEPTHS)
+    (syntax, photometric, bits, signed) for syntax, photometric, (bits, signed) in itertools.product(TRANSFER_SYNTAXES, ("MONOCHROME1", "MONOCHROME2"), _DEPTHS)
 ]
 
 

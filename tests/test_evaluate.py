@@ -193,7 +193,10 @@ STUDY0, STUDY1 = _study(0), _study(1)
         (lambda f: f.assign(Edema=np.where(f["Path"].str.contains(STUDY1 + "/"), "", f["Edema"])), rf"NaN .*{STUDY1}\b.*'Edema'"),
         (lambda f: f.assign(Edema=np.where(f["Path"].str.contains(STUDY0 + "/"), "inf", f["Edema"])), rf"or infinite for {STUDY0}\b.*'Edema'"),
         (lambda f: f.assign(Edema=np.where(f["Path"].str.contains(STUDY0 + "/"), "high", f["Edema"])), rf"'Edema' is not a number for {STUDY0} \('high'\)"),
-        (lambda f: f.rename(columns={"Pleural Effusion": "Pleural Effusions"}), r"unknown predictions column\(s\) 'Pleural Effusions'; valid: .*Pleural Effusion"),
+        (
+            lambda f: f.rename(columns={"Pleural Effusion": "Pleural Effusions"}),
+            r"unknown predictions column\(s\) 'Pleural Effusions'; valid: .*Pleural Effusion",
+        ),
         (lambda f: f.assign(Path=np.where(f.index == 0, "images/view1.jpg", f["Path"])), r"not a CheXpert study path on row 2 'images/view1.jpg'"),
         (lambda f: f.drop(columns=list(schema.OBSERVATIONS)), r"none of the 14 observations"),
     ],
@@ -283,7 +286,13 @@ def test_radiologists_are_matched_by_column_name_and_counted_under_the_curve(fil
         y, s = files.labels[observation].to_numpy(), scores[observation].to_numpy()
         under = 0
         for path in files.readers:
-            reads = pd.read_csv(path).assign(Study=lambda f: f["Study"].str.replace("CheXpert-v1.0/", "")).set_index("Study").loc[files.labels.index, observation].to_numpy()
+            reads = (
+                pd.read_csv(path)
+                .assign(Study=lambda f: f["Study"].str.replace("CheXpert-v1.0/", ""))
+                .set_index("Study")
+                .loc[files.labels.index, observation]
+                .to_numpy()
+            )
             sensitivity, specificity = reads[y == 1].mean(), 1 - reads[y == 0].mean()
             curve = _curve_sensitivity_by_segments(s, y, 1 - specificity)
             row = result.radiologists.set_index(["radiologist", "observation"]).loc[(path.stem, observation)]
@@ -442,7 +451,12 @@ def test_operating_points_from_an_evaluation(files):
     for row in points.itertuples():
         y, s = files.labels[row.observation].to_numpy(), scores[row.observation].to_numpy()
         called = s >= row.threshold
-        assert (row.tp, row.fp, row.tn, row.fn) == ((called & (y == 1)).sum(), (called & (y == 0)).sum(), (~called & (y == 0)).sum(), (~called & (y == 1)).sum())
+        assert (row.tp, row.fp, row.tn, row.fn) == (
+            (called & (y == 1)).sum(),
+            (called & (y == 0)).sum(),
+            (~called & (y == 0)).sum(),
+            (~called & (y == 1)).sum(),
+        )
         if row.criterion == "sensitivity":
             assert row.sensitivity >= 0.9
         elif row.criterion in ("specificity", "radiologists"):
@@ -554,7 +568,9 @@ def _truth_without_fracture(files: Files) -> Path:
     return _rewrite(files.truth, lambda f: f.assign(Fracture="0.0"))
 
 
-@pytest.mark.parametrize("extra", [[], ["--json"], ["--by", "age-band"], ["--by", "sex", "--json"], ["--plots", "PLOTS"]], ids=["table", "json", "by", "by-json", "plots"])
+@pytest.mark.parametrize(
+    "extra", [[], ["--json"], ["--by", "age-band"], ["--by", "sex", "--json"], ["--plots", "PLOTS"]], ids=["table", "json", "by", "by-json", "plots"]
+)
 def test_cli_goes_on_when_a_task_has_no_positives(files, tmp_path, capsys, extra):
     if "--plots" in extra:
         pytest.importorskip("matplotlib")

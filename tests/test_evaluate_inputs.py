@@ -155,7 +155,10 @@ def test_a_pipe_with_a_writer_is_read(files: Files, tmp_path: Path) -> None:
     assert result.n_studies == 12
     shell = subprocess.run(
         ["bash", "-c", f'"$0" -m chexpert evaluate --predictions <(cat "{files.predictions}") --truth "{files.truth}" --bootstrap 0 --json', sys.executable],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert shell.returncode == 0 and json.loads(shell.stdout)["n_studies"] == 12, shell.stderr
 

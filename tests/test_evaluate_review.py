@@ -160,7 +160,9 @@ def test_radmaj_is_the_benchmark_majority_and_is_not_counted_among_readers(root:
 # Thresholds fitted on valid, applied to test.
 
 
-def test_thresholds_from_a_previous_evaluation_are_applied_unchanged(root: Path, valid_predictions: Path, test_predictions: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_thresholds_from_a_previous_evaluation_are_applied_unchanged(
+    root: Path, valid_predictions: Path, test_predictions: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     argv = ["evaluate", "--predictions", str(valid_predictions), "--truth", str(root), "--bootstrap", "0", "--operating-point", "youden",
             "--operating-point", "sensitivity=0.9", "--operating-point", "sensitivity=0", "--json"]  # fmt: skip
     assert main(argv) == 0
@@ -193,7 +195,9 @@ def test_thresholds_from_a_previous_evaluation_are_applied_unchanged(root: Path,
     assert "Thresholds from" in capsys.readouterr().out
 
 
-def test_thresholds_for_an_unscored_observation_or_without_points_are_errors(root: Path, test_predictions: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_thresholds_for_an_unscored_observation_or_without_points_are_errors(
+    root: Path, test_predictions: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     test = evaluate(test_predictions, root, bootstrap=0)
     points = operating_points(test, youden=True)
     only_edema = pd.read_csv(test_predictions)[["Path", "Edema"]]
@@ -234,7 +238,9 @@ def test_a_tilde_is_expanded_in_every_path(root: Path, test_predictions: Path, t
 # Intervals: DeLong's shown when the bootstrap is off; none under five positive studies.
 
 
-def test_without_bootstrap_the_table_shows_delong_and_few_positives_get_no_interval(root: Path, test_predictions: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_without_bootstrap_the_table_shows_delong_and_few_positives_get_no_interval(
+    root: Path, test_predictions: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = evaluate(test_predictions, root, bootstrap=0)

@@ -62,8 +62,7 @@ def test_from_index_columns_named_as_the_csv_with_released_jpeg_bytes(release: R
             states_seen.add(state)
         assert ds.features["Sex"].names[example["Sex"]] == schema.SEXES[index.sex[i]]
         assert ds.features["Frontal/Lateral"].names[example["Frontal/Lateral"]] == ("Frontal" if index.frontal[i] else "Lateral")
-        assert (example["Age"], example["patient"], example["study"], example["view"]) == (
-            index.age[i], index.patient[i], index.study[i], index.view[i])
+        assert (example["Age"], example["patient"], example["study"], example["view"]) == (index.age[i], index.patient[i], index.study[i], index.view[i])
         assert ds.features["split"].names[example["split"]] == schema.SPLITS[index.split[i]]
     assert states_seen == {"negative", "positive", "uncertain", "blank"}
     assert ds[0]["image"].mode == "L"  # decodes to a grayscale PIL image

@@ -210,7 +210,7 @@ def test_dicom_is_windowed_to_uint8(tmp_path):
     meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
     meta.MediaStorageSOPInstanceUID = generate_uid()
     ds = FileDataset(str(tmp_path / "x.dcm"), {}, file_meta=meta, preamble=b"\0" * 128)
-    pixels = (np.arange(64 * 48, dtype=np.uint16).reshape(64, 48) % 4096)
+    pixels = np.arange(64 * 48, dtype=np.uint16).reshape(64, 48) % 4096
     ds.Rows, ds.Columns = pixels.shape
     ds.SamplesPerPixel, ds.BitsAllocated, ds.BitsStored, ds.HighBit = 1, 16, 12, 11
     ds.PixelRepresentation = 0

@@ -256,8 +256,10 @@ def test_phrase_matcher_takes_the_longest_phrase_and_whole_words() -> None:
     ("text", "expected"),
     [
         # a negation covers the list after it
-        ("No focal consolidation, pleural effusion, pneumothorax, or pulmonary edema.",
-         {"Consolidation": 0.0, "Pleural Effusion": 0.0, "Pneumothorax": 0.0, "Edema": 0.0}),
+        (
+            "No focal consolidation, pleural effusion, pneumothorax, or pulmonary edema.",
+            {"Consolidation": 0.0, "Pleural Effusion": 0.0, "Pneumothorax": 0.0, "Edema": 0.0},
+        ),
         # triggers after the mention
         ("Pneumothorax is not seen.", {"Pneumothorax": 0.0}),
         ("The previously seen effusion has resolved.", {"Pleural Effusion": 0.0}),
@@ -395,8 +397,33 @@ def test_any_text_is_labelled_with_valid_offsets(text: str) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.sampled_from(["No", "effusion", "pneumothorax", ",", ".", "possible", "or", "but", "heart", "size", "normal",
-                                 "enlarged", "CHF", "IMPRESSION:", "\n", "1.", "cannot be excluded", "no change in"]), max_size=30))
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "No",
+                "effusion",
+                "pneumothorax",
+                ",",
+                ".",
+                "possible",
+                "or",
+                "but",
+                "heart",
+                "size",
+                "normal",
+                "enlarged",
+                "CHF",
+                "IMPRESSION:",
+                "\n",
+                "1.",
+                "cannot be excluded",
+                "no change in",
+            ]
+        ),
+        max_size=30,
+    )
+)
 def test_word_salad_never_breaks_the_rules(words: list[str]) -> None:
     text = " ".join(words)
     result = label_report(text, sections="report")

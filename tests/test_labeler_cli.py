@@ -137,7 +137,11 @@ def test_workers_write_the_same_file(tmp_path: Path) -> None:
         ([["id", "text"], ["1", "x"]], [], "reports.csv, row 1: 2 columns ('id', 'text'): name the one with the reports with --column NAME"),
         ([["id", "text"], ["1", "x"]], ["--column", "report"], "reports.csv, row 1: no column 'report'; the columns are 'id', 'text'"),
         ([["id", "text"], ["1", "x"], ["2", "y", "z"]], ["--column", "text"], "reports.csv, row 3: 3 fields where the header has 2"),
-        ([["text", "Edema"], ["x", "1.0"]], ["--column", "text"], "already has a column 'Edema', which the labels would repeat; choose the columns to keep with --keep COLUMN"),
+        (
+            [["text", "Edema"], ["x", "1.0"]],
+            ["--column", "text"],
+            "already has a column 'Edema', which the labels would repeat; choose the columns to keep with --keep COLUMN",
+        ),
         ([["a"], ["b", "c"]], [], "reports.csv, row 2: 2 fields in a one-column file of reports"),
         ([], [], "reports.csv: the file is empty"),
     ],
@@ -322,7 +326,11 @@ def test_an_interrupted_run_leaves_nothing_behind(tmp_path: Path, sig: int, code
     env = dict(os.environ)
     process = subprocess.Popen(
         [sys.executable, "-m", "chexpert", "label", str(source), "--out", str(out_dir / "o.csv"), "--column", "text", "--workers", workers, "--quiet"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
         preexec_fn=as_a_terminal_starts_it,  # not what this test run inherited (SIGINT ignored under nohup)
     )
     deadline = time.monotonic() + 120
@@ -346,7 +354,11 @@ def test_a_command_started_with_sigint_ignored_keeps_ignoring_it(tmp_path: Path,
     out_dir.mkdir()
     process = subprocess.Popen(
         [sys.executable, "-m", "chexpert", "label", str(source), "--out", str(out_dir / "o.csv"), "--column", "text", "--workers", workers, "--quiet"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=with_sigint_ignored,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=with_sigint_ignored,
     )
     try:
         deadline = time.monotonic() + 120
@@ -377,7 +389,9 @@ def test_a_full_disk_is_one_line_and_leaves_nothing_behind(tmp_path: Path) -> No
 
     run = subprocess.run(
         [sys.executable, "-m", "chexpert", "label", str(source), "--out", str(out_dir / "o.csv"), "--column", "text", "--quiet"],
-        capture_output=True, text=True, preexec_fn=small_disk,
+        capture_output=True,
+        text=True,
+        preexec_fn=small_disk,
     )
     assert run.returncode == 1
     assert run.stderr.startswith("chexpert label: ") and "File too large" in run.stderr and run.stderr.count("\n") == 1

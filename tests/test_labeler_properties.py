@@ -30,17 +30,35 @@ FINDINGS: dict[str, tuple[str, tuple[str, ...]]] = {
     "Fracture": ("rib fracture", ("rib fractures",)),
     "Cardiomegaly": ("cardiomegaly", ()),
 }
-ADJECTIVES: dict[str, str] = {"Edema": "The lungs are edematous.", "Atelectasis": "The lung bases are atelectatic.", "Consolidation": "The right lower lobe is consolidated."}
+ADJECTIVES: dict[str, str] = {
+    "Edema": "The lungs are edematous.",
+    "Atelectasis": "The lung bases are atelectatic.",
+    "Consolidation": "The right lower lobe is consolidated.",
+}
 NAMES = sorted(FINDINGS)
 MODIFIERS = ("", "large ", "small ", "focal ", "mild ", "right ", "bilateral ", "new ", "moderate ", "left-sided ", "acute ")
 NEGATIONS = (
-    "No {x}.", "There is no {x}.", "The radiograph shows no {x}.", "The chest demonstrates no {x}.", "Lungs reveal no {x}.",
-    "Without {x}.", "Negative for {x}.", "{X} is absent.", "No evidence of {x}.", "{X} is not seen.",
+    "No {x}.",
+    "There is no {x}.",
+    "The radiograph shows no {x}.",
+    "The chest demonstrates no {x}.",
+    "Lungs reveal no {x}.",
+    "Without {x}.",
+    "Negative for {x}.",
+    "{X} is absent.",
+    "No evidence of {x}.",
+    "{X} is not seen.",
 )
 PRE_HEDGES = ("Possible {x}.", "Probable {x}.", "Likely {x}.", "Findings may represent {x}.", "Cannot exclude {x}.", "Suspicious for {x}.")
 POST_HEDGES = (
-    "{X} is possible.", "{X} is likely.", "{X} is not excluded.", "{X} cannot be excluded.", "{X} is in the differential.",
-    "{X} would be a consideration.", "{X} is suspected.", "Another consideration is {x}.",
+    "{X} is possible.",
+    "{X} is likely.",
+    "{X} is not excluded.",
+    "{X} cannot be excluded.",
+    "{X} is in the differential.",
+    "{X} would be a consideration.",
+    "{X} is suspected.",
+    "Another consideration is {x}.",
 )
 TOKENS = ("XXXX", "___", "XXXX XXXX")
 

@@ -25,7 +25,10 @@ from chexpert.synth import synthesize
 from chexpert.synth.mimic import synthesize_mimic
 from chexpert.train import get_recipe, train
 
-pytestmark = [pytest.mark.filterwarnings("ignore::chexpert.evaluate.metrics.UndefinedMetricWarning"), pytest.mark.filterwarnings("ignore::chexpert.mimic.UnlabeledStudiesWarning")]
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::chexpert.evaluate.metrics.UndefinedMetricWarning"),
+    pytest.mark.filterwarnings("ignore::chexpert.mimic.UnlabeledStudiesWarning"),
+]
 
 
 @pytest.fixture(scope="module")

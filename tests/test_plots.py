@@ -25,10 +25,7 @@ def evaluation():
     labels = pd.DataFrame((rng.random((N, len(TASKS))) < 0.3).astype(int), columns=list(TASKS)).assign(Study=studies)
     # Continuous scores: no ties, so the band's reference below can read the curve at vertices.
     scores = labels[list(TASKS)] * 0.3 + rng.random((N, len(TASKS))) * 0.7
-    readers = {
-        name: labels.assign(**{t: np.where(rng.random(N) < 0.8, labels[t], 1 - labels[t]) for t in TASKS})
-        for name in ("bc4", "bc6")
-    }
+    readers = {name: labels.assign(**{t: np.where(rng.random(N) < 0.8, labels[t], 1 - labels[t]) for t in TASKS}) for name in ("bc4", "bc6")}
     return evaluate(scores.assign(Study=studies), labels, radiologists=readers, bootstrap=200, seed=1)
 
 

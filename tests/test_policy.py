@@ -321,9 +321,7 @@ def test_self_trained_looks_up_soft_labels_by_path():
     codes = np.stack([row(Consolidation=UNC), row(Consolidation=POS), row(Consolidation=UNC, Edema=UNC)])
     paths = paths_for(3)
     # Keys without the release prefix match too; row 1 (not uncertain) need not be in the table.
-    table = pd.DataFrame(
-        {"Path": [str(paths[0]).split("/", 1)[1], str(paths[2])], "Consolidation": [0.2, 0.9], "Edema": [0.4, 0.7]}
-    )
+    table = pd.DataFrame({"Path": [str(paths[0]).split("/", 1)[1], str(paths[2])], "Consolidation": [0.2, 0.9], "Edema": [0.4, 0.7]})
     policy = Policy(uncertain="self-trained", observations=("Consolidation", "Edema"))
     t = apply(policy, codes, paths=paths, soft_labels=table)
     assert t.targets.tolist() == [[pytest.approx(0.2), 0.0], [1.0, 0.0], [pytest.approx(0.9), pytest.approx(0.7)]]

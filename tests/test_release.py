@@ -178,8 +178,10 @@ def _zip_of(path: Path, members: dict[str, bytes]) -> Path:
 def test_several_csv_sets_are_refused_naming_each(releases, tmp_path):
     train = (releases["small-folder"] / "train.csv").read_bytes()
     valid = (releases["small-folder"] / "valid.csv").read_bytes()
-    two_sets = _zip_of(tmp_path / "two.zip", {"CheXpert-v1.0-small/train.csv": train, "CheXpert-v1.0-small/valid.csv": valid,
-                                              "backup/train.csv": train, "backup/valid.csv": valid})
+    two_sets = _zip_of(
+        tmp_path / "two.zip",
+        {"CheXpert-v1.0-small/train.csv": train, "CheXpert-v1.0-small/valid.csv": valid, "backup/train.csv": train, "backup/valid.csv": valid},
+    )
     with pytest.raises(ChexpertError, match="several sets of CheXpert CSVs") as caught:
         chexpert.open(two_sets)
     message = str(caught.value)

@@ -93,7 +93,9 @@ def test_the_evaluation_sections_hold_the_evaluation_s_numbers(page: Path) -> No
     # Fewer than five positives: a warning, and no interval on that row.
     few = [o for o in result.table.index if 0 < result.table.loc[o, "positives"] < 5]
     assert few and all(f"<td>{o}</td><td>{int(result.table.loc[o, 'positives'])} of" in html for o in few)
-    assert html.count("too few for an interval") == len([o for o in result.table.index if 0 < min(result.table.loc[o, "positives"], result.table.loc[o, "negatives"]) < 5])
+    assert html.count("too few for an interval") == len(
+        [o for o in result.table.index if 0 < min(result.table.loc[o, "positives"], result.table.loc[o, "negatives"]) < 5]
+    )
     assert 'class="warn">⚠ Fewer than 5 positive' in html
 
 

@@ -123,7 +123,9 @@ def test_weighted_epochs_are_deterministic_per_seed_and_epoch_and_follow_the_wei
     assert len(sampler) == -(-1000 // 64)  # as many rows as a plain epoch by default
     a = epoch_rows(sampler, 2)
     assert np.array_equal(a, epoch_rows(EpochSampler(np.arange(1000, 2000), 64, seed=1, weights=weights), 2))
-    assert not np.array_equal(a, epoch_rows(sampler, 3)) and not np.array_equal(a, epoch_rows(EpochSampler(np.arange(1000, 2000), 64, seed=2, weights=weights), 2))
+    assert not np.array_equal(a, epoch_rows(sampler, 3)) and not np.array_equal(
+        a, epoch_rows(EpochSampler(np.arange(1000, 2000), 64, seed=2, weights=weights), 2)
+    )
     drawn = np.concatenate([epoch_rows(sampler, e) for e in range(20)]) - 1000
     assert abs(positive[drawn].mean() - 0.5) < 0.02  # against 0.05 unweighted
     # Ranks read disjoint stretches of one epoch's draws, which together are the epoch.

@@ -45,9 +45,7 @@ def indexes(draw: st.DrawFn) -> Index:
     return make_index(patients, labels)
 
 
-fractions_strategy = st.lists(st.integers(1, 20), min_size=1, max_size=5).map(
-    lambda weights: {f"part{i}": w / sum(weights) for i, w in enumerate(weights)}
-)
+fractions_strategy = st.lists(st.integers(1, 20), min_size=1, max_size=5).map(lambda weights: {f"part{i}": w / sum(weights) for i, w in enumerate(weights)})
 
 
 def part_of(parts: dict[str, Index]) -> dict[int, str]:
@@ -261,7 +259,12 @@ def test_first_frontal_image_per_study_and_per_patient_against_pandas(real, fram
 def test_deduplicate_keeps_index_order_and_skips_studies_without_a_frontal_image():
     patients = np.array([3, 3, 1, 1, 2])
     index = make_index(patients, np.zeros((5, 14), dtype=np.int8))
-    index = Index(**{**{name: getattr(index, name) for name in ("path", "split", "patient", "study", "view", "projection", "sex", "age", "labels")}, "frontal": np.array([False, True, True, True, False])})
+    index = Index(
+        **{
+            **{name: getattr(index, name) for name in ("path", "split", "patient", "study", "view", "projection", "sex", "age", "labels")},
+            "frontal": np.array([False, True, True, True, False]),
+        }
+    )
     assert deduplicate(index, "patient").path.tolist() == [index.path[1], index.path[2]]  # patient 2 has no frontal image
     assert deduplicate(index, "patient", keep="first").path.tolist() == [index.path[0], index.path[2], index.path[4]]
     with pytest.raises(ValueError, match="per must be one of study, patient"):

@@ -390,9 +390,7 @@ def test_only_one_prepare_writes_to_a_folder_at_a_time(small_release: Path, tmp_
 
 
 @pytest.mark.parametrize("then", ["skip", "blank"])
-def test_a_crash_while_finishing_resumes_to_the_same_bytes(
-    damaged: tuple[Path, list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, then: str
-) -> None:
+def test_a_crash_while_finishing_resumes_to_the_same_bytes(damaged: tuple[Path, list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, then: str) -> None:
     root, _ = damaged
     fresh = prepare(root, tmp_path / "fresh", size=SIZE, splits="train", on_error=then)
     written = store_module._write_atomic
@@ -486,7 +484,9 @@ def test_any_unreadable_image_follows_on_error(unreadable: tuple[Path, dict[str,
     assert isinstance(caught.value, OSError) and caught.value.file in bad and Path(caught.value.file).name in str(caught.value)
 
 
-def test_the_command_line_says_on_error_as_the_command_line_does(unreadable: tuple[Path, dict[str, str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_command_line_says_on_error_as_the_command_line_does(
+    unreadable: tuple[Path, dict[str, str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from chexpert.cli import main
 
     root, bad = unreadable

@@ -37,8 +37,6 @@ _COMMAND = textwrap.dedent(
 )
 
 
-
-
 def _argv(source: Path, out: Path) -> list[str]:
     return ["prepare", str(source), "--out", str(out), "--size", str(SIZE), "--workers", "2"]
 
@@ -46,7 +44,12 @@ def _argv(source: Path, out: Path) -> list[str]:
 def _run(args: list[str], preexec_fn: object = None) -> subprocess.CompletedProcess[str]:
     """Run a command in its own process group; whatever of it is left after 120 s is killed."""
     process = subprocess.Popen(
-        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=preexec_fn  # type: ignore[arg-type]
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=preexec_fn,  # type: ignore[arg-type]
     )
     try:
         stdout, stderr = process.communicate(timeout=120)

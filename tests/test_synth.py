@@ -166,8 +166,7 @@ def test_valid_and_test_are_binary_and_numbered_like_the_real_ones(release: Path
 def test_groundtruth_is_study_level_integers(release: Path) -> None:
     lines = (release / "groundtruth.csv").read_text().splitlines()
     assert lines[0] == "Study," + ",".join(schema.OBSERVATIONS)
-    assert [line.split(",")[0] for line in lines[1:]] == [
-        "CheXpert-v1.0/test/patient64741/study1", "CheXpert-v1.0/test/patient64742/study1"]
+    assert [line.split(",")[0] for line in lines[1:]] == ["CheXpert-v1.0/test/patient64741/study1", "CheXpert-v1.0/test/patient64742/study1"]
     test_rows = synth_rows("test", patients=2, seed=3)
     for line in lines[1:]:
         study, *values = line.split(",")
@@ -307,9 +306,11 @@ def test_laterals_differ_from_frontals() -> None:
     img_l = render_pixels(row, seed=1).astype(float)
     img_f = render_pixels(dict(row, **{"Frontal/Lateral": "Frontal", "AP/PA": "PA"}), seed=1).astype(float)
     h, w = img_f.shape
+
     # a frontal film is left-right symmetric about the spine; a lateral one is not
     def asymmetry(img: np.ndarray) -> float:
         return float(np.abs(img - img[:, ::-1]).mean())
+
     assert asymmetry(img_l) > asymmetry(img_f) + 5
 
 

@@ -253,7 +253,10 @@ def test_rows_missing_from_the_store_or_labelled_otherwise_are_errors_naming_the
     with pytest.raises(InvalidArgumentError, match=rf"{len(train)} of the {len(train)} images selected are not in the store .*valid-only: {train.path[0]}, "):
         dataloader(valid_only, rows=train)
     # A store prepared from other labels: the selection's labels are not what it would train on.
-    relabelled = chexpert.Index(**{name: getattr(store.index, name) for name in ("path", "split", "patient", "study", "view", "frontal", "projection", "sex", "age")}, labels=store.index.labels.copy())
+    relabelled = chexpert.Index(
+        **{name: getattr(store.index, name) for name in ("path", "split", "patient", "study", "view", "frontal", "projection", "sex", "age")},
+        labels=store.index.labels.copy(),
+    )
     relabelled.labels[3, 5] = 1 if relabelled.labels[3, 5] != 1 else 0
     with pytest.raises(InvalidArgumentError, match=rf"1 of the images selected have other raw labels .*first {relabelled.path[3]}, 'Edema'"):
         StoreDataset(store, rows=relabelled)

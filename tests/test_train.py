@@ -99,9 +99,7 @@ def test_an_unknown_model_lists_valid_names() -> None:
         build_model("densenet122", outputs=5)
 
 
-def test_imagenet_weights_are_never_downloaded_and_the_message_says_where_to_put_which_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_imagenet_weights_are_never_downloaded_and_the_message_says_where_to_put_which_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
 
     def no_network(*args: object, **kwargs: object) -> None:

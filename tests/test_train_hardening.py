@@ -240,7 +240,9 @@ def test_a_damaged_checkpoint_or_summary_for_predict_is_one_line_naming_the_file
     torch.save({"model": {"conv.weight": torch.zeros(1)}, "step": 2}, checkpoint)
     with pytest.raises(RunError, match=f"^{checkpoint}: its weights are not this run's tiny-cnn"):
         predict(out, store)
-    nan = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in torch.load(finished / "state.pt", weights_only=True)["model"].items()}
+    nan = {
+        k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in torch.load(finished / "state.pt", weights_only=True)["model"].items()
+    }
     torch.save({"model": nan, "step": 2}, checkpoint)
     with pytest.raises(RunError, match=f"^{checkpoint}: its weights are not finite"):
         predict(out, store)

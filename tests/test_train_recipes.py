@@ -72,6 +72,7 @@ def test_every_option_reaches_the_recipe(monkeypatch: pytest.MonkeyPatch) -> Non
     from chexpert.cli import train as cli_train
 
     seen: list[Recipe] = []
+
     def fake_train(root: object, out: object, recipe: Recipe, **kwargs: object) -> None:
         seen.append(recipe)
         raise SystemExit(0)

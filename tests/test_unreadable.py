@@ -157,8 +157,13 @@ def test_a_csv_that_is_a_fifo_or_a_link_out_is_one_line(release: Path, tmp_path:
     assert run.stderr.strip().splitlines() == [f"chexpert info: {release / 'valid.csv'}: is a FIFO (named pipe), not a file; chexpert reads only regular files"]
     verify = _run("-m", "chexpert", "verify", str(release), "--json")
     assert verify.returncode == 1
-    assert {"kind": "unreadable", "severity": "error", "file": str(release / "valid.csv"), "row": None,
-            "message": "is a FIFO (named pipe), not a file; chexpert reads only regular files"} in json.loads(verify.stdout)["problems"]
+    assert {
+        "kind": "unreadable",
+        "severity": "error",
+        "file": str(release / "valid.csv"),
+        "row": None,
+        "message": "is a FIFO (named pipe), not a file; chexpert reads only regular files",
+    } in json.loads(verify.stdout)["problems"]
     secret = tmp_path / "secret.csv"
     secret.write_bytes(SECRET)
     (release / "valid.csv").unlink()
@@ -341,9 +346,14 @@ def test_a_plus_release_reads_as_safely(tmp_path: Path) -> None:
     target = Path(release.locate(path))
     target.unlink()
     os.mkfifo(target)
-    run = _run("-c", "import sys; from chexpert.plus import open_plus\n"
-               "release = open_plus(sys.argv[1], images='dicom')\n"
-               "try:\n    release.read_bytes(sys.argv[2])\nexcept OSError as exc:\n    print(type(exc).__name__, exc)",
-               str(root), path, timeout=120)  # type: ignore[arg-type]
+    run = _run(
+        "-c",
+        "import sys; from chexpert.plus import open_plus\n"
+        "release = open_plus(sys.argv[1], images='dicom')\n"
+        "try:\n    release.read_bytes(sys.argv[2])\nexcept OSError as exc:\n    print(type(exc).__name__, exc)",
+        str(root),
+        path,
+        timeout=120,
+    )  # type: ignore[arg-type]
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("ImageReadError ") and "FIFO" in run.stdout

@@ -108,8 +108,7 @@ def test_cli_json_report_and_exit_code(damaged, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["ok"] is False
     assert report["problems"] == [
-        {"kind": "missing", "severity": "error", "file": str(damaged / "train.csv"), "row": 2,
-         "message": f"image {path!r} not found in the download"}
+        {"kind": "missing", "severity": "error", "file": str(damaged / "train.csv"), "row": 2, "message": f"image {path!r} not found in the download"}
     ]
     assert main(["verify", str(damaged)]) == 1
     text = capsys.readouterr().out
@@ -277,7 +276,10 @@ def test_an_interrupted_decode_ends_at_once_with_one_line(slow_release, workers_
     it and the parent does not yet hold the pool it must stop (once: a traceback, or a hang)."""
     process = subprocess.Popen(
         [sys.executable, "-m", "chexpert", "verify", str(slow_release), "--decode", "--workers", "2"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
         preexec_fn=as_a_terminal_starts_it,  # not what this test run inherited (SIGINT ignored under nohup)
     )
     deadline = time.monotonic() + 120

@@ -149,7 +149,9 @@ def test_cli_export_with_the_paper_policy_needs_and_uses_soft_labels(store: Stor
     argv = ["export", "--format", "webdataset", str(store.path), str(tmp_path / "shards"), "--policy", "chexpert-paper-best", "--quiet"]
     assert main(argv) == 1
     err = capsys.readouterr().err
-    assert err.startswith("chexpert export: --policy chexpert-paper-best uses U-SelfTrained for Consolidation: its uncertain labels come from --soft-labels CSV")
+    assert err.startswith(
+        "chexpert export: --policy chexpert-paper-best uses U-SelfTrained for Consolidation: its uncertain labels come from --soft-labels CSV"
+    )
     assert len(err.splitlines()) == 1 and not (tmp_path / "shards").exists()  # said before any work
     soft = _soft_labels(store, tmp_path / "soft.csv")
     assert main([*argv, "--soft-labels", str(soft)]) == 0
@@ -166,7 +168,25 @@ def test_cli_export_with_the_paper_policy_needs_and_uses_soft_labels(store: Stor
         if uncertain[i]:
             assert sample["targets.npy"][consolidation] == pytest.approx(pd.read_csv(soft)["Consolidation"][i])
     # Soft labels for a policy without U-SelfTrained: a mistake, said as such.
-    assert main(["export", "--format", "webdataset", str(store.path), str(tmp_path / "other"), "--policy", "u-ones", "--soft-labels", str(soft), "--quiet"]) == 1
+    assert (
+        main(["export", "--format", "webdataset", str(store.path), str(tmp_path / "other"), "--policy", "u-ones", "--soft-labels", str(soft), "--quiet"]) == 1
+    )
     assert "this policy has none; presets with one: chexpert-paper-best" in capsys.readouterr().err
-    assert main(["export", "--format", "webdataset", str(store.path), str(tmp_path / "other"), "--policy", "chexpert-paper-best", "--soft-labels", str(tmp_path), "--quiet"]) == 1
+    assert (
+        main(
+            [
+                "export",
+                "--format",
+                "webdataset",
+                str(store.path),
+                str(tmp_path / "other"),
+                "--policy",
+                "chexpert-paper-best",
+                "--soft-labels",
+                str(tmp_path),
+                "--quiet",
+            ]
+        )
+        == 1
+    )
     assert "soft labels must be a CSV file, not a folder" in capsys.readouterr().err

@@ -62,8 +62,7 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
     return images.to(torch.float32).div_(255.0)
 
 
-def _crop_matrices(n: int, scale: tuple[float, float], ratio: tuple[float, float], like: torch.Tensor,
-                   generator: torch.Generator | None) -> torch.Tensor:
+def _crop_matrices(n: int, scale: tuple[float, float], ratio: tuple[float, float], like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """(n, 3, 3) maps from output to input coordinates (both in [-1, 1]) for random crops.
 
     As torchvision's RandomResizedCrop: area fraction uniform in ``scale``, aspect ratio
@@ -83,8 +82,7 @@ def _crop_matrices(n: int, scale: tuple[float, float], ratio: tuple[float, float
     return m
 
 
-def _affine_matrices(n: int, degrees: float, translate: float, like: torch.Tensor,
-                     generator: torch.Generator | None) -> torch.Tensor:
+def _affine_matrices(n: int, degrees: float, translate: float, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """(n, 3, 3) random rotations by up to ``degrees`` and shifts by up to ``translate`` of the side."""
     angle = _uniform(n, -degrees, degrees, like, generator) * (math.pi / 180.0)
     shift = _uniform(2 * n, -2.0 * translate, 2.0 * translate, like, generator).view(n, 2)
@@ -141,7 +139,9 @@ def random_affine(
     torch.Size([2, 1, 8, 8])
     """
     images = _floats(images)
-    matrices = _affine_matrices(len(images), check_number("degrees", degrees, low=0.0, high=180.0), check_number("translate", translate, low=0.0, high=1.0), images, generator)
+    matrices = _affine_matrices(
+        len(images), check_number("degrees", degrees, low=0.0, high=180.0), check_number("translate", translate, low=0.0, high=1.0), images, generator
+    )
     return _warp(images, matrices, None)
 
 
@@ -262,9 +262,7 @@ class Augment(torch.nn.Module):
         generator = generator or self._generator_for(images.device)
         n = len(images)
         # Output -> input: first rotate/shift the output frame, then place it in the crop box.
-        matrices = _crop_matrices(n, self.crop_scale, self.crop_ratio, images, generator) @ _affine_matrices(
-            n, self.degrees, self.translate, images, generator
-        )
+        matrices = _crop_matrices(n, self.crop_scale, self.crop_ratio, images, generator) @ _affine_matrices(n, self.degrees, self.translate, images, generator)
         images = _warp(images, matrices, self.size)
         if self.brightness or self.contrast:
             images = brightness_contrast(images, brightness=self.brightness, contrast=self.contrast, generator=generator)

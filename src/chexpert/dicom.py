@@ -174,9 +174,7 @@ def _inflate_if_deflated(pydicom: Any, data: bytes, file: str | None) -> tuple[A
     except zlib.error as exc:
         raise ImageDecodeError(f"damaged deflated data set ({exc})", file=file) from None
     if len(inflated) > cap or inflater.unconsumed_tail:
-        raise ImageDecodeError(
-            f"the deflated data set inflates to more than {cap:,} bytes, more than its header declares; not inflated further", file=file
-        )
+        raise ImageDecodeError(f"the deflated data set inflates to more than {cap:,} bytes, more than its header declares; not inflated further", file=file)
     return meta, inflated
 
 
@@ -335,7 +333,9 @@ def modality(dataset: Any, stored: np.ndarray, *, file: str | None = None) -> np
             if intercept != 0:
                 out += np.float32(intercept)
         if not np.isfinite(out).all():
-            raise ImageDecodeError(f"DICOM rescale (slope {slope:g}, intercept {intercept:g}) takes values beyond float32; the image cannot be shown", file=file)
+            raise ImageDecodeError(
+                f"DICOM rescale (slope {slope:g}, intercept {intercept:g}) takes values beyond float32; the image cannot be shown", file=file
+            )
     return out
 
 

@@ -179,7 +179,6 @@ def command_line_spelling(on: bool = True) -> Iterator[None]:
         _COMMAND_LINE.reset(token)
 
 
-
 def option(name: str, value: object = _UNSET) -> str:
     """An argument as the interface in use spells it, for messages that tell the user what to pass.
 

@@ -25,7 +25,20 @@ from chexpert.errors import ImageDecodeError, InvalidArgumentError
 from chexpert.schema import MAX_PIXELS
 from chexpert.validation import check_choice, check_int, check_pixel_count
 
-__all__ = ["ImageInfo", "RESIZE_MODES", "MAX_PIXELS", "MAX_JPEG_SCANS", "check_pixel_count", "one_thread_per_worker", "detect_format", "image_info", "decode", "resize", "decode_resized", "to_uint8"]
+__all__ = [
+    "ImageInfo",
+    "RESIZE_MODES",
+    "MAX_PIXELS",
+    "MAX_JPEG_SCANS",
+    "check_pixel_count",
+    "one_thread_per_worker",
+    "detect_format",
+    "image_info",
+    "decode",
+    "resize",
+    "decode_resized",
+    "to_uint8",
+]
 
 RESIZE_MODES: Final[tuple[str, ...]] = ("pad", "crop", "squash")
 
@@ -259,9 +272,7 @@ def _crop_enlarged(image: np.ndarray, out: np.ndarray, enlarged: tuple[int, int]
     c0, c1 = max(0, int(np.floor(x0)) - 1), min(w, int(np.ceil(x1)) + 2)
     window = np.ascontiguousarray(image[r0:r1, c0:c1])
     matrix = np.array([[fx, 0, x0 - c0], [0, fy, y0 - r0]], dtype=np.float64)
-    result = cv2.warpAffine(
-        window, matrix, (size_w, size_h), dst=out, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE
-    )
+    result = cv2.warpAffine(window, matrix, (size_w, size_h), dst=out, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
     if result is not out and not np.shares_memory(result, out):  # pragma: no cover - OpenCV kept a copy
         out[...] = result
 
@@ -411,9 +422,7 @@ def _dicom_info(data: bytes) -> ImageInfo:
     from chexpert import dicom
 
     dataset = dicom.read(data, stop_before_pixels=True)
-    return ImageInfo(
-        "dicom", int(dataset.Columns), int(dataset.Rows), int(dataset.get("SamplesPerPixel", 1)), int(dataset.get("BitsStored", 0) or 0)
-    )
+    return ImageInfo("dicom", int(dataset.Columns), int(dataset.Rows), int(dataset.get("SamplesPerPixel", 1)), int(dataset.get("BitsStored", 0) or 0))
 
 
 def _dicom_decode(data: bytes, size: int | None, mode: str, convert: bool) -> tuple[np.ndarray, tuple[int, int]]:

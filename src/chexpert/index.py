@@ -176,10 +176,7 @@ class Index:
             "projection": dict(zip(schema.PROJECTIONS, np.bincount(self.projection, minlength=len(schema.PROJECTIONS)).tolist())),
             "sex": dict(zip(schema.SEXES, np.bincount(self.sex, minlength=len(schema.SEXES)).tolist())),
             "age_unknown": int((self.age == 0).sum()),
-            "labels": {
-                name: {state: int((self.labels[:, j] == code).sum()) for state, code in states.items()}
-                for j, name in enumerate(schema.OBSERVATIONS)
-            },
+            "labels": {name: {state: int((self.labels[:, j] == code).sum()) for state, code in states.items()} for j, name in enumerate(schema.OBSERVATIONS)},
         }
 
     def to_pandas(self) -> pd.DataFrame:
@@ -260,9 +257,7 @@ def read_csv(source: str | os.PathLike[str] | bytes, *, file: str | None = None)
     return index  # type: ignore[return-value]  # _parse returns an index whenever it found no problem
 
 
-def check_csv(
-    source: str | os.PathLike[str] | bytes, *, file: str | None = None
-) -> tuple[Index | None, list[Problem], np.ndarray]:
+def check_csv(source: str | os.PathLike[str] | bytes, *, file: str | None = None) -> tuple[Index | None, list[Problem], np.ndarray]:
     """Parse like :func:`read_csv` but collect every problem instead of raising.
 
     Returns the index of the rows that parsed (None if the file is unreadable), the problems
@@ -290,9 +285,7 @@ def _load_bytes(source: str | os.PathLike[str] | bytes, file: str | None) -> tup
     return data, name
 
 
-def _parse(
-    source: str | os.PathLike[str] | bytes, *, file: str | None, strict: bool
-) -> tuple[Index | None, list[Problem], np.ndarray]:
+def _parse(source: str | os.PathLike[str] | bytes, *, file: str | None, strict: bool) -> tuple[Index | None, list[Problem], np.ndarray]:
     data, name = _load_bytes(source, file)
     problems: list[Problem] = []
 
@@ -417,7 +410,7 @@ def _parse(
             problem("duplicate", int(i) + 2, f"Path {paths[int(i)].as_py()!r} already appears on row {int(firsts[0]) + 2}")
         ok &= ~dup
 
-    problems.sort(key=lambda p: (p.row or 0))
+    problems.sort(key=lambda p: p.row or 0)
     rows = np.flatnonzero(ok)
     index = Index(
         path=np.asarray(table.column("Path").to_numpy(), dtype=_STR)[rows],

@@ -577,8 +577,15 @@ def check_localization(release: Release, *, sizes: bool = False) -> list[Problem
                 continue
             unknown = [t for t in entry if t not in TASK_NAMES and t != "img_size"]
             if unknown:
-                problems.append(Problem("annotation", file.label, None, f"{where}unknown observation(s) {', '.join(map(repr, unknown))}; "
-                                        f"CheXlocalize's are {', '.join(t for t in TASK_NAMES if t != 'Lung Opacity')}"))
+                problems.append(
+                    Problem(
+                        "annotation",
+                        file.label,
+                        None,
+                        f"{where}unknown observation(s) {', '.join(map(repr, unknown))}; "
+                        f"CheXlocalize's are {', '.join(t for t in TASK_NAMES if t != 'Lung Opacity')}",
+                    )
+                )
             for task in entry:
                 if task not in TASK_NAMES:
                     continue

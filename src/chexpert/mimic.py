@@ -201,7 +201,9 @@ class _Problems:
         for i in rows[:_PER_KIND].tolist():
             self.found.append(Problem(kind, file, int(i) + 2, message(int(i)), severity))
         if len(rows) > _PER_KIND:
-            self.found.append(Problem(kind, file, int(rows[_PER_KIND]) + 2, f"... and {len(rows) - _PER_KIND:,} more {what} like these (from this row on)", severity))
+            self.found.append(
+                Problem(kind, file, int(rows[_PER_KIND]) + 2, f"... and {len(rows) - _PER_KIND:,} more {what} like these (from this row on)", severity)
+            )
 
 
 def _labels(data: bytes, name: str, problems: _Problems) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -385,7 +387,9 @@ def read_mimic(
     study_date = np.full(n, np.datetime64("NaT"), dtype="datetime64[D]")
     if date_ok.any():
         y, m, d = year[date_ok], month[date_ok], day[date_ok]
-        study_date[date_ok] = ((y - 1970).astype("datetime64[Y]").astype("datetime64[M]") + (m - 1).astype("timedelta64[M]")).astype("datetime64[D]") + (d - 1).astype("timedelta64[D]")
+        study_date[date_ok] = ((y - 1970).astype("datetime64[Y]").astype("datetime64[M]") + (m - 1).astype("timedelta64[M]")).astype("datetime64[D]") + (
+            d - 1
+        ).astype("timedelta64[D]")
     bad_date = ok & ~date_ok & _np(pc.greater(pc.utf8_length(date_text), 0)).astype(bool)
     found.rows("value", meta_name, np.flatnonzero(bad_date), lambda i: f"StudyDate {date_text[i].as_py()!r} is not a date YYYYMMDD; left empty",
                "warning")  # fmt: skip
@@ -413,7 +417,9 @@ def read_mimic(
     subject_text = pc.cast(pa.array(subject[rows]), pa.string())
     study_text = pc.cast(pa.array(study[rows]), pa.string())
     dicom_rows = dicom.take(pa.array(rows))
-    path = pc.binary_join_element_wise("files/p", pc.utf8_slice_codeunits(subject_text, 0, 2), "/p", subject_text, "/s", study_text, "/", dicom_rows, ".jpg", "")
+    path = pc.binary_join_element_wise(
+        "files/p", pc.utf8_slice_codeunits(subject_text, 0, 2), "/p", subject_text, "/s", study_text, "/", dicom_rows, ".jpg", ""
+    )
     kept_study = study[rows]
     view = np.zeros(len(rows), dtype=np.int16)
     if len(rows):
@@ -690,5 +696,7 @@ def resolve_truth(release: MimicRelease, studies: np.ndarray, *, split: str | No
     if unlabeled.any():
         without = np.unique(index.study_keys()[unlabeled])
         shown = ", ".join(without[:5].tolist()) + (f" and {len(without) - 5} more" if len(without) > 5 else "")
-        warnings.warn(f"{len(without)} {chosen} studies have no row in the label file and are scored as all negative: {shown}", UnlabeledStudiesWarning, stacklevel=3)
+        warnings.warn(
+            f"{len(without)} {chosen} studies have no row in the label file and are scored as all negative: {shown}", UnlabeledStudiesWarning, stacklevel=3
+        )
     return truth_index(index), (), index

@@ -278,7 +278,13 @@ def _draw_forest(ax: Axes, evaluation: Evaluation) -> None:
     ax.plot(auroc[competition], y[competition], "o", color=_MODEL, markersize=8, label="competition task")
     ax.plot(auroc[~competition], y[~competition], "o", color="white", markeredgecolor=_MODEL, markersize=7, label="other observation")
     if not math.isnan(evaluation.mean_auroc):
-        ax.axvline(evaluation.mean_auroc, color=_MODEL, linestyle="--", linewidth=1, label=f"mean of {len(evaluation.mean_auroc_tasks) or 5} tasks {evaluation.mean_auroc:.3f}")
+        ax.axvline(
+            evaluation.mean_auroc,
+            color=_MODEL,
+            linestyle="--",
+            linewidth=1,
+            label=f"mean of {len(evaluation.mean_auroc_tasks) or 5} tasks {evaluation.mean_auroc:.3f}",
+        )
     ax.set_yticks(y, names)
     for label, bold in zip(ax.get_yticklabels(), competition):
         label.set_fontweight("bold" if bold else "normal")

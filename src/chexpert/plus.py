@@ -88,7 +88,9 @@ _RADGRAPH_FILES: Final = schema.PLUS_RADGRAPH_FILES
 #: The largest RadGraph-XL file read (bytes): the real ones hold a few KiB per report.
 MAX_RADGRAPH_BYTES: Final = 4 << 30
 _TAIL: Final = re.compile(r"(patient\d{5}/study\d+/view\d+_(?:frontal|lateral))\.(\w+)$", re.IGNORECASE)
-_PATH: Final = re.compile(r"^(?P<split>train|valid|test)/patient(?P<patient>\d{5})/study(?P<study>\d+)/view(?P<view>\d+)_(?P<kind>frontal|lateral)\.(?:jpg|png)$")
+_PATH: Final = re.compile(
+    r"^(?P<split>train|valid|test)/patient(?P<patient>\d{5})/study(?P<study>\d+)/view(?P<view>\d+)_(?P<kind>frontal|lateral)\.(?:jpg|png)$"
+)
 _STR = np.dtypes.StringDType()
 _SHOWN = 20  # rows named per kind of problem in a strict error
 _INT16_MAX = int(np.iinfo(np.int16).max)
@@ -179,7 +181,9 @@ def read_plus_csv(path: str | os.PathLike[str] | bytes, *, file: str | None = No
     try:
         table = pacsv.read_csv(
             pa.py_buffer(data),
-            read_options=pacsv.ReadOptions(use_threads=True, block_size=16 << 20, column_names=["__index__", *columns] if len(header) != len(columns) else list(columns), skip_rows=1),
+            read_options=pacsv.ReadOptions(
+                use_threads=True, block_size=16 << 20, column_names=["__index__", *columns] if len(header) != len(columns) else list(columns), skip_rows=1
+            ),
             parse_options=pacsv.ParseOptions(newlines_in_values=True),
             convert_options=pacsv.ConvertOptions(
                 column_types=dict.fromkeys(["__index__", *columns], pa.string()), strings_can_be_null=False, quoted_strings_can_be_null=False
@@ -302,7 +306,9 @@ def read_labels(data: bytes, paths: np.ndarray, *, file: str) -> tuple[np.ndarra
             # left blank; the same value twice is harmless but not as written by CheXbert (a warning).
             if len({json.dumps(v, sort_keys=True) for v in values}) > 1:
                 ambiguous.add(key)
-                problems.append(Problem("label", file, line_number, f"carries {key} {len(values)} times with different values ({', '.join(map(repr, values))}); left blank"))
+                problems.append(
+                    Problem("label", file, line_number, f"carries {key} {len(values)} times with different values ({', '.join(map(repr, values))}); left blank")
+                )
             else:
                 problems.append(Problem("label", file, line_number, f"carries {key} {len(values)} times (the same value)", severity="warning"))
         if "path_to_image" in ambiguous:
@@ -331,7 +337,12 @@ def read_labels(data: bytes, paths: np.ndarray, *, file: str) -> tuple[np.ndarra
     if not seen.all():
         missing = np.flatnonzero(~seen)
         problems.append(
-            Problem("label", file, None, f"{len(missing)} images of the Plus CSV have no line (labels left blank), first: {', '.join(str(paths[i]) for i in missing[:3])}")
+            Problem(
+                "label",
+                file,
+                None,
+                f"{len(missing)} images of the Plus CSV have no line (labels left blank), first: {', '.join(str(paths[i]) for i in missing[:3])}",
+            )
         )
     return codes, problems
 
@@ -495,7 +506,9 @@ class PlusRelease(Release):
             raise InvalidArgumentError(f"not a CheXpert image path: {path!r}")
         places = files.ambiguous.get(key)
         if places is not None:
-            raise ImageReadError(f"{path}: {len(places)} {self.images.upper()} files for {key} ({', '.join(places[:3])}); which is meant cannot be known, so none is read")
+            raise ImageReadError(
+                f"{path}: {len(places)} {self.images.upper()} files for {key} ({', '.join(places[:3])}); which is meant cannot be known, so none is read"
+            )
         found = files.get(key)
         split = path.replace("\\", "/").split("/", 1)[0]
         if found is None or (split in schema.SPLITS and not files.matches(key, split)):
@@ -542,7 +555,9 @@ class PlusRelease(Release):
         index = index.with_extra(**extra)
         labels = extra.get(f"labels_{self.labels}")
         if labels is None:
-            raise ReleaseNotFoundError(f"labels='original' needs the original CheXpert release beside {self.plus_csv} (a CheXpert-v1.0 or -small folder or zip); none was found")
+            raise ReleaseNotFoundError(
+                f"labels='original' needs the original CheXpert release beside {self.plus_csv} (a CheXpert-v1.0 or -small folder or zip); none was found"
+            )
         index = Index(**{f: getattr(index, f) for f in ("path", "split", "patient", "study", "view", "frontal", "projection", "sex", "age")},
                       labels=labels, release=self, extra=index.extra)  # fmt: skip
         problems += self._missing_dicoms(index, csv_row)
@@ -557,7 +572,11 @@ class PlusRelease(Release):
         for i, path in enumerate(index.extra["path_to_dcm"].tolist()):
             places = files.ambiguous.get(_tail(path) or "")
             if path and places is not None:
-                out.append(Problem("duplicate-member", str(self.plus_csv), int(csv_row[i]), f"path_to_dcm {path!r}: {len(places)} files, none read: {', '.join(places)}"))
+                out.append(
+                    Problem(
+                        "duplicate-member", str(self.plus_csv), int(csv_row[i]), f"path_to_dcm {path!r}: {len(places)} files, none read: {', '.join(places)}"
+                    )
+                )
             elif path and _tail(path) not in files:
                 out.append(Problem("missing", str(self.plus_csv), int(csv_row[i]), f"path_to_dcm {path!r} points at no file in {self.root / 'DICOM'}"))
         return out
@@ -677,7 +696,12 @@ def _report_copies(index: Index, labels: np.ndarray, name: str, csv_row: np.ndar
         views = ", ".join(f"view{int(index.view[r])} (copy {int(copy[r])})" for r in rows)
         what = f"and their labels differ in {', '.join(differ)}" if differ else "with the same labels"
         problems.append(
-            Problem("report-copies", name, int(csv_row[rows[0]]), f"study {index.study_keys()[rows[0]]}: its images carry {len(distinct)} differently anonymised copies of the report ({views}) {what}")
+            Problem(
+                "report-copies",
+                name,
+                int(csv_row[rows[0]]),
+                f"study {index.study_keys()[rows[0]]}: its images carry {len(distinct)} differently anonymised copies of the report ({views}) {what}",
+            )
         )
     return copy
 
@@ -715,7 +739,14 @@ def _join_original(index: Index, original: Release, name: str, csv_row: np.ndarr
     absent = np.ones(len(theirs), dtype=bool)
     absent[match[hit]] = False
     for i in np.flatnonzero(absent):
-        problems.append(Problem("not-in-plus", str(original.root), None, f"{schema.strip_release_prefix(str(theirs.path[i]))} is in the original release but not in the Plus CSV"))
+        problems.append(
+            Problem(
+                "not-in-plus",
+                str(original.root),
+                None,
+                f"{schema.strip_release_prefix(str(theirs.path[i]))} is in the original release but not in the Plus CSV",
+            )
+        )
     return {"labels_original": labels, "in_original": hit}
 
 
@@ -795,4 +826,3 @@ def dicom_header_columns(release: PlusRelease, index: Index, elements: Iterable[
         syntax[i] = dicom.transfer_syntax(dataset)
         found[i] = True
     return index.with_extra(**{f"dicom_{k}": v for k, v in columns.items()}, dicom_TransferSyntaxUID=syntax, dicom_found=found)
-

@@ -341,18 +341,14 @@ def u_self_trained(codes: np.ndarray, observations: tuple[str, ...], ctx: _Conte
         if (where < 0).any():
             lost = rows[where < 0]
             raise InvalidArgumentError(
-                f"soft_labels has no row for Path {(ctx.paths[lost[0]])!r}"
-                + (f" (and {len(lost) - 1} more uncertain images)" if len(lost) > 1 else "")
+                f"soft_labels has no row for Path {(ctx.paths[lost[0]])!r}" + (f" (and {len(lost) - 1} more uncertain images)" if len(lost) > 1 else "")
             )
         table = ctx.soft_labels[list(observations)].to_numpy(dtype=np.float64)[where]
         needed = uncertain[rows]
         bad = needed & ~((table >= 0.0) & (table <= 1.0))  # also catches NaN
         if bad.any():
             r, c = np.argwhere(bad)[0]
-            raise InvalidArgumentError(
-                f"soft label for Path {(ctx.paths[rows[r]])!r}, {observations[c]!r} is {table[r, c]!r}; "
-                "soft labels must be in [0, 1]"
-            )
+            raise InvalidArgumentError(f"soft label for Path {(ctx.paths[rows[r]])!r}, {observations[c]!r} is {table[r, c]!r}; soft labels must be in [0, 1]")
         targets[rows] = np.where(needed, table, targets[rows])
     return _Part(targets, np.ones(codes.shape, dtype=bool))
 

@@ -392,8 +392,12 @@ class Release:
                         continue  # CheXlocalize's val/ copies valid/: the release's own images win
                     if other is not None:
                         conflicts.append(
-                            Problem("duplicate", source.label, None, f"patient{patient:05d} ({split}) is also in {other.label}; "
-                                    "each image must resolve to exactly one file")
+                            Problem(
+                                "duplicate",
+                                source.label,
+                                None,
+                                f"patient{patient:05d} ({split}) is also in {other.label}; each image must resolve to exactly one file",
+                            )
                         )
                         continue
                     found[(split, patient)] = source
@@ -462,9 +466,7 @@ def open_release(root: str | os.PathLike[str], *, kind: str | None = None) -> Re
         layout = "folder"
     if kind is None and any(s.repackaged for s in sources):
         kind = "full"  # CheXlocalize ships full-resolution images
-    return Release(
-        root=root, kind=kind or "small", layout=layout, csvs=tuple(by_split.values()), sources=tuple(sources), files=tuple(files)
-    )
+    return Release(root=root, kind=kind or "small", layout=layout, csvs=tuple(by_split.values()), sources=tuple(sources), files=tuple(files))
 
 
 # -- discovery ---------------------------------------------------------------------------------
@@ -599,9 +601,7 @@ def _zip_tree(path: Path, *, named: bool = False) -> tuple[list[_CSV], list[_Sou
     except zipfile.BadZipFile as exc:
         if named and not _is_chexpert_name(path.name) and path.suffix.lower() != ".zip":
             raise ReleaseNotFoundError(f"{path} is neither a folder nor a zip archive. {_WHAT_TO_PASS}") from None
-        raise ReleaseNotFoundError(
-            f"{path} is not a readable zip archive ({exc}); the download may be truncated or incomplete. {DOWNLOAD_HELP}"
-        ) from None
+        raise ReleaseNotFoundError(f"{path} is not a readable zip archive ({exc}); the download may be truncated or incomplete. {DOWNLOAD_HELP}") from None
     except OSError as exc:
         raise ReadError(f"cannot be read: {exc.strerror or exc}", file=str(path), errno=exc.errno) from None
     entries: dict[str, set[str]] = {}

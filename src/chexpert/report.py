@@ -171,11 +171,7 @@ def _counts_table(index: Index) -> str:
             f"<tr><td>{split}</td><td>{c['images']:,}</td><td>{c['frontal']:,}</td><td>{c['lateral']:,}</td>"
             f"<td>{c['studies']:,}</td><td>{c['patients']:,}</td></tr>"
         )
-    return (
-        "<table><tr><th>split</th><th>images</th><th>frontal</th><th>lateral</th><th>studies</th><th>patients</th></tr>"
-        + "".join(rows)
-        + "</table>"
-    )
+    return "<table><tr><th>split</th><th>images</th><th>frontal</th><th>lateral</th><th>studies</th><th>patients</th></tr>" + "".join(rows) + "</table>"
 
 
 def _prevalence_figure(index: Index) -> str | None:
@@ -299,7 +295,9 @@ def _training_figure(run: Run) -> str | None:
         auroc_ax.plot(vsteps, valid["mean_auroc"].to_numpy(dtype=float), marker="s", color="black", linewidth=2.4, label="mean")
         kept = {c.step for c in run.checkpoints}
         chosen = valid[valid["step"].isin(kept)]
-        auroc_ax.scatter(chosen["step"], chosen["mean_auroc"], s=160, facecolors="none", edgecolors="#c0392b", linewidths=1.8, zorder=5, label="kept for the ensemble")
+        auroc_ax.scatter(
+            chosen["step"], chosen["mean_auroc"], s=160, facecolors="none", edgecolors="#c0392b", linewidths=1.8, zorder=5, label="kept for the ensemble"
+        )
         auroc_ax.set_ylim(max(0.0, float(np.nanmin(valid[[*tasks, "mean_auroc"]].to_numpy(dtype=float))) - 0.05), 1.0)
         auroc_ax.legend(frameon=False, fontsize=9, loc="lower right", ncol=2)
     else:
@@ -635,7 +633,7 @@ def _evaluation_sections(
     pr = _pr_figure(evaluation)
     if pr is not None:
         sections.append(
-            f'<section><h2>Precision-recall curves <small>with {evaluation.level:.0%} bootstrap bands; the dotted line is the prevalence</small></h2>'
+            f"<section><h2>Precision-recall curves <small>with {evaluation.level:.0%} bootstrap bands; the dotted line is the prevalence</small></h2>"
             f'<img class="figure" src="{pr}" alt="precision-recall curves"></section>'
         )
     calibration = _calibration_figure(evaluation)
@@ -648,15 +646,14 @@ def _evaluation_sections(
     points = _operating_points(evaluation, thresholds)
     if points is not None and len(points):
         sections.append(
-            f"<section><h2>Confusion at the operating point <small>{_criterion_text(points)}, per study</small></h2>"
-            f"{_confusion(evaluation, points)}</section>"
+            f"<section><h2>Confusion at the operating point <small>{_criterion_text(points)}, per study</small></h2>{_confusion(evaluation, points)}</section>"
         )
     if index is not None:
         breakdown = _breakdown(evaluation, index)
         if breakdown is not None:
             sections.append(
                 "<section><h2>By view and by sex <small>AUROC per group (no interval; groups are small)</small></h2>"
-                f"{breakdown}<p class=\"note\">View: the projection of a study's frontal images (AP or PA); studies with only "
+                f'{breakdown}<p class="note">View: the projection of a study\'s frontal images (AP or PA); studies with only '
                 "lateral images are left out, as is unknown sex.</p></section>"
             )
         samples = _scored_samples(evaluation, index, store, release, saliency)
@@ -665,8 +662,7 @@ def _evaluation_sections(
         mistakes = _mistakes(evaluation, index, store, release, saliency)
         if mistakes is not None:
             sections.append(
-                "<section><h2>Hardest mistakes <small>competition tasks: negatives scored highest, positives scored lowest</small></h2>"
-                f"{mistakes}</section>"
+                f"<section><h2>Hardest mistakes <small>competition tasks: negatives scored highest, positives scored lowest</small></h2>{mistakes}</section>"
             )
     return sections
 
@@ -748,8 +744,12 @@ def render_report(
         sections.append(
             f"<section><h2>{heading} <small>{evaluation.n_studies} studies, per study (max over views), "
             f"{evaluation.bootstrap} bootstrap resamples</small></h2>{_auroc_table(evaluation)}"
-            + (f'<h2 style="margin-top:22px">ROC curves <small>with {evaluation.level:.0%} bootstrap bands</small></h2>'
-               f'<img class="figure" src="{roc}" alt="ROC curves">' if roc else "")
+            + (
+                f'<h2 style="margin-top:22px">ROC curves <small>with {evaluation.level:.0%} bootstrap bands</small></h2>'
+                f'<img class="figure" src="{roc}" alt="ROC curves">'
+                if roc
+                else ""
+            )
             + "</section>"
         )
         sections += _evaluation_sections(evaluation, index, store, release, thresholds, saliency)
@@ -758,7 +758,7 @@ def render_report(
     card_html = "".join(f'<div class="card"><div class="value">{v}</div><div class="label">{label}</div></div>' for v, label in cards)
     note_html = "".join(f'<p class="note">{html.escape(n)}</p>' for n in notes)
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
         f"<header><h1>{html.escape(title)}</h1><p>{html.escape(subtitle)}</p></header><main>"

@@ -58,6 +58,7 @@ __all__ = [
 
 T = TypeVar("T")
 
+
 def file_type(mode: int) -> str:
     """How to name what ``mode`` says a path is, when it is not a regular file.
 
@@ -314,9 +315,7 @@ def check_regular(path: str | os.PathLike[str], *, limit: int | None = None, err
 
 
 @contextlib.contextmanager
-def open_regular(
-    path: str | os.PathLike[str], *, limit: int | None = None, error: type[ReadError] = ReadError, buffering: int = -1
-) -> Iterator[IO[bytes]]:
+def open_regular(path: str | os.PathLike[str], *, limit: int | None = None, error: type[ReadError] = ReadError, buffering: int = -1) -> Iterator[IO[bytes]]:
     """The regular file ``path`` opened for reading in binary, checked on the open descriptor.
 
     A caller that streams the file must still bound what it reads if ``limit`` is None.
@@ -418,7 +417,6 @@ def zip_duplicates(path: Path) -> dict[str, int]:
         return {name: n for name, n in counts.items() if n > 1}
 
     return zip_listing(path, "duplicates", build)
-
 
 
 # -- CSV files a user gives (predictions, truth, soft labels) ----------------------------------

@@ -38,9 +38,7 @@ def check_epoch(epoch: object) -> int:
     return check_int("epoch", epoch, low=0)
 
 
-def shard_of(
-    rank: int | None, world_size: int | None, *, given: tuple[int, int] | None = None, given_by: str = ""
-) -> tuple[int, int]:
+def shard_of(rank: int | None, world_size: int | None, *, given: tuple[int, int] | None = None, given_by: str = "") -> tuple[int, int]:
     """``(rank, world_size)``: as given, or ``given`` (found by ``given_by``), or (0, 1) for one process.
 
     >>> shard_of(None, None), shard_of(1, 4), shard_of(None, None, given=(2, 8), given_by="jax_process=True")
@@ -146,9 +144,7 @@ class EpochSampler:
         if rank >= self.world_size:
             raise InvalidArgumentError(f"rank must be in 0..{self.world_size - 1} for world_size {self.world_size}, not {rank}")
         if self.drop_last and self.rows_per_rank == 0:
-            raise InvalidArgumentError(
-                f"{len(rows)} rows cannot give each of {self.world_size} ranks a full batch of {self.batch_size} with drop_last=True"
-            )
+            raise InvalidArgumentError(f"{len(rows)} rows cannot give each of {self.world_size} ranks a full batch of {self.batch_size} with drop_last=True")
 
     @property
     def rows_per_rank(self) -> int:
@@ -239,8 +235,7 @@ def balanced_weights(positive: np.ndarray) -> np.ndarray:
     empty = np.flatnonzero((counts == 0) | (counts == n))
     if len(empty):
         raise InvalidArgumentError(
-            f"cannot balance column(s) {', '.join(map(str, empty.tolist()))}: "
-            + ", ".join(f"{int(counts[j])} positive of {n}" for j in empty)
+            f"cannot balance column(s) {', '.join(map(str, empty.tolist()))}: " + ", ".join(f"{int(counts[j])} positive of {n}" for j in empty)
         )
     per_column = np.where(positive, 0.5 / counts, 0.5 / (n - counts))
     return per_column.mean(axis=1)

@@ -149,6 +149,7 @@ def study_key(path: str) -> str:
             return "/".join(parts[: i + 1])
     raise InvalidArgumentError(f"not a CheXpert study path: {path!r}")
 
+
 #: No CheXpert image has more pixels than this (full resolution is at most about 3000 x 3000). A
 #: header declaring more is refused before decoding: a few hundred bytes of JPEG can declare
 #: 65,500 x 65,500 pixels, gigabytes of memory in every worker that decodes it.

@@ -200,9 +200,7 @@ class Store:
         return Store(self.path, self.images, self.index.with_release(release), self.manifest, self.size, self.resize, self.identity)
 
 
-def _reopened_store(
-    path: Path, index: Index, manifest: dict[str, Any], size: int, resize: str, identity: StoreIdentity | None
-) -> Store:
+def _reopened_store(path: Path, index: Index, manifest: dict[str, Any], size: int, resize: str, identity: StoreIdentity | None) -> Store:
     return Store(path, reopen_images(path, identity), index, manifest, size, resize, identity)
 
 
@@ -322,10 +320,7 @@ def open_store(
         expected = None if splits is None and index is None else _select(release, splits, index)
         changes += _source_changes(manifest["source"], _fingerprint(release, expected, manifest["source"]["csv_sha256"]))
     if changes:
-        raise StaleStoreError(
-            f"{path} was prepared from other data or parameters: {'; '.join(changes)}. "
-            f"Run prepare again with {option('overwrite')}."
-        )
+        raise StaleStoreError(f"{path} was prepared from other data or parameters: {'; '.join(changes)}. Run prepare again with {option('overwrite')}.")
     code = _code_identity(manifest["source"].get("images"))
     if manifest["code"] != code:
         warnings.warn(
@@ -769,7 +764,7 @@ def _npy_header_bytes(shape: Sequence[int]) -> bytes:
 
 
 def _prepare_folder(out: Path, plan: dict[str, Any], on_error: str, overwrite: bool) -> str:
-    """"done" (a matching, sound store exists), "resume" or "fresh"; clears what is ours to replace."""
+    """ "done" (a matching, sound store exists), "resume" or "fresh"; clears what is ours to replace."""
     folder = _survey(out)
     if folder.foreign:
         shown = ", ".join(folder.foreign[:5]) + (f" and {len(folder.foreign) - 5} more" if len(folder.foreign) > 5 else "")
@@ -827,8 +822,7 @@ def _locked(out: Path, needed: int) -> Iterator[tuple[int, int]]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise StoreError(
-                f"{out} is being written by another prepare (or the worker processes of a killed one are still "
-                "ending); run again when it has finished"
+                f"{out} is being written by another prepare (or the worker processes of a killed one are still ending); run again when it has finished"
             ) from None
         yield fd, os.fstat(fd).st_ino
     finally:
@@ -928,8 +922,7 @@ def _read_journal(path: Path, n: int) -> tuple[list[tuple[int, int]], dict[int, 
                 raise ValueError("rows out of range")
         except (ValueError, KeyError, TypeError, IndexError):
             raise StoreError(
-                f"{path}, line {number}: unreadable journal record (damaged?); prepare again with {option('overwrite')} "
-                "to start this store over"
+                f"{path}, line {number}: unreadable journal record (damaged?); prepare again with {option('overwrite')} to start this store over"
             ) from None
         ranges.append((start, stop))
         failures.update(failed)
@@ -1052,10 +1045,7 @@ def _block_checksums(rows: Sequence[int], block: int) -> list[str]:
     """The checksum of each block of ``block`` rows: XXH3-64 of the rows' digests (8 bytes little-endian each)."""
     import xxhash
 
-    return [
-        f"{xxhash.xxh3_64_intdigest(struct.pack(f'<{len(part)}Q', *part)):016x}"
-        for part in (rows[i : i + block] for i in range(0, len(rows), block))
-    ]
+    return [f"{xxhash.xxh3_64_intdigest(struct.pack(f'<{len(part)}Q', *part)):016x}" for part in (rows[i : i + block] for i in range(0, len(rows), block))]
 
 
 def _write_at(fd: int, data: memoryview, position: int) -> None:
@@ -1086,9 +1076,7 @@ def _run(
     # The pool starts here, before the journal's thread: forking a process that runs it is best
     # avoided. Workers write their rows themselves; Ctrl-C, SIGTERM or a failed row stops them
     # at once (chexpert.parallel's policy), and the journal keeps what was written for a resume.
-    with run_chunks(
-        _decode_range, todo, workers=workers, state=job, setup=_init_worker, teardown=_close_job, ordered=False, mp_context=mp_context
-    ) as results:
+    with run_chunks(_decode_range, todo, workers=workers, state=job, setup=_init_worker, teardown=_close_job, ordered=False, mp_context=mp_context) as results:
         journal = _Journal(journal_path, Path(job.images), Path(job.out), job.needed)
         done = already
         failure = None
@@ -1319,9 +1307,7 @@ def _read_manifest(path: Path) -> tuple[dict[str, Any], str]:
     manifest_path = path / MANIFEST
     if not manifest_path.exists():
         if (path / _PLAN).exists():
-            raise StoreError(
-                f"{path}: preparation was interrupted and the store is incomplete; run prepare again with the same arguments to resume"
-            )
+            raise StoreError(f"{path}: preparation was interrupted and the store is incomplete; run prepare again with the same arguments to resume")
         if not path.is_dir():
             raise StoreError(f"{path} is not a chexpert store (no such folder); make one with `chexpert prepare`")
         raise StoreError(f"{path} is not a chexpert store (no {MANIFEST}); make one with `chexpert prepare`")
@@ -1336,13 +1322,10 @@ def _read_manifest(path: Path) -> tuple[dict[str, Any], str]:
         raise StoreError(f"{manifest_path} is not a chexpert store's manifest (no format {FORMAT!r})")
     version = manifest.get("format_version")
     if version != FORMAT_VERSION:
-        message = (
-            f"{path}: store format {FORMAT!r} version {version!r}; this chexpert {__version__} reads version {FORMAT_VERSION}"
-        )
+        message = f"{path}: store format {FORMAT!r} version {version!r}; this chexpert {__version__} reads version {FORMAT_VERSION}"
         if isinstance(version, int) and version < FORMAT_VERSION:
             raise StaleStoreError(
-                f"{message} (version 2 adds pixel checksums and the store's identity): prepare it again with {option('overwrite')} "
-                "and the same arguments"
+                f"{message} (version 2 adds pixel checksums and the store's identity): prepare it again with {option('overwrite')} and the same arguments"
             )
         raise StoreError(message)
     lacking = [key for key in _MANIFEST_KEYS if key not in manifest]

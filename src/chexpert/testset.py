@@ -282,8 +282,14 @@ def check_test_set(release: Release, index: Index | None = None) -> list[Problem
                     differ = [o for o, a, b in zip(schema.OBSERVATIONS, (spelled[v] for v in labels), spellings) if a != b]
                     if differ:
                         reported.add(key)
-                        problems.append(Problem("disagree", files.truth.label, line,
-                                                f"study {key!r}: {', '.join(differ)} differ from the images' labels in the test split's CSV"))
+                        problems.append(
+                            Problem(
+                                "disagree",
+                                files.truth.label,
+                                line,
+                                f"study {key!r}: {', '.join(differ)} differ from the images' labels in the test split's CSV",
+                            )
+                        )
     for group in ("benchmark", "consensus"):
         for name, file in files.radiologists(group).items():
             problems += _check_reader(file, name, truth, files.truth)

@@ -155,6 +155,4 @@ def check_pixel_count(height: int, width: int, *, file: str | None = None) -> No
     chexpert.errors.ImageDecodeError: the header declares 65500x65500 pixels, more than any CheXpert image (67,108,864); not decoded
     """
     if height * width > MAX_PIXELS:
-        raise ImageDecodeError(
-            f"the header declares {width}x{height} pixels, more than any CheXpert image ({MAX_PIXELS:,}); not decoded", file=file
-        )
+        raise ImageDecodeError(f"the header declares {width}x{height} pixels, more than any CheXpert image ({MAX_PIXELS:,}); not decoded", file=file)

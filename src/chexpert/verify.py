@@ -57,6 +57,7 @@ _SUMMARY_MIN: Final[int] = 100
 # A zip member below a patient folder: an image, named in verify's report with its CSV row.
 _PATIENT_MEMBER: Final = re.compile(r"(?:^|/)patient\d{5}/")
 
+
 @dataclass(frozen=True)
 class Report:
     """The outcome of :func:`verify`: ``ok`` when no problem is an error (warnings allowed)."""
@@ -105,9 +106,7 @@ class Report:
             "decoded": self.decoded,
             "errors": len(self.errors),
             "warnings": len(self.warnings),
-            "problems": [
-                {"kind": p.kind, "severity": p.severity, "file": p.file, "row": p.row, "message": p.message} for p in self.problems
-            ],
+            "problems": [{"kind": p.kind, "severity": p.severity, "file": p.file, "row": p.row, "message": p.message} for p in self.problems],
         }
 
 
@@ -204,7 +203,14 @@ def _duplicate_members(release: Release) -> list[Problem]:
     for archive in sorted(a for a in archives if a is not None):
         for name, copies in sorted(zip_duplicates(archive).items()):
             if not _PATIENT_MEMBER.search(name):
-                problems.append(Problem("duplicate-member", f"{archive}!{name}", None, f"appears {copies} times in the zip; which copy is meant cannot be known, so none is read"))
+                problems.append(
+                    Problem(
+                        "duplicate-member",
+                        f"{archive}!{name}",
+                        None,
+                        f"appears {copies} times in the zip; which copy is meant cannot be known, so none is read",
+                    )
+                )
     return problems
 
 
@@ -228,8 +234,12 @@ def _check_count(release: Release, split: str, label: str, rows: int, index: Ind
     image_rows = name in (*CSV_NAMES.values(), "val_labels.csv")  # not the test set's study-level groundtruth.csv
     if image_rows and rows != published:
         problems.append(
-            Problem("count", label, None, f"has {rows:,} rows; {name} of {schema.RELEASE_DIRS[release.kind]} has {published:,}: "
-                    "an incomplete download, or an edited or partial copy?")
+            Problem(
+                "count",
+                label,
+                None,
+                f"has {rows:,} rows; {name} of {schema.RELEASE_DIRS[release.kind]} has {published:,}: an incomplete download, or an edited or partial copy?",
+            )
         )
     if split == "test" and index is not None and len(index):
         studies = len(set(index.study_ids().tolist()))
@@ -269,9 +279,13 @@ def _match_rows(
     if rows and not found and not problems and all(kind == "missing" for kind, _ in grouped):
         names = ", ".join(sorted({label for _, label, _ in rows}))
         return found, [
-            Problem("no-images", str(release.root), None,
-                    f"no image found for any of the {len(rows):,} rows of {names}: wrong root, or images not extracted? "
-                    "(The CSVs alone are enough for `chexpert info`.)")
+            Problem(
+                "no-images",
+                str(release.root),
+                None,
+                f"no image found for any of the {len(rows):,} rows of {names}: wrong root, or images not extracted? "
+                "(The CSVs alone are enough for `chexpert info`.)",
+            )
         ]
     for (kind, label), items in grouped.items():
         split, total = csv_rows[label]
@@ -383,9 +397,7 @@ def _check_image(release: Release, path: str, data: bytes, label: str, line: int
     if not info.grayscale8:
         problems.append(Problem("mode", label, line, f"{path} has {info.channels} channel(s) at {info.bits} bits; CheXpert images are 8-bit grayscale"))
     if info.width * info.height > imaging.MAX_PIXELS:
-        problems.append(
-            Problem("size", label, line, f"{path} declares {info.width}x{info.height} pixels, more than any CheXpert image; not decoded")
-        )
+        problems.append(Problem("size", label, line, f"{path} declares {info.width}x{info.height} pixels, more than any CheXpert image; not decoded"))
         return problems
     if release.kind == "small" and min(info.width, info.height) != SMALL_SHORTER_SIDE:
         problems.append(Problem("size", label, line, f"{path} is {info.width}x{info.height}; the small release's shorter side is {SMALL_SHORTER_SIDE}"))
@@ -485,7 +497,9 @@ def verify_mimic(release: MimicRelease, *, decode: bool = False, workers: int | 
     paths = index.path.tolist()
     missing = [i for i, p in enumerate(paths) if p not in present and not listing.under_unreadable(p)]
     if len(missing) >= 100 and len(missing) > len(paths) // 2:
-        problems.append(Problem("missing", str(release.root / "files"), None, f"{len(missing):,} of {len(paths):,} images are not there (download incomplete?)"))
+        problems.append(
+            Problem("missing", str(release.root / "files"), None, f"{len(missing):,} of {len(paths):,} images are not there (download incomplete?)")
+        )
     else:
         for i in missing:
             problems.append(Problem("missing", meta, int(index.extra["metadata_row"][i]), f"{paths[i]}: image not found"))
@@ -493,7 +507,9 @@ def verify_mimic(release: MimicRelease, *, decode: bool = False, workers: int | 
         problems.append(Problem(kind, str(release.root / key), None, why))
     listed = set(paths)
     for key in sorted(present - listed):
-        problems.append(Problem("unlisted", str(release.root / key), None, "image is in the download but not in the index (not in the metadata or left out; see above)"))
+        problems.append(
+            Problem("unlisted", str(release.root / key), None, "image is in the download but not in the index (not in the metadata or left out; see above)")
+        )
     decoded = 0
     if decode:
         rows = [i for i, p in enumerate(paths) if p in present]

@@ -55,9 +55,11 @@ def test_catalog_config_reproduces_tfds_chexpert(manual: Path, tmp_path: Path) -
     assert ours.info.features.to_json() == theirs.info.features.to_json()
     assert ours.info.supervised_keys == theirs.info.supervised_keys
     assert ours.info.features["label"].feature.names == ["uncertain", "positive", "negative", "unmentioned"]
-    assert {s: ours.info.splits[s].num_examples for s in ours.info.splits} == {
-        s: theirs.info.splits[s].num_examples for s in theirs.info.splits
-    } == _split_sizes(manual, ("train", "valid"))
+    assert (
+        {s: ours.info.splits[s].num_examples for s in ours.info.splits}
+        == {s: theirs.info.splits[s].num_examples for s in theirs.info.splits}
+        == _split_sizes(manual, ("train", "valid"))
+    )
 
     index = open_release(manual).index(("train", "valid"))
     labels_of = {str(p): row for p, row in zip(index.path, index.labels)}
@@ -74,8 +76,10 @@ def test_catalog_config_reproduces_tfds_chexpert(manual: Path, tmp_path: Path) -
             # And both are right: the label codes of the CSV, the view of the file name.
             name = x["name"].decode()
             names = ours.info.features["label"].feature.names
-            expected = [{"positive": "positive", "negative": "negative", "uncertain": "uncertain", "blank": "unmentioned"}[STATE_OF_CODE[int(c)]]
-                        for c in labels_of[name]]
+            expected = [
+                {"positive": "positive", "negative": "negative", "uncertain": "uncertain", "blank": "unmentioned"}[STATE_OF_CODE[int(c)]]
+                for c in labels_of[name]
+            ]
             assert [names[i] for i in y["label"]] == expected
             assert y["image_view"] == (0 if "frontal" in name else 1)
             states_seen.update(expected)
@@ -101,9 +105,7 @@ def test_small_config_named_labels_metadata_and_test_split(manual: Path, tmp_pat
             seen.append(i)
             assert schema.SPLITS[index.split[i]] == name
             assert ex["image"] == release.read_bytes(path)  # the released JPEG, byte for byte
-            assert {o: ck.LABEL_STATES[v] for o, v in ex["labels"].items()} == {
-                o: STATE_OF_CODE[int(c)] for o, c in zip(schema.OBSERVATIONS, index.labels[i])
-            }
+            assert {o: ck.LABEL_STATES[v] for o, v in ex["labels"].items()} == {o: STATE_OF_CODE[int(c)] for o, c in zip(schema.OBSERVATIONS, index.labels[i])}
             assert (ex["patient"], ex["study"], ex["view"], ex["age"]) == (index.patient[i], index.study[i], index.view[i], index.age[i])
             assert features["sex"].names[ex["sex"]] == schema.SEXES[index.sex[i]]
             assert features["projection"].names[ex["projection"]] == schema.PROJECTIONS[index.projection[i]]
@@ -130,8 +132,9 @@ def test_store_config_and_array_record_data_source(manual: Path, tmp_path: Path)
     builder = _build("chexpert_kit", tmp_path / "store", tmp_path / "data", config=config, file_format="array_record")
     assert builder.info.features["image"].shape == (32, 32, 1)
     # Random access through ArrayRecord, decoded by NumPy (no TensorFlow at read time).
-    sources = tfds.data_source("chexpert_kit", data_dir=str(tmp_path / "data"), download=False,
-                               builder_kwargs={"config": config, "file_format": "array_record"})
+    sources = tfds.data_source(
+        "chexpert_kit", data_dir=str(tmp_path / "data"), download=False, builder_kwargs={"config": config, "file_format": "array_record"}
+    )
     assert {s: len(sources[s]) for s in sources} == _split_sizes(manual, ("train", "valid", "test"))
     row_of = {str(p): i for i, p in enumerate(store.index.path)}
     edema = schema.OBSERVATIONS.index("Edema")

@@ -18,8 +18,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     info.add_argument("--kind", choices=schema.RELEASE_KINDS, help="which release, when ROOT holds both")
     info.add_argument("--json", action="store_true", help="print JSON instead of tables")
     add_plus_options(info)
-    info.add_argument("--by", choices=("sex", "age-band", "race", "ethnicity", "insurance", "projection", "view"),
-                      help="also count studies and label prevalence (95%% Wilson interval) per group; race, ethnicity and insurance need CheXpert Plus")
+    info.add_argument(
+        "--by",
+        choices=("sex", "age-band", "race", "ethnicity", "insurance", "projection", "view"),
+        help="also count studies and label prevalence (95%% Wilson interval) per group; race, ethnicity and insurance need CheXpert Plus",
+    )
     info.set_defaults(func=_info)
 
     verify = sub.add_parser("verify", help="check the CSVs, their counts and every image; exit 1 on any error (warnings do not count)")
@@ -28,8 +31,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     verify.add_argument("--decode", action="store_true", help="also decode every image and check format, size and mode")
     verify.add_argument("--workers", type=positive_int, default=None, help="processes for --decode (default: all cores)")
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
-    verify.add_argument("--partial", action="store_true",
-                        help="a copy of part of the images on purpose: images missing from the download are one warning counting them, not errors")
+    verify.add_argument(
+        "--partial",
+        action="store_true",
+        help="a copy of part of the images on purpose: images missing from the download are one warning counting them, not errors",
+    )
     add_plus_options(verify)
     verify.set_defaults(func=_verify)
 
@@ -173,8 +179,11 @@ def _print_report(report: Any) -> None:
         console.print(f"[green]OK[/green] {_dataset(report.kind)} at {escape(report.root)}: {checked}, {warnings:,} warning(s): {summary}")
     else:
         errors = len(report.errors)
-        console.print(f"[red]{errors:,} problem(s)[/red] in {_dataset(report.kind)} at {escape(report.root)} ({checked}"
-                      + (f", {warnings:,} warning(s)" if warnings else "") + f"): {summary}")
+        console.print(
+            f"[red]{errors:,} problem(s)[/red] in {_dataset(report.kind)} at {escape(report.root)} ({checked}"
+            + (f", {warnings:,} warning(s)" if warnings else "")
+            + f"): {summary}"
+        )
     limit = 50
     for problem in ordered[:limit]:
         style = "yellow" if problem.is_error else "dim"

@@ -75,7 +75,9 @@ def run_demo(
 
     recipe = get_recipe("demo").replace(size=size, seed=seed)
     if steps is not None:
-        recipe = recipe.replace(max_steps=steps, checkpoint_every=max(1, min(recipe.checkpoint_every, -(-steps // 4))), log_every=max(1, min(recipe.log_every, steps // 10 or 1)))
+        recipe = recipe.replace(
+            max_steps=steps, checkpoint_every=max(1, min(recipe.checkpoint_every, -(-steps // 4))), log_every=max(1, min(recipe.log_every, steps // 10 or 1))
+        )
     _step(f"chexpert train: {recipe.model} on {size}x{size}, policy {recipe.policy}, batch {recipe.batch_size}, Adam at {recipe.lr:g}")
     run = train(store, out / "run", recipe, workers=0, device="cpu", overwrite=True, progress=Reporter(quiet=False))
 
@@ -127,4 +129,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("out", nargs="?", default="demo")
     args, rest = parser.parse_known_args(argv)
     return cli(["demo", args.out, *rest])
-

@@ -33,22 +33,43 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "or its valid.csv, chosen by the split the predictions are in, with the test set's radiologists found "
         "automatically), joined by study.",
     )
-    scoring.add_argument("--predictions", type=path_name, required=True, metavar="CSV", help="model scores, one column per observation: probabilities in [0, 1] "
-        "(other finite scores are ranked as given, with a warning; --operating-point needs [0, 1])")
+    scoring.add_argument(
+        "--predictions",
+        type=path_name,
+        required=True,
+        metavar="CSV",
+        help="model scores, one column per observation: probabilities in [0, 1] "
+        "(other finite scores are ranked as given, with a warning; --operating-point needs [0, 1])",
+    )
     _common(scoring)
     scoring.add_argument(
-        "--radiologists", action="append", default=None, metavar="CSV|GROUP",
+        "--radiologists",
+        action="append",
+        default=None,
+        metavar="CSV|GROUP",
         help="a radiologist's study-level 0/1 reads (repeat for each); with a release as --truth, a group of its "
         "radiologists instead: benchmark (default for the test set), consensus, all or none",
     )
     scoring.add_argument("--by", choices=SUBGROUPS, help="also score each subgroup of studies")
-    scoring.add_argument("--metadata", type=path_name, metavar="CSV", help="valid.csv or test.csv giving sex/age/projection for --by when the truth is study-level; "
-                         "the CheXpert Plus folder (or its CSV) for race, ethnicity and insurance")
     scoring.add_argument(
-        "--operating-point", action="append", default=[], type=_criterion, metavar="CRITERION", help=f"also report a threshold per observation: {_CRITERIA} (repeatable)"
+        "--metadata",
+        type=path_name,
+        metavar="CSV",
+        help="valid.csv or test.csv giving sex/age/projection for --by when the truth is study-level; "
+        "the CheXpert Plus folder (or its CSV) for race, ethnicity and insurance",
     )
     scoring.add_argument(
-        "--thresholds-from", type=path_name, metavar="EVAL.json",
+        "--operating-point",
+        action="append",
+        default=[],
+        type=_criterion,
+        metavar="CRITERION",
+        help=f"also report a threshold per observation: {_CRITERIA} (repeatable)",
+    )
+    scoring.add_argument(
+        "--thresholds-from",
+        type=path_name,
+        metavar="EVAL.json",
         help="apply the thresholds of a previous evaluate --operating-point ... --json (fitted on another split, say valid) to these predictions",
     )
     scoring.add_argument("--plots", type=path_name, metavar="DIR", help="write ROC, precision-recall and reliability (calibration) plots (PNG and SVG) to DIR")
@@ -68,8 +89,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--truth", type=path_name, required=True, metavar="CSV|ROOT",
-                        help="valid.csv (per image), a study-level file such as groundtruth.csv, or a release folder or zip")
+    parser.add_argument(
+        "--truth",
+        type=path_name,
+        required=True,
+        metavar="CSV|ROOT",
+        help="valid.csv (per image), a study-level file such as groundtruth.csv, or a release folder or zip",
+    )
     parser.add_argument("--split", choices=("valid", "test"), help="with a release as --truth: the split to score (default: the predictions')")
     parser.add_argument("--aggregate", choices=AGGREGATES, default="max", help="how image scores become a study score (default: max)")
     parser.add_argument("--bootstrap", type=non_negative_int, default=2000, metavar="N", help="bootstrap resamples of studies; 0 for none (default: 2000)")

@@ -40,9 +40,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     export.add_argument("--image-format", choices=("npy", "png"), default="npy", help="raw uint8 .npy (default) or lossless .png")
     export.add_argument("--seed", type=int, default=0, help="seed of the order samples are written in (default 0)")
     export.add_argument("--no-shuffle", action="store_true", help="write samples in store order")
-    export.add_argument("--splits", nargs="+", choices=schema.SPLITS,
-                        help="export these splits, each into its own folder OUT/SPLIT/ with its own shards and manifest "
-                        "(default: every row of the store in one set of shards)")
+    export.add_argument(
+        "--splits",
+        nargs="+",
+        choices=schema.SPLITS,
+        help="export these splits, each into its own folder OUT/SPLIT/ with its own shards and manifest (default: every row of the store in one set of shards)",
+    )
     export.add_argument("--overwrite", action="store_true", help="replace an earlier export in OUT")
     add_plus_options(export, what="check that the store was prepared from")
     export.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -78,13 +81,26 @@ def _export(args: argparse.Namespace) -> int:
         parts = [(Path(args.out) / s, store.index.split == schema.SPLITS.index(s), f" ({s})") for s in dict.fromkeys(args.splits)]
     for out, rows, what in parts:
         with Progress(
-            TextColumn(f"[bold]export{what}"), BarColumn(), MofNCompleteColumn(), TextColumn("samples"), TimeElapsedColumn(),
-            console=console(stderr=True), disable=args.quiet,
+            TextColumn(f"[bold]export{what}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("samples"),
+            TimeElapsedColumn(),
+            console=console(stderr=True),
+            disable=args.quiet,
         ) as bar:
             task = bar.add_task("export", total=len(store) if rows is None else int(rows.sum()))
             shards = export_webdataset(
-                store, out, shard_size=args.shard_size, policy=args.policy, image_format=args.image_format, rows=rows,
-                shuffle=not args.no_shuffle, seed=args.seed, overwrite=args.overwrite, soft_labels=soft_labels,
+                store,
+                out,
+                shard_size=args.shard_size,
+                policy=args.policy,
+                image_format=args.image_format,
+                rows=rows,
+                shuffle=not args.no_shuffle,
+                seed=args.seed,
+                overwrite=args.overwrite,
+                soft_labels=soft_labels,
                 progress=functools.partial(_advance, bar, task),
             )
         samples = len(store) if rows is None else int(rows.sum())
@@ -110,4 +126,6 @@ def _check_source(store: Any, args: argparse.Namespace) -> None:
         if recorded is None:
             raise InvalidArgumentError(f"--{option} {wanted}: {store.path} does not record its {option} source; prepare it again with --{option} {wanted}")
         if recorded != wanted:
-            raise InvalidArgumentError(f"--{option} {wanted}: {store.path} was prepared from {recorded} {option}; prepare another store with --{option} {wanted}")
+            raise InvalidArgumentError(
+                f"--{option} {wanted}: {store.path} was prepared from {recorded} {option}; prepare another store with --{option} {wanted}"
+            )

@@ -24,15 +24,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     label.add_argument("--out", type=path_name, required=True, help="CSV to write (not replaced unless --overwrite)")
     label.add_argument("--column", metavar="NAME", help="the column holding the report text (default: a headerless one-column CSV)")
     label.add_argument("--keep", metavar="COLUMN", nargs="*", help="input columns to copy to OUT (default: every column but the reports)")
-    label.add_argument("--sections", choices=SECTIONS, default="impression",
-                       help="what to read: the impression (else findings, else the report; the original's choice; default), "
-                       "the findings (else impression), or the whole report but indication, history, comparison and technique")
+    label.add_argument(
+        "--sections",
+        choices=SECTIONS,
+        default="impression",
+        help="what to read: the impression (else findings, else the report; the original's choice; default), "
+        "the findings (else impression), or the whole report but indication, history, comparison and technique",
+    )
     label.add_argument("--workers", type=positive_int, default=1, help="labelling processes (default 1)")
     label.add_argument("--encoding", default="utf-8-sig", help="text encoding of INPUT (default utf-8, with or without a BOM)")
     label.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     label.add_argument("--quiet", action="store_true", help="no progress bar")
-    label.add_argument("--compare", metavar="LABELS", help="also print per-observation agreement with a MIMIC-CXR label file "
-                       "(mimic-cxr-2.0.0-chexpert.csv.gz or -negbio), joined by study_id")
+    label.add_argument(
+        "--compare",
+        metavar="LABELS",
+        help="also print per-observation agreement with a MIMIC-CXR label file (mimic-cxr-2.0.0-chexpert.csv.gz or -negbio), joined by study_id",
+    )
     label.set_defaults(func=_label)
 
 
@@ -54,13 +61,26 @@ def _label(args: argparse.Namespace) -> int:
     folder = os.path.isdir(args.input)
     amount = MofNCompleteColumn() if folder else DownloadColumn()
     with Progress(
-        TextColumn("[bold]label"), BarColumn(), amount, TextColumn("{task.fields[reports]:,} reports"),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=console(stderr=True), disable=args.quiet, transient=False,
+        TextColumn("[bold]label"),
+        BarColumn(),
+        amount,
+        TextColumn("{task.fields[reports]:,} reports"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console(stderr=True),
+        disable=args.quiet,
+        transient=False,
     ) as bar:
         task = bar.add_task("label", total=None, reports=0)
         summary = label_file(
-            args.input, args.out, column=args.column, keep=args.keep, sections=args.sections, workers=args.workers,
-            encoding=args.encoding, overwrite=args.overwrite,
+            args.input,
+            args.out,
+            column=args.column,
+            keep=args.keep,
+            sections=args.sections,
+            workers=args.workers,
+            encoding=args.encoding,
+            overwrite=args.overwrite,
             progress=lambda reports, done, total: bar.update(task, completed=done, total=total, reports=reports),
         )
     out = console()
@@ -70,8 +90,10 @@ def _label(args: argparse.Namespace) -> int:
     if summary.cut:
         from chexpert.labeler.pipeline import LONGEST_REPORT
 
-        out.print(f"{summary.cut:,} report{'s were' if summary.cut > 1 else ' was'} longer than {LONGEST_REPORT:,} characters "
-                  "and read only that far (chexpert.label_report(text).explain() shows where)")
+        out.print(
+            f"{summary.cut:,} report{'s were' if summary.cut > 1 else ' was'} longer than {LONGEST_REPORT:,} characters "
+            "and read only that far (chexpert.label_report(text).explain() shows where)"
+        )
     table = Table(show_edge=False)
     for heading in ("", "positive", "negative", "uncertain", "blank"):
         table.add_column(heading, justify="left" if not heading else "right")

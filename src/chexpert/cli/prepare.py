@@ -31,17 +31,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     prepare.add_argument("root", type=path_name, help="release folder, zip, or the folder holding them")
     prepare.add_argument("--out", type=path_name, required=True, help="store folder to write (new, empty, or an earlier run's)")
     prepare.add_argument("--size", type=positive_int, default=320, help="side of the square images in pixels (default 320)")
-    prepare.add_argument("--resize", choices=RESIZE_MODES, default="pad",
-                         help="keep the aspect ratio and pad, cut the centre, or squash (default pad)")
+    prepare.add_argument("--resize", choices=RESIZE_MODES, default="pad", help="keep the aspect ratio and pad, cut the centre, or squash (default pad)")
     prepare.add_argument("--splits", nargs="+", choices=schema.SPLITS, help="splits to prepare (default: every split with a CSV)")
     prepare.add_argument("--views", choices=_VIEWS, default="all", help="frontal or lateral images only (default all)")
     prepare.add_argument("--kind", choices=schema.RELEASE_KINDS, help="which release, when ROOT holds both")
     add_plus_options(prepare)
     prepare.add_argument("--workers", type=positive_int, default=None, help="decoding processes (default: all cores)")
-    prepare.add_argument("--on-error", choices=ON_ERROR, default="raise",
-                         help="an unreadable image stops the run (raise), is left out (skip) or kept black (blank)")
-    prepare.add_argument("--overwrite", action="store_true",
-                         help="rebuild the store at --out (of other data or parameters, or damaged) from scratch")
+    prepare.add_argument(
+        "--on-error", choices=ON_ERROR, default="raise", help="an unreadable image stops the run (raise), is left out (skip) or kept black (blank)"
+    )
+    prepare.add_argument("--overwrite", action="store_true", help="rebuild the store at --out (of other data or parameters, or damaged) from scratch")
     prepare.add_argument("--quiet", action="store_true", help="no progress bar (there is none when stderr is not a terminal)")
     prepare.set_defaults(func=_prepare)
 

@@ -20,20 +20,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "to give to the other commands.",
     )
     p.add_argument("out", type=path_name, metavar="OUT", help="folder to write into (created if missing)")
-    p.add_argument("--release", choices=(*synth.RELEASES, "plus", "mimic"), default="small",
-                   help="small (320-pixel JPEGs, ~45 KB), full (2000-2900 pixels, ~1.9 MB), test (the test set's "
-                   "labels and radiologists with a CheXlocalize look-alike: images, masks) or plus (CheXpert Plus: "
-                   "report text, label files, RadGraph-XL, PNG chunk zips, DICOMs, and the small release it joins to) or mimic "
-                   "(MIMIC-CXR-JPG: gzipped CSVs, JPEGs by dicom_id, reports zip, planted quirks); default small")
-    p.add_argument("--patients", type=positive_int, default=100,
-                   help="training patients; test patients with --release test (default 100)")
+    p.add_argument(
+        "--release",
+        choices=(*synth.RELEASES, "plus", "mimic"),
+        default="small",
+        help="small (320-pixel JPEGs, ~45 KB), full (2000-2900 pixels, ~1.9 MB), test (the test set's "
+        "labels and radiologists with a CheXlocalize look-alike: images, masks) or plus (CheXpert Plus: "
+        "report text, label files, RadGraph-XL, PNG chunk zips, DICOMs, and the small release it joins to) or mimic "
+        "(MIMIC-CXR-JPG: gzipped CSVs, JPEGs by dicom_id, reports zip, planted quirks); default small",
+    )
+    p.add_argument("--patients", type=positive_int, default=100, help="training patients; test patients with --release test (default 100)")
     p.add_argument("--seed", type=int, default=0, help="random seed; same seed, same bytes (default 0)")
-    p.add_argument("--layout", choices=(*synth.LAYOUTS, "mirror"), default="folder",
-                   help="folder, one zip, or the Stanford AIMI batch zips (full only); with --release plus: folder (the PNG "
-                   "chunk zips and DICOM/ as Stanford AIMI ships them) or mirror (the hosted mirror's PNG_train/, PNG_valid/, "
-                   "DICOM_train/, DICOM_valid/ of single files); default folder")
-    p.add_argument("--valid-patients", type=non_negative_int, default=None,
-                   help="validation patients (default max(2, patients // 50))")
+    p.add_argument(
+        "--layout",
+        choices=(*synth.LAYOUTS, "mirror"),
+        default="folder",
+        help="folder, one zip, or the Stanford AIMI batch zips (full only); with --release plus: folder (the PNG "
+        "chunk zips and DICOM/ as Stanford AIMI ships them) or mirror (the hosted mirror's PNG_train/, PNG_valid/, "
+        "DICOM_train/, DICOM_valid/ of single files); default folder",
+    )
+    p.add_argument("--valid-patients", type=non_negative_int, default=None, help="validation patients (default max(2, patients // 50))")
     p.add_argument("--test-patients", type=non_negative_int, default=0, help="test-set patients (default 0: no test set)")
     p.add_argument("--workers", type=positive_int, default=1, help="processes drawing images (default 1)")
     p.add_argument("--overwrite", action="store_true", help="replace a release already in OUT")

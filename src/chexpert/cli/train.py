@@ -111,7 +111,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "study as the maximum over its images. Writes OUT (Path column) and OUT-studies.csv (Study column).",
     )
     predicting.add_argument("run", metavar="RUN", help="run folder written by chexpert train")
-    predicting.add_argument("root", nargs="+", metavar="SOURCE", help="release folder/zip, a store prepared at the run's size, a folder of images, or image files")
+    predicting.add_argument(
+        "root", nargs="+", metavar="SOURCE", help="release folder/zip, a store prepared at the run's size, a folder of images, or image files"
+    )
     predicting.add_argument("--cam", metavar="DIR", help="write class activation map overlays: DIR/<image>/<Observation>.png")
     predicting.add_argument("--out", required=True, metavar="CSV", help="per-image predictions to write")
     predicting.add_argument("--studies", metavar="CSV", help="per-study predictions to write (default OUT-studies.csv)")
@@ -154,7 +156,6 @@ def _torch_needed() -> None:
 
     if importlib.util.find_spec("torch") is None:
         raise ChexpertError("training needs PyTorch: pip install 'chexpert[train]'")
-
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -247,4 +248,3 @@ def _demo(args: argparse.Namespace) -> int:
         bootstrap=args.bootstrap, workers=args.workers or os.cpu_count() or 1,
     )  # fmt: skip
     return 0
-

@@ -260,8 +260,7 @@ def _observation_columns(frame: pd.DataFrame, name: str, role: str) -> list[str]
     unknown = [c for c in frame.columns if c not in known]
     if unknown:
         raise CSVFormatError(
-            f"unknown {role} column(s) {', '.join(map(repr, unknown))}; valid: Path or Study, then any of "
-            + ", ".join(schema.OBSERVATIONS),
+            f"unknown {role} column(s) {', '.join(map(repr, unknown))}; valid: Path or Study, then any of " + ", ".join(schema.OBSERVATIONS),
             file=name,
         )
     columns = [c for c in schema.OBSERVATIONS if c in frame.columns]
@@ -373,15 +372,19 @@ def _warn_outside_unit_interval(scores: np.ndarray, keys: np.ndarray, columns: S
     described = _outside_unit_interval(scores, keys, columns, "rows")
     if described is not None:
         warnings.warn(
-            f"{name}: {described}; they are ranked as given (AUROC and AUPRC depend only on the order of the "
-            "scores), but operating points need probabilities",
+            f"{name}: {described}; they are ranked as given (AUROC and AUPRC depend only on the order of the scores), but operating points need probabilities",
             ScoreRangeWarning,
             stacklevel=4,
         )
 
 
 def _image_metadata(
-    keys: np.ndarray, paths: np.ndarray, sex: np.ndarray, age: np.ndarray, projection: np.ndarray, frontal: np.ndarray,
+    keys: np.ndarray,
+    paths: np.ndarray,
+    sex: np.ndarray,
+    age: np.ndarray,
+    projection: np.ndarray,
+    frontal: np.ndarray,
     demographics: Mapping[str, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """One row per study (sorted): the sex, age (and Plus demographics) of its first image, the projection of its frontal images."""
@@ -501,10 +504,7 @@ def read_radiologists(sources: Sequence[Source] | Mapping[str, Source]) -> dict[
     else:
         if isinstance(sources, str | os.PathLike | pd.DataFrame):
             sources = [sources]
-        named = [
-            (Path(os.fspath(s)).stem if not isinstance(s, pd.DataFrame) else f"radiologist {i + 1}", s)
-            for i, s in enumerate(sources)
-        ]
+        named = [(Path(os.fspath(s)).stem if not isinstance(s, pd.DataFrame) else f"radiologist {i + 1}", s) for i, s in enumerate(sources)]
     readers: dict[str, StudyTable] = {}
     for label, source in named:
         unique = label if label not in readers else f"{label} ({len(readers) + 1})"

@@ -27,7 +27,18 @@ from chexpert.release import Release
 from chexpert.testset import resolve_truth
 from chexpert.validation import check_choice
 
-__all__ = ["StudyScores", "Evaluation", "Comparison", "evaluate", "compare", "operating_points", "apply_thresholds", "MAJORITY", "mean_auroc_tasks", "mean_auroc_label"]
+__all__ = [
+    "StudyScores",
+    "Evaluation",
+    "Comparison",
+    "evaluate",
+    "compare",
+    "operating_points",
+    "apply_thresholds",
+    "MAJORITY",
+    "mean_auroc_tasks",
+    "mean_auroc_label",
+]
 
 #: The name of the radiologists' majority vote among the readers (the CheXpert paper's "RadMaj").
 MAJORITY = "RadMaj"
@@ -295,6 +306,7 @@ def mean_auroc_tasks(aurocs: Mapping[str, float]) -> tuple[str, ...]:
     >>> mean_auroc_tasks({"Edema": 0.9, "Atelectasis": float("nan"), "Cardiomegaly": 0.8})
     ('Cardiomegaly', 'Edema')
     """
+
     def defined(name: str) -> bool:
         value = aurocs[name]
         return value is not None and not math.isnan(float(value))
@@ -356,9 +368,7 @@ def _bootstrap(
     return results
 
 
-def _score(
-    data: StudyScores, *, bootstrap: int, seed: int, level: float, aggregate: str, context: str = ""
-) -> Evaluation:
+def _score(data: StudyScores, *, bootstrap: int, seed: int, level: float, aggregate: str, context: str = "") -> Evaluation:
     n, observations = len(data.studies), data.observations
     [(resampled, resampled_ap)] = _bootstrap([data.scores], data.labels, bootstrap, seed)
     rows, reader_rows, one_class = [], [], []
@@ -406,10 +416,7 @@ def _score(
         row["radiologists_under_curve"] = float(sum(bool(p["under_curve"]) for p in individual)) if individual and defined else math.nan
         rows.append(row)
     if one_class:
-        _warn(
-            f"{context}bootstrap resamples holding one class only are left out of the intervals "
-            f"(of {bootstrap}): {', '.join(one_class)}"
-        )
+        _warn(f"{context}bootstrap resamples holding one class only are left out of the intervals (of {bootstrap}): {', '.join(one_class)}")
     columns = [
         "positives", "negatives", "auroc", "auroc_lo", "auroc_hi", "auroc_delong_lo", "auroc_delong_hi",
         "auprc", "auprc_lo", "auprc_hi", "resamples", "radiologists", "radiologists_under_curve", "brier", "ece",
@@ -437,7 +444,6 @@ def _score(
     )
 
 
-
 def _opened(truth: Any) -> Any:
     """A download given as the truth (a folder or a zip) opened through ``chexpert.open``, which
     recognises every dataset (MIMIC-CXR-JPG as well as the CheXpert release); anything else unchanged."""
@@ -446,6 +452,7 @@ def _opened(truth: Any) -> Any:
         if path.is_dir() or (path.is_file() and path.suffix.lower() == ".zip" and zipfile.is_zipfile(path)):
             return open_dataset(path)
     return truth
+
 
 def evaluate(
     predictions: Source,
@@ -497,14 +504,13 @@ def evaluate(
     elif radiologists is not None:
         radiologists = io.expand_user(radiologists)
     predicted = io.read_predictions(predictions, aggregate=aggregate)
-    truth, radiologists, found_metadata = resolve_truth(_opened(truth), predicted.studies, split=split, radiologists=radiologists, predictions_name=predicted.name)
+    truth, radiologists, found_metadata = resolve_truth(
+        _opened(truth), predicted.studies, split=split, radiologists=radiologists, predictions_name=predicted.name
+    )
     truth_table = io.read_truth(truth)
     scores = io.align(predicted, truth_table, "predictions")
     observations = scores.observations
-    readers = {
-        name: io.align(table, truth_table, f"radiologist {name!r}").select(observations)
-        for name, table in io.read_radiologists(radiologists).items()
-    }
+    readers = {name: io.align(table, truth_table, f"radiologist {name!r}").select(observations) for name, table in io.read_radiologists(radiologists).items()}
     voters: tuple[str, ...] = ()
     if majority:
         voters, vote = _majority(readers)
@@ -689,7 +695,9 @@ def _fitted_thresholds(source: str | os.PathLike[str] | Mapping[str, Any] | pd.D
     elif isinstance(source, pd.DataFrame):
         frame = source
     else:
-        raise InvalidArgumentError(f"thresholds must be a path to evaluate's JSON, that JSON as a dict, or operating_points()' DataFrame; got {type(source).__name__}")
+        raise InvalidArgumentError(
+            f"thresholds must be a path to evaluate's JSON, that JSON as a dict, or operating_points()' DataFrame; got {type(source).__name__}"
+        )
     missing = [c for c in _POINT_COLUMNS if c not in frame.columns]
     if missing:
         raise CSVFormatError(f"operating points lack the field(s) {', '.join(missing)}", file=name)

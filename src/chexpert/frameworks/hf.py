@@ -59,9 +59,7 @@ _STATE_OF_CODE: Final = np.array([3, 2, 0, 1], dtype=np.int64)
 # Written into DatasetInfo.license; it survives select/map/filter/concatenate and save_to_disk.
 _LICENSE: Final = "CheXpert Research Use Agreement (no redistribution): https://stanfordaimi.azurewebsites.net/datasets/8cbd9ed4-2eb9-4565-affc-111cf4f7ebe2"
 #: The agreement's term that a push to the Hub would break, quoted from ``chexpert.citation``.
-NO_REDISTRIBUTION: Final[str] = " ".join(
-    next(term for term in RESEARCH_USE_TERMS.split("\n  - ") if "redistribute" in term).split()
-)
+NO_REDISTRIBUTION: Final[str] = " ".join(next(term for term in RESEARCH_USE_TERMS.split("\n  - ") if "redistribute" in term).split())
 # Bump when the written columns change, so that old cache files are not reused.
 _LAYOUT_VERSION: Final = 1
 _CHUNK_ROWS: Final = 512
@@ -124,8 +122,9 @@ def to_hf_dataset(
             raise InvalidArgumentError("rows selects rows of a Store; an Index is its own selection (pass index.take(rows) or the split)")
         index, pixels = source, None
         if images and source.release is None:
-            raise InvalidArgumentError("this Index is not bound to a release, so its images cannot be read; "
-                             "use release.index(...), pass a prepared Store, or images=False")
+            raise InvalidArgumentError(
+                "this Index is not bound to a release, so its images cannot be read; use release.index(...), pass a prepared Store, or images=False"
+            )
     else:
         raise TypeError(f"to_hf_dataset takes an Index or a Store, not {type(source).__name__}")
     resolved = None if policy is None else apply(policy, index)
@@ -200,8 +199,7 @@ def _features(pixels: np.ndarray | _Gathered | None, images: bool, image_format:
     return datasets.Features(columns)
 
 
-def _write(path: Path, features: datasets.Features, index: Index, pixels: np.ndarray | _Gathered | None, images: bool,
-           image_format: str, targets: Any) -> None:
+def _write(path: Path, features: datasets.Features, index: Index, pixels: np.ndarray | _Gathered | None, images: bool, image_format: str, targets: Any) -> None:
     """Write the Arrow file chunk by chunk under a temporary name, then rename it into place."""
     from datasets.arrow_writer import ArrowWriter
 
@@ -315,7 +313,7 @@ def _is_chexpert(dataset: Any) -> bool:
 def _refuse(kind: str) -> RedistributionError:
     return RedistributionError(
         f"{kind}.push_to_hub refused: this dataset holds CheXpert data, and the Research Use Agreement says: "
-        f"\"{NO_REDISTRIBUTION}\". Keep it local; collaborators must register and download CheXpert themselves."
+        f'"{NO_REDISTRIBUTION}". Keep it local; collaborators must register and download CheXpert themselves.'
     )
 
 

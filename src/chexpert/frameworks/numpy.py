@@ -63,9 +63,7 @@ def store_rows(store: Store, rows: np.ndarray | Sequence[int] | Index | None) ->
             raise InvalidArgumentError(f"boolean rows has {len(rows)} entries for a store of {n} rows")
         return np.flatnonzero(rows)
     if rows.ndim != 1 or (rows.size and rows.dtype.kind not in "iu"):
-        raise InvalidArgumentError(
-            f"rows must be store row numbers, a boolean mask or an Index (a selection or split), got {rows.dtype} {rows.shape}"
-        )
+        raise InvalidArgumentError(f"rows must be store row numbers, a boolean mask or an Index (a selection or split), got {rows.dtype} {rows.shape}")
     rows = rows.astype(np.int64)
     if rows.size and (rows.min() < 0 or rows.max() >= n):
         raise InvalidArgumentError(f"rows must be in 0..{n - 1} for a store of {n} rows")

@@ -56,12 +56,15 @@ TFDS_SPLITS: Final[dict[str, str]] = {"train": "train", "valid": "validation", "
 # Raw code (schema.Code) + 2 -> class position in CATALOG_LABELS.
 _CATALOG_CLASS: Final = np.array([3, 0, 2, 1], dtype=np.int64)  # blank, uncertain, negative, positive
 
-_DESCRIPTION = """\
+_DESCRIPTION = (
+    """\
 CheXpert: 224,316 chest radiographs of 65,240 patients from Stanford Hospital, each labelled for 14
 observations as positive, negative, uncertain or not mentioned, with radiologist-labelled validation
 and test sets. Built by the chexpert toolkit from a local download; see its documentation.
 
-""" + RESEARCH_USE_TERMS
+"""
+    + RESEARCH_USE_TERMS
+)
 
 
 @dataclasses.dataclass(eq=False)
@@ -118,8 +121,7 @@ class ChexpertKit(tfds.core.GeneratorBasedBuilder):
     ]
     DEFAULT_CONFIG_NAME = "small"
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
-        DOWNLOAD_HELP
-        + "\nPut what you downloaded (the zip, its unpacked folder, or the AIMI batch zips) in the manual folder "
+        DOWNLOAD_HELP + "\nPut what you downloaded (the zip, its unpacked folder, or the AIMI batch zips) in the manual folder "
         "(`download_config=tfds.download.DownloadConfig(manual_dir=...)`). For the store configs, the manual folder "
         "is a store made by `chexpert prepare` (or holds one)."
     )
@@ -193,10 +195,7 @@ class ChexpertKit(tfds.core.GeneratorBasedBuilder):
             index, read = release.index(splits), _release_reader(release)
         if not config.test_split and "test" in splits:
             splits.remove("test")
-        return {
-            TFDS_SPLITS[split]: self._generate_examples(index, np.flatnonzero(index.split == schema.SPLITS.index(split)), read)
-            for split in splits
-        }
+        return {TFDS_SPLITS[split]: self._generate_examples(index, np.flatnonzero(index.split == schema.SPLITS.index(split)), read) for split in splits}
 
     def _generate_examples(self, index: Index, rows: np.ndarray, read: Callable[[int, str], bytes]) -> Iterator[tuple[str, dict[str, Any]]]:  # type: ignore[override]
         config = self._config

@@ -139,8 +139,7 @@ class JPEGDataset(Dataset[dict[str, torch.Tensor]]):
                 raise InvalidArgumentError("give splits or an Index, not both")
             if source.release is None:
                 raise InvalidArgumentError(
-                    "the Index is not bound to a release, so its images cannot be read; "
-                    "make it with release.index() or index.with_release(release)"
+                    "the Index is not bound to a release, so its images cannot be read; make it with release.index() or index.with_release(release)"
                 )
             index = source
         else:
@@ -294,9 +293,7 @@ def dataloader(
     if not isinstance(data, StoreDataset | JPEGDataset):
         raise TypeError(f"data must be a Store, StoreDataset or JPEGDataset, not {type(data).__name__}")
     weights = balance_weights(data.arrays.policy_targets if isinstance(data, StoreDataset) else data.policy_targets, balance)
-    sampler = EpochBatchSampler(
-        len(data), batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last, rank=rank, world_size=world_size, weights=weights
-    )
+    sampler = EpochBatchSampler(len(data), batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last, rank=rank, world_size=world_size, weights=weights)
     return DataLoader(
         _Batches(data),
         batch_size=None,

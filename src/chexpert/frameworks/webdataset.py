@@ -116,9 +116,7 @@ def export_webdataset(
         "samples": n,
         "image": {"format": image_format, "size": int(store.size), "resize": store.resize, "dtype": "uint8"},
         "labels": {"observations": list(schema.OBSERVATIONS), "codes": {c.name.lower(): int(c) for c in schema.Code}},
-        "policy": None
-        if resolved is None
-        else {"repr": repr(resolved), "observations": list(arrays.observations), "soft_labels": soft_labels is not None},
+        "policy": None if resolved is None else {"repr": repr(resolved), "observations": list(arrays.observations), "soft_labels": soft_labels is not None},
         "store": {"path": str(store.path), "source": store.manifest.get("source")},
         "shuffle": shuffle,
         "seed": seed,
@@ -193,4 +191,3 @@ def _npy(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
     return buffer.getvalue()
-

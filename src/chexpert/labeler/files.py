@@ -287,9 +287,15 @@ def _csv(path: Path, text: io.TextIOWrapper[Any], counter: _Counting, column: st
             return None
         except UnicodeDecodeError as exc:
             # The text is decoded a block ahead of the rows: find the line of the bad byte itself.
-            raise CSVFormatError(f"not {text.encoding} text ({exc.reason}); pass {option('encoding', 'latin-1')} or the file's encoding", file=str(path), row=_undecodable_line(path, text.encoding)) from None
+            raise CSVFormatError(
+                f"not {text.encoding} text ({exc.reason}); pass {option('encoding', 'latin-1')} or the file's encoding",
+                file=str(path),
+                row=_undecodable_line(path, text.encoding),
+            ) from None
         except csv.Error as exc:
-            raise CSVFormatError(f"{exc} (reports are limited to {MAX_REPORT:,} characters)" if "field larger" in str(exc) else str(exc), file=str(path), row=reader.line_num) from None
+            raise CSVFormatError(
+                f"{exc} (reports are limited to {MAX_REPORT:,} characters)" if "field larger" in str(exc) else str(exc), file=str(path), row=reader.line_num
+            ) from None
         line = reader.line_num
         return row
 
@@ -378,7 +384,9 @@ def _folder(root: Path, encoding: str) -> _Source:
             try:
                 text = data.decode(encoding)
             except UnicodeDecodeError as exc:
-                raise CSVFormatError(f"not {encoding} text ({exc.reason} at byte {exc.start}); pass {option('encoding', 'latin-1')} or the files' encoding", file=str(file)) from None
+                raise CSVFormatError(
+                    f"not {encoding} text ({exc.reason} at byte {exc.start}); pass {option('encoding', 'latin-1')} or the files' encoding", file=str(file)
+                ) from None
             done += 1
             yield [file.relative_to(root).as_posix(), *(found if mimic and found is not None else ())], text
 

@@ -74,7 +74,9 @@ def zip_reports(path: Path, encoding: str, limit: int) -> tuple[list[str], Itera
         with archive:
             for info in members:
                 if info.file_size > limit:
-                    raise CSVFormatError(f"report is {info.file_size:,} bytes, more than the {limit:,} a report may have; not read", file=f"{path}!{info.filename}")
+                    raise CSVFormatError(
+                        f"report is {info.file_size:,} bytes, more than the {limit:,} a report may have; not read", file=f"{path}!{info.filename}"
+                    )
                 with archive.open(info) as member:
                     data = member.read(limit + 1)  # the declared size may lie: read no more than the limit
                 if len(data) > limit:

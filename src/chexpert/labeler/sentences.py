@@ -55,8 +55,39 @@ _BOUNDARY: Final = re.compile(
 _WRAPPED: Final = frozenset(".,;:!?-/(")
 # Words whose period is not the end of a sentence.
 _ABBREVIATIONS: Final = frozenset(
-    {"vs", "v", "e.g", "i.e", "eg", "ie", "approx", "dr", "mr", "mrs", "ms", "st", "fig", "cf", "incl", "resp",
-     "p.m", "a.m", "no", "nos", "ca", "sq", "esp", "etc.,", "al", "mt", "min", "max", "apprx", "appr", "b/l"}
+    {
+        "vs",
+        "v",
+        "e.g",
+        "i.e",
+        "eg",
+        "ie",
+        "approx",
+        "dr",
+        "mr",
+        "mrs",
+        "ms",
+        "st",
+        "fig",
+        "cf",
+        "incl",
+        "resp",
+        "p.m",
+        "a.m",
+        "no",
+        "nos",
+        "ca",
+        "sq",
+        "esp",
+        "etc.,",
+        "al",
+        "mt",
+        "min",
+        "max",
+        "apprx",
+        "appr",
+        "b/l",
+    }
 )
 _LEAD: Final = re.compile(r"[\s\-*\u2022]*(?:\(?\d{1,2}[.)](?!\d)[\s]*|[\-*\u2022]\s*)*")
 _LETTER: Final = re.compile(r"[A-Za-z]")

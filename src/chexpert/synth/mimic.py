@@ -387,7 +387,9 @@ def synthesize_mimic(
             rel = f"files/p{str(subject)[:2]}/p{subject}/s{study}/{meta['dicom_id'][i]}.jpg"
             if meta["dicom_id"][i] in missing:
                 continue
-            jobs.append((_picture_row(meta, i, studies["codes"][row_of_study[study]], patient_number[subject], study_number[study], view_number[study]), seed, "small"))
+            jobs.append(
+                (_picture_row(meta, i, studies["codes"][row_of_study[study]], patient_number[subject], study_number[study], view_number[study]), seed, "small")
+            )
             targets.append(rel)
         for rel, data in zip(targets, synth._run(synth._render_one, jobs, workers, progress), strict=True):
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -413,4 +415,3 @@ def synthesize_mimic(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out / MIMIC_DIR
-

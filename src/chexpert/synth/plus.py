@@ -72,7 +72,12 @@ INSURANCE_TYPES: Final[tuple[str, ...]] = schema.INSURANCE_TYPES
 _INSURANCE_P: Final = np.array([0.45, 0.15, 0.33, 0.07])
 
 _TAG_PLUS, _TAG_REPORT, _TAG_IMAGE = 11, 12, 13
-_MANUFACTURERS: Final = (("Agfa", "CR 85-X"), ("Carestream Health", "DRX-Revolution"), ("FUJIFILM Corporation", "FCR Velocity"), ("GE Healthcare", "Definium 8000"))
+_MANUFACTURERS: Final = (
+    ("Agfa", "CR 85-X"),
+    ("Carestream Health", "DRX-Revolution"),
+    ("FUJIFILM Corporation", "FCR Velocity"),
+    ("GE Healthcare", "Definium 8000"),
+)
 _NONE_TEXT: Final = "None"
 
 
@@ -387,7 +392,14 @@ def _write_plus(
         for z in zips:
             z.close()
     if original:
-        synth.synthesize(root, release="small", patients=patients, seed=seed, valid_patients=valid_patients if valid_patients is not None else min(max(2, patients // 50), 200), workers=workers)
+        synth.synthesize(
+            root,
+            release="small",
+            patients=patients,
+            seed=seed,
+            valid_patients=valid_patients if valid_patients is not None else min(max(2, patients // 50), 200),
+            workers=workers,
+        )
     (root / "QUIRKS.json").write_text(json.dumps(quirks, indent=1) + "\n")
     valid_count = len({r["deid_patient_id"] for r in rows if r["split"] == "valid"})
     synth._mark_folder(root, "plus", seed, {"train": patients, "valid": valid_count}, {})

@@ -240,15 +240,16 @@ def _patient_rows(seed: int, split: str, patient: int, prefix: str) -> list[dict
         study_age = "0" if rng.random() < _P_AGE_ZERO else str(ages[study - 1])
         for view, kind in enumerate(views, start=1):
             frontal = kind == "F"
-            rows.append({
-                "Path": f"{prefix}{split}/patient{patient:05d}/study{study}/"
-                f"view{view}_{'frontal' if frontal else 'lateral'}.jpg",
-                "Sex": sex,
-                "Age": study_age,
-                "Frontal/Lateral": "Frontal" if frontal else "Lateral",
-                "AP/PA": projection if frontal else "",
-                **labels,
-            })
+            rows.append(
+                {
+                    "Path": f"{prefix}{split}/patient{patient:05d}/study{study}/view{view}_{'frontal' if frontal else 'lateral'}.jpg",
+                    "Sex": sex,
+                    "Age": study_age,
+                    "Frontal/Lateral": "Frontal" if frontal else "Lateral",
+                    "AP/PA": projection if frontal else "",
+                    **labels,
+                }
+            )
     return rows
 
 
@@ -340,8 +341,6 @@ def csv_bytes(
     return (b"\xef\xbb\xbf" if bom else b"") + buf.getvalue().encode("utf-8")
 
 
-
-
 # ---------------------------------------------------------------------------------------------
 # Pictures
 # ---------------------------------------------------------------------------------------------
@@ -373,8 +372,7 @@ class _Canvas:
         v = (np.arange(ys.start, ys.stop, dtype=np.float32) + 0.5) * (1.0 / self.h)
         return u[None, :], v[:, None]
 
-    def ellipse(self, u: float, v: float, ru: float, rv: float, extent: float = 1.0,
-                square: bool = False) -> tuple[tuple[slice, slice], np.ndarray]:
+    def ellipse(self, u: float, v: float, ru: float, rv: float, extent: float = 1.0, square: bool = False) -> tuple[tuple[slice, slice], np.ndarray]:
         """Slices and the squared normalised radius over an ellipse's bounding box.
 
         ``square`` gives a rounded rectangle (a superellipse of power 4) instead.
@@ -384,25 +382,21 @@ class _Canvas:
         du, dv = ((gu - u) / ru) ** 2, ((gv - v) / rv) ** 2
         return sl, (du * du + dv * dv) if square else (du + dv)
 
-    def mask(self, u: float, v: float, ru: float, rv: float, edge: float = 0.15,
-             square: bool = False) -> tuple[tuple[slice, slice], np.ndarray]:
+    def mask(self, u: float, v: float, ru: float, rv: float, edge: float = 0.15, square: bool = False) -> tuple[tuple[slice, slice], np.ndarray]:
         """Soft ellipse: 1 inside, 0 outside, a ramp of relative width ``edge``."""
         sl, r2 = self.ellipse(u, v, ru, rv, square=square)
         return sl, np.clip((1.0 - r2) * (1.0 / edge), 0.0, 1.0)
 
-    def blend(self, u: float, v: float, ru: float, rv: float, value: float, edge: float = 0.15,
-              square: bool = False) -> None:
+    def blend(self, u: float, v: float, ru: float, rv: float, value: float, edge: float = 0.15, square: bool = False) -> None:
         """Paint an ellipse of ``value`` over what is there, with a soft edge."""
         sl, m = self.mask(u, v, ru, rv, edge, square)
         self.a[sl] += (value - self.a[sl]) * m
 
-    def add(self, u: float, v: float, ru: float, rv: float, amount: float, edge: float = 0.15,
-            within: np.ndarray | None = None) -> None:
+    def add(self, u: float, v: float, ru: float, rv: float, amount: float, edge: float = 0.15, within: np.ndarray | None = None) -> None:
         sl, m = self.mask(u, v, ru, rv, edge)
         self.a[sl] += amount * (m if within is None else m * within[sl])
 
-    def gaussian(self, u: float, v: float, su: float, sv: float, amount: float,
-                 within: np.ndarray | None = None) -> None:
+    def gaussian(self, u: float, v: float, su: float, sv: float, amount: float, within: np.ndarray | None = None) -> None:
         sl, r2 = self.ellipse(u, v, su, sv, extent=2.5)
         g = np.exp(r2 * -0.5)
         self.a[sl] += amount * (g if within is None else g * within[sl])
@@ -503,8 +497,10 @@ class _Findings:
     @classmethod
     def draw(cls, rng: np.random.Generator, codes: Sequence[int]) -> _Findings:
         # Uncertain findings are drawn faintly: the report says "may be", the picture shows a bit.
-        strength = {name: 1.0 if code == schema.Code.POSITIVE else 0.5 if code == schema.Code.UNCERTAIN else 0.0
-                    for name, code in zip(schema.OBSERVATIONS, codes, strict=True)}
+        strength = {
+            name: 1.0 if code == schema.Code.POSITIVE else 0.5 if code == schema.Code.UNCERTAIN else 0.0
+            for name, code in zip(schema.OBSERVATIONS, codes, strict=True)
+        }
         spots = np.column_stack([rng.choice([-1.0, 1.0], 12), rng.uniform(-0.7, 0.7, 12), rng.uniform(-0.6, 0.5, 12)])
         return cls(
             strength=strength,
@@ -553,7 +549,8 @@ def _draw_frontal(c: _Canvas, a: _Anatomy, f: _Findings, ap: bool) -> tuple[np.n
         sl = c.box(-reach, 0, 0, 1) if ptx_side < 0 else c.box(0, reach, 0, 1)
         gu, gv = c.grid(sl)
         r2 = ((gu - ptx_side * (a.lung_u - a.lung_ru * (1 - shrink))) / (a.lung_ru * shrink)) ** 2 + (
-            (gv - a.lung_v - a.lung_rv * (1 - shrink)) / (a.lung_rv * shrink)) ** 2
+            (gv - a.lung_v - a.lung_rv * (1 - shrink)) / (a.lung_rv * shrink)
+        ) ** 2
         inner = np.clip((1.0 - r2) * 20, 0, 1)
         ptx = np.zeros_like(lung)
         ptx[sl] = np.clip(lung[sl] - inner, 0, 1)
@@ -725,8 +722,7 @@ def render_jpeg(row: Mapping[str, str], *, seed: int = 0, release: str = "small"
     b'\\xff\\xd8\\xff'
     """
     img = render_pixels(row, seed=seed, release=release)
-    return simplejpeg.encode_jpeg(img[:, :, None], quality=JPEG_QUALITY, colorspace="GRAY",
-                                  colorsubsampling="Gray")
+    return simplejpeg.encode_jpeg(img[:, :, None], quality=JPEG_QUALITY, colorspace="GRAY", colorsubsampling="Gray")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -774,9 +770,7 @@ def _apply(fn: Callable[[Any], Any], jobs: Sequence[Any]) -> list[Any]:
     return [fn(job) for job in jobs]
 
 
-def _plan(
-    release: str, patients: int, valid_patients: int, test_patients: int, seed: int
-) -> tuple[dict[str, bytes], list[dict[str, str]]]:
+def _plan(release: str, patients: int, valid_patients: int, test_patients: int, seed: int) -> tuple[dict[str, bytes], list[dict[str, str]]]:
     """The CSV files by name, and the rows of the images in the order they are written."""
     train = synth_rows("train", patients=patients, seed=seed, release=release)
     valid = synth_rows("valid", patients=valid_patients, seed=seed, release=release)
@@ -842,8 +836,15 @@ def _marker(release: str, seed: int, patients: dict[str, int], csvs: Mapping[str
     """The :data:`~chexpert.release.SYNTH_MARKER` of a look-alike: what synth wrote, file by file
     (size and CRC-32), and each CSV's rows. The same bytes for a seed whatever the layout."""
     rows = {name: data.rstrip(b"\n").count(b"\n") for name, data in csvs.items() if name != "groundtruth.csv"}
-    marker = {"format": "chexpert-synth", "version": 1, "release": release, "seed": seed, "patients": patients,
-              "rows": rows, "files": dict(sorted(files.items()))}
+    marker = {
+        "format": "chexpert-synth",
+        "version": 1,
+        "release": release,
+        "seed": seed,
+        "patients": patients,
+        "rows": rows,
+        "files": dict(sorted(files.items())),
+    }
     return json.dumps(marker, separators=(",", ":")).encode() + b"\n"
 
 
@@ -967,8 +968,7 @@ def _claim_targets(out: pathlib.Path, names: Sequence[str], overwrite: bool) -> 
     existing = [out / n for n in names if (out / n).exists() or (out / n).is_symlink()]
     if existing and not overwrite:
         raise FileExistsError(
-            f"{existing[0]} already exists; remove it, choose another folder, or overwrite it "
-            f"({option('overwrite')}: replaces only what chexpert synth wrote)"
+            f"{existing[0]} already exists; remove it, choose another folder, or overwrite it ({option('overwrite')}: replaces only what chexpert synth wrote)"
         )
     for target in existing:
         _refuse_foreign(target)  # a real download, or files of the user's, stay as they are
@@ -1035,8 +1035,7 @@ def synthesize(
         raise InvalidArgumentError("layout 'aimi' is how the full release is downloaded; use release='full'")
     if valid_patients is None:
         valid_patients = min(max(2, patients // 50), 200)
-    for name, value, split in (("patients", patients, "train"), ("valid_patients", valid_patients, "valid"),
-                               ("test_patients", test_patients, "test")):
+    for name, value, split in (("patients", patients, "train"), ("valid_patients", valid_patients, "valid"), ("test_patients", test_patients, "test")):
         first, last = schema.PATIENT_RANGES[split]
         check_int(name, value, low=1 if split == "train" else 0, high=last - first + 1)
     check_int("workers", workers, low=1, high=1024)
@@ -1069,6 +1068,7 @@ def synthesize(
             (root / SYNTH_MARKER).write_bytes(_marker(release, seed, patients_by_split, csvs, written))
         else:
             if layout == "zip":
+
                 def place(name: str) -> tuple[str, str]:
                     return top, f"{top}/{name}"
             else:

@@ -197,9 +197,7 @@ def _localization(rows: Sequence[Mapping[str, str]], seed: int) -> tuple[dict[st
         key = _image_key(row["Path"])
         annotations[key] = {"img_size": [h, w], **{_TASK_NAME[name]: polygons for name, polygons in outlines.items()}}
         empty = encode_rle(np.zeros((h, w), bool))
-        segmentations[key] = {
-            _TASK_NAME[name]: encode_rle(rasterize(outlines[name], (h, w))) if name in outlines else empty for name in LOCALIZED_OBSERVATIONS
-        }
+        segmentations[key] = {_TASK_NAME[name]: encode_rle(rasterize(outlines[name], (h, w))) if name in outlines else empty for name in LOCALIZED_OBSERVATIONS}
     return segmentations, annotations
 
 
@@ -299,7 +297,13 @@ def synthesize_test(
             (folder / file).write_bytes(csv_bytes(reads, columns=READER_COLUMNS))
         # What synth wrote, file by file: beside the CSVs for verify, at each top for --overwrite.
         patients_by_split = {"valid": valid_patients, "test": patients}
-        _mark_folder(images, "test", seed, patients_by_split, {"val_labels.csv": csv_bytes(valid), "test_labels.csv": csv_bytes(test_labels, columns=_TEST_LABEL_COLUMNS)})
+        _mark_folder(
+            images,
+            "test",
+            seed,
+            patients_by_split,
+            {"val_labels.csv": csv_bytes(valid), "test_labels.csv": csv_bytes(test_labels, columns=_TEST_LABEL_COLUMNS)},
+        )
         for name in names:
             _mark_folder(staging / name, "test", seed, patients_by_split, {})
         _put_in_place(out, staging, names)

@@ -608,7 +608,9 @@ def _train(
                         finite = bool(torch.stack([torch.isfinite(p).all() for p in trainer.module.parameters()]).all())
                         _stop_if_diverged(0 if finite else step, dist, folder, last_saved, "the weights")
                         try:
-                            kept = _checkpoint(trainer, setup, folder, recipe, dist, placement, log, progress, step, epoch, position, kept, elapsed, images_seen)
+                            kept = _checkpoint(
+                                trainer, setup, folder, recipe, dist, placement, log, progress, step, epoch, position, kept, elapsed, images_seen
+                            )
                         except _NonFinite:
                             _stop_if_diverged(step, dist, folder, last_saved, "the model's validation scores")
                         last_saved = step
@@ -700,4 +702,3 @@ def _write_summary(folder: RunFolder, recipe: Recipe, kept: list[tuple[int, floa
         "best_mean_auroc": None if not ranked or math.isnan(ranked[0].metric) else ranked[0].metric,
     }
     save_atomic(folder / SUMMARY, json.dumps(summary, indent=2) + "\n")
-

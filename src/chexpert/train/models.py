@@ -122,10 +122,7 @@ def build_model(name: str = "densenet121", *, outputs: int, channels: int = 3, w
         return _timm_model(name, outputs, channels, weights)
     else:
         shown = ", ".join(sorted(tv_names)[:12])
-        raise InvalidArgumentError(
-            f"unknown model {name!r}: not {TINY_CNN} nor a torchvision classifier (e.g. {shown}, ...); "
-            "timm models need timm installed"
-        )
+        raise InvalidArgumentError(f"unknown model {name!r}: not {TINY_CNN} nor a torchvision classifier (e.g. {shown}, ...); timm models need timm installed")
     _replace_classifier(model, outputs, name)
     if channels == 1:
         _one_input_plane(model, name)
@@ -190,15 +187,12 @@ def _timm_model(name: str, outputs: int, channels: int, weights: str) -> nn.Modu
         torchvision_names = model_names()[1:] if importlib.util.find_spec("torchvision") is not None else []
         close = difflib.get_close_matches(name, list(dict.fromkeys([*torchvision_names, *known])), n=5)
         raise InvalidArgumentError(
-            f"unknown model {name!r}: neither {TINY_CNN}, a torchvision classifier nor a timm model"
-            + (f"; close names: {', '.join(close)}" if close else "")
+            f"unknown model {name!r}: neither {TINY_CNN}, a torchvision classifier nor a timm model" + (f"; close names: {', '.join(close)}" if close else "")
         )
     if weights == "none":
         return timm.create_model(name, pretrained=False, num_classes=outputs, in_chans=channels)
     if weights == "imagenet":
-        raise WeightsNotFoundError(
-            f"chexpert never downloads: for timm's {name}, save its pretrained weights to a file and pass {option('weights', 'FILE')}"
-        )
+        raise WeightsNotFoundError(f"chexpert never downloads: for timm's {name}, save its pretrained weights to a file and pass {option('weights', 'FILE')}")
     source = Path(weights).expanduser()
     if not source.is_file():
         raise WeightsNotFoundError(f"{source}: weights file not found")

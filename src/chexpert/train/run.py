@@ -50,7 +50,9 @@ CHECKPOINTS, SOFT_LABELS, STAGE_ONE, BOARD = "checkpoints", "soft-labels.csv", "
 _NAMES = (RUN_JSON, RECIPE_TOML, STATE, SUMMARY, LOG, VALIDATION, CHECKPOINTS, SOFT_LABELS, STAGE_ONE, BOARD)
 _STEP_FILE = re.compile(r"^step-(\d{7,})\.pt$")
 # Temporary names of the run's files (".NAME.PID.RANDOM.tmp", fileio's; ".NAME.PID.tmp" before): left behind only by a killed run, removed on resume.
-_TMP_FILE = re.compile(r"^\.(?:run\.json|recipe\.toml|state\.pt|summary\.json|soft-labels\.csv|log\.csv|validation\.csv|step-\d{7,}\.pt)\.\d+(?:\.[0-9a-f]{8})?\.tmp$")
+_TMP_FILE = re.compile(
+    r"^\.(?:run\.json|recipe\.toml|state\.pt|summary\.json|soft-labels\.csv|log\.csv|validation\.csv|step-\d{7,}\.pt)\.\d+(?:\.[0-9a-f]{8})?\.tmp$"
+)
 
 
 def save_atomic(path: Path, value: Any) -> None:
@@ -392,4 +394,3 @@ def open_run(path: str | os.PathLike[str]) -> Run:
     except (KeyError, TypeError, ValueError) as exc:
         raise RunError(f"{folder / RUN_JSON}: damaged run description ({exc.__class__.__name__}: {str(exc)[:200]})") from None
     return Run(folder.path, recipe, head, identity, checkpoints, finished)
-
