@@ -159,18 +159,19 @@ def test_the_logged_learning_rate_follows_the_schedule(store: Store, tmp_path: P
 # -- deep AUC maximisation, against LibAUC ------------------------------------------------------------
 
 
-def test_aucm_loss_and_pesg_match_libauc() -> None:
+@pytest.mark.parametrize("margin", [1.0, 0.6])
+def test_aucm_loss_and_pesg_match_libauc(margin: float) -> None:
     libauc_losses = pytest.importorskip("libauc.losses")
     libauc_optimizers = pytest.importorskip("libauc.optimizers")
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 5))
     theirs_model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 5))
     theirs_model.load_state_dict(model.state_dict())
-    ours_loss = AUCMLoss(5, margin=1.0)
-    theirs_loss = libauc_losses.MultiLabelAUCMLoss(margin=1.0, num_labels=5, device=torch.device("cpu"))
+    ours_loss = AUCMLoss(5, margin=margin)
+    theirs_loss = libauc_losses.MultiLabelAUCMLoss(margin=margin, num_labels=5, device=torch.device("cpu"))
     ours = PESG(model.parameters(), ours_loss, lr=0.1, weight_decay=1e-5, epoch_decay=2e-3, momentum=0.9, generator=torch.Generator().manual_seed(7))
     torch.manual_seed(7)  # LibAUC draws its reference point from the global generator
-    theirs = libauc_optimizers.PESG(theirs_model.parameters(), theirs_loss, lr=0.1, weight_decay=1e-5, epoch_decay=2e-3, momentum=0.9,
+    theirs = libauc_optimizers.PESG(theirs_model.parameters(), theirs_loss, lr=0.1, margin=margin, weight_decay=1e-5, epoch_decay=2e-3, momentum=0.9,
                                     device=torch.device("cpu"), verbose=False)  # fmt: skip
     generator = torch.Generator().manual_seed(1)
     for step in range(12):

@@ -28,10 +28,11 @@ class AUCMLoss(torch.nn.Module):
     """The AUC-margin (squared-hinge) min-max objective for ``tasks`` binary columns, averaged over the columns.
 
     ``a``, ``b`` (the positives' and negatives' score centres) are minimised and ``alpha``
-    maximised by :class:`PESG`; all three are saved with the optimiser's state.
+    maximised by :class:`PESG`; all three are saved with the optimiser's state. As in LibAUC
+    2.0.1 (its "v1" loss), the margin enters through PESG's update of ``alpha``, not the loss.
 
-    >>> AUCMLoss(2)(torch.zeros(4, 2), torch.tensor([[1., 0], [0, 1], [1, 1], [0, 0]])).item()
-    0.25
+    >>> round(AUCMLoss(1)(torch.tensor([[0.9], [0.1]]), torch.tensor([[1.0], [0.0]])).item(), 4)
+    0.205
     """
 
     def __init__(self, tasks: int, margin: float = 1.0) -> None:
