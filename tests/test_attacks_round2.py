@@ -287,3 +287,25 @@ def test_synth_after_a_killed_run_names_its_leftover_staging(tmp_path: Path, cap
     err = capsys.readouterr().err
     assert f"warning: {out} holds {left[0]}: staging left by a synth run that was killed" in " ".join(err.split())
     assert (out / left[0]).is_dir()  # not removed: nothing proves no other synth writes there
+
+
+# --- labeler gold sets: duplicates ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        (['{"id": "a", "text": "No effusion.", "labels": {"Pleural Effusion": 0.0}}',
+          '{"id": "a", "text": "Effusion.", "labels": {"Pleural Effusion": 1.0}}'], r"row 2: id 'a' was already given on line 1"),
+        (['{"id": "c", "text": "x", "labels": {"Edema": 1.0, "Edema": 0.0}}'], r"row 1: .*'Edema' given twice in one object"),
+        (['{"id": "c", "id": "d", "text": "x", "labels": {}}'], r"row 1: .*'id' given twice"),
+    ],
+)  # fmt: skip
+def test_a_gold_set_repeating_a_report_or_a_label_is_refused(tmp_path: Path, lines: list[str], message: str) -> None:
+    from chexpert.errors import CSVFormatError
+    from chexpert.labeler.evaluation import read_gold
+
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text("\n".join(lines) + "\n")
+    with pytest.raises(CSVFormatError, match=message):  # before: the later copy kept, or both scored, silently
+        read_gold(gold)

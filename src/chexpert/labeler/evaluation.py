@@ -60,18 +60,28 @@ class GoldSet:
         return len(self.ids)
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are all different (json keeps the last of a repeated key silently)."""
+    keys = [k for k, _ in pairs]
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if repeated:
+        raise ValueError(f"{', '.join(map(repr, repeated))} given twice in one object")
+    return dict(pairs)
+
+
 def read_gold(path: str | os.PathLike[str]) -> GoldSet:
     """Read a JSON-lines gold file; a malformed line is a :class:`CSVFormatError` naming file and line."""
     ids: list[str] = []
     texts: list[str] = []
     tags: list[tuple[str, ...]] = []
     rows: list[list[int]] = []
+    seen: dict[str, int] = {}  # id -> line: a report scored twice would weigh twice, or disagree with itself
     with open_regular(path) as raw, io.TextIOWrapper(raw, encoding="utf-8") as file:  # a FIFO is refused, never waited on
         for number, line in enumerate(file, 1):
             if not line.strip():
                 continue
             try:
-                record: dict[str, Any] = json.loads(line)
+                record: dict[str, Any] = json.loads(line, object_pairs_hook=_unique_keys)
                 labels = record["labels"]
                 row = [int(Code.BLANK)] * len(OBSERVATIONS)
                 for name, value in labels.items():
@@ -81,6 +91,9 @@ def read_gold(path: str | os.PathLike[str]) -> GoldSet:
                 tags.append(tuple(record.get("tags", ())))
             except (ValueError, KeyError, TypeError) as exc:
                 raise CSVFormatError(f"not a gold record ({exc.__class__.__name__}: {exc})", file=str(path), row=number) from None
+            if ids[-1] in seen:
+                raise CSVFormatError(f"id {ids[-1]!r} was already given on line {seen[ids[-1]]}", file=str(path), row=number)
+            seen[ids[-1]] = number
             rows.append(row)
     return GoldSet(tuple(ids), tuple(texts), tuple(tags), np.array(rows, dtype=np.int8).reshape(-1, len(OBSERVATIONS)))
 
