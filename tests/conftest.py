@@ -136,3 +136,25 @@ def with_sigint_ignored() -> None:
     """``preexec_fn`` for a child started as ``nohup`` or a background job starts it: SIGINT ignored."""
     as_a_terminal_starts_it()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def live_children(pid: int) -> list[int]:
+    """The process ids of ``pid``'s children that are not zombies (read from /proc)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                out.append(int(entry))
+    return out
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

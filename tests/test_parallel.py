@@ -23,7 +23,7 @@ import pytest
 from chexpert.parallel import run_chunks
 from chexpert.synth import synthesize
 from chexpert.synth.plus import synthesize_plus
-from tests.conftest import as_a_terminal_starts_it
+from tests.conftest import alive, as_a_terminal_starts_it, live_children
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
@@ -48,26 +48,6 @@ def _sleep_long(state: None, value: int) -> int:
     return value
 
 
-def _live_children(pid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid and fields[0] != "Z":
-                out.append(int(entry))
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 @pytest.mark.parametrize("workers", [1, 2])
 def test_results_in_order_from_this_process_or_workers(workers: int) -> None:
     with run_chunks(_square, list(range(10)), workers=workers, state=1) as results:
@@ -87,12 +67,12 @@ def test_leaving_the_block_early_kills_busy_workers_at_once() -> None:
     """Four chunks of a minute each: leaving after none is read must not wait for them."""
     started = time.monotonic()
     # Children an earlier test of this session left (a resource tracker, a forkserver) are not ours.
-    before = set(_live_children(os.getpid()))
+    before = set(live_children(os.getpid()))
     with run_chunks(_sleep_long, [1, 2, 3, 4], workers=2) as results:
-        workers = [p for p in _live_children(os.getpid()) if _alive(p) and p not in before]
+        workers = [p for p in live_children(os.getpid()) if alive(p) and p not in before]
         assert results is not None
     assert time.monotonic() - started < 30, "the pool waited for its chunks"
-    assert workers and not any(_alive(p) for p in workers)
+    assert workers and not any(alive(p) for p in workers)
 
 
 @contextlib.contextmanager
@@ -112,7 +92,7 @@ def _command(argv: list[str]) -> Iterator[subprocess.Popen[str]]:
 def _interrupt_when_workers_run(argv: list[str], sig: int, code: int, word: str) -> None:
     with _command(argv) as process:
         deadline = time.monotonic() + 120
-        while not (workers := _live_children(process.pid)):
+        while not (workers := live_children(process.pid)):
             assert process.poll() is None, f"ended before a worker started: {process.communicate()}"
             assert time.monotonic() < deadline, "no worker started in 120 s"
         os.killpg(process.pid, signal.SIGSTOP)
@@ -121,7 +101,7 @@ def _interrupt_when_workers_run(argv: list[str], sig: int, code: int, word: str)
         out, err = process.communicate(timeout=60)
         assert process.returncode == code, err
         assert err.splitlines() == [f"chexpert {argv[0]}: {word}"], err
-        assert not any(_alive(pid) for pid in workers + _live_children(process.pid))
+        assert not any(alive(pid) for pid in workers + live_children(process.pid))
 
 
 SIGNALS = [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")]

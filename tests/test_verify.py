@@ -20,7 +20,7 @@ from PIL import Image
 import chexpert
 from chexpert.cli import main
 from chexpert.synth import synth_rows, write_csv
-from tests.conftest import as_a_terminal_starts_it, tree_digest
+from tests.conftest import alive, as_a_terminal_starts_it, live_children, tree_digest
 
 
 @pytest.fixture
@@ -226,26 +226,6 @@ def test_rarer_problem_kinds_are_listed_first(damaged, capsys):
 # ------------------------------------------------------------------------------ Ctrl-C
 
 
-def _live_children(pid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid and fields[0] != "Z":
-                out.append(int(entry))
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def slow_release(tmp_path_factory):
     """6,000 full-resolution images (hard links of one): minutes of decoding on two cores."""
@@ -283,7 +263,7 @@ def test_an_interrupted_decode_ends_at_once_with_one_line(slow_release, workers_
         preexec_fn=as_a_terminal_starts_it,  # not what this test run inherited (SIGINT ignored under nohup)
     )
     deadline = time.monotonic() + 120
-    while len(workers := _live_children(process.pid)) < workers_seen and time.monotonic() < deadline:
+    while len(workers := live_children(process.pid)) < workers_seen and time.monotonic() < deadline:
         pass  # no sleep: catch the first worker as early as possible
     os.killpg(process.pid, signal.SIGSTOP)
     assert process.poll() is None and len(workers) >= workers_seen, "the workers never started"
@@ -293,4 +273,4 @@ def test_an_interrupted_decode_ends_at_once_with_one_line(slow_release, workers_
     assert process.returncode == code
     assert err.splitlines() == [f"chexpert verify: {word}"], err
     assert out == ""
-    assert not any(_alive(pid) for pid in workers + _live_children(process.pid))
+    assert not any(alive(pid) for pid in workers + live_children(process.pid))
