@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import chexpert.store as store_module
+import chexpert.store.writer as store_writer
 from chexpert import schema
 from chexpert.errors import ImageDecodeError, ImageReadError, ReleaseNotFoundError, StaleStoreError, StoreError
 from chexpert.imaging import decode_resized
@@ -125,7 +125,7 @@ def test_a_finished_store_is_returned_without_work(reference: Path, small_releas
     def fail(*args: object, **kwargs: object) -> None:
         raise AssertionError("decoded again")
 
-    monkeypatch.setattr(store_module, "decode_resized", fail)
+    monkeypatch.setattr(store_writer, "decode_resized", fail)
     calls: list[tuple[int, int]] = []
     store = prepare(small_release, reference, size=SIZE, progress=lambda done, total: calls.append((done, total)))
     assert len(store) == calls[-1][0] == calls[-1][1]
@@ -136,15 +136,15 @@ def test_a_finished_store_is_returned_without_work(reference: Path, small_releas
 _RUNNER = textwrap.dedent(
     """
     import sys, time
-    import chexpert.store as store
+    import chexpert.store.writer as writer
     # Small units of work and a journal commit after each, paced so that a kill lands mid-run.
-    store._CHUNK_ROWS, store._SYNC_SECONDS = 4, 0.0
-    decode = store.decode_resized
+    writer._CHUNK_ROWS, writer._SYNC_SECONDS = 4, 0.0
+    decode = writer.decode_resized
     def paced(*args, **kwargs):
         time.sleep(0.01)
         return decode(*args, **kwargs)
-    store.decode_resized = paced
-    store.prepare(sys.argv[1], sys.argv[2], size=int(sys.argv[3]))
+    writer.decode_resized = paced
+    writer.prepare(sys.argv[1], sys.argv[2], size=int(sys.argv[3]))
     """
 )
 
@@ -195,13 +195,13 @@ def test_sigkill_at_any_point_leaves_nothing_or_a_resumable_store(
     already = _journaled_rows(out)
     assert 36 <= already < n
     decoded = []
-    original = store_module.decode_resized
+    original = store_writer.decode_resized
 
     def counting(data: bytes, size: int, mode: str, *, file: str | None = None, **kwargs: object) -> np.ndarray:
         decoded.append(file)
         return original(data, size, mode, file=file, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(store_module, "decode_resized", counting)
+    monkeypatch.setattr(store_writer, "decode_resized", counting)
     calls: list[tuple[int, int]] = []
     store = prepare(small_release, out, size=SIZE, progress=lambda done, total: calls.append((done, total)))
     assert calls[0] == (already, n) and calls[-1] == (n, n)
@@ -294,6 +294,27 @@ def test_a_store_from_other_producing_code_warns(reference: Path, tmp_path: Path
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         open_store(reference)
+
+
+def test_the_code_fingerprint_covers_the_function_that_writes_the_pixels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """identity sits below the writer, so it reads writer.decode_range as text: edited, the hash changes."""
+    import inspect
+
+    from chexpert.store import identity
+
+    assert identity._pixel_code() == inspect.getsource(store_writer.decode_range)
+    before = identity.code_identity()["sha256"]
+    source = Path(store_writer.__file__).read_text(encoding="utf-8")
+    edited = source.replace("pixels[j] = 0\n", "pixels[j] = 1\n", 1)
+    assert edited != source
+    (tmp_path / "writer.py").write_text(edited, encoding="utf-8")
+    monkeypatch.setattr(identity, "__file__", str(tmp_path / "identity.py"))  # where it looks for writer.py
+    monkeypatch.setattr(identity, "_CODE_IDENTITY", {})
+    assert identity.code_identity()["sha256"] != before
+    (tmp_path / "writer.py").write_text(source.replace("def decode_range(", "def decode_rows("), encoding="utf-8")
+    monkeypatch.setattr(identity, "_CODE_IDENTITY", {})
+    with pytest.raises(RuntimeError, match="no function decode_range"):
+        identity.code_identity()
 
 
 def test_unknown_format_version_and_foreign_folders_are_refused(reference: Path, small_release: Path, tmp_path: Path) -> None:
@@ -393,19 +414,19 @@ def test_only_one_prepare_writes_to_a_folder_at_a_time(small_release: Path, tmp_
 def test_a_crash_while_finishing_resumes_to_the_same_bytes(damaged: tuple[Path, list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, then: str) -> None:
     root, _ = damaged
     fresh = prepare(root, tmp_path / "fresh", size=SIZE, splits="train", on_error=then)
-    written = store_module._write_atomic
+    written = store_writer.write_atomic
 
     def crash_before_manifest(path: Path, data: bytes, ident: str) -> None:
         if path.name == "manifest.json":
             raise KeyboardInterrupt("killed after compacting, before the manifest")
         written(path, data, ident)
 
-    monkeypatch.setattr(store_module, "_write_atomic", crash_before_manifest)
+    monkeypatch.setattr(store_writer, "write_atomic", crash_before_manifest)
     with pytest.raises(KeyboardInterrupt):
         prepare(root, tmp_path / "store", size=SIZE, splits="train", on_error="skip")
     with pytest.raises(StoreError, match="interrupted"):
         open_store(tmp_path / "store")
-    monkeypatch.setattr(store_module, "_write_atomic", written)
+    monkeypatch.setattr(store_writer, "write_atomic", written)
     # Resuming with skip finishes the compacted store; with blank, the dropped rows come back.
     store = prepare(root, tmp_path / "store", size=SIZE, splits="train", on_error=then)
     assert same_files(tmp_path / "store", tmp_path / "fresh") and len(store) == len(fresh)

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from chexpert.errors import StoreError
-from chexpert.store import _block_checksums, _file_digests, open_store, prepare, verify_store
+from chexpert.store import open_store, prepare, verify_store
+from chexpert.store.format import block_checksums, file_digests
 from tests.conftest import STORE_SIZE as SIZE
 from tests.conftest import same_store_files
 
@@ -109,7 +110,7 @@ def test_verify_store_command(reference_store: Path, tmp_path: Path) -> None:
 def test_checksums_come_from_the_pixels_whatever_the_workers(small_release: Path, reference_store: Path, tmp_path: Path) -> None:
     """Workers digest each row as they write it; reading the file back gives the same checksums."""
     manifest = json.loads((reference_store / "manifest.json").read_text())
-    assert _block_checksums(_file_digests(reference_store / "images.npy", 55, SIZE), 16) == manifest["checksums"]["blocks"]
+    assert block_checksums(file_digests(reference_store / "images.npy", 55, SIZE), 16) == manifest["checksums"]["blocks"]
     two = prepare(small_release, tmp_path / "two", size=SIZE, workers=2)
     assert two.manifest["checksums"] == manifest["checksums"]
 

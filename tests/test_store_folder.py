@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import chexpert.store as store_module
+import chexpert.store.writer as store_writer
 from chexpert.errors import StaleStoreError, StoreError
 from chexpert.release import open_release
 from chexpert.store import open_store, prepare
@@ -29,7 +29,7 @@ def _interrupted(small_release: Path, out: Path) -> None:
         pass
 
     calls = []
-    original = store_module.decode_resized
+    original = store_writer.decode_resized
 
     def stop_after_some(*args: object, **kwargs: object) -> object:
         calls.append(1)
@@ -37,12 +37,12 @@ def _interrupted(small_release: Path, out: Path) -> None:
             raise Stop
         return original(*args, **kwargs)  # type: ignore[arg-type]
 
-    store_module.decode_resized = stop_after_some  # type: ignore[assignment]
+    store_writer.decode_resized = stop_after_some  # type: ignore[assignment]
     try:
         with pytest.raises(Stop):
             prepare(small_release, out, size=SIZE)
     finally:
-        store_module.decode_resized = original
+        store_writer.decode_resized = original
     assert (out / ".plan.json").exists() and not (out / "manifest.json").exists()
 
 

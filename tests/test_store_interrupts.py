@@ -24,13 +24,13 @@ from tests.conftest import as_a_terminal_starts_it, same_store_files
 _COMMAND = textwrap.dedent(
     """
     import sys, time
-    import chexpert.store as store
-    store._CHUNK_ROWS, store._SYNC_SECONDS = 4, 0.0
-    decode = store.decode_resized
+    import chexpert.store.writer as writer
+    writer._CHUNK_ROWS, writer._SYNC_SECONDS = 4, 0.0
+    decode = writer.decode_resized
     def paced(*args, **kwargs):
         time.sleep(float(sys.argv[1]))
         return decode(*args, **kwargs)
-    store.decode_resized = paced
+    writer.decode_resized = paced
     from chexpert.cli import main
     sys.exit(main(sys.argv[2:]))
     """
