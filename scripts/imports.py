@@ -6,7 +6,7 @@
 
 Every ``import`` of a chexpert module counts, at module level or inside a function (a lazy import
 is still a dependency); imports under ``if TYPE_CHECKING:`` do not (they never run). A subpackage
-(``cli``, ``evaluate``, ``frameworks``, ``labeler``, ``synth``, ``train``) is one node: what it
+(``cli``, ``evaluate``, ``frameworks``, ``labeler``, ``store``, ``synth``, ``train``) is one node: what it
 does inside is its own business; ``chexpert/__init__.py``, ``__main__.py`` and ``demo.py`` (the
 ``python -m chexpert.demo`` entry point) are the front door and may import anything.
 
