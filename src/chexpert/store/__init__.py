@@ -52,7 +52,6 @@ from chexpert.store.format import (
     IMAGES,
     INDEX,
     MANIFEST,
-    ON_ERROR,
     StaleStoreWarning,
     Store,
     StoreIdentity,
@@ -61,7 +60,7 @@ from chexpert.store.format import (
     verify_store,
 )
 from chexpert.store.identity import source_fingerprint
-from chexpert.store.writer import prepare
+from chexpert.store.writer import ON_ERROR, prepare
 
 __all__ = [
     "FORMAT",

@@ -38,10 +38,6 @@ from chexpert.store.identity import code_identity, dict_changes, fingerprint, se
 FORMAT: Final = "chexpert-store"
 #: 2: the store's id, pixel checksums and index.npz's SHA-256 in the manifest; work files named by id.
 FORMAT_VERSION: Final = 2
-#: What :func:`prepare` does with an image it cannot read or decode: raise (default), leave the
-#: row out of the store, or keep the row with black pixels. Skipped and blanked rows are listed
-#: in the manifest either way.
-ON_ERROR: Final[tuple[str, ...]] = ("raise", "skip", "blank")
 #: The checksum of each block of rows of images.npy: xxHash's XXH3 (64 bits; about 25 GB/s a core,
 #: ten times zlib's CRC-32, so that prepare pays almost nothing for it) of the XXH3 digests of its
 #: rows, each as 8 bytes little-endian. Rows are digested where they are decoded, so that work can

@@ -51,7 +51,6 @@ from chexpert.store.format import (
     INDEX,
     MANIFEST,
     MAX_JOURNAL_BYTES,
-    ON_ERROR,
     PLAN,
     Store,
     block_checksums,
@@ -67,6 +66,10 @@ from chexpert.store.format import (
 from chexpert.store.identity import select_rows
 from chexpert.validation import check_choice, check_int
 
+#: What :func:`prepare` does with an image it cannot read or decode: raise (default), leave the
+#: row out of the store, or keep the row with black pixels. Skipped and blanked rows are listed
+#: in the manifest either way.
+ON_ERROR: Final[tuple[str, ...]] = ("raise", "skip", "blank")
 _JOURNAL_DIGESTS: Final = "xxh3_64"  # the journal's key for the digest of each row
 # Rows per unit of work, at most: enough that bookkeeping is negligible, few enough that a kill
 # loses little, progress moves smoothly and the last chunks end together. Chunks are also capped
