@@ -31,7 +31,6 @@ import json
 import os
 import pathlib
 import shutil
-import tempfile
 import zipfile
 from collections.abc import Callable
 from typing import Any, Final
@@ -39,6 +38,7 @@ from typing import Any, Final
 import numpy as np
 
 from chexpert import schema
+from chexpert.fileio import create_folder
 from chexpert.release import SYNTH_MARKER
 from chexpert.synth.place import claim_targets, mark_folder, put_in_place
 from chexpert.synth.report import render_report
@@ -365,7 +365,7 @@ def synthesize_mimic(
     out = pathlib.Path(out)
     claim_targets(out, [MIMIC_DIR], overwrite)
     out.mkdir(parents=True, exist_ok=True)
-    staging = pathlib.Path(tempfile.mkdtemp(prefix=".synth-mimic-", dir=out))
+    staging = create_folder(out, ".synth-mimic-")
     try:
         root = staging / MIMIC_DIR
         root.mkdir()

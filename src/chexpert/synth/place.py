@@ -1,7 +1,7 @@
 """Claiming targets and putting a look-alike in place: synth's marker, written and checked.
 
 Every look-alike writer (release, test set, Plus, MIMIC) builds under a staging folder in OUT
-(:func:`staging_folder`), checks before any work that what it will replace is its own
+(:func:`chexpert.fileio.create_folder`), checks before any work that what it will replace is its own
 (:func:`claim_targets`), and moves its result into place at the end (:func:`put_in_place`),
 replacing only what the :data:`~chexpert.release.SYNTH_MARKER` it wrote (:func:`mark_folder`)
 records. Imports no other synth module.

@@ -27,7 +27,6 @@ import json
 import os
 import pathlib
 import shutil
-import tempfile
 import zipfile
 from collections.abc import Callable, Sequence
 from typing import Any, Final
@@ -37,6 +36,7 @@ from PIL import Image
 
 from chexpert import schema
 from chexpert.errors import ChexpertError
+from chexpert.fileio import create_folder
 from chexpert.synth.dicom import draw_params, render_dicom
 from chexpert.synth.draw import render_pixels
 from chexpert.synth.place import claim_targets, mark_folder, put_in_place, warn_leftovers
@@ -337,7 +337,7 @@ def synthesize_plus(
     created = [p for p in (out, *out.parents) if not p.exists()]  # removed again if synth fails (when still empty)
     out.mkdir(parents=True, exist_ok=True)
     warn_leftovers(out)
-    staging = pathlib.Path(tempfile.mkdtemp(prefix=".synth-plus-", dir=out))
+    staging = create_folder(out, ".synth-plus-")
     try:
         _write_plus(staging, rows, quirks, seed=seed, chunks=chunks, original=original, workers=workers, progress=progress,
                     layout=layout, patients=patients, valid_patients=valid_patients)  # fmt: skip

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import pathlib
 import shutil
-import tempfile
 import zlib
 from collections.abc import Callable, Mapping
 from typing import Final
@@ -25,6 +24,7 @@ import numpy as np
 
 from chexpert import schema
 from chexpert.errors import InvalidArgumentError
+from chexpert.fileio import create_folder
 from chexpert.release import SYNTH_MARKER
 from chexpert.synth.place import claim_targets, marker_bytes, put_in_place, warn_leftovers
 from chexpert.synth.rows import GROUNDTRUTH_COLUMNS, csv_bytes, groundtruth_rows, synth_rows
@@ -130,7 +130,7 @@ def synthesize(
     warn_leftovers(out)
     # Build under a temporary name beside the target and move into place at the end, so that an
     # interrupted run never leaves something that looks like a complete release.
-    staging = pathlib.Path(tempfile.mkdtemp(prefix=".synth-", dir=out))
+    staging = create_folder(out, ".synth-")
     try:
         if layout == "folder":
             root = staging / top

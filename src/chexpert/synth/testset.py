@@ -30,13 +30,13 @@ import json
 import os
 import pathlib
 import shutil
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 import numpy as np
 
 from chexpert import schema
+from chexpert.fileio import create_folder
 from chexpert.localize import LOCALIZED_OBSERVATIONS, encode_rle, rasterize
 from chexpert.synth.draw import (
     Anatomy,
@@ -253,7 +253,7 @@ def synthesize_test(
 
     out.mkdir(parents=True, exist_ok=True)
     warn_leftovers(out)
-    staging = pathlib.Path(tempfile.mkdtemp(prefix=".synth-", dir=out))
+    staging = create_folder(out, ".synth-")
     try:
         images = staging / LOCALIZE_DIR / "CheXpert"
         rows = valid + test
