@@ -17,7 +17,7 @@ import os
 import pathlib
 import shutil
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
 import numpy as np
@@ -66,6 +66,64 @@ def _aimi_place(name: str, batch_of: Mapping[int, int]) -> tuple[str, str]:
     patient = int(name.split("/")[1][len("patient") :])
     batch = AIMI_BATCHES[batch_of[patient]]
     return batch, f"{batch}/{name[len('train/') :]}"
+
+
+def _write_folder(
+    root: pathlib.Path,
+    csvs: Mapping[str, bytes],
+    images: Sequence[dict[str, str]],
+    image_names: Sequence[str],
+    *,
+    seed: int,
+    release: str,
+    patients_by_split: dict[str, int],
+    workers: int,
+    progress: Callable[[int, int], None] | None,
+) -> None:
+    """The folder layout: the release's tree at ``root`` (in staging), with synth's marker beside the CSVs."""
+    for folder in sorted({str(pathlib.PurePosixPath(n).parent) for n in image_names}):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    root.mkdir(exist_ok=True)
+    for name, data in csvs.items():
+        (root / name).write_bytes(data)
+    jobs = [(r, seed, release, str(root / n)) for r, n in zip(images, image_names, strict=True)]
+    written = {name: [len(data), zlib.crc32(data)] for name, data in csvs.items()}
+    for name, entry in zip(image_names, run_jobs(write_one, jobs, workers, progress), strict=True):
+        written[name] = entry
+    (root / SYNTH_MARKER).write_bytes(marker_bytes(release, seed, patients_by_split, csvs, written))
+
+
+def _write_zips(
+    staging: pathlib.Path,
+    names: Sequence[str],
+    place: Callable[[str], tuple[str, str]],
+    csvs: Mapping[str, bytes],
+    images: Sequence[dict[str, str]],
+    image_names: Sequence[str],
+    *,
+    seed: int,
+    release: str,
+    patients_by_split: dict[str, int],
+    workers: int,
+    progress: Callable[[int, int], None] | None,
+) -> None:
+    """The zip and AIMI layouts: the zips ``names`` in ``staging``; ``place(name)`` gives a file's (zip stem, member)."""
+    writers = {n[: -len(".zip")]: ZipWriter(staging / n) for n in names}
+    try:
+        for stem, writer in writers.items():
+            writer.add(f"{stem}/")
+        for name, data in csvs.items():
+            stem, member = place(name)
+            writers[stem].add(member, data)
+        jobs = [(r, seed, release) for r in images]
+        for name, data in zip(image_names, run_jobs(render_one, jobs, workers, progress), strict=True):
+            stem, member = place(name)
+            writers[stem].add(member, data)
+        for stem, writer in writers.items():
+            writer.add(f"{stem}/{SYNTH_MARKER}", marker_bytes(release, seed, patients_by_split, csvs, writer.files))
+    finally:
+        for writer in writers.values():
+            writer.close()
 
 
 def synthesize(
@@ -133,17 +191,9 @@ def synthesize(
     staging = create_folder(out, ".synth-")
     try:
         if layout == "folder":
-            root = staging / top
-            for folder in sorted({str(pathlib.PurePosixPath(n).parent) for n in image_names}):
-                (root / folder).mkdir(parents=True, exist_ok=True)
-            root.mkdir(exist_ok=True)
-            for name, data in csvs.items():
-                (root / name).write_bytes(data)
-            jobs = [(r, seed, release, str(root / n)) for r, n in zip(images, image_names, strict=True)]
-            written = {name: [len(data), zlib.crc32(data)] for name, data in csvs.items()}
-            for name, entry in zip(image_names, run_jobs(write_one, jobs, workers, progress), strict=True):
-                written[name] = entry
-            (root / SYNTH_MARKER).write_bytes(marker_bytes(release, seed, patients_by_split, csvs, written))
+            _write_folder(
+                staging / top, csvs, images, image_names, seed=seed, release=release, patients_by_split=patients_by_split, workers=workers, progress=progress
+            )
         else:
             if layout == "zip":
 
@@ -156,22 +206,19 @@ def synthesize(
                 def place(name: str) -> tuple[str, str]:
                     return _aimi_place(name, batch_of)
 
-            writers = {n[: -len(".zip")]: ZipWriter(staging / n) for n in names}
-            try:
-                for stem, writer in writers.items():
-                    writer.add(f"{stem}/")
-                for name, data in csvs.items():
-                    stem, member = place(name)
-                    writers[stem].add(member, data)
-                jobs2 = [(r, seed, release) for r in images]
-                for name, data in zip(image_names, run_jobs(render_one, jobs2, workers, progress), strict=True):
-                    stem, member = place(name)
-                    writers[stem].add(member, data)
-                for stem, writer in writers.items():
-                    writer.add(f"{stem}/{SYNTH_MARKER}", marker_bytes(release, seed, patients_by_split, csvs, writer.files))
-            finally:
-                for writer in writers.values():
-                    writer.close()
+            _write_zips(
+                staging,
+                names,
+                place,
+                csvs,
+                images,
+                image_names,
+                seed=seed,
+                release=release,
+                patients_by_split=patients_by_split,
+                workers=workers,
+                progress=progress,
+            )
         put_in_place(out, staging, names)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
