@@ -24,6 +24,7 @@ _R = TypeVar("_R")
 
 
 def render_one(args: tuple[dict[str, str], int, str]) -> bytes:
+    """The JPEG of one job ``(row, seed, release)``: a worker's task in :func:`run_jobs`."""
     row, seed, release = args
     return render_jpeg(row, seed=seed, release=release)
 
