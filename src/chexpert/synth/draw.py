@@ -367,6 +367,7 @@ def render_pixels(row: Mapping[str, str], *, seed: int = 0, release: str = "smal
     The anatomy comes from ``(seed, patient)``, finding positions from the study, size and noise
     from the view, so flipping one label in a row changes only that finding's drawing.
 
+    >>> from chexpert.synth.rows import synth_rows
     >>> row = synth_rows(patients=1)[0]
     >>> min(render_pixels(row).shape)
     320
@@ -412,6 +413,7 @@ _GRAIN: Final[dict[str, float]] = {"small": 3.8, "full": 3.7}
 def render_jpeg(row: Mapping[str, str], *, seed: int = 0, release: str = "small") -> bytes:
     """The JPEG bytes (baseline, grayscale, quality 95) of ``render_pixels(row)``.
 
+    >>> from chexpert.synth.rows import synth_rows
     >>> render_jpeg(synth_rows(patients=1)[0])[:3]
     b'\\xff\\xd8\\xff'
     """
