@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, Final
 
-__all__ = ["atomic_writer", "atomic_write", "create_new", "fsync_folder", "is_temporary"]
+__all__ = ["atomic_writer", "atomic_write", "create_new", "create_folder", "fsync_folder", "is_temporary"]
 
 _FLAGS: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 #: Names :func:`atomic_writer` gives its temporary files: ``.TARGET.PID.RANDOM.tmp``.
@@ -122,3 +122,25 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str, *, encoding: s
     with atomic_writer(path, "wb", sync=sync) as handle:
         handle.write(data.encode(encoding) if isinstance(data, str) else data)
     return Path(path)
+
+
+def create_folder(parent: str | os.PathLike[str], prefix: str) -> Path:
+    """Create a new private folder ``parent/PREFIX<PID>.<RANDOM>`` (mode 0o700) and return its path.
+
+    The folder is one this call made: ``os.mkdir`` fails on a name already taken (a folder, a file,
+    a link planted there), and such a name is skipped for another random one, never reused. For
+    staging work that is moved into place when complete (the look-alike writers of ``chexpert.synth``).
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as parent:
+    ...     create_folder(parent, ".staging-").name.startswith(".staging-")
+    True
+    """
+    for _ in range(100):
+        path = Path(parent, f"{prefix}{os.getpid()}.{secrets.token_hex(4)}")
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(17, "cannot create a folder", str(parent))

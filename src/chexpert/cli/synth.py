@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     import warnings
 
     from chexpert.cli._common import shown
-    from chexpert.synth.release import LeftoverWarning
+    from chexpert.synth.place import LeftoverWarning
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", LeftoverWarning)

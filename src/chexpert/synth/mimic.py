@@ -31,7 +31,6 @@ import json
 import os
 import pathlib
 import shutil
-import tempfile
 import zipfile
 from collections.abc import Callable
 from typing import Any, Final
@@ -39,8 +38,12 @@ from typing import Any, Final
 import numpy as np
 
 from chexpert import schema
-from chexpert.synth import release as synth
+from chexpert.fileio import create_folder
+from chexpert.release import SYNTH_MARKER
+from chexpert.synth.place import claim_targets, mark_folder, put_in_place
 from chexpert.synth.report import render_report
+from chexpert.synth.rows import CODE_BY_BIN, LABEL_CDF, P_NO_FINDING
+from chexpert.synth.write import render_one, run_jobs
 from chexpert.validation import check_int
 
 __all__ = ["MIMIC_DIR", "REPORTS_ZIP", "QUIRKS", "mimic_tables", "table_bytes", "synthesize_mimic", "report_text"]
@@ -70,14 +73,14 @@ def _draw_codes(rng: np.random.Generator, pa: np.ndarray) -> np.ndarray:
     """(studies, 14) label codes by the CheXpert look-alike's rates, No Finding rule obeyed."""
     n = len(pa)
     codes = np.full((n, len(schema.OBSERVATIONS)), _BLANK_CODE, dtype=np.int8)
-    no_finding = rng.random(n) < np.where(pa, synth._P_NO_FINDING[True], synth._P_NO_FINDING[False])
+    no_finding = rng.random(n) < np.where(pa, P_NO_FINDING[True], P_NO_FINDING[False])
     u = rng.random((n, len(schema.OBSERVATIONS) - 1))
     for key_pa in (False, True):
         for key_nf in (False, True):
             rows = (pa == key_pa) & (no_finding == key_nf)
-            cdf = synth._LABEL_CDF[(key_pa, key_nf)]  # (13, 3): cumulative P(pos), P(pos or unc), P(pos, unc or neg)
+            cdf = LABEL_CDF[(key_pa, key_nf)]  # (13, 3): cumulative P(pos), P(pos or unc), P(pos, unc or neg)
             bins = (u[rows][:, :, None] >= cdf[None, :, :]).sum(axis=2)  # 0 pos, 1 unc, 2 neg, 3 blank
-            codes[rows, 1:] = synth._CODE_BY_BIN[bins]
+            codes[rows, 1:] = CODE_BY_BIN[bins]
     codes[no_finding, 0] = schema.Code.POSITIVE
     return codes
 
@@ -360,9 +363,9 @@ def synthesize_mimic(
     tables = mimic_tables(patients=patients, seed=seed, valid_patients=valid_patients, test_patients=test_patients)
     planted = plant(tables, seed) if quirks else {}
     out = pathlib.Path(out)
-    synth._claim_targets(out, [MIMIC_DIR], overwrite)
+    claim_targets(out, [MIMIC_DIR], overwrite)
     out.mkdir(parents=True, exist_ok=True)
-    staging = pathlib.Path(tempfile.mkdtemp(prefix=".synth-mimic-", dir=out))
+    staging = create_folder(out, ".synth-mimic-")
     try:
         root = staging / MIMIC_DIR
         root.mkdir()
@@ -391,13 +394,13 @@ def synthesize_mimic(
                 (_picture_row(meta, i, studies["codes"][row_of_study[study]], patient_number[subject], study_number[study], view_number[study]), seed, "small")
             )
             targets.append(rel)
-        for rel, data in zip(targets, synth._run(synth._render_one, jobs, workers, progress), strict=True):
+        for rel, data in zip(targets, run_jobs(render_one, jobs, workers, progress), strict=True):
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             (root / rel).write_bytes(data)
         if planted:
             extra = root / planted["unlisted_image"]
             extra.parent.mkdir(parents=True, exist_ok=True)
-            extra.write_bytes(synth._render_one((_picture_row(meta, 0, studies["codes"][0], 1, 1, 9), seed, "small")))
+            extra.write_bytes(render_one((_picture_row(meta, 0, studies["codes"][0], 1, 1, 9), seed, "small")))
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as reports:
             for k, (study, subject) in enumerate(zip(studies["study_id"].tolist(), studies["subject_id"].tolist())):
@@ -407,11 +410,11 @@ def synthesize_mimic(
         (root / QUIRKS).write_text(json.dumps(planted, indent=1) + "\n")
         rows = {"metadata": len(meta["dicom_id"])}
         split_counts = {w: int((tables["split"] == w).sum()) for w in ("train", "validate", "test")}
-        synth._mark_folder(root, "mimic", seed, {"patients": patients, **split_counts}, {})
-        marker = json.loads((root / synth.SYNTH_MARKER).read_bytes())
+        mark_folder(root, "mimic", seed, {"patients": patients, **split_counts}, {})
+        marker = json.loads((root / SYNTH_MARKER).read_bytes())
         marker["rows"] = rows
-        (root / synth.SYNTH_MARKER).write_bytes(json.dumps(marker, separators=(",", ":")).encode() + b"\n")
-        synth._put_in_place(out, staging, [MIMIC_DIR])
+        (root / SYNTH_MARKER).write_bytes(json.dumps(marker, separators=(",", ":")).encode() + b"\n")
+        put_in_place(out, staging, [MIMIC_DIR])
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out / MIMIC_DIR

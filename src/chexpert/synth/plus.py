@@ -27,7 +27,6 @@ import json
 import os
 import pathlib
 import shutil
-import tempfile
 import zipfile
 from collections.abc import Callable, Sequence
 from typing import Any, Final
@@ -37,9 +36,14 @@ from PIL import Image
 
 from chexpert import schema
 from chexpert.errors import ChexpertError
-from chexpert.synth import release as synth
+from chexpert.fileio import create_folder
 from chexpert.synth.dicom import draw_params, render_dicom
+from chexpert.synth.draw import render_pixels
+from chexpert.synth.place import claim_targets, mark_folder, put_in_place, warn_leftovers
+from chexpert.synth.release import synthesize
 from chexpert.synth.report import SECTION_COLUMNS, render_report
+from chexpert.synth.rows import synth_rows
+from chexpert.synth.write import run_jobs
 from chexpert.validation import check_choice, check_int
 
 __all__ = [
@@ -110,7 +114,7 @@ def plus_rows(*, patients: int = 20, valid_patients: int | None = None, seed: in
     check_int("patients", patients, low=1, high=64540)
     if valid_patients is None:
         valid_patients = min(max(2, patients // 50), 200)
-    originals = synth.synth_rows("valid", patients=valid_patients, seed=seed) + synth.synth_rows("train", patients=patients, seed=seed)
+    originals = synth_rows("valid", patients=valid_patients, seed=seed) + synth_rows("train", patients=patients, seed=seed)
     quirks: dict[str, list[str]] = {"report_copies": [], "impression_in_findings": [], "none_section": [], "missing_age": [],
                                     "missing_dicom": [], "age_disagrees": [], "not_in_plus": []}  # fmt: skip
     studies: dict[str, list[dict[str, str]]] = {}
@@ -260,7 +264,7 @@ def _image_job(args: tuple[dict[str, Any], int]) -> tuple[bytes, bytes]:
     """(PNG bytes, DICOM bytes) of one row."""
     row, seed = args
     original = row["_original"]
-    picture = synth.render_pixels(original, seed=seed, release="small")
+    picture = render_pixels(original, seed=seed, release="small")
     split, patient, study, view = (schema.SPLITS.index(row["split"]), int(row["deid_patient_id"][7:]),
                                    int(row["patient_report_date_order"]), int(row["path_to_image"].rsplit("/view", 1)[1].split("_")[0]))  # fmt: skip
     rng = _rng(seed, _TAG_IMAGE, split, patient, study, view)
@@ -329,15 +333,15 @@ def synthesize_plus(
     rows, quirks = plus_rows(patients=patients, valid_patients=valid_patients, seed=seed)
     out = pathlib.Path(out)
     target = out / PLUS_DIR
-    synth._claim_targets(out, [PLUS_DIR], overwrite)  # a real CheXpert Plus download is never replaced
+    claim_targets(out, [PLUS_DIR], overwrite)  # a real CheXpert Plus download is never replaced
     created = [p for p in (out, *out.parents) if not p.exists()]  # removed again if synth fails (when still empty)
     out.mkdir(parents=True, exist_ok=True)
-    synth.warn_leftovers(out)
-    staging = pathlib.Path(tempfile.mkdtemp(prefix=".synth-plus-", dir=out))
+    warn_leftovers(out)
+    staging = create_folder(out, ".synth-plus-")
     try:
         _write_plus(staging, rows, quirks, seed=seed, chunks=chunks, original=original, workers=workers, progress=progress,
                     layout=layout, patients=patients, valid_patients=valid_patients)  # fmt: skip
-        synth._put_in_place(out, staging, [PLUS_DIR])
+        put_in_place(out, staging, [PLUS_DIR])
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         for folder in created:
@@ -373,7 +377,7 @@ def _write_plus(
     missing = set(quirks["missing_dicom"])
     jobs = [(r, seed) for r in rows]
     try:
-        for row, (png, dcm) in zip(rows, synth._run(_image_job, jobs, workers, progress), strict=True):
+        for row, (png, dcm) in zip(rows, run_jobs(_image_job, jobs, workers, progress), strict=True):
             tail = row["path_to_image"].removesuffix(".jpg").split("/", 1)[1]  # patientN/studyN/viewN_kind
             if mirror:
                 _write_file(root / f"PNG_{row['split']}" / f"{tail}.png", png)
@@ -392,7 +396,7 @@ def _write_plus(
         for z in zips:
             z.close()
     if original:
-        synth.synthesize(
+        synthesize(
             root,
             release="small",
             patients=patients,
@@ -402,7 +406,7 @@ def _write_plus(
         )
     (root / "QUIRKS.json").write_text(json.dumps(quirks, indent=1) + "\n")
     valid_count = len({r["deid_patient_id"] for r in rows if r["split"] == "valid"})
-    synth._mark_folder(root, "plus", seed, {"train": patients, "valid": valid_count}, {})
+    mark_folder(root, "plus", seed, {"train": patients, "valid": valid_count}, {})
 
 
 def _write_file(path: pathlib.Path, data: bytes) -> None:

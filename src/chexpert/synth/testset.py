@@ -30,40 +30,29 @@ import json
 import os
 import pathlib
 import shutil
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 import numpy as np
 
 from chexpert import schema
+from chexpert.fileio import create_folder
 from chexpert.localize import LOCALIZED_OBSERVATIONS, encode_rle, rasterize
-from chexpert.synth.release import (
-    _TAG_ANATOMY,
-    _TAG_FINDINGS,
-    _TAG_VIEW,
-    GROUNDTRUTH_COLUMNS,
-    _Anatomy,
-    _Canvas,
-    _claim_targets,
-    _draw_findings,
-    _draw_frontal,
-    _draw_lateral,
-    _Findings,
-    _heart,
-    _image_size,
-    _mark_folder,
-    _mediastinum,
-    _parse_path,
-    _put_in_place,
-    _render_one,
-    _rng,
-    _run,
-    csv_bytes,
-    groundtruth_rows,
-    synth_rows,
-    warn_leftovers,
+from chexpert.synth.draw import (
+    Anatomy,
+    Canvas,
+    Findings,
+    draw_findings,
+    draw_frontal,
+    draw_lateral,
+    heart_shadow,
+    image_size,
+    mediastinum_shadow,
+    parse_path,
 )
+from chexpert.synth.place import claim_targets, mark_folder, put_in_place, warn_leftovers
+from chexpert.synth.rows import GROUNDTRUTH_COLUMNS, TAG_ANATOMY, TAG_FINDINGS, TAG_VIEW, csv_bytes, groundtruth_rows, seeded_rng, synth_rows
+from chexpert.synth.write import render_one, run_jobs
 from chexpert.validation import check_choice, check_int
 
 __all__ = ["LOCALIZE_DIR", "LABELS_DIR", "BENCHMARK", "CONSENSUS", "READER_COLUMNS", "synthesize_test", "finding_outlines"]
@@ -99,21 +88,21 @@ def finding_outlines(row: Mapping[str, str], *, seed: int = 0) -> dict[str, list
     >>> sorted(finding_outlines(row)) == sorted(o for o in LOCALIZED_OBSERVATIONS if row[o] == "1.0")
     True
     """
-    split, patient, study, view = _parse_path(row["Path"])
+    split, patient, study, view = parse_path(row["Path"])
     codes = [schema.LABEL_SPELLINGS[row[name]] for name in schema.OBSERVATIONS]
-    h, w = _image_size(_rng(seed, _TAG_VIEW, split, patient, study, view), "full")
+    h, w = image_size(seeded_rng(seed, TAG_VIEW, split, patient, study, view), "full")
     ch, cw = -(-h // _TRACE), -(-w // _TRACE)
     frontal = row["Frontal/Lateral"] == "Frontal"
     ap = row["AP/PA"] == "AP"
-    anatomy = _Anatomy.draw(_rng(seed, _TAG_ANATOMY, split, patient))
+    anatomy = Anatomy.draw(seeded_rng(seed, TAG_ANATOMY, split, patient))
 
-    def findings(codes: Sequence[int]) -> _Findings:
-        return _Findings.draw(_rng(seed, _TAG_FINDINGS, split, patient, study), codes)
+    def findings(codes: Sequence[int]) -> Findings:
+        return Findings.draw(seeded_rng(seed, TAG_FINDINGS, split, patient, study), codes)
 
-    def picture(f: _Findings) -> np.ndarray:
-        c = _Canvas(ch, cw, 18.0)
-        lung, _ = _draw_frontal(c, anatomy, f, ap) if frontal else _draw_lateral(c, anatomy, f)
-        _draw_findings(c, anatomy, f, lung, frontal)
+    def picture(f: Findings) -> np.ndarray:
+        c = Canvas(ch, cw, 18.0)
+        lung, _ = draw_frontal(c, anatomy, f, ap) if frontal else draw_lateral(c, anatomy, f)
+        draw_findings(c, anatomy, f, lung, frontal)
         return c.a
 
     drawn = findings(codes)
@@ -126,8 +115,8 @@ def finding_outlines(row: Mapping[str, str], *, seed: int = 0) -> dict[str, list
         if name in ("Cardiomegaly", "Enlarged Cardiomediastinum"):
             if name == "Enlarged Cardiomediastinum" and not frontal:
                 continue  # the lateral look-alike draws no mediastinum
-            c = _Canvas(ch, cw, 0.0)
-            geometry = _heart(anatomy, drawn, frontal, ap) if name == "Cardiomegaly" else _mediastinum(anatomy, drawn)
+            c = Canvas(ch, cw, 0.0)
+            geometry = heart_shadow(anatomy, drawn, frontal, ap) if name == "Cardiomegaly" else mediastinum_shadow(anatomy, drawn)
             sl, m = c.mask(*geometry, edge=0.35)
             region = np.zeros((ch, cw), bool)
             region[sl] = m > 0.5
@@ -189,10 +178,10 @@ def _localization(rows: Sequence[Mapping[str, str]], seed: int) -> tuple[dict[st
     segmentations: dict[str, Any] = {}
     annotations: dict[str, Any] = {}
     for row in rows:
-        split, patient, study, view = _parse_path(row["Path"])
-        if _rng(seed, _TAG_MASKED, split, patient, study, view).random() < _P_UNANNOTATED:
+        split, patient, study, view = parse_path(row["Path"])
+        if seeded_rng(seed, _TAG_MASKED, split, patient, study, view).random() < _P_UNANNOTATED:
             continue
-        h, w = _image_size(_rng(seed, _TAG_VIEW, split, patient, study, view), "full")
+        h, w = image_size(seeded_rng(seed, TAG_VIEW, split, patient, study, view), "full")
         outlines = finding_outlines(row, seed=seed)
         key = _image_key(row["Path"])
         annotations[key] = {"img_size": [h, w], **{_TASK_NAME[name]: polygons for name, polygons in outlines.items()}}
@@ -205,7 +194,7 @@ def _reader_rows(truth: Sequence[Mapping[str, str]], seed: int) -> dict[str, lis
     """Each radiologist's study-level 0/1 reads: the consensus five always outvote their errors."""
     names = list(schema.OBSERVATIONS)
     labels = np.array([[int(row[o]) for o in names] for row in truth], dtype=np.int8).reshape(len(truth), len(names))
-    rng = _rng(seed, _TAG_READERS)
+    rng = seeded_rng(seed, _TAG_READERS)
     reads: dict[str, np.ndarray] = {}
     # Consensus: per cell 0, 1 or 2 of the five dissent, so that the majority is the truth.
     dissent = np.searchsorted(np.cumsum([0.8, 0.15, 0.05]), rng.random(labels.shape), side="right")
@@ -257,14 +246,14 @@ def synthesize_test(
     check_choice("readers", readers, READER_LAYOUTS)
     out = pathlib.Path(out)
     names = (LOCALIZE_DIR, LABELS_DIR)
-    _claim_targets(out, names, overwrite)
+    claim_targets(out, names, overwrite)
     valid = synth_rows("valid", patients=valid_patients, seed=seed, release="full")
     test = synth_rows("test", patients=patients, seed=seed, release="full")
     truth = groundtruth_rows(test)
 
     out.mkdir(parents=True, exist_ok=True)
     warn_leftovers(out)
-    staging = pathlib.Path(tempfile.mkdtemp(prefix=".synth-", dir=out))
+    staging = create_folder(out, ".synth-")
     try:
         images = staging / LOCALIZE_DIR / "CheXpert"
         rows = valid + test
@@ -274,7 +263,7 @@ def synthesize_test(
             target = images / relative
             target.parent.mkdir(parents=True, exist_ok=True)
             targets.append(target)
-        for target, data in zip(targets, _run(_render_one, [(r, seed, "full") for r in rows], workers, progress)):
+        for target, data in zip(targets, run_jobs(render_one, [(r, seed, "full") for r in rows], workers, progress)):
             target.write_bytes(data)
         (images / "val_labels.csv").write_bytes(csv_bytes(valid))
         test_labels = [{"Path": schema.strip_release_prefix(r["Path"]), **{o: r[o] for o in schema.OBSERVATIONS}} for r in test]
@@ -297,7 +286,7 @@ def synthesize_test(
             (folder / file).write_bytes(csv_bytes(reads, columns=READER_COLUMNS))
         # What synth wrote, file by file: beside the CSVs for verify, at each top for --overwrite.
         patients_by_split = {"valid": valid_patients, "test": patients}
-        _mark_folder(
+        mark_folder(
             images,
             "test",
             seed,
@@ -305,8 +294,8 @@ def synthesize_test(
             {"val_labels.csv": csv_bytes(valid), "test_labels.csv": csv_bytes(test_labels, columns=_TEST_LABEL_COLUMNS)},
         )
         for name in names:
-            _mark_folder(staging / name, "test", seed, patients_by_split, {})
-        _put_in_place(out, staging, names)
+            mark_folder(staging / name, "test", seed, patients_by_split, {})
+        put_in_place(out, staging, names)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out
