@@ -23,7 +23,7 @@ from chexpert.labeler.explain import Mention, ObservationLabel, ReportLabels, Tr
 from chexpert.labeler.mentions import find_mentions
 from chexpert.labeler.negation import TriggerMatch, decide, find_triggers
 from chexpert.labeler.phrases import flatten
-from chexpert.labeler.sections import SECTIONS, select
+from chexpert.labeler.sections import LONGEST_REPORT, SECTIONS, select
 from chexpert.labeler.sentences import split
 from chexpert.labeler.vocabulary import OTHER, Term
 from chexpert.parallel import Chunks, run_chunks
@@ -49,12 +49,6 @@ class _Found(NamedTuple):
     value: float
     trigger: TriggerMatch | None  # offsets relative to the sentence
     counted: bool
-
-
-#: The longest report read, in characters: about fifty pages, where real reports hold a few
-#: thousand. What lies beyond is not read (the spans of :func:`label_report` end before it), so
-#: that the work per report is bounded whatever a file holds.
-LONGEST_REPORT: Final = 200_000
 
 
 class LongReportWarning(UserWarning):
