@@ -137,6 +137,27 @@ def test_leaving_a_stream_early_kills_busy_workers_at_once() -> None:
     assert source.read == 4  # two a worker, no more
 
 
+def _chunks_then_a_failure(n: int) -> Iterator[int]:
+    yield from range(n)
+    raise LookupError(f"the source failed after {n} chunks")
+
+
+@pytest.mark.parametrize("n", [1, 5, 12])
+def test_a_failing_stream_reaches_the_caller_and_leaves_no_worker(n: int) -> None:
+    """Before the pool (in the first read-ahead), or while it runs: the error comes out, once."""
+    before = set(live_children(os.getpid()))
+    seen: list[int] = []
+
+    def read_all() -> None:
+        with run_chunks(_pid_and_value, _chunks_then_a_failure(n), workers=2) as results:
+            seen.extend(value for _, value in results)
+
+    with pytest.raises(LookupError, match=f"after {n} chunks"):
+        read_all()
+    assert seen == list(range(len(seen))) and len(seen) <= n
+    assert not [p for p in live_children(os.getpid()) if alive(p) and p not in before]
+
+
 def test_the_labeler_reads_its_batches_no_further_ahead_than_two_a_worker() -> None:
     texts = ["No effusion.", "Possible pneumonia.", "Mild cardiomegaly. ET tube in place.", ""]
     batches = [[texts[(i + j) % 4] for j in range(5)] for i in range(30)]
