@@ -23,9 +23,10 @@ writers, the report labeler's stream) goes through :func:`run_chunks`. The polic
    result (a ``break``), the workers are killed (SIGKILL: they hold nothing that needs a clean
    end; the caller's journal does) and the queued chunks dropped, not awaited. ``concurrent.futures.ProcessPoolExecutor`` is used, not
    ``multiprocessing.Pool``, whose ``terminate()`` can wait for ever on a queue lock held by a
-   worker that a SIGTERM to the process group ended first. Killing first and cancelling after
-   is also what keeps Python 3.11's executor from hanging when a SIGTERM to the group has ended
-   the workers already (cancelling while they still ran was what hung).
+   worker that a SIGTERM to the process group ended first. (The report labeler's pool once
+   awaited its chunks in flight because cancelling them had broken Python 3.11's executor after
+   a SIGTERM to the group; killed first and cancelled after, as here, it ends at once:
+   tests/test_parallel.py signals ``chexpert label`` like every other caller.)
 4. **Worker state travels once per worker**, not once per chunk: ``setup(state)`` runs in each
    worker (and in this process when there is no pool) and what it returns is passed to every
    ``fn(worker_state, chunk)``.
