@@ -21,7 +21,7 @@ import chexpert.store.writer as store_writer
 from chexpert import schema
 from chexpert.errors import ImageDecodeError, ImageReadError, ReleaseNotFoundError, StaleStoreError, StoreError
 from chexpert.imaging import decode_resized
-from chexpert.index import _ROW_FIELDS
+from chexpert.index import ROW_FIELDS
 from chexpert.release import open_release
 from chexpert.store import FORMAT, FORMAT_VERSION, StaleStoreWarning, open_store, prepare
 from chexpert.synth import synthesize
@@ -67,7 +67,7 @@ def test_pixels_index_and_manifest_are_what_the_release_holds(small_release: Pat
     for i in (0, 7, len(index) - 1):
         path = str(index.path[i])
         np.testing.assert_array_equal(store.images[i], decode_resized(release.read_bytes(path), SIZE, "pad"))
-    for name in _ROW_FIELDS:
+    for name in ROW_FIELDS:
         np.testing.assert_array_equal(getattr(store.index, name), getattr(index, name))
     assert store.index.release is None and store.with_release(release).index.release is release
     manifest = store.manifest
@@ -89,7 +89,7 @@ def test_pixels_index_and_manifest_are_what_the_release_holds(small_release: Pat
 def test_store_is_readable_with_numpy_alone(reference: Path) -> None:
     images = np.load(reference / "images.npy", mmap_mode="r")
     with np.load(reference / "index.npz", allow_pickle=False) as index:
-        assert set(index.files) == {f"{name}" for name in _ROW_FIELDS}
+        assert set(index.files) == {f"{name}" for name in ROW_FIELDS}
         assert index["path"].dtype.kind == "S" and index["labels"].shape == (len(images), len(schema.OBSERVATIONS))
         assert index["path"][0].decode().startswith("CheXpert-v1.0-small/")
     manifest = json.loads((reference / "manifest.json").read_text())

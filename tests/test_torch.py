@@ -235,11 +235,11 @@ def test_a_split_goes_straight_into_every_store_loader(store: Store, small_relea
 
 def test_an_index_from_the_csv_of_another_release_kind_matches_by_image(store: Store, small_release: Path) -> None:
     # The full release's CSV names the same images under CheXpert-v1.0/: they are the same rows.
-    from chexpert.index import _ROW_FIELDS, Index
+    from chexpert.index import ROW_FIELDS, Index
 
     valid = open_release(small_release).index("valid")
     renamed = np.strings.replace(valid.path, "CheXpert-v1.0-small/", "CheXpert-v1.0/")
-    full = Index(**{name: getattr(valid, name) for name in _ROW_FIELDS if name != "path"}, path=renamed)
+    full = Index(**{name: getattr(valid, name) for name in ROW_FIELDS if name != "path"}, path=renamed)
     rows = StoreDataset(store, rows=full).arrays.rows
     np.testing.assert_array_equal(store.index.path[rows], valid.path)
 

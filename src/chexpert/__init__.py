@@ -28,10 +28,9 @@ from chexpert.index import Index, read_csv
 from chexpert.release import Release
 from chexpert.schema import COMPETITION_TASKS, OBSERVATIONS, Code
 from chexpert.verify import verify  # eager: the function must shadow the module of the same name
+from chexpert.version import __version__ as __version__  # defined below every module, which read it there
 
 # Scoring lives in the subpackage chexpert.evaluate: `from chexpert.evaluate import evaluate, compare`.
-
-__version__ = "0.1.0"
 
 # Heavier parts load on first use, so that `import chexpert` stays quick.
 _LAZY: dict[str, tuple[str, str]] = {

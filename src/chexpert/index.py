@@ -33,8 +33,9 @@ _NO_LINES = np.array([], dtype=np.int64)
 _DICT = pa.dictionary(pa.int32(), pa.string())
 # Code of each spelling in schema.LABEL_SPELLINGS order; the last entry backs invalid cells.
 _LABEL_CODES = np.array([int(c) for c in schema.LABEL_SPELLINGS.values()] + [0], dtype=np.int8)
-# Per-row arrays of Index, in the order they appear in to_pandas().
-_ROW_FIELDS = ("path", "split", "patient", "study", "view", "frontal", "projection", "sex", "age", "labels")
+#: Per-row arrays of Index, in the order they appear in to_pandas() (read by the modules that
+#: rebuild an Index field by field: selection, the store, the Hugging Face export).
+ROW_FIELDS = ("path", "split", "patient", "study", "view", "frontal", "projection", "sex", "age", "labels")
 
 
 @dataclass(frozen=True, eq=False)
@@ -73,7 +74,7 @@ class Index:
 
     def __post_init__(self) -> None:
         n = len(self.path)
-        for name in _ROW_FIELDS:
+        for name in ROW_FIELDS:
             if len(getattr(self, name)) != n:
                 raise InvalidArgumentError(f"Index.{name} has {len(getattr(self, name))} rows, Index.path has {n}")
         for name, column in self.extra.items():
@@ -99,21 +100,21 @@ class Index:
         if rows.dtype == bool and len(rows) != len(self):
             raise InvalidArgumentError(f"boolean mask has {len(rows)} entries for {len(self)} rows")
         return Index(
-            **{name: getattr(self, name)[rows] for name in _ROW_FIELDS},
+            **{name: getattr(self, name)[rows] for name in ROW_FIELDS},
             release=self.release,
             extra={name: column[rows] for name, column in self.extra.items()},
         )
 
     def with_release(self, release: Release | None) -> Index:
         """Return the same rows bound to ``release`` (used to read their images)."""
-        return Index(**{name: getattr(self, name) for name in _ROW_FIELDS}, release=release, extra=self.extra)
+        return Index(**{name: getattr(self, name) for name in ROW_FIELDS}, release=release, extra=self.extra)
 
     def with_extra(self, **columns: np.ndarray) -> Index:
         """Return the same rows with ``columns`` added to (or replacing those in) ``extra``.
 
         >>> index.with_extra(race=races).extra["race"][:2]  # doctest: +SKIP
         """
-        return Index(**{name: getattr(self, name) for name in _ROW_FIELDS}, release=self.release, extra={**self.extra, **columns})
+        return Index(**{name: getattr(self, name) for name in ROW_FIELDS}, release=self.release, extra={**self.extra, **columns})
 
     def study_ids(self) -> np.ndarray:
         """An int64 per row, equal for the images of one study and distinct between studies.
@@ -233,7 +234,7 @@ def concat(indexes: Sequence[Index]) -> Index:
     release = indexes[0].release
     shared = [k for k in indexes[0].extra if all(k in ix.extra for ix in indexes[1:])]  # columns every part has
     return Index(
-        **{name: np.concatenate([getattr(ix, name) for ix in indexes]) for name in _ROW_FIELDS},
+        **{name: np.concatenate([getattr(ix, name) for ix in indexes]) for name in ROW_FIELDS},
         release=release,
         extra={k: np.concatenate([ix.extra[k] for ix in indexes]) for k in shared},
     )

@@ -59,7 +59,7 @@ import pyarrow.csv as pacsv
 from chexpert import schema
 from chexpert.errors import CSVFormatError, ImageReadError, Problem, ReadError, ReleaseNotFoundError
 from chexpert.index import Index, concat
-from chexpert.release import _MAX_MARKER_BYTES, MAX_CSV_BYTES, MAX_IMAGE_BYTES, SYNTH_MARKER, Listing, Release
+from chexpert.release import MAX_CSV_BYTES, MAX_IMAGE_BYTES, MAX_MARKER_BYTES, SYNTH_MARKER, Listing, Release
 from chexpert.safeio import read as _read
 from chexpert.validation import check_choice
 
@@ -124,7 +124,9 @@ def is_mimic(root: str | os.PathLike[str]) -> bool:
 # -- reading the CSVs -------------------------------------------------------------------------------
 
 
-def _bytes(source: str | os.PathLike[str] | bytes, within: tuple[str, ...] | None = None) -> bytes:
+def source_bytes(source: str | os.PathLike[str] | bytes, within: tuple[str, ...] | None = None) -> bytes:
+    """The bytes of a MIMIC-CXR CSV (given as bytes or a path, read bounded and inside ``within``),
+    gunzipped when compressed; verify counts the metadata's rows through it."""
     if isinstance(source, bytes | bytearray | memoryview):
         data = bytes(source)
     else:
@@ -264,7 +266,7 @@ def read_mimic(
              for role, s in sources.items()}  # fmt: skip
     found = _Problems()
     meta_name = label["metadata"]
-    table = _table(_bytes(metadata), meta_name, schema.MIMIC_METADATA_COLUMNS, categorical=_CATEGORICAL)
+    table = _table(source_bytes(metadata), meta_name, schema.MIMIC_METADATA_COLUMNS, categorical=_CATEGORICAL)
     n = table.num_rows
     dicom = _column(table, "dicom_id")
     subject, ok_subject = _integers(_column(table, "subject_id"))
@@ -273,7 +275,7 @@ def read_mimic(
     found.rows("value", meta_name, np.flatnonzero(~ok), lambda i: f"dicom_id {table['dicom_id'][i].as_py()!r}, subject_id "
                f"{table['subject_id'][i].as_py()!r}, study_id {table['study_id'][i].as_py()!r}: an image needs a dicom_id and whole-number ids; "
                "the image is left out")  # fmt: skip
-    st = None if split is None else _table(_bytes(split), label["split"], schema.MIMIC_SPLIT_COLUMNS, categorical=("split",))
+    st = None if split is None else _table(source_bytes(split), label["split"], schema.MIMIC_SPLIT_COLUMNS, categorical=("split",))
     # One hash pass over every dicom_id of both files; duplicates and the join are then integer work.
     s_dicom = _column(st, "dicom_id") if st is not None else pa.array([], pa.string())
     ns = len(s_dicom)
@@ -346,7 +348,7 @@ def read_mimic(
             found.found.append(Problem("missing", name, None, f"{role} label file not found; its labels are left blank"))
             sources_codes[role] = codes
             continue
-        l_subject, l_study, l_codes, l_rows = _labels(_bytes(source), name, found)
+        l_subject, l_study, l_codes, l_rows = _labels(source_bytes(source), name, found)
         # A hash look-up of each image's study among the label rows (the files are not sorted by study).
         where = _np(pc.fill_null(pc.index_in(study_array, value_set=pa.array(l_study)), -1)).astype(np.int64)
         has = where >= 0
@@ -531,7 +533,7 @@ class MimicRelease(Release):
         if cached is None:
             files = self.csv_files
             within = (os.path.realpath(self.root),)
-            read = {role: _bytes(files[role], within) if role in files else None for role in schema.MIMIC_FILES}
+            read = {role: source_bytes(files[role], within) if role in files else None for role in schema.MIMIC_FILES}
             names = {role: str(files.get(role, self.root / (schema.MIMIC_FILES[role] + ".gz"))) for role in schema.MIMIC_FILES}
             index, problems = read_mimic(read["metadata"] or b"", read["split"], read["chexpert"], read["negbio"], labels=self.labels, names=names)
             cached = index.with_release(self)
@@ -594,7 +596,7 @@ class MimicRelease(Release):
         if "look_alike" not in self._cache:
             found = None
             try:
-                marker = json.loads(_read(None, str(self.root / SYNTH_MARKER), _MAX_MARKER_BYTES, ReadError, lambda: (os.path.realpath(self.root),)))
+                marker = json.loads(_read(None, str(self.root / SYNTH_MARKER), MAX_MARKER_BYTES, ReadError, lambda: (os.path.realpath(self.root),)))
                 if isinstance(marker, dict) and marker.get("format") == "chexpert-synth":
                     found = marker
             except (OSError, ValueError):

@@ -1,7 +1,7 @@
 """One way to run chunks of work in worker processes, with one policy for signals and shutdown.
 
-Every pool of the package (verify's decoding, prepare's store writer, Plus verification) goes
-through :func:`run_chunks`. The policy, and why:
+Every pool of the package (verify's decoding, prepare's store writer, Plus verification, synth's
+writers, the report labeler's stream) goes through :func:`run_chunks`. The policy, and why:
 
 1. **Workers leave interrupts to their parent.** Ctrl-C sends SIGINT to every process of the
    terminal's process group: without care each worker prints its own ``KeyboardInterrupt``
@@ -23,11 +23,19 @@ through :func:`run_chunks`. The policy, and why:
    result (a ``break``), the workers are killed (SIGKILL: they hold nothing that needs a clean
    end; the caller's journal does) and the queued chunks dropped, not awaited. ``concurrent.futures.ProcessPoolExecutor`` is used, not
    ``multiprocessing.Pool``, whose ``terminate()`` can wait for ever on a queue lock held by a
-   worker that a SIGTERM to the process group ended first. (The report labeler's streaming pool,
-   which keeps only two batches a worker in flight, is the one pool not run here yet.)
+   worker that a SIGTERM to the process group ended first. (The report labeler's pool once
+   awaited its chunks in flight because cancelling them had broken Python 3.11's executor after
+   a SIGTERM to the group; killed first and cancelled after, as here, it ends at once:
+   tests/test_parallel.py signals ``chexpert label`` like every other caller.)
 4. **Worker state travels once per worker**, not once per chunk: ``setup(state)`` runs in each
    worker (and in this process when there is no pool) and what it returns is passed to every
    ``fn(worker_state, chunk)``.
+5. **A stream stays bounded.** Given an iterator of chunks (not a sequence), or ``ahead``, at
+   most ``ahead`` chunks (two a worker unless said) are taken from it and not yet returned to the
+   caller: the iterator is read no further ahead than that, so that a million reports read from a
+   file are labelled in bounded memory. The first ``ahead`` chunks are read before the pool
+   starts, so that every worker starts while the signals are held (rule 2), and a stream of one
+   chunk runs in this process as a sequence of one does.
 
 >>> with run_chunks(_double, [1, 2, 3], workers=1, state=10) as results:
 ...     list(results)
@@ -38,13 +46,17 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import multiprocessing
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any, TypeVar
+
+from chexpert.validation import check_int
 
 __all__ = ["run_chunks", "Chunks", "quiet_worker", "signals_held", "signals_deferred"]
 
@@ -133,7 +145,7 @@ _STATE: list[Any] = []
 
 def run_chunks(
     fn: Callable[[S, C], R],
-    chunks: Sequence[C],
+    chunks: Iterable[C],
     *,
     workers: int,
     state: Any = None,
@@ -141,6 +153,7 @@ def run_chunks(
     teardown: Callable[[S], None] | None = None,
     ordered: bool = True,
     mp_context: str | None = None,
+    ahead: int | None = None,
 ) -> Chunks[R]:
     """``fn(worker_state, chunk)`` for every chunk, in ``workers`` processes: use it in a ``with``
     block and iterate over it for the results.
@@ -152,13 +165,61 @@ def run_chunks(
     on the first result; leaving the block before the last result (an exception, Ctrl-C, a
     ``break``) stops the workers at once. See the module docstring for the whole policy.
 
+    ``chunks`` given as an iterator (a generator, a file read in batches) is streamed: at most
+    ``ahead`` chunks (default two a worker) are read from it and not yet returned, so memory
+    stays bounded however long it is. A sequence is handed to the pool whole unless ``ahead`` is
+    given.
+
     >>> with run_chunks(_double, [1, 2], workers=1) as results:
     ...     list(results)
     [2, 4]
+    >>> with run_chunks(_double, iter(range(5)), workers=2, ahead=2) as results:
+    ...     list(results)
+    [0, 2, 4, 6, 8]
     """
+    if ahead is not None:
+        ahead = check_int("ahead", ahead, low=1)
+    if isinstance(chunks, Sequence) and ahead is None:
+        return _run_sequence(fn, chunks, workers, state, setup, teardown, ordered, mp_context)
+    if workers <= 1:
+        return _run_here(fn, chunks, state, setup, teardown)
+    source = iter(chunks)
+    # Read before the pool starts (rule 5): a short stream needs no pool, and every worker then
+    # starts inside signals_held, while the first chunks are submitted.
+    first = list(itertools.islice(source, ahead if ahead is not None else 2 * workers))
+    if len(first) <= 1:
+        return _run_here(fn, first, state, setup, teardown)
+    pool = None
+    try:
+        context = multiprocessing.get_context(mp_context) if mp_context is not None else None
+        with signals_held():
+            pool = ProcessPoolExecutor(min(workers, len(first)), mp_context=context, initializer=quiet_worker, initargs=(_worker_setup, setup, state))
+            submit = functools.partial(pool.submit, functools.partial(_call, fn))
+            pending = deque(submit(chunk) for chunk in first)  # starts the workers
+    except BaseException:
+        if pool is not None:
+            _stop(pool, kill=True)
+        raise
+    return Chunks(_streamed(submit, pending, source, ordered), pool, None)
+
+
+def _run_here(fn: Callable[[S, C], R], chunks: Iterable[C], state: Any, setup: Callable[[Any], S] | None, teardown: Callable[[S], None] | None) -> Chunks[R]:
+    local = setup(state) if setup is not None else state
+    return Chunks((fn(local, chunk) for chunk in chunks), None, (lambda: teardown(local)) if teardown is not None else None)
+
+
+def _run_sequence(
+    fn: Callable[[S, C], R],
+    chunks: Sequence[C],
+    workers: int,
+    state: Any,
+    setup: Callable[[Any], S] | None,
+    teardown: Callable[[S], None] | None,
+    ordered: bool,
+    mp_context: str | None,
+) -> Chunks[R]:
     if workers <= 1 or len(chunks) <= 1:
-        local = setup(state) if setup is not None else state
-        return Chunks((fn(local, chunk) for chunk in chunks), None, (lambda: teardown(local)) if teardown is not None else None)
+        return _run_here(fn, chunks, state, setup, teardown)
     pool = None
     try:
         context = multiprocessing.get_context(mp_context) if mp_context is not None else None
@@ -174,6 +235,22 @@ def run_chunks(
             _stop(pool, kill=True)
         raise
     return Chunks(results, pool, None)
+
+
+def _streamed(submit: Callable[[C], Future[R]], pending: deque[Future[R]], source: Iterator[C], ordered: bool) -> Iterator[R]:
+    """Results of the submitted chunks; one more chunk is read from ``source`` for each result
+    taken, so that no more than ``len(pending)`` chunks are ever read and not returned."""
+    while pending:
+        if ordered:
+            future = pending.popleft()
+        else:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            future = next(iter(done))
+            pending.remove(future)
+        result = future.result()
+        for chunk in itertools.islice(source, 1):
+            pending.append(submit(chunk))
+        yield result
 
 
 class Chunks(Iterator[R]):

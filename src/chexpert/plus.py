@@ -494,14 +494,14 @@ class PlusRelease(Release):
             return self.original.list_images()
         files = self._files(self.images)
         splits = [schema.SPLITS[c] for c in full.split.tolist()]
-        present = {p for p, split in zip(full.path.tolist(), splits) if files.matches(_tail(p), split)}
+        present = {p for p, split in zip(full.path.tolist(), splits) if files.matches(file_key(p), split)}
         return present, []
 
     # -- internals -------------------------------------------------------------------------
 
     def _find(self, path: str) -> tuple[Path | None, str]:
         files = self._files(self.images)
-        key = _tail(path)
+        key = file_key(path)
         if key is None:
             raise InvalidArgumentError(f"not a CheXpert image path: {path!r}")
         places = files.ambiguous.get(key)
@@ -516,13 +516,13 @@ class PlusRelease(Release):
             raise ReleaseNotFoundError(f"{path}: no {self.images.upper()} file for {key} in {self.root / ('PNG' if self.images == 'png' else 'DICOM')}{where}")
         return found
 
-    def _files(self, kind: str) -> _Found:
+    def _files(self, kind: str) -> FoundFiles:
         """``patientN/studyN/viewN_kind`` -> (zip or None, member or path) of every PNG or DICOM file, listed once."""
         cached = self._cache.get(f"files-{kind}")
         if cached is None:
             cached = _list_files(self.root, kind)
             self._cache[f"files-{kind}"] = cached
-        return cast(_Found, cached)
+        return cast(FoundFiles, cached)
 
     def _build(self) -> Index:
         problems: list[Problem] = []
@@ -570,24 +570,25 @@ class PlusRelease(Release):
             return [Problem("missing", str(self.root / "DICOM"), None, "no DICOM files found (path_to_dcm cannot be resolved)")]
         out = []
         for i, path in enumerate(index.extra["path_to_dcm"].tolist()):
-            places = files.ambiguous.get(_tail(path) or "")
+            places = files.ambiguous.get(file_key(path) or "")
             if path and places is not None:
                 out.append(
                     Problem(
                         "duplicate-member", str(self.plus_csv), int(csv_row[i]), f"path_to_dcm {path!r}: {len(places)} files, none read: {', '.join(places)}"
                     )
                 )
-            elif path and _tail(path) not in files:
+            elif path and file_key(path) not in files:
                 out.append(Problem("missing", str(self.plus_csv), int(csv_row[i]), f"path_to_dcm {path!r} points at no file in {self.root / 'DICOM'}"))
         return out
 
 
-def _tail(path: str) -> str | None:
+def file_key(path: str) -> str | None:
+    """``patientN/studyN/viewN_kind`` of an image path or zip member (the key of :class:`FoundFiles`), or None."""
     match = _TAIL.search(path.replace("\\", "/"))
     return match[1] if match else None
 
 
-class _Found(dict[str, tuple[Path | None, str]]):
+class FoundFiles(dict[str, tuple[Path | None, str]]):
     """``patientN/studyN/viewN_kind`` -> (zip or None, member or path) of each image file found
     once; ``ambiguous`` holds the keys found in several places (two zips, a zip listing a member
     twice, a zip and a folder) with every place: those are refused, never one picked. ``split``
@@ -641,11 +642,11 @@ def _image_dirs(root: Path, kind: str) -> list[tuple[Path, str | None]]:
     return out
 
 
-def _list_files(root: Path, kind: str) -> _Found:
+def _list_files(root: Path, kind: str) -> FoundFiles:
     """Every PNG (under ``PNG/``, ``PNG_<split>/``) or DICOM (``DICOM/``, ``DICOM_<split>/``) file,
     in zips or folders, by path tail."""
     suffixes = (".png",) if kind == "png" else (".dcm", ".dicom")
-    found = _Found()
+    found = FoundFiles()
     for folder, split in _image_dirs(root, kind):
         for dirpath, dirnames, filenames in os.walk(folder):
             dirnames.sort()
@@ -657,11 +658,11 @@ def _list_files(root: Path, kind: str) -> _Found:
                     except (zipfile.BadZipFile, OSError):
                         continue
                     for member in names:
-                        key = _tail(member)
+                        key = file_key(member)
                         if key is not None and member.lower().endswith(suffixes):
                             found.add(key, (Path(full), member), split)
                     continue
-                key = _tail(full)
+                key = file_key(full)
                 if key is not None and file_name.lower().endswith(suffixes):
                     found.add(key, (None, full), split)
     return found
@@ -815,7 +816,7 @@ def dicom_header_columns(release: PlusRelease, index: Index, elements: Iterable[
     syntax = np.full(len(index), "", dtype=_STR)
     found = np.zeros(len(index), dtype=bool)
     for i, path in enumerate(index.path.tolist()):
-        where = files.get(_tail(path) or "")
+        where = files.get(file_key(path) or "")
         if where is None:
             continue
         archive, member = where

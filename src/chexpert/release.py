@@ -67,7 +67,8 @@ MAX_CSV_BYTES: Final[int] = 1 << 30
 #: wrote: ``verify`` checks a look-alike against it instead of the published counts, and
 #: ``synth --overwrite`` replaces only a release that it proves synth wrote.
 SYNTH_MARKER: Final[str] = "chexpert-synth.json"
-_MAX_MARKER_BYTES: Final[int] = 256 << 20
+#: The largest synth marker read (bytes), by this reader and MIMIC-CXR's.
+MAX_MARKER_BYTES: Final[int] = 256 << 20
 
 DOWNLOAD_HELP = (
     "CheXpert cannot be downloaded automatically. Register and accept the Research Use Agreement at "
@@ -332,7 +333,7 @@ class Release:
             for csv in self.csvs:
                 name = f"{csv.folder}/{SYNTH_MARKER}" if csv.folder else SYNTH_MARKER
                 try:
-                    data = _read(csv.archive, name, _MAX_MARKER_BYTES, ReadError, csv.within)
+                    data = _read(csv.archive, name, MAX_MARKER_BYTES, ReadError, csv.within)
                     marker = json.loads(data)
                 except (OSError, ValueError, RecursionError):
                     continue  # no marker, or not one synth wrote: a real download

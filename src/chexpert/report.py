@@ -29,9 +29,10 @@ from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
-from chexpert import __version__, schema
+from chexpert import schema
 from chexpert.fileio import atomic_write
 from chexpert.index import Index
+from chexpert.version import __version__
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -24,7 +24,7 @@ import numpy as np
 
 from chexpert import schema
 from chexpert.errors import InvalidArgumentError
-from chexpert.index import _ROW_FIELDS, Index, observation_position
+from chexpert.index import ROW_FIELDS, Index, observation_position
 from chexpert.validation import check_choice
 
 __all__ = ["select", "deduplicate", "split_patients", "kfold", "DEFAULT_FRACTIONS", "DEDUPLICATE_PER", "DEDUPLICATE_KEEP"]
@@ -135,7 +135,7 @@ def _merge(index: Index, group: np.ndarray) -> Index:
     rows = order[first]  # each group's first row
     appearance = np.argsort(rows, kind="stable")  # groups in the order their first rows come
     merged = index.take(rows[appearance])
-    return Index(**{name: getattr(merged, name) for name in _ROW_FIELDS if name != "labels"}, labels=labels[appearance], release=index.release)
+    return Index(**{name: getattr(merged, name) for name in ROW_FIELDS if name != "labels"}, labels=labels[appearance], release=index.release)
 
 
 def split_patients(

@@ -165,7 +165,7 @@ def _canonical_image_rows(data: bytes, label: str, split: str) -> tuple[bytes | 
     return buffer.getvalue().encode(), problems
 
 
-def _study_labels(data: bytes, label: str) -> tuple[list[tuple[int, str, list[str]]], list[Problem]]:
+def study_labels(data: bytes, label: str) -> tuple[list[tuple[int, str, list[str]]], list[Problem]]:
     """(line, study key, 14 label spellings) per row of a study-level file, and its problems."""
     rows = _rows(data)
     header = rows[0]
@@ -203,7 +203,7 @@ def _study_labels(data: bytes, label: str) -> tuple[list[tuple[int, str, list[st
 
 def _from_groundtruth(release: Release, split: str, data: bytes, label: str, strict: bool) -> tuple[Index | None, list[Problem], np.ndarray, str]:
     """Index the images present under each study of a study-level file (groundtruth.csv)."""
-    studies, problems = _study_labels(data, label)
+    studies, problems = study_labels(data, label)
     if strict and problems:
         return None, problems, np.array([], np.int64), label
     present, _ = release.list_images()

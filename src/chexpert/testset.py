@@ -42,7 +42,7 @@ from chexpert import schema
 from chexpert.errors import ChexpertError, InvalidArgumentError, Problem, ReleaseNotFoundError, option
 from chexpert.index import Index
 from chexpert.release import CSV_NAMES, Release, ReleaseFile, open_release
-from chexpert.splits import OBSERVATION_ALIASES, _study_labels, check_split, read_split
+from chexpert.splits import OBSERVATION_ALIASES, check_split, read_split, study_labels
 from chexpert.validation import check_choice
 
 if TYPE_CHECKING:
@@ -258,7 +258,7 @@ def check_test_set(release: Release, index: Index | None = None) -> list[Problem
     problems: list[Problem] = []
     truth: dict[str, tuple[int, list[str]]] = {}
     if files.truth is not None:
-        rows, found = _study_labels(files.truth.read(), files.truth.label)
+        rows, found = study_labels(files.truth.read(), files.truth.label)
         problems += found
         truth = {key: (line, spellings) for line, key, spellings in rows}
         if index is None and "test" in release.splits:
@@ -297,7 +297,7 @@ def check_test_set(release: Release, index: Index | None = None) -> list[Problem
 
 
 def _check_reader(file: ReleaseFile, name: str, truth: Mapping[str, tuple[int, list[str]]], truth_file: ReleaseFile | None) -> list[Problem]:
-    rows, problems = _study_labels(file.read(), file.label)
+    rows, problems = study_labels(file.read(), file.label)
     if not truth or truth_file is None:
         return problems
     keys = {key for _line, key, _ in rows}

@@ -28,10 +28,9 @@ from chexpert.discover import open_dataset as open_release
 from chexpert.errors import ChexpertError, ImageDecodeError, ImageReadError, Problem, ReadError, ReleaseNotFoundError
 from chexpert.index import Index
 from chexpert.localize import check_localization
-from chexpert.mimic import MimicRelease
-from chexpert.mimic import _bytes as _mimic_bytes
+from chexpert.mimic import MimicRelease, source_bytes
 from chexpert.parallel import run_chunks
-from chexpert.plus import PlusRelease, _Found, _tail
+from chexpert.plus import FoundFiles, PlusRelease, file_key
 from chexpert.release import CSV_NAMES, SYNTH_MARKER, Listing, Release
 from chexpert.safeio import zip_duplicates
 from chexpert.testset import check_split, check_test_set
@@ -426,12 +425,12 @@ def verify_plus(
     present, _ = release.list_images()
     found = [p for p in index.path.tolist() if p in present]
     label = str(release.plus_csv)
-    files = release._files(release.images) if release.images != "jpg" else _Found()
+    files = release._files(release.images) if release.images != "jpg" else FoundFiles()
     absent = []
     for p in index.path.tolist():
         if p in present:
             continue
-        places = files.ambiguous.get(_tail(p) or "")
+        places = files.ambiguous.get(file_key(p) or "")
         if places is not None:
             problems.append(Problem("duplicate-member", label, None, f"{p}: {len(places)} {release.images.upper()} files, none read: {', '.join(places)}"))
         else:
@@ -487,7 +486,7 @@ def verify_mimic(release: MimicRelease, *, decode: bool = False, workers: int | 
             problems.append(Problem("missing", str(release.root / (schema.MIMIC_FILES[role] + ".gz")), None, f"{role} file not found"))
     marker = release.look_alike()
     expected = marker.get("rows") if marker else {"metadata": schema.MIMIC_PUBLISHED["images"]}
-    metadata_rows = _mimic_bytes(release.csv_files["metadata"], (os.path.realpath(release.root),)).rstrip(b"\n").count(b"\n")
+    metadata_rows = source_bytes(release.csv_files["metadata"], (os.path.realpath(release.root),)).rstrip(b"\n").count(b"\n")
     if isinstance(expected, dict) and "metadata" in expected and metadata_rows != expected["metadata"]:
         source = "chexpert synth wrote" if marker else "MIMIC-CXR-JPG 2.0.0 has"
         problems.append(Problem("count", meta, None, f"has {metadata_rows:,} image rows; {source} {int(expected['metadata']):,}"))

@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _version() -> str:
     """The version of the package that runs (not of whatever distribution is installed)."""
-    from chexpert import __version__  # as store, report and train do: the package's own version
+    from chexpert.version import __version__
 
     return __version__
 

@@ -78,7 +78,8 @@ def _check(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return scores, labels
 
 
-def _warn(message: str) -> None:
+def warn_undefined(message: str) -> None:
+    """Warn that a metric is undefined (an :class:`UndefinedMetricWarning` at the caller's caller)."""
     warnings.warn(message, UndefinedMetricWarning, stacklevel=3)
 
 
@@ -111,7 +112,7 @@ def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
     positives = int(labels.sum())
     negatives = len(labels) - positives
     if positives == 0 or negatives == 0:
-        _warn(f"AUROC is undefined with {positives} positives and {negatives} negatives")
+        warn_undefined(f"AUROC is undefined with {positives} positives and {negatives} negatives")
         return math.nan
     rank_sum = midranks(scores)[labels].sum()
     return float((rank_sum - positives * (positives + 1) / 2.0) / (positives * negatives))
@@ -171,7 +172,7 @@ def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
     """
     scores, labels = _check(scores, labels)
     if not labels.any():
-        _warn("average precision is undefined without positives")
+        warn_undefined("average precision is undefined without positives")
         return math.nan
     precision, recall, _ = precision_recall_curve(scores, labels)
     return float(max(0.0, np.sum(np.diff(recall, prepend=0.0) * precision)))
@@ -416,7 +417,7 @@ def delong(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarr
     n = len(labels) - m
     k = len(scores)
     if m < 2 or n < 2:
-        _warn(f"DeLong's variance needs two positives and two negatives, got {m} and {n}")
+        warn_undefined(f"DeLong's variance needs two positives and two negatives, got {m} and {n}")
         return np.full(k, np.nan), np.full((k, k), np.nan)
     v10, v01 = delong_components(scores, labels)
     covariance = np.atleast_2d(np.cov(v10)) / m + np.atleast_2d(np.cov(v01)) / n

@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from chexpert.errors import InvalidArgumentError
-from chexpert.evaluate.metrics import _warn, roc_curve
+from chexpert.evaluate.metrics import roc_curve, warn_undefined
 
 __all__ = ["confusion", "reader_point", "curve_sensitivity", "threshold"]
 
@@ -118,7 +118,7 @@ def threshold(
     fp, tp, thresholds = roc_curve(scores, labels)
     positives, negatives = int(tp[-1]), int(fp[-1])
     if positives == 0 or negatives == 0:
-        _warn(f"operating points are undefined with {positives} positives and {negatives} negatives")
+        warn_undefined(f"operating points are undefined with {positives} positives and {negatives} negatives")
         return {"threshold": math.nan, **_counts(0, 0, positives, negatives)}
     tpr, tnr = tp / positives, (negatives - fp) / negatives
     if sensitivity is not None:

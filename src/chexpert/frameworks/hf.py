@@ -31,14 +31,15 @@ from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
-from chexpert import __version__, schema
+from chexpert import schema
 from chexpert.citation import BIBTEX, RESEARCH_USE_TERMS
 from chexpert.errors import ChexpertError, InvalidArgumentError
 from chexpert.fileio import atomic_writer
 from chexpert.frameworks.numpy import store_rows
-from chexpert.index import _ROW_FIELDS, Index
+from chexpert.index import ROW_FIELDS, Index
 from chexpert.policy import Policy, apply
 from chexpert.validation import check_choice
+from chexpert.version import __version__
 
 if TYPE_CHECKING:
     import datasets
@@ -287,7 +288,7 @@ def _fingerprint(source: Any, index: Index, images: bool, image_format: str, pol
     """A key for the cache file: the rows and their labels, the pixel source, and the options."""
     digest = hashlib.sha256()
     digest.update("\n".join(index.path.tolist()).encode())
-    for name in _ROW_FIELDS[1:]:
+    for name in ROW_FIELDS[1:]:
         digest.update(np.ascontiguousarray(getattr(index, name)).tobytes())
     if images:
         manifest = getattr(source, "manifest", None)

@@ -17,6 +17,7 @@ from typing import Final
 
 import numpy as np
 
+from chexpert.labeler.sections import LONGEST_REPORT
 from chexpert.schema import OBSERVATIONS, Code
 
 __all__ = ["Trigger", "Mention", "ObservationLabel", "ReportLabels", "VALUE_TEXT"]
@@ -124,8 +125,6 @@ class ReportLabels(Mapping[str, ObservationLabel]):
         Pleural Effusion: uncertain (uncertain mention)
           'effusion' uncertain (uncertainty: 'Possible') in 'Possible small left effusion.'
         """
-        from chexpert.labeler.pipeline import LONGEST_REPORT  # here: pipeline imports this module
-
         lines = [f"labelled: {self.section}"]
         if len(self.text) > LONGEST_REPORT:
             read = max((end for _, end in self.spans), default=0)

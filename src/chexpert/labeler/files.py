@@ -140,15 +140,16 @@ def label_file(
                 writer = csv.writer(handle, lineterminator="\n")
                 writer.writerow(source.header + list(OBSERVATIONS))
                 pending: deque[list[list[str]]] = deque()
-                for codes, used in labelled_chunks(_texts(source.rows, chunk, pending, long), sections, workers):
-                    kept = pending.popleft()
-                    writer.writerows(values + [_SPELLING[c] for c in row] for values, row in zip(kept, codes.tolist()))
-                    for state, code in enumerate((Code.POSITIVE, Code.NEGATIVE, Code.UNCERTAIN, Code.BLANK)):
-                        counts[:, state] += (codes == code).sum(axis=0)
-                    parts += np.bincount(used, minlength=len(parts))
-                    reports += len(kept)
-                    if progress is not None:
-                        progress(reports, source.done(), source.total)
+                with labelled_chunks(_texts(source.rows, chunk, pending, long), sections, workers) as results:
+                    for codes, used in results:
+                        kept = pending.popleft()
+                        writer.writerows(values + [_SPELLING[c] for c in row] for values, row in zip(kept, codes.tolist()))
+                        for state, code in enumerate((Code.POSITIVE, Code.NEGATIVE, Code.UNCERTAIN, Code.BLANK)):
+                            counts[:, state] += (codes == code).sum(axis=0)
+                        parts += np.bincount(used, minlength=len(parts))
+                        reports += len(kept)
+                        if progress is not None:
+                            progress(reports, source.done(), source.total)
             os.replace(partial, target)
         except BaseException:
             with contextlib.suppress(OSError):

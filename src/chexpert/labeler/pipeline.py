@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import bisect
 import warnings
-from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Final, NamedTuple
 
 import numpy as np
@@ -25,14 +23,14 @@ from chexpert.labeler.explain import Mention, ObservationLabel, ReportLabels, Tr
 from chexpert.labeler.mentions import find_mentions
 from chexpert.labeler.negation import TriggerMatch, decide, find_triggers
 from chexpert.labeler.phrases import flatten
-from chexpert.labeler.sections import SECTIONS, select
+from chexpert.labeler.sections import LONGEST_REPORT, SECTIONS, select
 from chexpert.labeler.sentences import split
 from chexpert.labeler.vocabulary import OTHER, Term
-from chexpert.parallel import quiet_worker
+from chexpert.parallel import Chunks, run_chunks
 from chexpert.schema import OBSERVATIONS, Code
 from chexpert.validation import check_choice, check_int, check_type
 
-__all__ = ["label_report", "label_reports", "label_stream", "labelled_chunks", "CHUNK", "EMPTY", "LONGEST_REPORT", "LongReportWarning"]
+__all__ = ["label_report", "label_reports", "label_stream", "labelled_chunks", "AHEAD_PER_WORKER", "CHUNK", "EMPTY", "LONGEST_REPORT", "LongReportWarning"]
 
 _DEVICES: Final = ("Support Devices",)
 _CODE: Final[dict[float | None, int]] = {1.0: Code.POSITIVE, 0.0: Code.NEGATIVE, -1.0: Code.UNCERTAIN, None: Code.BLANK}
@@ -51,12 +49,6 @@ class _Found(NamedTuple):
     value: float
     trigger: TriggerMatch | None  # offsets relative to the sentence
     counted: bool
-
-
-#: The longest report read, in characters: about fifty pages, where real reports hold a few
-#: thousand. What lies beyond is not read (the spans of :func:`label_report` end before it), so
-#: that the work per report is bounded whatever a file holds.
-LONGEST_REPORT: Final = 200_000
 
 
 class LongReportWarning(UserWarning):
@@ -202,34 +194,44 @@ def label_stream(texts: Iterable[str], *, sections: str = "impression", workers:
     check_choice("sections", sections, SECTIONS)
     workers = check_int("workers", workers, low=1)
     chunk = check_int("chunk", chunk, low=1)
-    return (codes for codes, _ in labelled_chunks(_batches(texts, chunk), sections, workers))
+    return _codes_only(_batches(texts, chunk), sections, workers)
 
 
-def labelled_chunks(batches: Iterable[list[str]], sections: str, workers: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def _codes_only(batches: Iterator[list[str]], sections: str, workers: int) -> Iterator[np.ndarray]:
+    # A generator, so that the pool starts on the first block and stops when the caller drops it.
+    with labelled_chunks(batches, sections, workers) as results:
+        for codes, _ in results:
+            yield codes
+
+
+#: Batches in flight per worker in :func:`labelled_chunks`: enough that a worker finding its next
+#: batch queued never waits for this process, few enough that memory stays bounded.
+AHEAD_PER_WORKER: Final = 2
+
+
+def labelled_chunks(batches: Iterable[list[str]], sections: str, workers: int) -> Chunks[tuple[np.ndarray, np.ndarray]]:
     """``(codes, part read)`` per batch of reports, in order; batches go to ``workers`` processes.
 
-    At most two batches per worker are in flight, and ``batches`` is read no further ahead than
-    that, so that a caller streaming a file keeps bounded memory.
+    At most :data:`AHEAD_PER_WORKER` batches per worker are in flight, and ``batches`` is read no
+    further ahead than that, so that a caller streaming a file keeps bounded memory. Use it in a
+    ``with`` block: leaving it stops the workers (:func:`chexpert.parallel.run_chunks`, whose
+    policy for signals and shutdown this follows).
+
+    >>> with labelled_chunks(iter([["No effusion."]]), "impression", 1) as results:  # no section: the whole report (2)
+    ...     [(codes.tolist(), used.tolist()) for codes, used in results]
+    [([[1, -2, -2, -2, -2, -2, -2, -2, -2, -2, 0, -2, -2, -2]], [2])]
     """
-    if workers == 1:
-        for batch in batches:
-            yield _codes(batch, sections)
-        return
-    # On an error or an interrupt the pool's exit waits for the few chunks in flight; cancelling
-    # them instead breaks Python 3.11's executor when SIGTERM has also ended the workers.
-    with ProcessPoolExecutor(workers, initializer=quiet_worker, initargs=(_warm_up,)) as pool:
-        pending: deque[Future[tuple[np.ndarray, np.ndarray]]] = deque()
-        for batch in batches:
-            pending.append(pool.submit(_codes, batch, sections))
-            if len(pending) >= 2 * workers:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+    return run_chunks(_codes_of, iter(batches), workers=workers, state=sections, setup=_warm_up, ahead=AHEAD_PER_WORKER * workers)
 
 
-def _warm_up() -> None:
-    """Compile the vocabulary in a worker before its first chunk."""
+def _codes_of(sections: str, batch: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    return _codes(batch, sections)
+
+
+def _warm_up(sections: str) -> str:
+    """Compile the vocabulary in a worker before its first chunk; the worker's state is ``sections``."""
     _read("no effusion.", "report")
+    return sections
 
 
 def label_reports(texts: Iterable[str], *, sections: str = "impression", workers: int = 1) -> np.ndarray:

@@ -21,7 +21,6 @@ from typing import Any, Final, NamedTuple, cast
 
 import numpy as np
 
-from chexpert import __version__
 from chexpert.discover import open_dataset as open_release
 from chexpert.errors import (
     Problem,
@@ -30,10 +29,11 @@ from chexpert.errors import (
     StoreError,
     option,
 )
-from chexpert.index import _ROW_FIELDS, Index
+from chexpert.index import ROW_FIELDS, Index
 from chexpert.release import Release
 from chexpert.safeio import MAX_JSON_BYTES, check_regular, open_regular, read_bytes
 from chexpert.store.identity import code_identity, dict_changes, fingerprint, select_rows, source_changes
+from chexpert.version import __version__
 
 FORMAT: Final = "chexpert-store"
 #: 2: the store's id, pixel checksums and index.npz's SHA-256 in the manifest; work files named by id.
@@ -338,7 +338,7 @@ def index_npz_bytes(index: Index) -> bytes:
     """index.npz with fixed member timestamps, so that equal stores are equal byte for byte."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-        for name in _ROW_FIELDS:
+        for name in ROW_FIELDS:
             column = getattr(index, name)
             if name == "path":
                 column = np.strings.encode(column, "utf-8")
@@ -351,7 +351,7 @@ def index_npz_bytes(index: Index) -> bytes:
 def _load_index(path: Path, n: int) -> Index:
     # Read as a regular file of bounded size first: np.load would wait on a FIFO.
     with np.load(io.BytesIO(read_bytes(path, limit=_MAX_INDEX_BYTES)), allow_pickle=False) as data:
-        columns = {name: data[name] for name in _ROW_FIELDS}
+        columns = {name: data[name] for name in ROW_FIELDS}
     columns["path"] = np.strings.decode(columns["path"], "utf-8").astype(_STR)
     index = Index(**columns)
     if len(index) != n:

@@ -14,13 +14,14 @@ from typing import Any, Final
 
 import numpy as np
 
-from chexpert import __version__, schema
+from chexpert import schema
 from chexpert.errors import (
     InvalidArgumentError,
     ReleaseNotFoundError,
 )
-from chexpert.index import _ROW_FIELDS, Index
+from chexpert.index import ROW_FIELDS, Index
 from chexpert.release import Release
+from chexpert.version import __version__
 
 
 def source_fingerprint(release: Release, index: Index) -> dict[str, Any]:
@@ -53,7 +54,7 @@ def select_rows(release: Release, splits: str | Sequence[str] | None, index: Ind
 def _hash_index(index: Index) -> str:
     digest = hashlib.sha256()
     digest.update("\n".join(index.path.tolist()).encode("utf-8"))
-    for name in _ROW_FIELDS[1:]:
+    for name in ROW_FIELDS[1:]:
         column = np.ascontiguousarray(getattr(index, name))
         digest.update(f"|{name}:{column.dtype.str}:{column.shape}|".encode())
         digest.update(column.tobytes())

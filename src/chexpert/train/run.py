@@ -33,11 +33,11 @@ from typing import Any, Final
 
 import torch
 
-from chexpert import __version__
 from chexpert.errors import RunError
 from chexpert.fileio import atomic_writer
 from chexpert.train.heads import Head
 from chexpert.train.recipe import Recipe
+from chexpert.version import __version__
 
 __all__ = ["Run", "Checkpoint", "open_run", "RunFolder", "save_atomic", "RUN_FORMAT", "RUN_VERSION"]
 
