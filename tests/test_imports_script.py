@@ -121,14 +121,16 @@ def test_a_planted_fault_is_named_and_fails_the_check(tmp_path: Path, case: str)
     assert check.returncode == 1, check.stdout
 
 
-def test_one_circle_and_one_upward_import_are_within_the_limits(tmp_path: Path) -> None:
+def test_one_circle_or_one_upward_import_fails(tmp_path: Path) -> None:
+    # The issue allowed one of each; the tree reached none, so the limits are zero and the first
+    # new circle or upward import is reported at once.
     files = {
         "schema.py": "from chexpert.errors import Problem\n",
         "errors.py": "from chexpert import schema\nclass Problem: ...\n",
         "index.py": "from chexpert.release import Release\n",
     }
     run = _run(_tree(tmp_path, {**CLEAN, **files}), "--check")
-    assert run.returncode == 0, run.stdout
+    assert run.returncode == 1, run.stdout
     assert "import circles: 1" in run.stdout and "upward imports: 1" in run.stdout
 
 

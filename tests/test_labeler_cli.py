@@ -17,7 +17,7 @@ import pytest
 from chexpert.cli import main
 from chexpert.errors import InvalidArgumentError, ReadError
 from chexpert.labeler import label_report
-from chexpert.labeler.files import MAX_REPORT_BYTES, label_file
+from chexpert.labeler.files import MAX_REPORT, label_file
 from chexpert.schema import OBSERVATIONS
 from tests.conftest import as_a_terminal_starts_it, tree_digest, with_sigint_ignored
 
@@ -240,13 +240,13 @@ def test_a_report_file_over_the_cap_is_refused_by_name(tmp_path: Path) -> None:
     root = _reports_folder(tmp_path / "reports")
     big = root / "sub" / "big.txt"
     with big.open("wb") as file:  # sparse: costs no disk
-        file.truncate(MAX_REPORT_BYTES + 1)
-    with pytest.raises(ReadError, match=f"big.txt: is {MAX_REPORT_BYTES + 1:,} bytes, more than the {MAX_REPORT_BYTES:,}"):
+        file.truncate(MAX_REPORT + 1)
+    with pytest.raises(ReadError, match=f"big.txt: is {MAX_REPORT + 1:,} bytes, more than the {MAX_REPORT:,}"):
         label_file(root, tmp_path / "o.csv")
     assert not (tmp_path / "o.csv").exists()
     (root / "sub" / "big.txt").unlink()
     with (root / "sub" / "max.txt").open("wb") as file:
-        file.write(b"No effusion. " + b" " * (MAX_REPORT_BYTES - 13))
+        file.write(b"No effusion. " + b" " * (MAX_REPORT - 13))
     assert label_file(root, tmp_path / "o.csv").reports == 3  # the cap itself is accepted
 
 

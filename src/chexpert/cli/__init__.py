@@ -116,7 +116,7 @@ def _run(args: argparse.Namespace) -> int:
 def _fail(command: str, message: str) -> int:
     # One line, whatever the names in it hold: a path with a newline or an escape sequence is
     # shown escaped (as Python writes it), so that it can neither split the error nor drive the terminal.
-    from chexpert.cli._common import shown
+    from chexpert.progress import shown
 
     message = shown(message)
     print(f"chexpert {command}: {message}", file=sys.stderr)

@@ -1,10 +1,11 @@
-"""What every command shares: the console, argument types that make bad values usage errors.
+"""What every command shares: argument types that make bad values usage errors, the Plus options.
 
-Output meant for a person goes through :func:`console`, which never wraps lines when the output is
-not a terminal: a path or a count split over two lines breaks whatever reads the output, and where
-the split falls would depend on the length of the path. Nor does it pass on a control character
-a name read from a file or given on the command line holds (an escape sequence in a CSV's Path
-would drive the terminal): those are shown escaped, as Python writes them (:func:`shown`).
+Output meant for a person goes through :func:`chexpert.progress.console`, which never wraps lines
+when the output is not a terminal: a path or a count split over two lines breaks whatever reads the
+output, and where the split falls would depend on the length of the path. Nor does it pass on a
+control character a name read from a file or given on the command line holds (an escape sequence
+in a CSV's Path would drive the terminal): those are shown escaped, as Python writes them
+(:func:`chexpert.progress.shown`).
 """
 
 from __future__ import annotations
@@ -13,9 +14,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from chexpert.progress import console, shown
-
-__all__ = ["console", "shown", "path_name", "positive_int", "non_negative_int", "int_from", "add_plus_options", "open_root"]
+__all__ = ["path_name", "positive_int", "non_negative_int", "int_from", "add_plus_options", "open_root"]
 
 
 def path_name(text: str) -> str:

@@ -9,7 +9,8 @@ from typing import Any
 
 from chexpert import schema
 from chexpert.citation import BIBTEX, RESEARCH_USE_TERMS
-from chexpert.cli._common import add_plus_options, open_root, path_name, positive_int, shown
+from chexpert.cli._common import add_plus_options, open_root, path_name, positive_int
+from chexpert.progress import shown
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -81,7 +82,7 @@ def _number(value: float) -> float | None:
 def _print_prevalence(by: str, table: Any) -> None:
     from rich.table import Table
 
-    from chexpert.cli._common import console as make_console
+    from chexpert.progress import console as make_console
 
     groups = list(dict.fromkeys(table.index.get_level_values(0)))
     out = Table(title=f"Positive prevalence per study by {by} (95% Wilson interval)", show_edge=False)
@@ -102,7 +103,7 @@ def _print_info(result: dict[str, Any]) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from chexpert.cli._common import console as make_console
+    from chexpert.progress import console as make_console
 
     console = make_console()
     splits = result["splits"]
@@ -163,7 +164,7 @@ def _print_report(report: Any) -> None:
 
     from rich.markup import escape
 
-    from chexpert.cli._common import console as make_console
+    from chexpert.progress import console as make_console
 
     console = make_console()
     checked = f"{report.images:,} images listed" + (f", {report.decoded:,} decoded" if report.decoded else "")

@@ -221,7 +221,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 def _console() -> Any:
     """The shared console (no wrapping when not on a terminal)."""
-    from chexpert.cli._common import console
+    from chexpert.progress import console
 
     return console()
 

@@ -55,10 +55,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _export(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from chexpert.cli._common import console
     from chexpert.errors import InvalidArgumentError
     from chexpert.frameworks.webdataset import MANIFEST, export_webdataset
     from chexpert.policy import get_policy, read_soft_labels
+    from chexpert.progress import console
     from chexpert.store import open_store
 
     needs = get_policy(args.policy).soft_label_observations if args.policy else ()

@@ -50,9 +50,9 @@ def _label(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
     from rich.table import Table
 
-    from chexpert.cli._common import console
     from chexpert.errors import InvalidArgumentError
     from chexpert.labeler.files import label_file
+    from chexpert.progress import console
 
     try:
         codecs.lookup(args.encoding)

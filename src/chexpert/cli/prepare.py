@@ -12,7 +12,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from chexpert import schema
-from chexpert.cli._common import add_plus_options, open_root, path_name, positive_int, shown
+from chexpert.cli._common import add_plus_options, open_root, path_name, positive_int
+from chexpert.progress import shown
 
 _VIEWS = ("all", "frontal", "lateral")
 
@@ -61,7 +62,7 @@ def _progress_bar(label: str, unit: str, quiet: bool) -> Iterator[Callable[[int,
     """A progress callback drawing a bar on stderr, when stderr is a terminal (a bar in a log is noise)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from chexpert.cli._common import console
+    from chexpert.progress import console
 
     disabled = quiet or not sys.stderr.isatty()
     with Progress(
@@ -75,7 +76,7 @@ def _progress_bar(label: str, unit: str, quiet: bool) -> Iterator[Callable[[int,
 def _prepare(args: argparse.Namespace) -> int:
     from rich.markup import escape
 
-    from chexpert.cli._common import console
+    from chexpert.progress import console
     from chexpert.store import prepare
 
     release = open_root(args)
@@ -105,7 +106,7 @@ def _verify_store(args: argparse.Namespace) -> int:
     import dataclasses
     from pathlib import Path
 
-    from chexpert.cli._common import console
+    from chexpert.progress import console
     from chexpert.safeio import MAX_JSON_BYTES, read_bytes
     from chexpert.store import MANIFEST, verify_store
 

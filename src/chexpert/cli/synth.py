@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     """Run ``chexpert synth`` with parsed arguments; print the resulting path."""
     import warnings
 
-    from chexpert.cli._common import shown
+    from chexpert.progress import shown
     from chexpert.synth.place import LeftoverWarning
 
     with warnings.catch_warnings(record=True) as caught:

@@ -160,7 +160,7 @@ def _torch_needed() -> None:
 
 def _train(args: argparse.Namespace) -> int:
     _torch_needed()
-    from chexpert.cli._common import console
+    from chexpert.progress import console
     from chexpert.train import get_recipe, train
     from chexpert.train.recipe import RECIPES, read_recipe_values
 
@@ -221,7 +221,7 @@ def _predict(args: argparse.Namespace) -> int:
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from chexpert.cli._common import console
+    from chexpert.progress import console
     from chexpert.train import predict
 
     source = args.root[0] if len(args.root) == 1 else list(args.root)

@@ -24,8 +24,8 @@ only with ``overwrite``, and never when it is one of the inputs (the CSV, or any
 folder; compared as files, so a link or another name of an input is refused too).
 
 Every report source is read as a regular file only (a FIFO or device named like a report is an
-error naming it, never a wait) and bounded: a ``.txt`` report of more than :data:`MAX_REPORT_BYTES`
-is refused by name, as a longer CSV cell is.
+error naming it, never a wait) and bounded: a ``.txt`` report of more than :data:`MAX_REPORT` bytes
+is refused by name, as a CSV cell of more than that many characters is.
 """
 
 from __future__ import annotations
@@ -62,10 +62,9 @@ REPORTS_COLUMN: Final = "Reports"
 ROW_COLUMN: Final = "row"
 #: The first column of the output of a folder of reports.
 PATH_COLUMN: Final = "path"
-#: The longest report accepted (characters): a longer cell is a damaged file, not a report.
+#: The longest report accepted, characters of a CSV cell and bytes of a ``.txt`` file: a longer
+#: one is a damaged file, not a report.
 MAX_REPORT: Final = 16 * 1024 * 1024
-#: The largest ``.txt`` report file accepted (bytes), for the same reason.
-MAX_REPORT_BYTES: Final = MAX_REPORT
 _SPELLING: Final[dict[int, str]] = {Code.POSITIVE: "1.0", Code.NEGATIVE: "0.0", Code.UNCERTAIN: "-1.0", Code.BLANK: ""}
 
 Progress = Callable[[int, int, int], None]  # reports done, units done, units in all (bytes of a CSV, files of a folder)
@@ -381,7 +380,7 @@ def _folder(root: Path, encoding: str) -> _Source:
     def rows() -> Iterator[tuple[list[str], str]]:
         nonlocal done
         for file, found in zip(files, ids):
-            data = read_bytes(file, limit=MAX_REPORT_BYTES)  # a regular file, or an error naming it
+            data = read_bytes(file, limit=MAX_REPORT)  # a regular file, or an error naming it
             try:
                 text = data.decode(encoding)
             except UnicodeDecodeError as exc:

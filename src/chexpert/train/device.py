@@ -58,6 +58,13 @@ def resolve_placement(device: str | torch.device | None, precision: str, channel
     >>> resolve_placement("cpu", "auto", "auto")
     Placement(device=device(type='cpu'), autocast=None, channels_last=False)
     """
+    resolved = _device(device)
+    gpu = resolved.type == "cuda"
+    return Placement(resolved, _autocast_dtype(precision, gpu), gpu if channels_last == "auto" else bool(channels_last))
+
+
+def _device(device: str | torch.device | None) -> torch.device:
+    """``device`` checked, with the GPU's index filled in; None is this process's GPU under torchrun, else the first, else the CPU."""
     if device is None:
         if torch.cuda.is_available():
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
@@ -67,26 +74,26 @@ def resolve_placement(device: str | torch.device | None, precision: str, channel
         device = torch.device(device)
     except (RuntimeError, TypeError):
         raise InvalidArgumentError(f"device must be 'cpu', 'cuda' or 'cuda:N', not {device!r}") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise InvalidArgumentError("device 'cuda' was asked for, but PyTorch sees no GPU here; use device 'cpu'")
-        if device.index is None:
-            device = torch.device("cuda", torch.cuda.current_device())
-    elif device.type != "cpu":
+    if device.type == "cpu":
+        return device
+    if device.type != "cuda":
         raise InvalidArgumentError(f"device must be 'cpu' or 'cuda[:N]', not {str(device)!r}")
-    gpu = device.type == "cuda"
-    dtype: torch.dtype | None
+    if not torch.cuda.is_available():
+        raise InvalidArgumentError("device 'cuda' was asked for, but PyTorch sees no GPU here; use device 'cpu'")
+    return device if device.index is not None else torch.device("cuda", torch.cuda.current_device())
+
+
+def _autocast_dtype(precision: str, gpu: bool) -> torch.dtype | None:
+    """The autocast dtype of ``precision`` ("auto", "bf16", "fp16", anything else: none) on a GPU or the CPU."""
     if precision == "auto":
-        dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if gpu else None
-    elif precision == "bf16":
-        dtype = torch.bfloat16
-    elif precision == "fp16":
+        return (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if gpu else None
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp16":
         if not gpu:
             raise InvalidArgumentError("fp16 mixed precision needs a GPU; on the CPU use precision 'bf16' or 'off'")
-        dtype = torch.float16
-    else:
-        dtype = None
-    return Placement(device, dtype, gpu if channels_last == "auto" else bool(channels_last))
+        return torch.float16
+    return None
 
 
 def step_seed(seed: int, rank: int, step: int, *, stream: int = 0) -> int:

@@ -290,6 +290,20 @@ def ensemble_members(run: Run, ensemble: int | None) -> list[Checkpoint]:
     return list(run.checkpoints[:ensemble])
 
 
+def _predict_loader(dataset: Any, batch_size: int, workers: int, *, gpu: bool) -> Any:
+    """Batches of every image of ``dataset`` (image files or store rows) in order, on this process."""
+    from chexpert.frameworks.torch import dataloader
+
+    if isinstance(dataset, ImageFiles):
+        chunks = [list(range(i, min(i + batch_size, len(dataset)))) for i in range(0, len(dataset), batch_size)]
+        return torch.utils.data.DataLoader(
+            dataset, batch_size=None, sampler=chunks, num_workers=workers, pin_memory=gpu,
+            worker_init_fn=_one_thread if workers else None,
+        )  # fmt: skip
+    # Every image on this process, whatever process group is active (dataloader would shard by rank by itself).
+    return dataloader(dataset, batch_size=batch_size, shuffle=False, rank=0, world_size=1, num_workers=workers, pin_memory=gpu)
+
+
 def predict(
     run: Run | str | os.PathLike[str],
     source: Store | Release | Index | str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
@@ -321,8 +335,6 @@ def predict(
     """
     import pandas as pd
 
-    from chexpert.frameworks.torch import dataloader
-
     run = run if isinstance(run, Run) else open_run(run)
     if split is not None:
         check_choice("split", split, schema.SPLITS)
@@ -341,16 +353,7 @@ def predict(
         if placement.channels_last:
             model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         models.append(model)
-    gpu = placement.device.type == "cuda"
-    if isinstance(dataset, ImageFiles):
-        chunks = [list(range(i, min(i + batch_size, len(dataset)))) for i in range(0, len(dataset), batch_size)]
-        loader: Any = torch.utils.data.DataLoader(
-            dataset, batch_size=None, sampler=chunks, num_workers=workers, pin_memory=gpu,
-            worker_init_fn=_one_thread if workers else None,
-        )  # fmt: skip
-    else:
-        # Every image on this process, whatever process group is active (dataloader would shard by rank by itself).
-        loader = dataloader(dataset, batch_size=batch_size, shuffle=False, rank=0, world_size=1, num_workers=workers, pin_memory=gpu)
+    loader = _predict_loader(dataset, batch_size, workers, gpu=placement.device.type == "cuda")
     transform = input_transform(recipe, train=False).to(placement.device)
     done = 0
     writer = None

@@ -20,15 +20,15 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from chexpert import __version__, schema
 from chexpert import progress as events
+from chexpert import schema
 from chexpert.discover import open_dataset as open_release
 from chexpert.errors import InvalidArgumentError, RunError, option
 from chexpert.policy import Policy, apply, get_policy
@@ -36,15 +36,16 @@ from chexpert.progress import Progress as _Progress
 from chexpert.release import Release
 from chexpert.store import MANIFEST, Store, open_store, prepare
 from chexpert.train.auc import PESG, AUCMLoss
-from chexpert.train.device import Feeder, Placement, resolve_placement, step_seed
+from chexpert.train.device import DeviceBatch, Feeder, Placement, resolve_placement, step_seed
 from chexpert.train.distributed import Distributed
 from chexpert.train.heads import Head
 from chexpert.train.inference import input_transform, score_batches, study_scores
 from chexpert.train.log import RunLog
 from chexpert.train.models import build_model
 from chexpert.train.recipe import Recipe, get_recipe
-from chexpert.train.run import RUN_FORMAT, RUN_VERSION, SOFT_LABELS, STATE, SUMMARY, Run, RunFolder, _sorted_kept, load_resume_state, open_run, save_atomic
+from chexpert.train.run import RUN_FORMAT, RUN_VERSION, SOFT_LABELS, STATE, SUMMARY, Run, RunFolder, load_resume_state, open_run, save_atomic, sorted_kept
 from chexpert.validation import check_int
+from chexpert.version import __version__
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -300,6 +301,29 @@ class _Setup:
     policy: Policy
 
 
+# A training's state is in three objects, built once in train() and _train() rather than passed as
+# a dozen arguments: _Training (what it is given) and _Loop (what was built for it) are frozen, as
+# nothing in them changes while it runs (the U-Ignore stage is another _Training, made with
+# dataclasses.replace); _TrainState and _Window are the small mutable part that every step moves.
+@dataclass(frozen=True)
+class _Training:
+    """What one training (a run, or the U-Ignore stage of a U-SelfTrained one) is given, fixed from its first step to its last."""
+
+    setup: _Setup
+    folder: RunFolder
+    recipe: Recipe
+    dist: Distributed
+    placement: Placement
+    workers: int
+    deterministic: bool
+    progress: Progress | None
+
+    def report(self, event: events.Event) -> None:
+        """``event`` to the progress callback, if there is one."""
+        if self.progress is not None:
+            self.progress(event)
+
+
 def train(
     source: Store | Release | str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -325,7 +349,7 @@ def train(
     uncertain training images with that model, then trains again with those labels.
     ``workers`` loader processes (default 0 on the CPU, up to 8 on a GPU). Under ``torchrun`` every
     rank trains its shard with DistributedDataParallel; rank 0 validates and writes.
-    ``progress(event)`` is called with dicts describing the run (see :data:`Progress`).
+    ``progress(event)`` is called with typed events describing the run (see :data:`Progress`).
 
     >>> run = train(store, "runs/demo", "demo", validate=True)  # doctest: +SKIP
     """
@@ -348,9 +372,10 @@ def train(
         if validate and len(valid_rows) == 0:
             warnings.warn(f"{the_store.path} has no valid split: checkpoints are not validated, the latest are kept", TrainingWarning, stacklevel=2)
         setup = _Setup(the_store, train_rows, valid_rows if validate else valid_rows[:0], head_of(policy), policy)
+        training = _Training(setup, folder, recipe, dist, placement, workers, deterministic, progress)
         needs_labels = bool(_self_trained(policy))
         table = None if soft_labels is None else _soft_label_table(soft_labels)
-        identity = _identity(setup, recipe, dist, "u-ignore stage" if needs_labels and table is None else (None if table is None else _digest(table)))
+        identity = _identity(training, "u-ignore stage" if needs_labels and table is None else (None if table is None else _digest(table)))
         start = dist.broadcast(folder.begin(identity, overwrite=overwrite, allowed=(_store_name(recipe),)) if dist.main else None)
         dist.barrier()
         if start == "done":
@@ -358,8 +383,8 @@ def train(
                 progress(events.Done(path=str(folder.path), already=True))
             return open_run(folder.path)
         if needs_labels and table is None:
-            table = _self_training_labels(setup, folder, recipe, dist, placement, workers, deterministic, progress)
-        return _train(setup, folder, recipe, table, dist, placement, workers, deterministic, progress, resume=start == "resume")
+            table = _self_training_labels(training)
+        return _train(training, table, resume=start == "resume")
     finally:
         dist.close()
 
@@ -374,15 +399,16 @@ def _check_folder(folder: RunFolder, recipe: Recipe) -> None:
             raise RunError(f"{folder.path} holds other files ({', '.join(others[:5])}) and is not a run; choose a new or empty folder for the run")
 
 
-def _identity(setup: _Setup, recipe: Recipe, dist: Distributed, soft_labels: str | None) -> dict[str, Any]:
+def _identity(training: _Training, soft_labels: str | None) -> dict[str, Any]:
+    setup = training.setup
     source = setup.store.manifest.get("source", {})
     return {
         "format": RUN_FORMAT,
         "version": RUN_VERSION,
         "chexpert": __version__,
-        "recipe": recipe.to_json(),
+        "recipe": training.recipe.to_json(),
         "head": setup.head.to_json(),
-        "world_size": dist.world_size,
+        "world_size": training.dist.world_size,
         "data": {
             "store_rows_sha256": source.get("rows_sha256"),
             "store_size": setup.store.size,
@@ -394,49 +420,50 @@ def _identity(setup: _Setup, recipe: Recipe, dist: Distributed, soft_labels: str
     }
 
 
-def _self_training_labels(
-    setup: _Setup, folder: RunFolder, recipe: Recipe, dist: Distributed, placement: Placement, workers: int, deterministic: bool,
-    progress: Progress | None,
-) -> pd.DataFrame:  # fmt: skip
+def _self_training_labels(training: _Training) -> pd.DataFrame:
     """U-SelfTrained: train with U-Ignore in ``folder/u-ignore``, label the uncertain training images with it."""
+    import dataclasses
+
     import pandas as pd
 
     from chexpert.train.run import STAGE_ONE
 
+    setup, folder, dist = training.setup, training.folder, training.dist
     path = folder / SOFT_LABELS
     observations = _self_trained(setup.policy)
     if not path.exists():
         stage_policy = _without_self_training(setup.policy, "ignore")
-        stage_recipe = recipe.replace(policy=stage_policy)
-        stage_setup = _Setup(setup.store, setup.train_rows, setup.valid_rows, head_of(stage_policy), stage_policy)
-        stage = RunFolder(folder / STAGE_ONE)
-        if progress is not None:
-            progress(events.Stage(f"U-SelfTrained: training with U-Ignore in {stage.path} to label the uncertain "
-                                  f"{', '.join(observations)} images"))  # fmt: skip
-        identity = _identity(stage_setup, stage_recipe, dist, None)
-        start = dist.broadcast(stage.begin(identity, overwrite=False) if dist.main else None)
+        stage = dataclasses.replace(
+            training, setup=_Setup(setup.store, setup.train_rows, setup.valid_rows, head_of(stage_policy), stage_policy),
+            folder=RunFolder(folder / STAGE_ONE), recipe=training.recipe.replace(policy=stage_policy),
+        )  # fmt: skip
+        training.report(events.Stage(f"U-SelfTrained: training with U-Ignore in {stage.folder.path} to label the uncertain "
+                                     f"{', '.join(observations)} images"))  # fmt: skip
+        identity = _identity(stage, None)
+        start = dist.broadcast(stage.folder.begin(identity, overwrite=False) if dist.main else None)
         dist.barrier()
         if start != "done":
-            _train(stage_setup, stage, stage_recipe, None, dist, placement, workers, deterministic, progress, resume=start == "resume")
-        labels = _label_uncertain(open_run(stage.path), setup, observations, placement, dist)  # every rank scores its shard
+            _train(stage, None, resume=start == "resume")
+        labels = _label_uncertain(open_run(stage.folder.path), training, observations)  # every rank scores its shard
         if dist.main:
             save_atomic(path, labels.to_csv(index=False, float_format="%.6f"))
         dist.barrier()
     return pd.read_csv(path)
 
 
-def _label_uncertain(run: Run, setup: _Setup, observations: list[str], placement: Placement, dist: Distributed) -> pd.DataFrame:
+def _label_uncertain(run: Run, training: _Training, observations: list[str]) -> pd.DataFrame:
     """The stage model's probabilities for the training images with an uncertain label among ``observations`` (every rank)."""
     import pandas as pd
 
     from chexpert.train.inference import ensemble_members
 
+    setup, placement = training.setup, training.placement
     columns = [schema.OBSERVATIONS.index(o) for o in observations]
     labels = setup.store.index.labels[setup.train_rows][:, columns]
     rows = setup.train_rows[(labels == schema.Code.UNCERTAIN).any(axis=1)]
     models = [run.model(c).to(placement.device) for c in ensemble_members(run, None)]
     transform = input_transform(run.recipe, train=False).to(placement.device)
-    probabilities = score_rows(models, run.head, setup.store, rows, placement, transform, dist)
+    probabilities = score_rows(models, run.head, setup.store, rows, placement, transform, training.dist)
     wanted = [run.head.observations.index(o) for o in observations]
     frame = pd.DataFrame(probabilities[:, wanted].astype(np.float64), columns=observations)
     frame.insert(0, "Path", setup.store.index.path[rows].astype(object))
@@ -514,168 +541,263 @@ def _validate(trainer: Trainer, setup: _Setup, batch_size: int, dist: Distribute
     return result.mean_auroc, aurocs
 
 
-def _train(
-    setup: _Setup, folder: RunFolder, recipe: Recipe, soft_labels: pd.DataFrame | None, dist: Distributed, placement: Placement,
-    workers: int, deterministic: bool, progress: Progress | None, *, resume: bool,
-) -> Run:  # fmt: skip
-    from chexpert.frameworks.torch import StoreDataset, dataloader
+@dataclass
+class _TrainState:
+    """Where a training is and what it has done: what state.pt records besides weights, optimiser and RNG.
 
-    dataset = StoreDataset(setup.store, policy=setup.policy, rows=setup.train_rows, soft_labels=soft_labels)
-    loader = dataloader(
-        dataset, batch_size=recipe.batch_size, seed=recipe.seed, num_workers=workers, pin_memory=placement.device.type == "cuda",
-        persistent_workers=workers > 0,
-    )  # fmt: skip
+    Mutable, unlike the settings: every step moves it, and the helpers of the loop update it in
+    place where they took (and returned) its values one by one.
+    """
+
+    step: int = 0
+    epoch: int = 0
+    position: int = 0  # batches of the current epoch done
+    kept: list[tuple[int, float]] = field(default_factory=list)  # (step, metric) of the checkpoints kept, as rank 0 decided
+    elapsed: float = 0.0  # seconds of training, validation not counted
+    images: int = 0  # images trained on, over all ranks
+    last_saved: int | None = None  # the step of the state on disk
+
+    @classmethod
+    def restored(cls, state: Mapping[str, Any]) -> _TrainState:
+        """The position a state.pt (read by :func:`~chexpert.train.run.load_resume_state`) records."""
+        return cls(
+            step=int(state["step"]), epoch=int(state["epoch"]), position=int(state["batch"]), kept=[(int(s), float(m)) for s, m in state["kept"]],
+            elapsed=float(state["elapsed"]), images=int(state["images"]), last_saved=int(state["step"]),
+        )  # fmt: skip
+
+
+@dataclass
+class _Window:
+    """The training loss and throughput since the last logged step. Mutable: every step adds to it.
+
+    The sums stay on the device, so that a step does not wait for the GPU; they are read when a step is logged.
+    """
+
+    running: torch.Tensor  # the summed loss
+    bad: torch.Tensor  # the first step whose loss was not finite (0: none yet)
+    steps: int = 0
+    images: int = 0  # over all ranks
+    start: float = field(default_factory=time.perf_counter)
+
+    @classmethod
+    def on(cls, device: torch.device) -> _Window:
+        return cls(torch.zeros((), device=device), torch.zeros((), dtype=torch.int64, device=device))
+
+    def add(self, loss: torch.Tensor, step: int, images: int) -> None:
+        self.running += loss
+        self.bad.masked_fill_((self.bad == 0) & ~torch.isfinite(loss), step)
+        self.steps += 1
+        self.images += images
+
+    def restart(self, now: float) -> None:
+        self.running.zero_()
+        self.steps, self.images, self.start = 0, 0, now
+
+
+@dataclass(frozen=True)
+class _Loop:
+    """A training under way: its settings, what was built for it and its length, fixed from its first step to its last."""
+
+    training: _Training
+    trainer: Trainer
+    log: RunLog | None  # rank 0's; None on the other ranks
+    steps_per_epoch: int
+    total: int
+
+
+def _train(training: _Training, soft_labels: pd.DataFrame | None, *, resume: bool) -> Run:
+    recipe, dist, folder = training.recipe, training.dist, training.folder
+    loader = _loader(training, soft_labels)
     steps_per_epoch = len(loader)
     total = recipe.epochs * steps_per_epoch if recipe.max_steps is None else min(recipe.max_steps, recipe.epochs * steps_per_epoch)
-    with _run_settings(placement, deterministic):
+    with _run_settings(training.placement, training.deterministic):
         torch.manual_seed(recipe.seed)  # the same initial weights on every rank
-        trainer = Trainer(recipe, setup.head, placement, dist)
-        step = epoch = position = 0
-        kept: list[tuple[int, float]] = []
-        elapsed, images_seen = 0.0, 0
-        last_saved: int | None = None  # the step of the state on disk
-        if resume:
-            state = load_resume_state(folder / STATE)
-            try:
-                trainer.load(state)
-            except (RuntimeError, ValueError, KeyError, TypeError) as exc:
-                raise RunError(
-                    f"{folder / STATE}: not this run's state ({str(exc).splitlines()[0][:200]}); pass {option('overwrite')} to start the run afresh"
-                ) from None
-            last_saved = int(state["step"])
-            step, epoch, position = int(state["step"]), int(state["epoch"]), int(state["batch"])
-            kept = [(int(s), float(m)) for s, m in state["kept"]]
-            elapsed, images_seen = float(state["elapsed"]), int(state["images"])
-            rng = state["rng"]
-            _set_rng_state(rng[dist.rank] if dist.rank < len(rng) else rng[0], placement)
-        log = None
-        if dist.main:
-            folder.drop_checkpoints_except([s for s, _ in kept])
-            log = RunLog(folder.path, setup.head.observations, resume_step=step if resume else None)
-            if progress is not None:
-                progress(events.Start(
-                    path=str(folder.path), step=step, total=total, steps_per_epoch=steps_per_epoch,
-                    images=len(setup.train_rows), valid_images=len(setup.valid_rows), placement=placement.describe(),
-                    world_size=dist.world_size, model=recipe.model, policy=recipe.policy if isinstance(recipe.policy, str) else "custom",
-                ))  # fmt: skip
-        trainer.model.train()
-        running = torch.zeros((), device=placement.device)
-        # The first step whose loss was not finite (0: none yet), kept on the device: no wait per step.
-        bad = torch.zeros((), dtype=torch.int64, device=placement.device)
-        running_steps, window_images = 0, 0
-        window_start = time.perf_counter()
+        trainer = Trainer(recipe, training.setup.head, training.placement, dist)
+        state = _resume(training, trainer) if resume else _TrainState()
+        log = _start(training, state, steps_per_epoch, total, resume=resume) if dist.main else None
         try:
-            while step < total:
-                loader.sampler.set_epoch(epoch, start=position)  # type: ignore[attr-defined]
-                first = step
-
-                def seed_of(i: int, first: int = first) -> int:
-                    return step_seed(recipe.seed, dist.rank, first + 1 + i)
-
-                for batch in Feeder(loader, placement, trainer.transform, seed_of):
-                    if trainer.pretraining and step >= recipe.pretrain_epochs * steps_per_epoch:
-                        trainer.finish_pretraining()
-                    lr = recipe.lr_at(step, steps_per_epoch, total, trainer.plateau["factor"])
-                    trainer.set_lr(lr)
-                    torch.manual_seed(step_seed(recipe.seed, dist.rank, step + 1, stream=1))  # dropout and the like
-                    loss_now = trainer.step(batch.inputs, batch.labels)
-                    running += loss_now
-                    bad.masked_fill_((bad == 0) & ~torch.isfinite(loss_now), step + 1)
-                    step, position = step + 1, position + 1
-                    running_steps += 1
-                    window_images += batch.size * dist.world_size
-                    if position == steps_per_epoch:
-                        epoch, position = epoch + 1, 0
-                        if isinstance(trainer.optimizer, PESG):
-                            trainer.optimizer.update_regularizer()  # LibAUC: a new reference point each epoch
-                    if step % recipe.log_every == 0 or step % recipe.checkpoint_every == 0 or step == total:
-                        _stop_if_diverged(int(bad.item()), dist, folder, last_saved)  # before anything of these steps is written
-                    if step % recipe.log_every == 0 or step == total:
-                        loss = dist.mean(float(running.item()) / running_steps)
-                        now = time.perf_counter()
-                        seconds = now - window_start
-                        elapsed += seconds
-                        images_seen += window_images
-                        rate = window_images / seconds if seconds > 0 else math.nan
-                        if log is not None:
-                            log.train(step, epoch, loss, lr, rate, elapsed)
-                            if progress is not None:
-                                progress(events.Step(step=step, total=total, epoch=epoch, loss=loss, images_per_second=rate))
-                        running.zero_()
-                        running_steps, window_images, window_start = 0, 0, now
-                    if step % recipe.checkpoint_every == 0 or step == total:
-                        # Weights can turn non-finite with a finite loss (an infinite gradient): never save them.
-                        finite = bool(torch.stack([torch.isfinite(p).all() for p in trainer.module.parameters()]).all())
-                        _stop_if_diverged(0 if finite else step, dist, folder, last_saved, "the weights")
-                        try:
-                            kept = _checkpoint(
-                                trainer, setup, folder, recipe, dist, placement, log, progress, step, epoch, position, kept, elapsed, images_seen
-                            )
-                        except _NonFinite:
-                            _stop_if_diverged(step, dist, folder, last_saved, "the model's validation scores")
-                        last_saved = step
-                        window_start = time.perf_counter()  # validation is not training time
-                    if step == total:
-                        break
+            _run_epochs(_Loop(training, trainer, log, steps_per_epoch, total), loader, state)
         finally:
             if log is not None:
                 log.close()
         if dist.main:
-            _write_summary(folder, recipe, kept, step, epoch, elapsed, images_seen)
+            _write_summary(folder, state)
         dist.barrier()
     run = open_run(folder.path)
-    if progress is not None and dist.main:
-        progress(events.Done(path=str(folder.path), already=False, best=run.checkpoints[0].metric if run.checkpoints else math.nan))
+    if dist.main:
+        training.report(events.Done(path=str(folder.path), already=False, best=run.checkpoints[0].metric if run.checkpoints else math.nan))
     return run
 
 
-def _stop_if_diverged(bad: int, dist: Distributed, folder: RunFolder, last_saved: int | None, what: str = "the training loss") -> None:
+def _loader(training: _Training, soft_labels: pd.DataFrame | None) -> torch.utils.data.DataLoader[Any]:
+    from chexpert.frameworks.torch import StoreDataset, dataloader
+
+    setup, recipe, workers = training.setup, training.recipe, training.workers
+    dataset = StoreDataset(setup.store, policy=setup.policy, rows=setup.train_rows, soft_labels=soft_labels)
+    return dataloader(
+        dataset, batch_size=recipe.batch_size, seed=recipe.seed, num_workers=workers, pin_memory=training.placement.device.type == "cuda",
+        persistent_workers=workers > 0,
+    )  # fmt: skip
+
+
+def _resume(training: _Training, trainer: Trainer) -> _TrainState:
+    """Load state.pt into ``trainer`` and this process's RNG; the position it records."""
+    path = training.folder / STATE
+    saved = load_resume_state(path)
+    try:
+        trainer.load(saved)
+    except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+        raise RunError(f"{path}: not this run's state ({str(exc).splitlines()[0][:200]}); pass {option('overwrite')} to start the run afresh") from None
+    state = _TrainState.restored(saved)
+    rng, rank = saved["rng"], training.dist.rank
+    _set_rng_state(rng[rank] if rank < len(rng) else rng[0], training.placement)
+    return state
+
+
+def _start(training: _Training, state: _TrainState, steps_per_epoch: int, total: int, *, resume: bool) -> RunLog:
+    """Rank 0: drop the checkpoints the state does not keep, open the logs (cut back to the state's step on resume), report the start."""
+    setup, folder, recipe = training.setup, training.folder, training.recipe
+    folder.drop_checkpoints_except([s for s, _ in state.kept])
+    log = RunLog(folder.path, setup.head.observations, resume_step=state.step if resume else None)
+    training.report(events.Start(
+        path=str(folder.path), step=state.step, total=total, steps_per_epoch=steps_per_epoch,
+        images=len(setup.train_rows), valid_images=len(setup.valid_rows), placement=training.placement.describe(),
+        world_size=training.dist.world_size, model=recipe.model, policy=recipe.policy if isinstance(recipe.policy, str) else "custom",
+    ))  # fmt: skip
+    return log
+
+
+def _run_epochs(loop: _Loop, loader: torch.utils.data.DataLoader[Any], state: _TrainState) -> None:
+    """Train from ``state`` to the last step, an epoch of the loader at a time (the first from the state's batch position)."""
+    training = loop.training
+    seed, rank = training.recipe.seed, training.dist.rank
+    loop.trainer.model.train()
+    window = _Window.on(training.placement.device)
+    while state.step < loop.total:
+        loader.sampler.set_epoch(state.epoch, start=state.position)  # type: ignore[attr-defined]
+        first = state.step
+
+        def seed_of(i: int, first: int = first) -> int:
+            return step_seed(seed, rank, first + 1 + i)
+
+        for batch in Feeder(loader, training.placement, loop.trainer.transform, seed_of):
+            _step(loop, state, window, batch)
+            if state.step == loop.total:
+                break
+
+
+def _step(loop: _Loop, state: _TrainState, window: _Window, batch: DeviceBatch) -> None:
+    """One optimisation step on ``batch``, then what falls due at it: a new epoch, a log line, a checkpoint."""
+    trainer, recipe, dist = loop.trainer, loop.training.recipe, loop.training.dist
+    if trainer.pretraining and state.step >= recipe.pretrain_epochs * loop.steps_per_epoch:
+        trainer.finish_pretraining()
+    lr = recipe.lr_at(state.step, loop.steps_per_epoch, loop.total, trainer.plateau["factor"])
+    trainer.set_lr(lr)
+    torch.manual_seed(step_seed(recipe.seed, dist.rank, state.step + 1, stream=1))  # dropout and the like
+    window.add(trainer.step(batch.inputs, batch.labels), state.step + 1, batch.size * dist.world_size)
+    state.step, state.position = state.step + 1, state.position + 1
+    if state.position == loop.steps_per_epoch:
+        state.epoch, state.position = state.epoch + 1, 0
+        if isinstance(trainer.optimizer, PESG):
+            trainer.optimizer.update_regularizer()  # LibAUC: a new reference point each epoch
+    log_due = state.step % recipe.log_every == 0 or state.step == loop.total
+    checkpoint_due = state.step % recipe.checkpoint_every == 0 or state.step == loop.total
+    if log_due or checkpoint_due:
+        _stop_if_diverged(loop.training, state, int(window.bad.item()))  # before anything of these steps is written
+    if log_due:
+        _log_step(loop, state, window, lr)
+    if checkpoint_due:
+        _save_checkpoint(loop, state)
+        window.start = time.perf_counter()  # validation is not training time
+
+
+def _log_step(loop: _Loop, state: _TrainState, window: _Window, lr: float) -> None:
+    """The mean loss of the window over all ranks and its throughput: into the log and a Step event (rank 0); a new window."""
+    loss = loop.training.dist.mean(float(window.running.item()) / window.steps)
+    now = time.perf_counter()
+    seconds = now - window.start
+    state.elapsed += seconds
+    state.images += window.images
+    rate = window.images / seconds if seconds > 0 else math.nan
+    if loop.log is not None:
+        loop.log.train(state.step, state.epoch, loss, lr, rate, state.elapsed)
+        loop.training.report(events.Step(step=state.step, total=loop.total, epoch=state.epoch, loss=loss, images_per_second=rate))
+    window.restart(now)
+
+
+def _save_checkpoint(loop: _Loop, state: _TrainState) -> None:
+    """A checkpoint at the state's step, unless the weights or their validation scores are not finite (a RunError then)."""
+    # Weights can turn non-finite with a finite loss (an infinite gradient): never save them.
+    finite = bool(torch.stack([torch.isfinite(p).all() for p in loop.trainer.module.parameters()]).all())
+    _stop_if_diverged(loop.training, state, 0 if finite else state.step, "the weights")
+    try:
+        _checkpoint(loop, state)
+    except _NonFinite:
+        _stop_if_diverged(loop.training, state, state.step, "the model's validation scores")
+    state.last_saved = state.step
+
+
+def _stop_if_diverged(training: _Training, state: _TrainState, bad: int, what: str = "the training loss") -> None:
     """A RunError on every rank when any rank saw a non-finite loss (``bad``: its first such step, 0 for none)."""
-    steps = [s for s in dist.gather(bad) if s > 0]
+    steps = [s for s in training.dist.gather(bad) if s > 0]
     if not steps:
         return
     kept = (
-        f"{folder / STATE} holds the last good checkpoint (step {last_saved}), from which the same command resumes"
-        if last_saved is not None
+        f"{training.folder / STATE} holds the last good checkpoint (step {state.last_saved}), from which the same command resumes"
+        if state.last_saved is not None
         else "no checkpoint was written"
     )  # fmt: skip
     raise RunError(f"{what} became NaN or infinite at step {min(steps)}: training stopped; {kept}. Lower the learning rate, or check the data")
 
 
-def _checkpoint(
-    trainer: Trainer, setup: _Setup, folder: RunFolder, recipe: Recipe, dist: Distributed, placement: Placement, log: RunLog | None,
-    progress: Progress | None, step: int, epoch: int, position: int, kept: list[tuple[int, float]], elapsed: float, images: int,
-) -> list[tuple[int, float]]:  # fmt: skip
-    """Validate (every rank scores a share), write the weights and state and keep the best (rank 0); every rank returns rank 0's kept list."""
-    rng = dist.gather(_rng_state(placement))
-    metric, aurocs = _validate(trainer, setup, recipe.batch_size, dist)  # every rank scores a share; rank 0 decides
+def _checkpoint(loop: _Loop, state: _TrainState) -> None:
+    """Validate (every rank scores a share), write the weights and state and keep the best (rank 0); every rank takes rank 0's kept list."""
+    training, trainer = loop.training, loop.trainer
+    dist = training.dist
+    rng = dist.gather(_rng_state(training.placement))
+    metric, aurocs = _validate(trainer, training.setup, training.recipe.batch_size, dist)  # every rank scores a share; rank 0 decides
+    kept = state.kept
     if dist.main:
-        if recipe.schedule == "plateau" and not trainer.pretraining and not math.isnan(metric):
-            _plateau_step(trainer.plateau, metric, recipe)
-        if log is not None and len(setup.valid_rows):
-            log.validation(step, epoch, metric, aurocs)
-        if progress is not None and len(setup.valid_rows):
-            from chexpert.evaluate.scoring import mean_auroc_tasks
-
-            progress(events.Validation(step=step, mean_auroc=metric, aurocs=aurocs, tasks=mean_auroc_tasks(aurocs)))
-        weights = trainer.state()
-        path = folder.checkpoint_file(step)
-        path.parent.mkdir(exist_ok=True)
-        save_atomic(path, {"model": weights["model"], "step": step, "metric": metric})
-        ranked = _sorted_kept([*[k for k in kept if k[0] != step], (step, metric)], folder)
-        new_kept = [(c.step, c.metric) for c in ranked[: recipe.keep_best]]
-        state = {
-            **weights, "step": step, "epoch": epoch, "batch": position, "rng": rng, "kept": new_kept,
-            "elapsed": elapsed, "images": images, "chexpert": __version__,
-        }  # fmt: skip
-        save_atomic(folder / STATE, state)
-        folder.drop_checkpoints_except([s for s, _ in new_kept])  # evicted only now that the state no longer names them
-        if progress is not None:
-            progress(events.Checkpoint(step=step, path=str(path), kept=len(new_kept)))
-        kept = new_kept
+        _record_validation(loop, state, metric, aurocs)
+        kept = _write_checkpoint(loop, state, metric, rng)
     dist.barrier()
     kept, trainer.plateau = dist.broadcast((kept, trainer.plateau))
-    return list(kept)
+    state.kept = list(kept)
+
+
+def _record_validation(loop: _Loop, state: _TrainState, metric: float, aurocs: dict[str, float]) -> None:
+    """Rank 0: the plateau schedule's step, the validation log line and event."""
+    training = loop.training
+    if training.recipe.schedule == "plateau" and not loop.trainer.pretraining and not math.isnan(metric):
+        _plateau_step(loop.trainer.plateau, metric, training.recipe)
+    if not len(training.setup.valid_rows):
+        return
+    if loop.log is not None:
+        loop.log.validation(state.step, state.epoch, metric, aurocs)
+    if training.progress is not None:
+        from chexpert.evaluate.scoring import mean_auroc_tasks
+
+        training.progress(events.Validation(step=state.step, mean_auroc=metric, aurocs=aurocs, tasks=mean_auroc_tasks(aurocs)))
+
+
+def _write_checkpoint(loop: _Loop, state: _TrainState, metric: float, rng: list[dict[str, Any]]) -> list[tuple[int, float]]:
+    """Rank 0: the weights, then state.pt naming the checkpoints kept, then the others removed; the kept list."""
+    training, step = loop.training, state.step
+    folder = training.folder
+    weights = loop.trainer.state()
+    path = folder.checkpoint_file(step)
+    path.parent.mkdir(exist_ok=True)
+    save_atomic(path, {"model": weights["model"], "step": step, "metric": metric})
+    ranked = sorted_kept([*[k for k in state.kept if k[0] != step], (step, metric)], folder)
+    kept = [(c.step, c.metric) for c in ranked[: training.recipe.keep_best]]
+    saved = {
+        **weights, "step": step, "epoch": state.epoch, "batch": state.position, "rng": rng, "kept": kept,
+        "elapsed": state.elapsed, "images": state.images, "chexpert": __version__,
+    }  # fmt: skip
+    save_atomic(folder / STATE, saved)
+    folder.drop_checkpoints_except([s for s, _ in kept])  # evicted only now that the state no longer names them
+    training.report(events.Checkpoint(step=step, path=str(path), kept=len(kept)))
+    return kept
 
 
 def _plateau_step(plateau: dict[str, Any], metric: float, recipe: Recipe) -> None:
@@ -688,13 +810,14 @@ def _plateau_step(plateau: dict[str, Any], metric: float, recipe: Recipe) -> Non
         plateau["factor"], plateau["bad"] = plateau["factor"] * recipe.lr_factor, 0
 
 
-def _write_summary(folder: RunFolder, recipe: Recipe, kept: list[tuple[int, float]], step: int, epoch: int, elapsed: float, images: int) -> None:
+def _write_summary(folder: RunFolder, state: _TrainState) -> None:
     import json
 
-    ranked = _sorted_kept(kept, folder)
+    ranked = sorted_kept(state.kept, folder)
+    elapsed, images = state.elapsed, state.images
     summary = {
-        "steps": step,
-        "epochs_completed": epoch,
+        "steps": state.step,
+        "epochs_completed": state.epoch,
         "seconds": round(elapsed, 3),
         "images": images,
         "images_per_second": round(images / elapsed, 1) if elapsed > 0 else None,

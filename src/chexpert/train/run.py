@@ -359,7 +359,7 @@ class Run:
         return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
-def _sorted_kept(kept: Sequence[Sequence[float]], folder: RunFolder) -> tuple[Checkpoint, ...]:
+def sorted_kept(kept: Sequence[Sequence[float]], folder: RunFolder) -> tuple[Checkpoint, ...]:
     """Best first: highest metric, then latest step; NaN metrics (no validation) rank by step."""
     items = [Checkpoint(int(step), float(metric), folder.checkpoint_file(int(step))) for step, metric in kept]
     return tuple(sorted(items, key=lambda c: (c.metric == c.metric, c.metric if c.metric == c.metric else 0.0, c.step), reverse=True))
@@ -385,7 +385,7 @@ def open_run(path: str | os.PathLike[str]) -> Run:
         kept = load_resume_state(folder / STATE)["kept"]
     else:
         kept = []
-    checkpoints = _sorted_kept(kept, folder)
+    checkpoints = sorted_kept(kept, folder)
     missing = [c.path for c in checkpoints if not c.path.is_file()]
     if missing:
         raise RunError(f"{missing[0]}: checkpoint file missing from the run")
