@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = pytest.importorskip("torch")
 
-from chexpert.augment import (  # noqa: E402
+from chexpert.augment import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     Augment,

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = pytest.importorskip("torch")
 psutil = pytest.importorskip("psutil")
 
 from torch.utils.data import DataLoader, SequentialSampler  # noqa: E402
