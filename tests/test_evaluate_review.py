@@ -117,8 +117,8 @@ def test_both_layouts_find_the_consensus_five_and_all_eight(layout: str, root: P
     assert (everyone.table["radiologists"] == 8).all()
     # Same reads in both layouts (the same seed): the files differ only in where they are.
     if layout == "folders":
-        public = evaluate(test_predictions, root, radiologists="all", bootstrap=0)
-        pd.testing.assert_frame_equal(public.radiologists, everyone.radiologists)
+        from_public = evaluate(test_predictions, root, radiologists="all", bootstrap=0)
+        pd.testing.assert_frame_equal(from_public.radiologists, everyone.radiologists)
 
 
 def test_the_writer_lays_out_readers_as_asked(tmp_path: Path) -> None:

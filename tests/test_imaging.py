@@ -187,7 +187,7 @@ def test_resize_is_deterministic_and_writes_in_place():
 def test_decode_resized_matches_decode_then_resize(mode):
     """DCT-domain downscaling changes pixels only slightly compared with the full decode."""
     rng = np.random.default_rng(0)
-    smooth = np.asarray(Image.fromarray((rng.random((60, 50)) * 255).astype(np.uint8)).resize((2000, 2400), Image.BICUBIC))
+    smooth = np.asarray(Image.fromarray((rng.random((60, 50)) * 255).astype(np.uint8)).resize((2000, 2400), Image.Resampling.BICUBIC))
     data = _jpeg(smooth)
     fast = imaging.decode_resized(data, 224, mode)
     slow = imaging.resize(imaging.decode(data), 224, mode)

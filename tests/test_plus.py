@@ -19,7 +19,7 @@ import pytest
 import chexpert
 from chexpert import schema
 from chexpert.errors import CSVFormatError, ReleaseNotFoundError
-from chexpert.plus import PLUS_COLUMNS, dicom_header_columns, open_plus, radgraph, read_labels
+from chexpert.plus import PLUS_COLUMNS, PlusRelease, dicom_header_columns, open_plus, radgraph, read_labels
 from chexpert.synth.plus import PLUS_CSV, synthesize_plus
 from chexpert.synth.report import render_report
 from tests.conftest import tree_digest
@@ -41,6 +41,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_open_recognises_plus_and_indexes_every_row(plus_root):
     release = chexpert.open(plus_root)
+    assert isinstance(release, PlusRelease)
     assert release.kind == "plus" and release.images == "png" and release.original is not None
     index = release.index()
     with open(plus_root / PLUS_CSV, newline="") as f:
@@ -130,6 +131,7 @@ def test_images_found_by_tail_in_zips_and_folders(plus_root, tmp_path):
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(z.read(member))
     mirrored = chexpert.open(copy)
+    assert isinstance(mirrored, PlusRelease)
     assert mirrored.original is None and "labels_original" not in mirrored.index().extra
     assert mirrored.read_bytes(index.path[0]) == release.read_bytes(index.path[0])
 

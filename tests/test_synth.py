@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import simplejpeg
 from PIL import Image
+from PIL.JpegImagePlugin import JpegImageFile
 
 from chexpert import schema
 from chexpert.cli import main
@@ -238,7 +239,7 @@ def test_jpeg_properties_small(release: Path) -> None:
         img = simplejpeg.decode_jpeg(data, colorspace="GRAY")
         assert img.shape == (h, w, 1)
         with Image.open(f) as pil:
-            assert pil.mode == "L" and pil.size == (w, h) and pil.format == "JPEG"
+            assert pil.mode == "L" and pil.size == (w, h) and pil.format == "JPEG" and isinstance(pil, JpegImageFile)
             q = pil.quantization[0]
             assert q[0] <= 3  # quality about 95: the DC step is tiny
         sizes.append(len(data))

@@ -81,6 +81,7 @@ def test_dataloader_batches_do_not_depend_on_the_number_of_workers(store: Store)
         np.testing.assert_array_equal(b["image"][:, 0].numpy(), store.images[b["row"].numpy()])
     # Each pass is the next epoch; set_epoch goes back.
     assert torch.cat([b["row"] for b in again]).tolist() != rows.tolist()
+    assert isinstance(serial.sampler, EpochBatchSampler)
     serial.sampler.set_epoch(0)
     assert torch.cat([b["row"] for b in epoch(serial)]).tolist() == rows.tolist()
 
@@ -299,6 +300,7 @@ def test_balanced_epochs_draw_positives_and_the_rest_equally_often_per_seed_and_
     assert abs(share - 0.5) < 0.06, (share, positive.mean())  # the natural share is under 0.25
     # The same rows for a seed and epoch, whatever the number of workers.
     parallel = dataloader(store, batch_size=8, seed=3, policy="u-ones", balance=observation, num_workers=2)
+    assert isinstance(parallel.sampler, EpochBatchSampler)
     parallel.sampler.set_epoch(1)
     np.testing.assert_array_equal(torch.cat([b["row"] for b in parallel]).numpy(), drawn[1])
     with pytest.raises(ValueError, match=rf"balance= needs positives .*{observation} 0 positive of"):
