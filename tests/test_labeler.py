@@ -322,8 +322,10 @@ def test_every_label_is_explained_with_offsets_into_the_report() -> None:
             if mention.trigger is not None and mention.trigger.kind != "rule":
                 assert text[mention.trigger.span[0] : mention.trigger.span[1]] == mention.trigger.text
     pneumothorax = result["Pneumothorax"].mentions[0]
+    assert pneumothorax.trigger is not None
     assert (pneumothorax.text, pneumothorax.value, pneumothorax.trigger.text, pneumothorax.trigger.kind) == ("pneumothorax", 0.0, "No", "negation")
     pneumonia = result["Pneumonia"].mentions[0]
+    assert pneumonia.trigger is not None
     assert (pneumonia.trigger.text, pneumonia.trigger.kind) == ("cannot be excluded", "uncertainty")
     assert [m.value for m in result["Pleural Effusion"].mentions] == [1.0, 1.0]
     assert result["Pleural Effusion"].mentions[0].trigger is None

@@ -85,6 +85,7 @@ def test_label_files_joined_by_path_null_kept_distinct_from_zero(plus_root):
 def test_label_source_original_and_problems_of_the_join(plus_root):
     release = open_plus(plus_root, labels="original")
     index = release.index()
+    assert release.original is not None
     original = release.original.index()
     theirs = {schema.strip_release_prefix(p): labels for p, labels in zip(original.path.tolist(), original.labels.tolist())}
     assert all(theirs[p] == labels for p, labels in zip(index.path.tolist(), index.labels.tolist()))

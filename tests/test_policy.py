@@ -235,6 +235,7 @@ def test_per_observation_mapping_with_default():
     assert t.targets[unc, lesion] == 0.0 and t.mask[unc, lesion]
     assert not t.mask[unc, fracture]
     assert t.multiclass.tolist() == [j == cardio for j in range(len(OBS))]
+    assert t.classes is not None
     assert t.classes[:, cardio].tolist() == [1, 0, 2, 0]
     assert (np.delete(t.classes, cardio, axis=1) == IGNORE_CLASS).all()
     assert not t.mask[:, cardio].any()

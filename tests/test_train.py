@@ -123,10 +123,11 @@ def test_imagenet_weights_are_never_downloaded_and_the_message_says_where_to_put
     torch.save(renamed, expected)
     grey = build_model("densenet121", outputs=5, channels=1, weights="imagenet")
     rgb = build_model("densenet121", outputs=5, channels=3, weights="imagenet")
-    torch.testing.assert_close(rgb.features.conv0.weight, reference["features.conv0.weight"], rtol=0, atol=0)
-    torch.testing.assert_close(grey.features.conv0.weight, reference["features.conv0.weight"].sum(dim=1, keepdim=True), rtol=0, atol=0)
-    torch.testing.assert_close(rgb.features.denseblock1.denselayer1.norm1.weight, reference["features.denseblock1.denselayer1.norm1.weight"])
-    assert rgb.classifier.out_features == 5
+    torch.testing.assert_close(rgb.get_parameter("features.conv0.weight"), reference["features.conv0.weight"], rtol=0, atol=0)
+    torch.testing.assert_close(grey.get_parameter("features.conv0.weight"), reference["features.conv0.weight"].sum(dim=1, keepdim=True), rtol=0, atol=0)
+    torch.testing.assert_close(rgb.get_parameter("features.denseblock1.denselayer1.norm1.weight"), reference["features.denseblock1.denselayer1.norm1.weight"])
+    classifier = rgb.get_submodule("classifier")
+    assert isinstance(classifier, torch.nn.Linear) and classifier.out_features == 5
 
 
 # -- heads ----------------------------------------------------------------------------------------
