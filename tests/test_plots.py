@@ -59,9 +59,9 @@ def test_roc_figure_draws_the_curve_radiologists_and_titles_of_the_evaluation(ev
     for reader in evaluation.radiologists[evaluation.radiologists["observation"] == "Edema"].itertuples():
         label = f"{reader.radiologist} ({'under' if reader.under_curve else 'above'} curve)"
         marker = next(line for line in roc.get_lines() if line.get_label() == label)
-        assert (marker.get_xdata()[0], marker.get_ydata()[0]) == pytest.approx((1 - reader.specificity, reader.sensitivity))
+        assert (np.asarray(marker.get_xdata())[0], np.asarray(marker.get_ydata())[0]) == pytest.approx((1 - reader.specificity, reader.sensitivity))
         point = next(line for line in pr.get_lines() if line.get_label() == reader.radiologist)
-        assert (point.get_xdata()[0], point.get_ydata()[0]) == pytest.approx((reader.sensitivity, reader.ppv))
+        assert (np.asarray(point.get_xdata())[0], np.asarray(point.get_ydata())[0]) == pytest.approx((reader.sensitivity, reader.ppv))
     assert len(roc.collections) == 1 and len(pr.collections) == 1  # the two bootstrap bands
     with pytest.raises(ValueError, match="was not scored"):
         plots.roc_figure(evaluation, "Pneumonia")

@@ -50,7 +50,8 @@ def paths_for(n: int, prefix: str = "CheXpert-v1.0-small/") -> np.ndarray:
 
 
 # (target, mask) per code for the binary policies; smoothing gives a range for uncertain.
-BINARY_EXPECTED = {
+# observation policy -> raw code -> (target, or the (low, high) range of a smoothed one; mask)
+BINARY_EXPECTED: dict[str, dict[int, tuple[float | tuple[float, float], bool]]] = {
     "ignore": {POS: (1.0, True), NEG: (0.0, True), UNC: (0.0, False)},
     "zeros": {POS: (1.0, True), NEG: (0.0, True), UNC: (0.0, True)},
     "ones": {POS: (1.0, True), NEG: (0.0, True), UNC: (1.0, True)},
@@ -75,6 +76,7 @@ def test_every_code_under_every_policy(name, blank):
     if name == "multiclass":
         assert t.multiclass.all() and not t.mask.any()
         expected_classes = {POS: 1, NEG: 0, UNC: 2, BLANK: 0 if blank == "negative" else IGNORE_CLASS}
+        assert t.classes is not None
         for row, code in enumerate(CODES):
             assert (t.classes[row] == expected_classes[code]).all()
             assert (t.targets[row] == (1.0 if code == POS else 0.0)).all()
@@ -105,6 +107,7 @@ def reference(policy: Policy, row: np.ndarray) -> list[tuple[float, bool, int]]:
             out.append((0.0, policy.blank == "negative", IGNORE_CLASS))
         elif code == UNC:
             target, mask = BINARY_EXPECTED[name][UNC]
+            assert isinstance(target, float)  # the deterministic policies only: no smoothed range
             out.append((target, mask, IGNORE_CLASS))
         else:
             out.append((float(code == POS), True, IGNORE_CLASS))
@@ -133,6 +136,7 @@ def test_mixed_policies_match_a_per_entry_reference(blank, no_finding):
     per_observation = {o: names[j % 4] for j, o in enumerate(OBS)}
     policy = Policy(uncertain="zeros", per_observation=per_observation, blank=blank, no_finding=no_finding)
     t = apply(policy, codes)
+    assert t.classes is not None
     for i, row in enumerate(codes):
         for j, (target, mask, cls) in enumerate(reference(policy, row)):
             assert (t.targets[i, j], t.mask[i, j], t.classes[i, j]) == (target, mask, cls), (i, OBS[j], row.tolist())
@@ -286,6 +290,7 @@ def test_no_finding_derived_from_the_others_after_the_policy():
     assert derived(Policy(uncertain="smooth-zeros"), *rows)[4] == 1.0
     assert derived(Policy(uncertain="multiclass"), *rows) == [1.0, 0.0, 1.0, 0.0, 1.0, 1.0]  # uncertain class is not positive
     t = apply(Policy(uncertain="multiclass", no_finding="derive"), np.stack(rows))
+    assert t.classes is not None
     assert not t.multiclass[NF] and (t.classes[:, NF] == IGNORE_CLASS).all()
 
 
@@ -296,6 +301,7 @@ def test_no_finding_negates_others_only_where_raw_no_finding_is_positive():
     cardio = OBS.index("Cardiomegaly")
     binary_others = [j for j in range(len(OBS)) if j not in (NF, SD, cardio)]
     assert (t.targets[0, binary_others] == 0).all() and t.mask[0, binary_others].all()
+    assert t.classes is not None
     assert t.classes[0, cardio] == 0 and not t.mask[0, cardio]
     assert t.targets[0, SD] == 1.0 and t.targets[0, NF] == 1.0
     # Row 1 is untouched: Edema uncertain and blanks stay masked.
@@ -395,6 +401,7 @@ def test_chexpert_paper_best():
     assert t.targets[unc, column["Atelectasis"]] == 1.0 and t.targets[unc, column["Edema"]] == 1.0
     assert t.targets[unc, column["Consolidation"]] == pytest.approx(0.3)
     assert t.multiclass.tolist() == [o in ("Cardiomegaly", "Pleural Effusion") for o in t.observations]
+    assert t.classes is not None
     assert t.classes[:, column["Cardiomegaly"]].tolist() == [1, 0, 2, 0]
 
 

@@ -142,6 +142,7 @@ def test_u_multiclass_head_loss_and_positive_probability() -> None:
     head = Head.of(targets)
     assert head.outputs == 4 and head.multiclass == (False, True)
     logits = torch.tensor([[0.3, 0.1, -0.2, 0.5], [-1.0, 2.0, 0.0, 0.3], [0.0, 0.0, 0.0, 0.0]])
+    assert targets.classes is not None
     batch = {"targets": torch.from_numpy(targets.targets), "mask": torch.from_numpy(targets.mask), "classes": torch.from_numpy(targets.classes)}
     classes = targets.classes[:, 1]
     assert classes.tolist() == [2, 1, 0]  # uncertain, positive, blank -> negative

@@ -210,7 +210,7 @@ def _hostile_zip(small_release: Path, out: Path) -> tuple[Path, dict[str, str]]:
         members[path] = _file(small_release, path).read_bytes()
     zip_path = out / f"{top}.zip"
     with zipfile.ZipFile(zip_path, "w") as zf:
-        for name, data in members.items():
+        for name, content in members.items():
             if name == damage["lying"]:
                 # 80 MB of zeros deflate to 80 KB; the headers will claim 1,000 bytes.
                 zf.writestr(zipfile.ZipInfo(name), bytes(80 << 20), compress_type=zipfile.ZIP_DEFLATED)
@@ -222,7 +222,7 @@ def _hostile_zip(small_release: Path, out: Path) -> tuple[Path, dict[str, str]]:
             elif name == damage["folder"]:
                 zf.writestr(zipfile.ZipInfo(name + "/"), b"")
             else:
-                zf.writestr(zipfile.ZipInfo(name), data)  # stored, as the real zip stores JPEGs
+                zf.writestr(zipfile.ZipInfo(name), content)  # stored, as the real zip stores JPEGs
     data = bytearray(zip_path.read_bytes())
     local, _ = _zip_fields(data, damage["crc"])
     n, m = struct.unpack_from("<HH", data, local + 26)
