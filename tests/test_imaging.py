@@ -203,11 +203,11 @@ def test_bad_arguments_list_valid_values():
 def test_dicom_is_windowed_to_uint8(tmp_path):
     pydicom = pytest.importorskip("pydicom")
     from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
     meta = FileMetaDataset()
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+    meta.MediaStorageSOPClassUID = UID("1.2.840.10008.5.1.4.1.1.1.1")
     meta.MediaStorageSOPInstanceUID = generate_uid()
     ds = FileDataset(str(tmp_path / "x.dcm"), {}, file_meta=meta, preamble=b"\0" * 128)
     pixels = np.arange(64 * 48, dtype=np.uint16).reshape(64, 48) % 4096
