@@ -82,7 +82,9 @@ def test_bands_are_pointwise_percentiles_of_the_resampled_curves(evaluation):
         p, r, _ = sklearn_metrics.precision_recall_curve(y[rows], s[rows])
         p, r = p[:-1][::-1], r[:-1][::-1]  # from the highest threshold down, without sklearn's end point
         precision.append(p[np.minimum(np.searchsorted(r, plots._GRID, side="left"), len(r) - 1)])
-    roc_band, pr_band = plots._bands(evaluation, j)
+    bands = plots._bands(evaluation, j)
+    assert bands is not None  # the evaluation has bootstrap resamples
+    roc_band, pr_band = bands
     np.testing.assert_allclose(roc_band, metrics.percentile_interval(np.array(sensitivity), evaluation.level), atol=1e-12)
     np.testing.assert_allclose(pr_band, metrics.percentile_interval(np.array(precision), evaluation.level), atol=1e-12)
     assert (roc_band[0] <= roc_band[1]).all() and roc_band[0, 0] >= 0 and roc_band[1, -1] == 1.0
