@@ -91,10 +91,10 @@ def test_augment_output_range_after_normalisation() -> None:
 def test_zero_amounts_are_the_identity() -> None:
     x = batch()
     expected = to_float(x)
-    off = {"generator": gen()}
-    torch.testing.assert_close(random_resized_crop(x, scale=(1, 1), ratio=(1, 1), **off), expected, atol=1e-5, rtol=0)
-    torch.testing.assert_close(random_affine(x, degrees=0, translate=0, **off), expected, atol=1e-5, rtol=0)
-    torch.testing.assert_close(brightness_contrast(x, brightness=0, contrast=0, **off), expected, atol=1e-6, rtol=0)
+    g = gen()
+    torch.testing.assert_close(random_resized_crop(x, scale=(1, 1), ratio=(1, 1), generator=g), expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(random_affine(x, degrees=0, translate=0, generator=g), expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(brightness_contrast(x, brightness=0, contrast=0, generator=g), expected, atol=1e-6, rtol=0)
     plain = Augment(crop_scale=(1, 1), crop_ratio=(1, 1), degrees=0, translate=0, brightness=0, contrast=0, mean=0, std=1, channels=1)
     torch.testing.assert_close(plain(x), expected, atol=1e-5, rtol=0)
 

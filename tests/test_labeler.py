@@ -388,7 +388,7 @@ def test_workers_give_the_same_labels_in_the_same_order() -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=300))
+@given(st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=300))
 def test_any_text_is_labelled_with_valid_offsets(text: str) -> None:
     result = label_report(text, sections="report")
     assert len(result.labels) == 14

@@ -51,8 +51,8 @@ def test_roc_figure_draws_the_curve_radiologists_and_titles_of_the_evaluation(ev
     y, s = evaluation.data.labels[:, j], evaluation.data.scores[:, j]
     fpr, tpr, _ = sklearn_metrics.roc_curve(y, s, drop_intermediate=False)
     model = next(line for line in roc.get_lines() if line.get_label() == "model")
-    np.testing.assert_allclose(model.get_xdata(), fpr)
-    np.testing.assert_allclose(model.get_ydata(), tpr)
+    np.testing.assert_allclose(np.asarray(model.get_xdata()), fpr)
+    np.testing.assert_allclose(np.asarray(model.get_ydata()), tpr)
     row = evaluation.table.loc["Edema"]
     assert f"AUROC {row['auroc']:.3f}" in roc.get_title() and f"{row['auroc_lo']:.3f}-{row['auroc_hi']:.3f}" in roc.get_title()
     assert f"AUPRC {row['auprc']:.3f}" in pr.get_title()
@@ -107,8 +107,8 @@ def test_reliability_diagram_draws_the_bins_of_the_ece(evaluation):
     j = evaluation.data.observations.index("Edema")
     count, mean, positive = metrics.reliability_bins(evaluation.data.scores[:, j], evaluation.data.labels[:, j])
     points = next(line for line in figure.axes[0].get_lines() if line.get_label() == "fraction positive")
-    np.testing.assert_allclose(points.get_xdata(), mean[count > 0])
-    np.testing.assert_allclose(points.get_ydata(), positive[count > 0])
+    np.testing.assert_allclose(np.asarray(points.get_xdata()), mean[count > 0])
+    np.testing.assert_allclose(np.asarray(points.get_ydata()), positive[count > 0])
     assert f"ECE {evaluation.table.loc['Edema', 'ece']:.3f}" in figure.axes[0].get_title()
     with pytest.raises(ValueError, match="not scored"):
         plots.reliability_figure(evaluation, ["No Finding"])

@@ -164,6 +164,7 @@ def test_png_and_dicom_sources_prepare_to_the_same_pixels(plus_root, tmp_path):
 
 def test_radgraph_one_element_per_row_with_two_words(plus_root, tmp_path):
     release = chexpert.open(plus_root)
+    assert isinstance(release, PlusRelease)
     index = release.index()
     graphs = radgraph(release, "findings", index)
     words = np.array([len(t.split()) for t in index.extra["section_findings"].tolist()])
@@ -180,6 +181,7 @@ def test_radgraph_one_element_per_row_with_two_words(plus_root, tmp_path):
 
 def test_dicom_header_columns(plus_root):
     release = chexpert.open(plus_root)
+    assert isinstance(release, PlusRelease)
     index = dicom_header_columns(release, release.index())
     found = index.extra["dicom_found"]
     assert (~found).sum() == len(_quirks(plus_root)["missing_dicom"])

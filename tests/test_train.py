@@ -21,6 +21,7 @@ from chexpert import schema  # noqa: E402
 from chexpert.errors import InvalidArgumentError, RunError  # noqa: E402
 from chexpert.evaluate import evaluate  # noqa: E402
 from chexpert.policy import IGNORE_CLASS, Policy, apply  # noqa: E402
+from chexpert.progress import Event  # noqa: E402
 from chexpert.store import Store, prepare  # noqa: E402
 from chexpert.synth import synthesize  # noqa: E402
 from chexpert.train import Recipe, get_recipe, open_run, predict, train  # noqa: E402
@@ -166,7 +167,7 @@ def test_u_multiclass_head_loss_and_positive_probability() -> None:
 @pytest.fixture(scope="module")
 def run_path(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "u-ones"
-    events: list[dict[str, object]] = []
+    events: list[Event] = []
     train(store, out, small(), progress=events.append)
     kinds = [e["event"] for e in events]
     assert kinds[0] == "start" and kinds[-1] == "done" and kinds.count("checkpoint") == 3

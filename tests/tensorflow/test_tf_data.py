@@ -73,6 +73,7 @@ def test_multiclass_policy_row_selection_and_supervised_tuples(store: Store) -> 
     frontal = np.flatnonzero(store.index.frontal)
     batches = _epoch(to_tf_dataset(store, 3, policy="u-multiclass", rows=frontal, shuffle=False))
     expected = apply("u-multiclass", store.index.take(frontal))
+    assert expected.classes is not None
     rows = np.concatenate([b["row"] for b in batches])
     np.testing.assert_array_equal(rows, frontal)
     np.testing.assert_array_equal(np.concatenate([b["classes"] for b in batches]), expected.classes)
