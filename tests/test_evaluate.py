@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,7 +174,7 @@ def test_truth_as_an_index_or_a_dataframe_gives_the_same_numbers(files):
 # Errors name the file and the studies.
 
 
-def _rewrite(path: Path, edit) -> Path:
+def _rewrite(path: Path, edit: Callable[[pd.DataFrame], pd.DataFrame]) -> Path:
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     out = path.with_name("edited_" + path.name)
     edit(frame).to_csv(out, index=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ def _gradient(h: int = 390, w: int = 320) -> np.ndarray:
     return ((x * 255 // (w - 1) + y * 0) % 256).astype(np.uint8)
 
 
-def _jpeg(image: np.ndarray, **kwargs) -> bytes:
+def _jpeg(image: np.ndarray, **kwargs: Any) -> bytes:
     return simplejpeg.encode_jpeg(image[:, :, None], quality=95, colorspace="GRAY", **kwargs)
 
 

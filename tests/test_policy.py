@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -146,7 +147,7 @@ def test_mixed_policies_match_a_per_entry_reference(blank, no_finding):
 # Label smoothing
 
 
-def smoothed(policy: Policy, n: int = 20_000, **kwargs) -> np.ndarray:
+def smoothed(policy: Policy, n: int = 20_000, **kwargs: Any) -> np.ndarray:
     codes = np.full((n, len(OBS)), UNC, dtype=np.int8)
     return apply(policy, codes, **kwargs).targets
 

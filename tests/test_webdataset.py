@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -25,7 +27,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     return prepare(root, tmp_path_factory.mktemp("store") / "s", size=24)
 
 
-def _read(pattern: str, *, nodesplitter=wds.single_node_only) -> list[dict]:
+def _read(pattern: str, *, nodesplitter: Callable[..., Any] = wds.single_node_only) -> list[dict]:
     dataset = wds.WebDataset(pattern, shardshuffle=False, nodesplitter=nodesplitter, empty_check=False).decode()
     return list(dataset)
 
