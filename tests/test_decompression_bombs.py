@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import zlib
+from collections.abc import Callable
 
 import numpy as np
 import pydicom
@@ -104,11 +105,11 @@ def test_a_deflated_multi_frame_header_is_refused_before_inflating(no_decoding: 
         _bounded(lambda: imaging.decode(data, file=FILE))
 
 
-def _bounded(call: object) -> None:
+def _bounded(call: Callable[[], object]) -> None:
     """Run ``call`` with the inflation it may do measured: at most a few MB beyond the header's."""
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     try:
-        call()  # type: ignore[operator]
+        call()
     finally:
         grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
         assert grown < 256 << 10, f"grew by {grown} KiB"  # KiB on Linux: under 256 MiB of the 1 GiB

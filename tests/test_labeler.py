@@ -357,11 +357,11 @@ def test_bad_arguments() -> None:
     with pytest.raises(InvalidArgumentError, match="sections must be one of impression, findings, report"):
         label_report("No effusion.", sections="conclusion")
     with pytest.raises(InvalidArgumentError, match="text must be the text of a report"):
-        label_report(None)  # type: ignore[arg-type]
+        label_report(None)  # type: ignore[arg-type]  # not a string, on purpose
     with pytest.raises(InvalidArgumentError, match="workers must be an integer >= 1"):
         label_reports(["No effusion."], workers=0)
     with pytest.raises(InvalidArgumentError, match="each report must be a string"):
-        label_reports(["No effusion.", float("nan")])  # type: ignore[list-item]
+        label_reports(["No effusion.", float("nan")])  # type: ignore[list-item]  # a float among the reports, on purpose
 
 
 def test_empty_reports_are_blank_throughout() -> None:

@@ -53,7 +53,7 @@ def _python(script: str, *args: str) -> dict[str, Any]:
     """Run ``script`` (which prints a JSON object) in a fresh interpreter, bounded in time and memory."""
     run = subprocess.run([sys.executable, "-c", textwrap.dedent(script), *args], capture_output=True, text=True, timeout=90, preexec_fn=_limited)
     assert run.returncode == 0, run.stderr[-3000:]
-    return json.loads(run.stdout)  # type: ignore[no-any-return]
+    return json.loads(run.stdout)
 
 
 _STORE = """

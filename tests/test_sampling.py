@@ -103,7 +103,7 @@ def test_a_row_selection_is_sampled_and_an_epoch_can_resume_part_way() -> None:
 )
 def test_arguments_are_checked(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        EpochSampler(**kwargs)  # type: ignore[arg-type]
+        EpochSampler(**kwargs)  # type: ignore[arg-type]  # bad values on purpose: the checks under test
     with pytest.raises(ValueError, match="epoch must be"):
         next(EpochSampler(4, 2).batches(-1))
 

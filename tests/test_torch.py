@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -100,7 +100,7 @@ def test_default_dataloader_batching_keeps_the_order_asked_for(store: Store) -> 
     dataset = StoreDataset(store)
 
     class Backwards(SequentialSampler):
-        def __iter__(self):  # type: ignore[no-untyped-def]
+        def __iter__(self):
             return iter(range(len(self.data_source) - 1, -1, -1))
 
     batch = next(iter(DataLoader(dataset, batch_size=6, sampler=Backwards(dataset))))
@@ -163,7 +163,7 @@ def _private_dirty() -> int:
 class _Measured(StoreDataset):
     """Adds the worker's private memory to each batch (measured after the gather)."""
 
-    def batch(self, positions):  # type: ignore[no-untyped-def]
+    def batch(self, positions):
         batch = super().batch(positions)
         batch["private"] = torch.tensor(_private_dirty())
         return batch
@@ -172,11 +172,11 @@ class _Measured(StoreDataset):
 class _PerRowObjects(_Measured):
     """A control that keeps a Python object per row, as pandas-based loaders do."""
 
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.paths = [f"{i:08d}" * 4 for i in range(len(self))]
 
-    def batch(self, positions):  # type: ignore[no-untyped-def]
+    def batch(self, positions):
         sum(len(p) for p in self.paths)  # touching each object writes its reference count
         return super().batch(positions)
 
@@ -275,14 +275,14 @@ def test_the_readme_split_to_loader_snippet_runs_as_written(small_release: Path,
     assert "split_patients" in snippet and "dataloader(" in snippet and "augment(" in snippet
     assert snippet.count('"~/data/CheXpert-v1.0-small.zip"') == 1
     monkeypatch.chdir(tmp_path)
-    namespace: dict[str, object] = {}
+    namespace: dict[str, Any] = {}  # whatever the README snippet defines
     exec(compile(snippet.replace('"~/data/CheXpert-v1.0-small.zip"', repr(str(small_release))), "README.md", "exec"), namespace)
     loader, parts, store = namespace["loader"], namespace["parts"], namespace["store"]
-    seen = torch.cat([b["row"] for b in loader]).numpy()  # type: ignore[attr-defined]
-    assert sorted(store.index.path[seen].tolist()) == sorted(parts["train"].path.tolist())  # type: ignore[attr-defined, index]
+    seen = torch.cat([b["row"] for b in loader]).numpy()
+    assert sorted(store.index.path[seen].tolist()) == sorted(parts["train"].path.tolist())
     x = namespace["x"]
-    assert x.dtype == torch.float32 and x.shape[1:] == (3, 288, 288)  # type: ignore[attr-defined]
-    assert namespace["counted"].dtype == torch.bool  # type: ignore[attr-defined]
+    assert x.dtype == torch.float32 and x.shape[1:] == (3, 288, 288)
+    assert namespace["counted"].dtype == torch.bool
 
 
 # -- class-balanced epochs ---------------------------------------------------------------------

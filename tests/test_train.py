@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -47,8 +48,8 @@ def small(**changes: object) -> Recipe:
     return get_recipe("demo").replace(**{"size": SIZE, "batch_size": 16, "max_steps": 6, "checkpoint_every": 2, "keep_best": 2, "log_every": 1, **changes})
 
 
-def _cli(*argv: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "chexpert", *argv], capture_output=True, text=True, timeout=600, **kwargs)  # type: ignore[call-overload]
+def _cli(*argv: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "chexpert", *argv], capture_output=True, text=True, timeout=600, **kwargs)
 
 
 # -- recipe ---------------------------------------------------------------------------------------
@@ -75,7 +76,7 @@ def test_the_default_recipe_is_the_papers() -> None:
 )
 def test_bad_recipe_values_name_the_field_and_the_valid_values(changes: dict[str, object], message: str) -> None:
     with pytest.raises(InvalidArgumentError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        Recipe(**changes)  # type: ignore[arg-type]
+        Recipe(**changes)  # type: ignore[arg-type]  # bad values on purpose: the checks under test
 
 
 def test_recipes_round_trip_through_json_with_a_policy_object() -> None:
