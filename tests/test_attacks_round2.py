@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -15,6 +16,9 @@ from chexpert.cli import main
 from chexpert.labeler import LongReportWarning, label_reports
 from chexpert.labeler.files import label_file
 from chexpert.labeler.pipeline import LONGEST_REPORT
+
+if TYPE_CHECKING:
+    from chexpert.evaluate import Evaluation
 
 LONG = "No effusion. " + "x " * LONGEST_REPORT + "Large pneumothorax."
 
@@ -49,7 +53,7 @@ def test_label_file_and_the_cli_summary_count_the_cut_reports(tmp_path: Path, ca
 # --- writers never write through a link planted in their folder ---------------------------------
 
 
-def _small_evaluation() -> object:
+def _small_evaluation() -> Evaluation:
     import numpy as np
     import pandas as pd
 
@@ -78,7 +82,7 @@ def test_save_plots_replaces_a_link_at_a_figure_name_rather_than_writing_through
     out.mkdir()
     (out / "edema.png").symlink_to(bait)
     (out / "summary.svg").symlink_to(bait)
-    written = save_plots(_small_evaluation(), out)  # type: ignore[arg-type]
+    written = save_plots(_small_evaluation(), out)
     assert bait.read_text() == "keep me"
     assert all(p.is_file() and not p.is_symlink() for p in written)
     assert (out / "edema.png").read_bytes().startswith(b"\x89PNG")

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,9 +20,9 @@ from chexpert.errors import InvalidArgumentError, option
 from tests.conftest import as_a_terminal_starts_it
 
 
-def _run(*argv: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+def _run(*argv: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, COLUMNS="80")  # what a narrow terminal or CI exports; must not matter
-    return subprocess.run([sys.executable, "-m", "chexpert", *argv], capture_output=True, text=True, env=env, **kwargs)  # type: ignore[call-overload]
+    return subprocess.run([sys.executable, "-m", "chexpert", *argv], capture_output=True, text=True, env=env, **kwargs)
 
 
 @pytest.fixture(scope="module")

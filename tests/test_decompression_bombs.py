@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import zlib
+from collections.abc import Callable
 
 import numpy as np
 import pydicom
@@ -104,11 +105,11 @@ def test_a_deflated_multi_frame_header_is_refused_before_inflating(no_decoding: 
         _bounded(lambda: imaging.decode(data, file=FILE))
 
 
-def _bounded(call: object) -> None:
+def _bounded(call: Callable[[], object]) -> None:
     """Run ``call`` with the inflation it may do measured: at most a few MB beyond the header's."""
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     try:
-        call()  # type: ignore[operator]
+        call()
     finally:
         grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
         assert grown < 256 << 10, f"grew by {grown} KiB"  # KiB on Linux: under 256 MiB of the 1 GiB
@@ -186,14 +187,14 @@ def test_an_extreme_aspect_ratio_never_makes_a_huge_intermediate(h: int, w: int)
 @pytest.mark.parametrize("dtype", [np.uint8, np.float32])
 def test_the_direct_crop_matches_enlarging_then_cutting(h: int, w: int, size: int, dtype: type) -> None:
     rng = np.random.default_rng(h * w)
-    image = rng.integers(0, 256, (h, w)).astype(dtype)
+    image: np.ndarray = rng.integers(0, 256, (h, w)).astype(dtype)
     if dtype is np.float32:
         image /= 255
     scale = size / min(h, w)
     enlarged = max(size, round(h * scale)), max(size, round(w * scale))
     top, left = (enlarged[0] - size) // 2, (enlarged[1] - size) // 2
     cut = imaging._scale(image, np.empty(enlarged, dtype), image.shape)[top : top + size, left : left + size]
-    direct = np.empty((size, size), dtype)
+    direct: np.ndarray = np.empty((size, size), dtype)
     imaging._crop_enlarged(image, direct, enlarged, top, left)
     tolerance = 1 if dtype is np.uint8 else 1e-6  # OpenCV's fixed-point rounding of 8-bit samples
     assert np.abs(cut.astype(np.float64) - direct.astype(np.float64)).max() <= tolerance

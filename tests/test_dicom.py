@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import itertools
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pydicom
@@ -196,8 +197,8 @@ def test_sixteen_bit_png_is_scaled_never_clipped():
 def test_voi_lut_with_a_negative_first_value_in_implicit_vr():
     # Implicit VR cannot say the LUT Descriptor's first value is SS: read as US it is 65536 too big.
     picture = _picture()
-    params = dict(bits_stored=12, voi_lut=True, slope=0.5, intercept=-1024.0)
-    explicit = dicom.display(dicom.read(render_dicom(picture, DicomParams(**params, syntax="explicit"))))
-    implicit = dicom.display(dicom.read(render_dicom(picture, DicomParams(**params, syntax="implicit"))))
-    assert dicom.read(render_dicom(picture, DicomParams(**params, syntax="implicit"))).VOILUTSequence[0].LUTDescriptor[1] > 32767
+    params = DicomParams(bits_stored=12, voi_lut=True, slope=0.5, intercept=-1024.0)
+    explicit = dicom.display(dicom.read(render_dicom(picture, replace(params, syntax="explicit"))))
+    implicit = dicom.display(dicom.read(render_dicom(picture, replace(params, syntax="implicit"))))
+    assert dicom.read(render_dicom(picture, replace(params, syntax="implicit"))).VOILUTSequence[0].LUTDescriptor[1] > 32767
     np.testing.assert_array_equal(explicit, implicit)

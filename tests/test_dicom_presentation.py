@@ -60,7 +60,7 @@ def _all_zero_voi(ds: Any) -> None:
     ds.VOILUTSequence[0].LUTData = bytes(len(ds.VOILUTSequence[0].LUTData))
 
 
-VOI = {"voi_lut": True, "windows": ((2000.0, 3000.0),)}
+VOI: dict[str, Any] = {"voi_lut": True, "windows": ((2000.0, 3000.0),)}  # DicomParams keywords, as BROKEN holds them
 BROKEN: dict[str, tuple[Callable[[Any], None], dict[str, Any], str]] = {
     "NaN slope": (_set("ds", "RescaleSlope", "NaN"), {}, r"RescaleSlope is not a finite number \(nan\)"),
     "infinite slope": (_set("ds", "RescaleSlope", "-inf"), {}, r"RescaleSlope is not a finite number \(-inf\)"),

@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -119,7 +120,7 @@ def _fifo(tmp_path: Path) -> Path:
     ids=["zip-two-members", "zip-one-member", "folder", "fifo", "empty", "blank-lines", "binary", "latin-1", "gzip-ragged", "device"],
 )
 @pytest.mark.parametrize("role", ["predictions", "truth", "radiologists", "metadata"])
-def test_files_that_are_not_csv_text_are_one_line(files: Files, tmp_path: Path, make, message: str, role: str) -> None:
+def test_files_that_are_not_csv_text_are_one_line(files: Files, tmp_path: Path, make: Callable[[Files, Path], Path], message: str, role: str) -> None:
     bad = make(files, tmp_path)
     argv = {"predictions": ["--predictions", str(bad), "--truth", str(files.truth)],
             "truth": ["--predictions", str(files.predictions), "--truth", str(bad)],

@@ -117,8 +117,8 @@ def test_both_layouts_find_the_consensus_five_and_all_eight(layout: str, root: P
     assert (everyone.table["radiologists"] == 8).all()
     # Same reads in both layouts (the same seed): the files differ only in where they are.
     if layout == "folders":
-        public = evaluate(test_predictions, root, radiologists="all", bootstrap=0)
-        pd.testing.assert_frame_equal(public.radiologists, everyone.radiologists)
+        from_public = evaluate(test_predictions, root, radiologists="all", bootstrap=0)
+        pd.testing.assert_frame_equal(from_public.radiologists, everyone.radiologists)
 
 
 def test_the_writer_lays_out_readers_as_asked(tmp_path: Path) -> None:
@@ -139,7 +139,7 @@ def test_the_writer_lays_out_readers_as_asked(tmp_path: Path) -> None:
 def test_radmaj_is_the_benchmark_majority_and_is_not_counted_among_readers(root: Path, test_predictions: Path, capsys: pytest.CaptureFixture[str]) -> None:
     result = evaluate(test_predictions, root, radiologists="all", bootstrap=0)
     assert result.data.majority_of == ("bc4", "bc6", "bc8")
-    vote = (sum(result.data.readers[name] for name in ("bc4", "bc6", "bc8")) >= 2).astype(float)
+    vote = (np.stack([result.data.readers[name] for name in ("bc4", "bc6", "bc8")]).sum(axis=0) >= 2).astype(float)
     np.testing.assert_array_equal(result.data.readers["RadMaj"], vote)
     points = result.radiologists.set_index(["radiologist", "observation"])
     for j, observation in enumerate(result.data.observations):

@@ -143,7 +143,7 @@ def test_arguments_are_validated(release: Release, store: Store, tmp_path: Path)
     with pytest.raises(ValueError, match="image_format must be one of array, png"):
         hf.to_hf_dataset(store, image_format="jpeg", cache_dir=tmp_path)
     with pytest.raises(TypeError, match="Index or a Store"):
-        hf.to_hf_dataset([1, 2], cache_dir=tmp_path)  # type: ignore[arg-type]
+        hf.to_hf_dataset([1, 2], cache_dir=tmp_path)  # type: ignore[arg-type]  # neither Index nor Store, on purpose
     with pytest.raises(ValueError, match="unknown policy preset"):
         hf.to_hf_dataset(store, policy="u-maybe", cache_dir=tmp_path)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ def _gradient(h: int = 390, w: int = 320) -> np.ndarray:
     return ((x * 255 // (w - 1) + y * 0) % 256).astype(np.uint8)
 
 
-def _jpeg(image: np.ndarray, **kwargs) -> bytes:
+def _jpeg(image: np.ndarray, **kwargs: Any) -> bytes:
     return simplejpeg.encode_jpeg(image[:, :, None], quality=95, colorspace="GRAY", **kwargs)
 
 
@@ -187,7 +188,7 @@ def test_resize_is_deterministic_and_writes_in_place():
 def test_decode_resized_matches_decode_then_resize(mode):
     """DCT-domain downscaling changes pixels only slightly compared with the full decode."""
     rng = np.random.default_rng(0)
-    smooth = np.asarray(Image.fromarray((rng.random((60, 50)) * 255).astype(np.uint8)).resize((2000, 2400), Image.BICUBIC))
+    smooth = np.asarray(Image.fromarray((rng.random((60, 50)) * 255).astype(np.uint8)).resize((2000, 2400), Image.Resampling.BICUBIC))
     data = _jpeg(smooth)
     fast = imaging.decode_resized(data, 224, mode)
     slow = imaging.resize(imaging.decode(data), 224, mode)
@@ -203,11 +204,11 @@ def test_bad_arguments_list_valid_values():
 def test_dicom_is_windowed_to_uint8(tmp_path):
     pydicom = pytest.importorskip("pydicom")
     from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
     meta = FileMetaDataset()
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+    meta.MediaStorageSOPClassUID = UID("1.2.840.10008.5.1.4.1.1.1.1")
     meta.MediaStorageSOPInstanceUID = generate_uid()
     ds = FileDataset(str(tmp_path / "x.dcm"), {}, file_meta=meta, preamble=b"\0" * 128)
     pixels = np.arange(64 * 48, dtype=np.uint16).reshape(64, 48) % 4096

@@ -112,6 +112,7 @@ def test_every_bad_value_is_listed_by_check_csv():
     index, problems, lines = check_csv(csv_bytes(rows), file="train.csv")
     assert [(p.kind, p.row) for p in problems] == [("label", 3), ("value", 5), ("value", 6)]
     # The good rows are indexed, the bad ones not; nothing is silently kept with a wrong value.
+    assert index is not None
     assert len(index) == len(rows) - 3
     assert 3 not in lines.tolist() and 2 in lines.tolist()
 

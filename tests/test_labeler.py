@@ -322,8 +322,10 @@ def test_every_label_is_explained_with_offsets_into_the_report() -> None:
             if mention.trigger is not None and mention.trigger.kind != "rule":
                 assert text[mention.trigger.span[0] : mention.trigger.span[1]] == mention.trigger.text
     pneumothorax = result["Pneumothorax"].mentions[0]
+    assert pneumothorax.trigger is not None
     assert (pneumothorax.text, pneumothorax.value, pneumothorax.trigger.text, pneumothorax.trigger.kind) == ("pneumothorax", 0.0, "No", "negation")
     pneumonia = result["Pneumonia"].mentions[0]
+    assert pneumonia.trigger is not None
     assert (pneumonia.trigger.text, pneumonia.trigger.kind) == ("cannot be excluded", "uncertainty")
     assert [m.value for m in result["Pleural Effusion"].mentions] == [1.0, 1.0]
     assert result["Pleural Effusion"].mentions[0].trigger is None
@@ -355,11 +357,11 @@ def test_bad_arguments() -> None:
     with pytest.raises(InvalidArgumentError, match="sections must be one of impression, findings, report"):
         label_report("No effusion.", sections="conclusion")
     with pytest.raises(InvalidArgumentError, match="text must be the text of a report"):
-        label_report(None)  # type: ignore[arg-type]
+        label_report(None)  # type: ignore[arg-type]  # not a string, on purpose
     with pytest.raises(InvalidArgumentError, match="workers must be an integer >= 1"):
         label_reports(["No effusion."], workers=0)
     with pytest.raises(InvalidArgumentError, match="each report must be a string"):
-        label_reports(["No effusion.", float("nan")])  # type: ignore[list-item]
+        label_reports(["No effusion.", float("nan")])  # type: ignore[list-item]  # a float among the reports, on purpose
 
 
 def test_empty_reports_are_blank_throughout() -> None:
@@ -386,7 +388,7 @@ def test_workers_give_the_same_labels_in_the_same_order() -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=300))
+@given(st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=300))
 def test_any_text_is_labelled_with_valid_offsets(text: str) -> None:
     result = label_report(text, sections="report")
     assert len(result.labels) == 14

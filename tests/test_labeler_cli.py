@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,9 +32,9 @@ REPORTS = [
 ]
 
 
-def _run(*argv: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+def _run(*argv: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, COLUMNS="60")
-    return subprocess.run([sys.executable, "-m", "chexpert", *argv], capture_output=True, text=True, env=env, **kwargs)  # type: ignore[call-overload]
+    return subprocess.run([sys.executable, "-m", "chexpert", *argv], capture_output=True, text=True, env=env, **kwargs)
 
 
 def _write_csv(path: Path, rows: list[list[str]]) -> Path:

@@ -58,22 +58,22 @@ def test_a_run_on_sentence_is_cut_into_clauses() -> None:
     assert "".join(text[a:b] for a, b in pieces).replace(" ", "") == text.replace(" ", "")
 
 
-class _Counting(list):  # type: ignore[type-arg]
+class _Counting(list):
     """A list of triggers that counts how many of its items are looked at."""
 
     looked = 0
 
-    def __getitem__(self, index):  # type: ignore[no-untyped-def]
+    def __getitem__(self, index):
         item = super().__getitem__(index)
         _Counting.looked += len(item) if isinstance(index, slice) else 1
         return item
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self):
         for item in super().__iter__():
             _Counting.looked += 1
             yield item
 
-    def __reversed__(self):  # type: ignore[no-untyped-def]
+    def __reversed__(self):
         for item in super().__reversed__():
             _Counting.looked += 1
             yield item

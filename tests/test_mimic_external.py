@@ -18,7 +18,7 @@ pytest.importorskip("torch")
 import chexpert
 from chexpert import schema
 from chexpert.evaluate import evaluate
-from chexpert.mimic import UnlabeledStudiesWarning, truth_index
+from chexpert.mimic import MimicRelease, UnlabeledStudiesWarning, truth_index
 from chexpert.report import render_report
 from chexpert.store import prepare
 from chexpert.synth import synthesize
@@ -79,6 +79,7 @@ def test_uncertain_and_unlabeled_read_as_negative_with_a_warning(run_and_mimic: 
     from chexpert.mimic import resolve_truth
 
     release = chexpert.open(mimic)
+    assert isinstance(release, MimicRelease)
     quirks = json.loads((mimic / "QUIRKS.json").read_text())
     unlabeled = quirks["unlabeled"][0]
     split = schema.SPLITS[int(index.split[index.study == unlabeled][0])]

@@ -25,6 +25,7 @@ def test_batches_follow_the_epoch_sampler_and_hold_the_stored_values(store: Stor
     batches = list(loader)
     assert len(batches) == len(loader) == -(-len(store) // 10)
     sampler = EpochSampler(len(store), 10, seed=4)
+    assert expected.classes is not None
     for batch, rows in zip(batches, sampler.batches(0), strict=True):
         assert batch["row"].tolist() == rows.tolist()
         assert batch["image"].shape == (len(rows), 24, 24, 1) and batch["image"].dtype == np.uint8

@@ -51,17 +51,17 @@ def test_roc_figure_draws_the_curve_radiologists_and_titles_of_the_evaluation(ev
     y, s = evaluation.data.labels[:, j], evaluation.data.scores[:, j]
     fpr, tpr, _ = sklearn_metrics.roc_curve(y, s, drop_intermediate=False)
     model = next(line for line in roc.get_lines() if line.get_label() == "model")
-    np.testing.assert_allclose(model.get_xdata(), fpr)
-    np.testing.assert_allclose(model.get_ydata(), tpr)
+    np.testing.assert_allclose(np.asarray(model.get_xdata()), fpr)
+    np.testing.assert_allclose(np.asarray(model.get_ydata()), tpr)
     row = evaluation.table.loc["Edema"]
     assert f"AUROC {row['auroc']:.3f}" in roc.get_title() and f"{row['auroc_lo']:.3f}-{row['auroc_hi']:.3f}" in roc.get_title()
     assert f"AUPRC {row['auprc']:.3f}" in pr.get_title()
     for reader in evaluation.radiologists[evaluation.radiologists["observation"] == "Edema"].itertuples():
         label = f"{reader.radiologist} ({'under' if reader.under_curve else 'above'} curve)"
         marker = next(line for line in roc.get_lines() if line.get_label() == label)
-        assert (marker.get_xdata()[0], marker.get_ydata()[0]) == pytest.approx((1 - reader.specificity, reader.sensitivity))
+        assert (np.asarray(marker.get_xdata())[0], np.asarray(marker.get_ydata())[0]) == pytest.approx((1 - reader.specificity, reader.sensitivity))
         point = next(line for line in pr.get_lines() if line.get_label() == reader.radiologist)
-        assert (point.get_xdata()[0], point.get_ydata()[0]) == pytest.approx((reader.sensitivity, reader.ppv))
+        assert (np.asarray(point.get_xdata())[0], np.asarray(point.get_ydata())[0]) == pytest.approx((reader.sensitivity, reader.ppv))
     assert len(roc.collections) == 1 and len(pr.collections) == 1  # the two bootstrap bands
     with pytest.raises(ValueError, match="was not scored"):
         plots.roc_figure(evaluation, "Pneumonia")
@@ -82,7 +82,9 @@ def test_bands_are_pointwise_percentiles_of_the_resampled_curves(evaluation):
         p, r, _ = sklearn_metrics.precision_recall_curve(y[rows], s[rows])
         p, r = p[:-1][::-1], r[:-1][::-1]  # from the highest threshold down, without sklearn's end point
         precision.append(p[np.minimum(np.searchsorted(r, plots._GRID, side="left"), len(r) - 1)])
-    roc_band, pr_band = plots._bands(evaluation, j)
+    bands = plots._bands(evaluation, j)
+    assert bands is not None  # the evaluation has bootstrap resamples
+    roc_band, pr_band = bands
     np.testing.assert_allclose(roc_band, metrics.percentile_interval(np.array(sensitivity), evaluation.level), atol=1e-12)
     np.testing.assert_allclose(pr_band, metrics.percentile_interval(np.array(precision), evaluation.level), atol=1e-12)
     assert (roc_band[0] <= roc_band[1]).all() and roc_band[0, 0] >= 0 and roc_band[1, -1] == 1.0
@@ -105,8 +107,8 @@ def test_reliability_diagram_draws_the_bins_of_the_ece(evaluation):
     j = evaluation.data.observations.index("Edema")
     count, mean, positive = metrics.reliability_bins(evaluation.data.scores[:, j], evaluation.data.labels[:, j])
     points = next(line for line in figure.axes[0].get_lines() if line.get_label() == "fraction positive")
-    np.testing.assert_allclose(points.get_xdata(), mean[count > 0])
-    np.testing.assert_allclose(points.get_ydata(), positive[count > 0])
+    np.testing.assert_allclose(np.asarray(points.get_xdata()), mean[count > 0])
+    np.testing.assert_allclose(np.asarray(points.get_ydata()), positive[count > 0])
     assert f"ECE {evaluation.table.loc['Edema', 'ece']:.3f}" in figure.axes[0].get_title()
     with pytest.raises(ValueError, match="not scored"):
         plots.reliability_figure(evaluation, ["No Finding"])

@@ -19,7 +19,7 @@ import pytest
 import chexpert
 from chexpert import schema
 from chexpert.errors import CSVFormatError, ReleaseNotFoundError
-from chexpert.plus import PLUS_COLUMNS, dicom_header_columns, open_plus, radgraph, read_labels
+from chexpert.plus import PLUS_COLUMNS, PlusRelease, dicom_header_columns, open_plus, radgraph, read_labels
 from chexpert.synth.plus import PLUS_CSV, synthesize_plus
 from chexpert.synth.report import render_report
 from tests.conftest import tree_digest
@@ -41,6 +41,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_open_recognises_plus_and_indexes_every_row(plus_root):
     release = chexpert.open(plus_root)
+    assert isinstance(release, PlusRelease)
     assert release.kind == "plus" and release.images == "png" and release.original is not None
     index = release.index()
     with open(plus_root / PLUS_CSV, newline="") as f:
@@ -84,6 +85,7 @@ def test_label_files_joined_by_path_null_kept_distinct_from_zero(plus_root):
 def test_label_source_original_and_problems_of_the_join(plus_root):
     release = open_plus(plus_root, labels="original")
     index = release.index()
+    assert release.original is not None
     original = release.original.index()
     theirs = {schema.strip_release_prefix(p): labels for p, labels in zip(original.path.tolist(), original.labels.tolist())}
     assert all(theirs[p] == labels for p, labels in zip(index.path.tolist(), index.labels.tolist()))
@@ -130,6 +132,7 @@ def test_images_found_by_tail_in_zips_and_folders(plus_root, tmp_path):
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(z.read(member))
     mirrored = chexpert.open(copy)
+    assert isinstance(mirrored, PlusRelease)
     assert mirrored.original is None and "labels_original" not in mirrored.index().extra
     assert mirrored.read_bytes(index.path[0]) == release.read_bytes(index.path[0])
 
@@ -161,6 +164,7 @@ def test_png_and_dicom_sources_prepare_to_the_same_pixels(plus_root, tmp_path):
 
 def test_radgraph_one_element_per_row_with_two_words(plus_root, tmp_path):
     release = chexpert.open(plus_root)
+    assert isinstance(release, PlusRelease)
     index = release.index()
     graphs = radgraph(release, "findings", index)
     words = np.array([len(t.split()) for t in index.extra["section_findings"].tolist()])
@@ -177,6 +181,7 @@ def test_radgraph_one_element_per_row_with_two_words(plus_root, tmp_path):
 
 def test_dicom_header_columns(plus_root):
     release = chexpert.open(plus_root)
+    assert isinstance(release, PlusRelease)
     index = dicom_header_columns(release, release.index())
     found = index.extra["dicom_found"]
     assert (~found).sum() == len(_quirks(plus_root)["missing_dicom"])

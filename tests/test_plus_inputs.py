@@ -14,6 +14,7 @@ import sys
 import tarfile
 import warnings
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -156,7 +157,7 @@ def test_odd_label_lines_are_problems_of_the_cli_not_tracebacks(plus_root: Path,
 # -- the CSV ---------------------------------------------------------------------------------------
 
 
-def _rewrite_csv(root: Path, edit) -> None:
+def _rewrite_csv(root: Path, edit: Callable[[bytes], bytes]) -> None:
     path = root / PLUS_CSV
     path.write_bytes(edit(path.read_bytes()))
 

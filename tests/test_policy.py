@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -50,7 +51,8 @@ def paths_for(n: int, prefix: str = "CheXpert-v1.0-small/") -> np.ndarray:
 
 
 # (target, mask) per code for the binary policies; smoothing gives a range for uncertain.
-BINARY_EXPECTED = {
+# observation policy -> raw code -> (target, or the (low, high) range of a smoothed one; mask)
+BINARY_EXPECTED: dict[str, dict[int, tuple[float | tuple[float, float], bool]]] = {
     "ignore": {POS: (1.0, True), NEG: (0.0, True), UNC: (0.0, False)},
     "zeros": {POS: (1.0, True), NEG: (0.0, True), UNC: (0.0, True)},
     "ones": {POS: (1.0, True), NEG: (0.0, True), UNC: (1.0, True)},
@@ -75,6 +77,7 @@ def test_every_code_under_every_policy(name, blank):
     if name == "multiclass":
         assert t.multiclass.all() and not t.mask.any()
         expected_classes = {POS: 1, NEG: 0, UNC: 2, BLANK: 0 if blank == "negative" else IGNORE_CLASS}
+        assert t.classes is not None
         for row, code in enumerate(CODES):
             assert (t.classes[row] == expected_classes[code]).all()
             assert (t.targets[row] == (1.0 if code == POS else 0.0)).all()
@@ -105,6 +108,7 @@ def reference(policy: Policy, row: np.ndarray) -> list[tuple[float, bool, int]]:
             out.append((0.0, policy.blank == "negative", IGNORE_CLASS))
         elif code == UNC:
             target, mask = BINARY_EXPECTED[name][UNC]
+            assert isinstance(target, float)  # the deterministic policies only: no smoothed range
             out.append((target, mask, IGNORE_CLASS))
         else:
             out.append((float(code == POS), True, IGNORE_CLASS))
@@ -133,6 +137,7 @@ def test_mixed_policies_match_a_per_entry_reference(blank, no_finding):
     per_observation = {o: names[j % 4] for j, o in enumerate(OBS)}
     policy = Policy(uncertain="zeros", per_observation=per_observation, blank=blank, no_finding=no_finding)
     t = apply(policy, codes)
+    assert t.classes is not None
     for i, row in enumerate(codes):
         for j, (target, mask, cls) in enumerate(reference(policy, row)):
             assert (t.targets[i, j], t.mask[i, j], t.classes[i, j]) == (target, mask, cls), (i, OBS[j], row.tolist())
@@ -142,7 +147,7 @@ def test_mixed_policies_match_a_per_entry_reference(blank, no_finding):
 # Label smoothing
 
 
-def smoothed(policy: Policy, n: int = 20_000, **kwargs) -> np.ndarray:
+def smoothed(policy: Policy, n: int = 20_000, **kwargs: Any) -> np.ndarray:
     codes = np.full((n, len(OBS)), UNC, dtype=np.int8)
     return apply(policy, codes, **kwargs).targets
 
@@ -235,6 +240,7 @@ def test_per_observation_mapping_with_default():
     assert t.targets[unc, lesion] == 0.0 and t.mask[unc, lesion]
     assert not t.mask[unc, fracture]
     assert t.multiclass.tolist() == [j == cardio for j in range(len(OBS))]
+    assert t.classes is not None
     assert t.classes[:, cardio].tolist() == [1, 0, 2, 0]
     assert (np.delete(t.classes, cardio, axis=1) == IGNORE_CLASS).all()
     assert not t.mask[:, cardio].any()
@@ -285,6 +291,7 @@ def test_no_finding_derived_from_the_others_after_the_policy():
     assert derived(Policy(uncertain="smooth-zeros"), *rows)[4] == 1.0
     assert derived(Policy(uncertain="multiclass"), *rows) == [1.0, 0.0, 1.0, 0.0, 1.0, 1.0]  # uncertain class is not positive
     t = apply(Policy(uncertain="multiclass", no_finding="derive"), np.stack(rows))
+    assert t.classes is not None
     assert not t.multiclass[NF] and (t.classes[:, NF] == IGNORE_CLASS).all()
 
 
@@ -295,6 +302,7 @@ def test_no_finding_negates_others_only_where_raw_no_finding_is_positive():
     cardio = OBS.index("Cardiomegaly")
     binary_others = [j for j in range(len(OBS)) if j not in (NF, SD, cardio)]
     assert (t.targets[0, binary_others] == 0).all() and t.mask[0, binary_others].all()
+    assert t.classes is not None
     assert t.classes[0, cardio] == 0 and not t.mask[0, cardio]
     assert t.targets[0, SD] == 1.0 and t.targets[0, NF] == 1.0
     # Row 1 is untouched: Edema uncertain and blanks stay masked.
@@ -394,6 +402,7 @@ def test_chexpert_paper_best():
     assert t.targets[unc, column["Atelectasis"]] == 1.0 and t.targets[unc, column["Edema"]] == 1.0
     assert t.targets[unc, column["Consolidation"]] == pytest.approx(0.3)
     assert t.multiclass.tolist() == [o in ("Cardiomegaly", "Pleural Effusion") for o in t.observations]
+    assert t.classes is not None
     assert t.classes[:, column["Cardiomegaly"]].tolist() == [1, 0, 2, 0]
 
 

@@ -17,7 +17,7 @@ from tests.conftest import tree_digest
 
 
 @pytest.fixture(scope="module")
-def releases(tmp_path_factory) -> dict[str, Path]:
+def releases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The same patients written in every layout (a few, to stay quick)."""
     base = tmp_path_factory.mktemp("layouts")
     return {

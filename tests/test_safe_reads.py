@@ -16,6 +16,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,11 +49,11 @@ def _limited() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
 
 
-def _python(script: str, *args: str) -> dict[str, list[object]]:
+def _python(script: str, *args: str) -> dict[str, Any]:
     """Run ``script`` (which prints a JSON object) in a fresh interpreter, bounded in time and memory."""
     run = subprocess.run([sys.executable, "-c", textwrap.dedent(script), *args], capture_output=True, text=True, timeout=90, preexec_fn=_limited)
     assert run.returncode == 0, run.stderr[-3000:]
-    return json.loads(run.stdout)  # type: ignore[no-any-return]
+    return json.loads(run.stdout)
 
 
 _STORE = """
@@ -95,17 +96,17 @@ def test_a_store_file_that_is_no_regular_file_is_named(small_release: Path, refe
     _plant(store / name, kind)
     found = _python(_STORE, str(store), str(small_release), str(tmp_path / "shards"), str(STORE_SIZE))
     file, word = str(store / name), KINDS[kind]
-    assert any(file in line and word in line for line in found["verify_store"]), found["verify_store"]  # type: ignore[attr-defined,operator]
+    assert any(file in line and word in line for line in found["verify_store"]), found["verify_store"]
     kind_of_error, message = found["open_store"]
-    assert kind_of_error in ("StoreError", "ReadError") and file in message and word in message  # type: ignore[operator]
+    assert kind_of_error in ("StoreError", "ReadError") and file in message and word in message
     code, out, err = found["verify-store"]
-    assert code == 1 and err == "" and word in out and file in out  # type: ignore[operator]
+    assert code == 1 and err == "" and word in out and file in out
     code, out, err = found["export"]
-    assert code == 1 and out == "" and err.count("\n") == 1 and file in err and word in err  # type: ignore[union-attr, operator]
+    assert code == 1 and out == "" and err.count("\n") == 1 and file in err and word in err
     assert not (tmp_path / "shards").exists() or not any((tmp_path / "shards").iterdir())
     # prepare into that folder: refused (the odd entry is not provably its own), never a wait.
     kind_of_error, message = found["prepare"]
-    assert kind_of_error in ("StoreError", "ReadError", "StaleStoreError") and name in message  # type: ignore[operator]
+    assert kind_of_error in ("StoreError", "ReadError", "StaleStoreError") and name in message
     assert (store / name).exists() or (store / name).is_symlink()  # left as it was
 
 
@@ -136,8 +137,8 @@ def test_plus_files_that_are_no_regular_files_are_named(tmp_path: Path, kind: st
     _plant(labels, kind)
     found = _python(_PLUS, str(root))
     kind_of_error, message = found["radgraph"]
-    assert kind_of_error == "ReadError" and str(graph) in message  # type: ignore[operator]
-    assert any(str(labels) in line and "left blank" in line and "not found" not in line for line in found["problems"])  # type: ignore[attr-defined,operator]
+    assert kind_of_error == "ReadError" and str(graph) in message
+    assert any(str(labels) in line and "left blank" in line and "not found" not in line for line in found["problems"])
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -199,9 +200,9 @@ def test_files_a_user_names_are_read_safely(tmp_path: Path, kind: str) -> None:
     for name in names:
         kind_of_error, message = found[name]
         if name == "soft.csv":
-            assert kind_of_error == "CSVFormatError" and f"{tmp_path / name}: {soft[kind]}" in message, (name, found[name])  # type: ignore[operator]
+            assert kind_of_error == "CSVFormatError" and f"{tmp_path / name}: {soft[kind]}" in message, (name, found[name])
         else:
-            assert kind_of_error == "ReadError" and f"{tmp_path / name}: is a {KINDS[kind]}" in message, (name, found[name])  # type: ignore[operator]
+            assert kind_of_error == "ReadError" and f"{tmp_path / name}: is a {KINDS[kind]}" in message, (name, found[name])
 
 
 def test_a_gzipped_csv_is_inflated_no_further_than_the_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -133,12 +135,12 @@ def test_split_and_kfold_validate_arguments():
 
 
 @pytest.fixture(scope="module")
-def real(real_train_csv) -> Index:
+def real(real_train_csv: Path) -> Index:
     return read_csv(real_train_csv)
 
 
 @pytest.fixture(scope="module")
-def frame(real_train_csv) -> pd.DataFrame:
+def frame(real_train_csv: Path) -> pd.DataFrame:
     """An independent pandas reading of the same file."""
     frame = pd.read_csv(real_train_csv)
     frame["patient"] = frame["Path"].str.extract(r"patient(\d+)", expand=False).astype(int)

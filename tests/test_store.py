@@ -13,6 +13,7 @@ import textwrap
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -197,9 +198,9 @@ def test_sigkill_at_any_point_leaves_nothing_or_a_resumable_store(
     decoded = []
     original = store_writer.decode_resized
 
-    def counting(data: bytes, size: int, mode: str, *, file: str | None = None, **kwargs: object) -> np.ndarray:
+    def counting(data: bytes, size: int, mode: str, *, file: str | None = None, **kwargs: Any) -> np.ndarray:
         decoded.append(file)
-        return original(data, size, mode, file=file, **kwargs)  # type: ignore[arg-type]
+        return original(data, size, mode, file=file, **kwargs)
 
     monkeypatch.setattr(store_writer, "decode_resized", counting)
     calls: list[tuple[int, int]] = []
@@ -392,7 +393,7 @@ def test_skip_leaves_rows_out_and_blank_keeps_them_black(damaged: tuple[Path, li
 )
 def test_arguments_are_checked_up_front(small_release: Path, tmp_path: Path, kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        prepare(small_release, tmp_path / "store", **kwargs)  # type: ignore[arg-type]
+        prepare(small_release, tmp_path / "store", **kwargs)  # type: ignore[arg-type]  # bad values on purpose: the checks under test
     assert not (tmp_path / "store").exists()
 
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -31,13 +32,13 @@ def _interrupted(small_release: Path, out: Path) -> None:
     calls = []
     original = store_writer.decode_resized
 
-    def stop_after_some(*args: object, **kwargs: object) -> object:
+    def stop_after_some(*args: Any, **kwargs: Any) -> np.ndarray:
         calls.append(1)
         if len(calls) > 20:
             raise Stop
-        return original(*args, **kwargs)  # type: ignore[arg-type]
+        return original(*args, **kwargs)
 
-    store_writer.decode_resized = stop_after_some  # type: ignore[assignment]
+    store_writer.decode_resized = stop_after_some
     try:
         with pytest.raises(Stop):
             prepare(small_release, out, size=SIZE)

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -41,7 +41,7 @@ def _argv(source: Path, out: Path) -> list[str]:
     return ["prepare", str(source), "--out", str(out), "--size", str(SIZE), "--workers", "2"]
 
 
-def _run(args: list[str], preexec_fn: object = None) -> subprocess.CompletedProcess[str]:
+def _run(args: list[str], preexec_fn: Callable[[], object] | None = None) -> subprocess.CompletedProcess[str]:
     """Run a command in its own process group; whatever of it is left after 120 s is killed."""
     process = subprocess.Popen(
         args,
@@ -49,7 +49,7 @@ def _run(args: list[str], preexec_fn: object = None) -> subprocess.CompletedProc
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
-        preexec_fn=preexec_fn,  # type: ignore[arg-type]
+        preexec_fn=preexec_fn,
     )
     try:
         stdout, stderr = process.communicate(timeout=120)

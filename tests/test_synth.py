@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import simplejpeg
 from PIL import Image
+from PIL.JpegImagePlugin import JpegImageFile
 
 from chexpert import schema
 from chexpert.cli import main
@@ -122,7 +123,7 @@ def test_value_spellings(release: Path) -> None:
 
 def test_rows_in_the_real_order_and_views_ascending() -> None:
     rows = synth_rows("train", patients=200, seed=2)
-    keys = [tuple(map(int, schema.PATH_PATTERN.match(r["Path"]).group("patient", "study", "view"))) for r in rows]  # type: ignore[union-attr]
+    keys = [tuple(map(int, schema.PATH_PATTERN.match(r["Path"]).group("patient", "study", "view"))) for r in rows]  # type: ignore[union-attr]  # a path that does not match fails the test here as well
     patients = [k[0] for k in keys]
     assert patients == sorted(patients) and set(patients) == set(range(1, 201))
     by_study: dict[tuple[int, int], list[int]] = defaultdict(list)
@@ -152,7 +153,7 @@ def test_labels_and_metadata_are_per_study(many_rows: list[dict[str, str]]) -> N
 def test_valid_and_test_are_binary_and_numbered_like_the_real_ones(release: Path) -> None:
     valid = synth_rows("valid", patients=200, seed=1)
     assert {r[o] for r in valid for o in schema.OBSERVATIONS} == {"0.0", "1.0"}
-    patients = sorted({int(schema.PATH_PATTERN.match(r["Path"])["patient"]) for r in valid})  # type: ignore[index]
+    patients = sorted({int(schema.PATH_PATTERN.match(r["Path"])["patient"]) for r in valid})  # type: ignore[index]  # a path that does not match fails the test here as well
     assert patients == list(range(64541, 64741))
     # the valid positive rates resemble the real valid.csv's (e.g. Lung Opacity 126/234)
     assert abs(np.mean([r["Lung Opacity"] == "1.0" for r in valid]) - 126 / 234) < 0.1
@@ -238,7 +239,7 @@ def test_jpeg_properties_small(release: Path) -> None:
         img = simplejpeg.decode_jpeg(data, colorspace="GRAY")
         assert img.shape == (h, w, 1)
         with Image.open(f) as pil:
-            assert pil.mode == "L" and pil.size == (w, h) and pil.format == "JPEG"
+            assert pil.mode == "L" and pil.size == (w, h) and pil.format == "JPEG" and isinstance(pil, JpegImageFile)
             q = pil.quantization[0]
             assert q[0] <= 3  # quality about 95: the DC step is tiny
         sizes.append(len(data))

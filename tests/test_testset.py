@@ -99,9 +99,9 @@ def test_a_groundtruth_study_without_images_is_named_with_its_row(test_root: Pat
         f.write("CheXpert-v1.0/test/patient65001/study1" + ",0" * 14 + "\n")
     row = TEST_PATIENTS + 2
     # With test_labels.csv, verify compares the two.
-    problems = [p for p in verify(root).problems if p.kind == "missing"]
-    assert [(Path(p.file).name, p.row) for p in problems] == [("groundtruth.csv", row)]
-    assert "patient65001/study1" in problems[0].message
+    missing = [p for p in verify(root).problems if p.kind == "missing"]
+    assert [(Path(p.file).name, p.row) for p in missing] == [("groundtruth.csv", row)]
+    assert "patient65001/study1" in missing[0].message
     # Without it, the test split comes from groundtruth.csv: reading it names file and row.
     (root / IMAGES / "test_labels.csv").unlink()
     with pytest.raises(CSVFormatError, match=rf"groundtruth\.csv, row {row}: study 'test/patient65001/study1' has no images"):

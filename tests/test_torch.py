@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = pytest.importorskip("torch")
 psutil = pytest.importorskip("psutil")
 
 from torch.utils.data import DataLoader, SequentialSampler  # noqa: E402
@@ -77,6 +81,7 @@ def test_dataloader_batches_do_not_depend_on_the_number_of_workers(store: Store)
         np.testing.assert_array_equal(b["image"][:, 0].numpy(), store.images[b["row"].numpy()])
     # Each pass is the next epoch; set_epoch goes back.
     assert torch.cat([b["row"] for b in again]).tolist() != rows.tolist()
+    assert isinstance(serial.sampler, EpochBatchSampler)
     serial.sampler.set_epoch(0)
     assert torch.cat([b["row"] for b in epoch(serial)]).tolist() == rows.tolist()
 
@@ -95,7 +100,7 @@ def test_default_dataloader_batching_keeps_the_order_asked_for(store: Store) -> 
     dataset = StoreDataset(store)
 
     class Backwards(SequentialSampler):
-        def __iter__(self):  # type: ignore[no-untyped-def]
+        def __iter__(self):
             return iter(range(len(self.data_source) - 1, -1, -1))
 
     batch = next(iter(DataLoader(dataset, batch_size=6, sampler=Backwards(dataset))))
@@ -158,7 +163,7 @@ def _private_dirty() -> int:
 class _Measured(StoreDataset):
     """Adds the worker's private memory to each batch (measured after the gather)."""
 
-    def batch(self, positions):  # type: ignore[no-untyped-def]
+    def batch(self, positions):
         batch = super().batch(positions)
         batch["private"] = torch.tensor(_private_dirty())
         return batch
@@ -167,11 +172,11 @@ class _Measured(StoreDataset):
 class _PerRowObjects(_Measured):
     """A control that keeps a Python object per row, as pandas-based loaders do."""
 
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.paths = [f"{i:08d}" * 4 for i in range(len(self))]
 
-    def batch(self, positions):  # type: ignore[no-untyped-def]
+    def batch(self, positions):
         sum(len(p) for p in self.paths)  # touching each object writes its reference count
         return super().batch(positions)
 
@@ -270,14 +275,14 @@ def test_the_readme_split_to_loader_snippet_runs_as_written(small_release: Path,
     assert "split_patients" in snippet and "dataloader(" in snippet and "augment(" in snippet
     assert snippet.count('"~/data/CheXpert-v1.0-small.zip"') == 1
     monkeypatch.chdir(tmp_path)
-    namespace: dict[str, object] = {}
+    namespace: dict[str, Any] = {}  # whatever the README snippet defines
     exec(compile(snippet.replace('"~/data/CheXpert-v1.0-small.zip"', repr(str(small_release))), "README.md", "exec"), namespace)
     loader, parts, store = namespace["loader"], namespace["parts"], namespace["store"]
-    seen = torch.cat([b["row"] for b in loader]).numpy()  # type: ignore[attr-defined]
-    assert sorted(store.index.path[seen].tolist()) == sorted(parts["train"].path.tolist())  # type: ignore[attr-defined, index]
+    seen = torch.cat([b["row"] for b in loader]).numpy()
+    assert sorted(store.index.path[seen].tolist()) == sorted(parts["train"].path.tolist())
     x = namespace["x"]
-    assert x.dtype == torch.float32 and x.shape[1:] == (3, 288, 288)  # type: ignore[attr-defined]
-    assert namespace["counted"].dtype == torch.bool  # type: ignore[attr-defined]
+    assert x.dtype == torch.float32 and x.shape[1:] == (3, 288, 288)
+    assert namespace["counted"].dtype == torch.bool
 
 
 # -- class-balanced epochs ---------------------------------------------------------------------
@@ -295,6 +300,7 @@ def test_balanced_epochs_draw_positives_and_the_rest_equally_often_per_seed_and_
     assert abs(share - 0.5) < 0.06, (share, positive.mean())  # the natural share is under 0.25
     # The same rows for a seed and epoch, whatever the number of workers.
     parallel = dataloader(store, batch_size=8, seed=3, policy="u-ones", balance=observation, num_workers=2)
+    assert isinstance(parallel.sampler, EpochBatchSampler)
     parallel.sampler.set_epoch(1)
     np.testing.assert_array_equal(torch.cat([b["row"] for b in parallel]).numpy(), drawn[1])
     with pytest.raises(ValueError, match=rf"balance= needs positives .*{observation} 0 positive of"):

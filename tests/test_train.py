@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from chexpert import schema  # noqa: E402
 from chexpert.errors import InvalidArgumentError, RunError  # noqa: E402
 from chexpert.evaluate import evaluate  # noqa: E402
 from chexpert.policy import IGNORE_CLASS, Policy, apply  # noqa: E402
+from chexpert.progress import Event  # noqa: E402
 from chexpert.store import Store, prepare  # noqa: E402
 from chexpert.synth import synthesize  # noqa: E402
 from chexpert.train import Recipe, get_recipe, open_run, predict, train  # noqa: E402
@@ -46,8 +48,8 @@ def small(**changes: object) -> Recipe:
     return get_recipe("demo").replace(**{"size": SIZE, "batch_size": 16, "max_steps": 6, "checkpoint_every": 2, "keep_best": 2, "log_every": 1, **changes})
 
 
-def _cli(*argv: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "chexpert", *argv], capture_output=True, text=True, timeout=600, **kwargs)  # type: ignore[call-overload]
+def _cli(*argv: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "chexpert", *argv], capture_output=True, text=True, timeout=600, **kwargs)
 
 
 # -- recipe ---------------------------------------------------------------------------------------
@@ -74,7 +76,7 @@ def test_the_default_recipe_is_the_papers() -> None:
 )
 def test_bad_recipe_values_name_the_field_and_the_valid_values(changes: dict[str, object], message: str) -> None:
     with pytest.raises(InvalidArgumentError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        Recipe(**changes)  # type: ignore[arg-type]
+        Recipe(**changes)  # type: ignore[arg-type]  # bad values on purpose: the checks under test
 
 
 def test_recipes_round_trip_through_json_with_a_policy_object() -> None:
@@ -123,10 +125,11 @@ def test_imagenet_weights_are_never_downloaded_and_the_message_says_where_to_put
     torch.save(renamed, expected)
     grey = build_model("densenet121", outputs=5, channels=1, weights="imagenet")
     rgb = build_model("densenet121", outputs=5, channels=3, weights="imagenet")
-    torch.testing.assert_close(rgb.features.conv0.weight, reference["features.conv0.weight"], rtol=0, atol=0)
-    torch.testing.assert_close(grey.features.conv0.weight, reference["features.conv0.weight"].sum(dim=1, keepdim=True), rtol=0, atol=0)
-    torch.testing.assert_close(rgb.features.denseblock1.denselayer1.norm1.weight, reference["features.denseblock1.denselayer1.norm1.weight"])
-    assert rgb.classifier.out_features == 5
+    torch.testing.assert_close(rgb.get_parameter("features.conv0.weight"), reference["features.conv0.weight"], rtol=0, atol=0)
+    torch.testing.assert_close(grey.get_parameter("features.conv0.weight"), reference["features.conv0.weight"].sum(dim=1, keepdim=True), rtol=0, atol=0)
+    torch.testing.assert_close(rgb.get_parameter("features.denseblock1.denselayer1.norm1.weight"), reference["features.denseblock1.denselayer1.norm1.weight"])
+    classifier = rgb.get_submodule("classifier")
+    assert isinstance(classifier, torch.nn.Linear) and classifier.out_features == 5
 
 
 # -- heads ----------------------------------------------------------------------------------------
@@ -141,6 +144,7 @@ def test_u_multiclass_head_loss_and_positive_probability() -> None:
     head = Head.of(targets)
     assert head.outputs == 4 and head.multiclass == (False, True)
     logits = torch.tensor([[0.3, 0.1, -0.2, 0.5], [-1.0, 2.0, 0.0, 0.3], [0.0, 0.0, 0.0, 0.0]])
+    assert targets.classes is not None
     batch = {"targets": torch.from_numpy(targets.targets), "mask": torch.from_numpy(targets.mask), "classes": torch.from_numpy(targets.classes)}
     classes = targets.classes[:, 1]
     assert classes.tolist() == [2, 1, 0]  # uncertain, positive, blank -> negative
@@ -164,7 +168,7 @@ def test_u_multiclass_head_loss_and_positive_probability() -> None:
 @pytest.fixture(scope="module")
 def run_path(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "u-ones"
-    events: list[dict[str, object]] = []
+    events: list[Event] = []
     train(store, out, small(), progress=events.append)
     kinds = [e["event"] for e in events]
     assert kinds[0] == "start" and kinds[-1] == "done" and kinds.count("checkpoint") == 3

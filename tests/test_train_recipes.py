@@ -10,7 +10,9 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,6 +22,7 @@ pytest.importorskip("torchvision")
 
 from chexpert.errors import InvalidArgumentError  # noqa: E402
 from chexpert.policy import Policy  # noqa: E402
+from chexpert.progress import Event  # noqa: E402
 from chexpert.store import Store, prepare  # noqa: E402
 from chexpert.synth import synthesize  # noqa: E402
 from chexpert.train import Recipe, get_recipe, open_run, predict, train  # noqa: E402
@@ -44,9 +47,9 @@ def small(**changes: object) -> Recipe:
     return get_recipe("demo").replace(**{"size": SIZE, "batch_size": 8, "checkpoint_every": 3, "keep_best": 2, "log_every": 1, **changes})
 
 
-def _cli(*argv: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+def _cli(*argv: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, OMP_NUM_THREADS="2", MKL_NUM_THREADS="2")
-    return subprocess.run([sys.executable, "-m", "chexpert", *argv], capture_output=True, text=True, timeout=600, env=env, **kwargs)  # type: ignore[call-overload]
+    return subprocess.run([sys.executable, "-m", "chexpert", *argv], capture_output=True, text=True, timeout=600, env=env, **kwargs)
 
 
 # -- every field on the command line, and in a file ---------------------------------------------------
@@ -211,8 +214,8 @@ class _Stop(Exception):
     pass
 
 
-def _stop_at(step: int):  # type: ignore[no-untyped-def]
-    def progress(event: dict[str, object]) -> None:
+def _stop_at(step: int) -> Callable[[Event], None]:
+    def progress(event: Event) -> None:
         if event["event"] == "checkpoint" and event["step"] == step:
             raise _Stop  # the state of `step` is on disk: as a run killed right after writing it
 

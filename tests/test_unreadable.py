@@ -22,7 +22,9 @@ import struct
 import subprocess
 import sys
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,10 +51,8 @@ def _file(root: Path, csv_path: str) -> Path:
     return root / csv_path.removeprefix("CheXpert-v1.0-small/")
 
 
-def _run(*argv: str, preexec_fn: object = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # type: ignore[call-overload, no-any-return]
-        [sys.executable, *argv], capture_output=True, text=True, timeout=timeout, preexec_fn=preexec_fn
-    )
+def _run(*argv: str, preexec_fn: Callable[[], object] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=timeout, preexec_fn=preexec_fn)
 
 
 _READ_EACH = """
@@ -69,11 +69,11 @@ print(json.dumps(out))
 """
 
 
-def _read_each(root: Path, paths: list[str], **kwargs: object) -> dict[str, list[object]]:
+def _read_each(root: Path, paths: list[str], **kwargs: Any) -> dict[str, Any]:
     """read_bytes of each path in a fresh process: the type, message and kinds of what it raised."""
-    run = _run("-c", _READ_EACH, str(root), *paths, **kwargs)  # type: ignore[arg-type]
+    run = _run("-c", _READ_EACH, str(root), *paths, **kwargs)
     assert run.returncode == 0, run.stderr
-    return json.loads(run.stdout)  # type: ignore[no-any-return]
+    return json.loads(run.stdout)
 
 
 # ------------------------------------------------------------------------------ folders
@@ -128,8 +128,8 @@ def test_odd_files_in_a_folder_are_problems_with_their_rows(release: Path, tmp_p
     for path in (folder, fifo, device, outside, huge):
         kind, message, is_chexpert, is_os = results[path]
         assert (kind, is_chexpert, is_os) == ("ImageReadError", True, True), results[path]
-        assert str(_file(release, path)) in message  # type: ignore[operator]
-        assert SECRET.decode() not in message  # type: ignore[operator]
+        assert str(_file(release, path)) in message
+        assert SECRET.decode() not in message
     assert results[dangling][0] == "ReleaseNotFoundError"
     assert results[inner][0] == "ok"
 
@@ -179,7 +179,7 @@ def _zip_fields(data: bytearray, name: str) -> tuple[int, int]:
     """Offsets of ``name``'s local header and central directory record in a zip's bytes."""
     with zipfile.ZipFile(io.BytesIO(bytes(data))) as zf:
         local = zf.getinfo(name).header_offset
-        position = zf.start_dir  # type: ignore[attr-defined]
+        position = zf.start_dir
     while data[position : position + 4] == b"PK\x01\x02":
         n, m, k = struct.unpack_from("<HHH", data, position + 28)
         if data[position + 46 : position + 46 + n].decode() == name:
@@ -210,7 +210,7 @@ def _hostile_zip(small_release: Path, out: Path) -> tuple[Path, dict[str, str]]:
         members[path] = _file(small_release, path).read_bytes()
     zip_path = out / f"{top}.zip"
     with zipfile.ZipFile(zip_path, "w") as zf:
-        for name, data in members.items():
+        for name, content in members.items():
             if name == damage["lying"]:
                 # 80 MB of zeros deflate to 80 KB; the headers will claim 1,000 bytes.
                 zf.writestr(zipfile.ZipInfo(name), bytes(80 << 20), compress_type=zipfile.ZIP_DEFLATED)
@@ -222,7 +222,7 @@ def _hostile_zip(small_release: Path, out: Path) -> tuple[Path, dict[str, str]]:
             elif name == damage["folder"]:
                 zf.writestr(zipfile.ZipInfo(name + "/"), b"")
             else:
-                zf.writestr(zipfile.ZipInfo(name), data)  # stored, as the real zip stores JPEGs
+                zf.writestr(zipfile.ZipInfo(name), content)  # stored, as the real zip stores JPEGs
     data = bytearray(zip_path.read_bytes())
     local, _ = _zip_fields(data, damage["crc"])
     n, m = struct.unpack_from("<HH", data, local + 26)
@@ -261,7 +261,7 @@ def test_damaged_and_hostile_zip_members_are_problems(small_release: Path, tmp_p
     for what, path in damage.items():
         kind, message, is_chexpert, is_os = results[path]
         assert (kind, is_chexpert, is_os) == ("ImageReadError", True, True), (what, results[path])
-        assert f"{zip_path}!{path}" in message  # type: ignore[operator]
+        assert f"{zip_path}!{path}" in message
 
 
 def test_image_read_error_is_a_chexpert_error_and_an_os_error() -> None:
@@ -325,7 +325,7 @@ def test_files_and_folders_without_read_permission(release: Path) -> None:
     assert {p["row"] for p in problems if p["row"] is not None} == {rows[paths[0]], *(rows[p] for p in under_patient)}
 
     results = _read_each(release, [paths[0], under_patient[0], under_study[0]], preexec_fn=_as_unprivileged)
-    assert results[paths[0]][:1] == ["ImageReadError"] and "Permission denied" in results[paths[0]][1]  # type: ignore[operator]
+    assert results[paths[0]][:1] == ["ImageReadError"] and "Permission denied" in results[paths[0]][1]
     assert results[under_patient[0]][:1] == ["ImageReadError"]
     assert results[under_study[0]][0] == "ok"
 
@@ -354,6 +354,6 @@ def test_a_plus_release_reads_as_safely(tmp_path: Path) -> None:
         str(root),
         path,
         timeout=120,
-    )  # type: ignore[arg-type]
+    )
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("ImageReadError ") and "FIFO" in run.stdout

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -25,7 +27,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     return prepare(root, tmp_path_factory.mktemp("store") / "s", size=24)
 
 
-def _read(pattern: str, *, nodesplitter=wds.single_node_only) -> list[dict]:
+def _read(pattern: str, *, nodesplitter: Callable[..., Any] = wds.single_node_only) -> list[dict]:
     dataset = wds.WebDataset(pattern, shardshuffle=False, nodesplitter=nodesplitter, empty_check=False).decode()
     return list(dataset)
 
@@ -45,6 +47,7 @@ def test_every_sample_once_with_pixels_labels_and_targets(store: Store, tmp_path
     assert sorted(rows) == list(range(len(store)))
     assert rows != sorted(rows)  # written in a shuffled order, so that shards mix patients
     expected = apply("u-multiclass", store.index)
+    assert expected.classes is not None
     for sample in samples:
         i = _row_of(sample)
         assert sample["__key__"] == schema.strip_release_prefix(str(store.index.path[i])).removesuffix(".jpg")
@@ -161,6 +164,7 @@ def test_cli_export_with_the_paper_policy_needs_and_uses_soft_labels(store: Stor
     consolidation = expected.observations.index("Consolidation")
     uncertain = store.index.observation("Consolidation") == schema.Code.UNCERTAIN
     assert uncertain.any()  # some targets come from the soft labels
+    assert expected.classes is not None
     for sample in _read(str(tmp_path / "shards" / manifest["pattern"])):
         i = _row_of(sample)
         np.testing.assert_array_equal(sample["targets.npy"], expected.targets[i])

@@ -4,20 +4,24 @@ ArrayRecord random access, and the missing-data error. Builds are tiny and go to
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 
-tfds = pytest.importorskip("tensorflow_datasets")
+if TYPE_CHECKING:
+    import tensorflow_datasets as tfds
+else:
+    tfds = pytest.importorskip("tensorflow_datasets")
 pytest.importorskip("tensorflow")
 
-import chexpert.frameworks.tfds as ck  # noqa: E402  (registers chexpert_kit)
-from chexpert import schema  # noqa: E402
-from chexpert.errors import ReleaseNotFoundError  # noqa: E402
-from chexpert.imaging import decode  # noqa: E402
-from chexpert.release import open_release  # noqa: E402
-from chexpert.store import prepare  # noqa: E402
-from chexpert.synth import synthesize  # noqa: E402
+import chexpert.frameworks.tfds as ck
+from chexpert import schema
+from chexpert.errors import ReleaseNotFoundError
+from chexpert.imaging import decode
+from chexpert.release import open_release
+from chexpert.store import prepare
+from chexpert.synth import synthesize
 
 STATE_OF_CODE = {1: "positive", 0: "negative", -1: "uncertain", -2: "blank"}
 

@@ -359,7 +359,7 @@ def _read_recipe_file(path: str | os.PathLike[str]) -> tuple[Path, Any]:
             data = json.loads(text)
         else:
             try:
-                import yaml  # type: ignore[import-untyped]
+                import yaml
             except ImportError:
                 raise InvalidArgumentError(f"{file}: YAML recipes need PyYAML (pip install pyyaml); or write it as TOML") from None
             try:
