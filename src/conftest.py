@@ -1,0 +1,155 @@
+"""Fixtures for the doctests of src/chexpert: small look-alike downloads, so the examples run as written.
+
+Each doctest runs in a fresh folder of its own (also its ``$HOME``, so ``~/data/...`` works) holding
+links to look-alike downloads made once per session by :mod:`chexpert.synth`, each built only
+when some doctest names it (``CheXpert-v1.0-small``, ``CheXpert-v1.0-small.zip``,
+``chexpert-plus``, ``mimic-cxr-jpg``, the test set's ``chexpert-test-set-labels`` and
+``CheXlocalize``, a prepared store ``chexpert-320``, and ``predictions.csv`` with the readers
+``bc4.csv``, ``bc6.csv``, ``bc8.csv`` for the small release's ``valid.csv``). The same links are
+in ``data/``. The names ``release``, ``index``, ``train``, ``valid``, ``store`` and ``result``
+that examples use without defining are given to the doctests that mention them.
+
+This file lives in src/, outside the package, so that it is not installed with it (pyproject's
+``packages.find`` takes packages only). It must not import torch: the TensorFlow modules'
+doctests run in a process that refuses it (tests/tensorflow/conftest.py).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import chexpert
+from chexpert import schema
+
+# Patients: enough valid studies for every competition task to have positives and negatives.
+_TRAIN_PATIENTS, _VALID_PATIENTS = 4, 24
+
+
+class _Downloads:
+    """Look-alike downloads in one session folder, each built on first use."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.built: dict[str, list[Path]] = {}
+
+    def small(self) -> list[Path]:
+        from chexpert.synth import synthesize
+
+        return [synthesize(self.folder / "small", patients=_TRAIN_PATIENTS, valid_patients=_VALID_PATIENTS)]
+
+    def small_zip(self) -> list[Path]:
+        from chexpert.synth import synthesize
+
+        return [synthesize(self.folder / "zip", patients=_TRAIN_PATIENTS, valid_patients=_VALID_PATIENTS, layout="zip")]
+
+    def plus(self) -> list[Path]:
+        from chexpert.synth.plus import synthesize_plus
+
+        return [synthesize_plus(self.folder / "plus", patients=3, valid_patients=2)]
+
+    def mimic(self) -> list[Path]:
+        from chexpert.synth.mimic import synthesize_mimic
+
+        return [synthesize_mimic(self.folder / "mimic", patients=3)]
+
+    def test_set(self) -> list[Path]:
+        from chexpert.synth.testset import synthesize_test
+
+        out = synthesize_test(self.folder / "test", patients=3)
+        return [out / "chexpert-test-set-labels", out / "CheXlocalize"]
+
+    def store(self) -> list[Path]:
+        release = chexpert.open(self.get("CheXpert-v1.0-small")[0])
+        chexpert.prepare(release, self.folder / "chexpert-320")
+        return [self.folder / "chexpert-320"]
+
+    def predictions(self) -> list[Path]:
+        """Per-image scores for the small release's valid.csv, and three readers' study labels."""
+        valid = pd.read_csv(self.get("CheXpert-v1.0-small")[0] / "valid.csv")
+        labels = valid[list(schema.OBSERVATIONS)].to_numpy() == 1
+        rng = np.random.default_rng(0)
+        scores = np.round(np.clip(0.4 * labels + 0.6 * rng.random(labels.shape), 0, 1), 2)
+        folder = self.folder / "predictions"
+        folder.mkdir()
+        pd.DataFrame(scores, columns=list(schema.OBSERVATIONS)).assign(Path=valid["Path"])[["Path", *schema.OBSERVATIONS]].to_csv(folder / "predictions.csv", index=False)
+        studies = valid.assign(Study=valid["Path"].str.rsplit("/", n=1).str[0].str.replace("-small", "", regex=False))
+        truth = studies.groupby("Study", sort=True)[list(schema.OBSERVATIONS)].max().eq(1).astype(int)
+        paths = [folder / "predictions.csv"]
+        for reader in ("bc4", "bc6", "bc8"):
+            reads = np.where(rng.random(truth.shape) < 0.85, truth, 1 - truth)
+            paths.append(folder / f"{reader}.csv")
+            pd.DataFrame(reads, columns=list(schema.OBSERVATIONS)).assign(Study=truth.index)[["Study", *schema.OBSERVATIONS]].to_csv(paths[-1], index=False)
+        return paths
+
+    # What a doctest must mention for each download to be linked into its folder.
+    BUILDERS: dict[str, Callable[[_Downloads], list[Path]]] = {
+        "CheXpert-v1.0-small.zip": small_zip,
+        "CheXpert-v1.0-small": small,
+        "chexpert-plus": plus,
+        "mimic-cxr-jpg": mimic,
+        "chexpert-test-set-labels": test_set,
+        "CheXlocalize": test_set,
+        "chexpert-320": store,
+        "predictions.csv": predictions,
+        "bc4.csv": predictions,
+    }
+
+    def get(self, name: str) -> list[Path]:
+        if name not in self.built:
+            self.built[name] = self.BUILDERS[name](self)
+        return self.built[name]
+
+
+@pytest.fixture(scope="session")
+def _doctest_downloads(tmp_path_factory: pytest.TempPathFactory) -> _Downloads:
+    return _Downloads(tmp_path_factory.mktemp("doctest-downloads"))
+
+
+# Objects the examples use without defining them, each made only for the doctests that mention it.
+_OBJECTS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "release": lambda ns: chexpert.open("CheXpert-v1.0-small"),
+    "index": lambda ns: chexpert.open("CheXpert-v1.0-small").index("train"),
+    "train": lambda ns: chexpert.open("CheXpert-v1.0-small").index("train"),
+    "valid": lambda ns: chexpert.open("CheXpert-v1.0-small").index("valid"),
+    "store": lambda ns: chexpert.open_store("chexpert-320"),
+    "result": lambda ns: chexpert.evaluate("predictions.csv", "CheXpert-v1.0-small/valid.csv"),
+}
+_NEEDS = {"release": ("CheXpert-v1.0-small",), "index": ("CheXpert-v1.0-small",), "train": ("CheXpert-v1.0-small",), "valid": ("CheXpert-v1.0-small",), "store": ("chexpert-320",), "result": ("CheXpert-v1.0-small", "predictions.csv")}
+
+
+@pytest.fixture(autouse=True)
+def _doctest_folder(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Run each doctest in a folder of its own holding the downloads it names (nothing for other tests)."""
+    test = getattr(request.node, "dtest", None)
+    if test is None:
+        yield
+        return
+    source = "\n".join(example.source for example in test.examples)
+    used = [name for name in _OBJECTS if re.search(rf"(?<![.\w]){name}\b", source)]
+    wanted = {name for name in _Downloads.BUILDERS if name in source} | {need for name in used for need in _NEEDS[name]}
+    downloads: _Downloads = request.getfixturevalue("_doctest_downloads")
+    (tmp_path / "data").mkdir()
+    for name in sorted(wanted):
+        for path in downloads.get(name):
+            for folder in (tmp_path, tmp_path / "data"):
+                if not (folder / path.name).exists():
+                    (folder / path.name).symlink_to(path)
+                if path.name == "CheXpert-Plus" and not (folder / "chexpert-plus").exists():
+                    (folder / "chexpert-plus").symlink_to(path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    namespace: dict[str, Any] = request.getfixturevalue("doctest_namespace")
+    namespace.clear()
+    namespace.update(chexpert=chexpert, np=np, Path=Path, tmp_path=tmp_path)
+    for name in used:
+        namespace[name] = _OBJECTS[name](namespace)
+    yield
+    namespace.clear()
