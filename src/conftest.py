@@ -1,7 +1,7 @@
 """Fixtures for the doctests of src/chexpert: small look-alike downloads, so the examples run as written.
 
 Each doctest runs in a fresh folder of its own (also its ``$HOME``, so ``~/data/...`` works) holding
-links to look-alike downloads made once per session by :mod:`chexpert.synth`, each built only
+links (copies, for CSV files) to look-alike downloads made once per session by :mod:`chexpert.synth`, each built only
 when some doctest names it (``CheXpert-v1.0-small``, ``CheXpert-v1.0-small.zip``,
 ``chexpert-plus``, ``mimic-cxr-jpg``, the test set's ``chexpert-test-set-labels`` and
 ``CheXlocalize``, a prepared store ``chexpert-320``, and ``predictions.csv`` with the readers
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -38,12 +39,12 @@ class _Downloads:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.built: dict[str, list[Path]] = {}
+        self.built: dict[Callable[[_Downloads], list[Path]], list[Path]] = {}
 
     def small(self) -> list[Path]:
         from chexpert.synth import synthesize
 
-        return [synthesize(self.folder / "small", patients=_TRAIN_PATIENTS, valid_patients=_VALID_PATIENTS)]
+        return [synthesize(self.folder / "small", patients=_TRAIN_PATIENTS, valid_patients=_VALID_PATIENTS, test_patients=3)]
 
     def small_zip(self) -> list[Path]:
         from chexpert.synth import synthesize
@@ -82,7 +83,10 @@ class _Downloads:
         pd.DataFrame(scores, columns=list(schema.OBSERVATIONS)).assign(Path=valid["Path"])[["Path", *schema.OBSERVATIONS]].to_csv(folder / "predictions.csv", index=False)
         studies = valid.assign(Study=valid["Path"].str.rsplit("/", n=1).str[0].str.replace("-small", "", regex=False))
         truth = studies.groupby("Study", sort=True)[list(schema.OBSERVATIONS)].max().eq(1).astype(int)
-        paths = [folder / "predictions.csv"]
+        paths = [folder / "predictions.csv", folder / "u-ignore-predictions.csv"]
+        train = pd.read_csv(self.get("CheXpert-v1.0-small")[0] / "train.csv")
+        soft = np.round(rng.random((len(train), len(schema.OBSERVATIONS))), 2)
+        pd.DataFrame(soft, columns=list(schema.OBSERVATIONS)).assign(Path=train["Path"])[["Path", *schema.OBSERVATIONS]].to_csv(paths[1], index=False)
         for reader in ("bc4", "bc6", "bc8"):
             reads = np.where(rng.random(truth.shape) < 0.85, truth, 1 - truth)
             paths.append(folder / f"{reader}.csv")
@@ -100,12 +104,14 @@ class _Downloads:
         "chexpert-320": store,
         "predictions.csv": predictions,
         "bc4.csv": predictions,
+        "u-ignore-predictions.csv": predictions,
     }
 
     def get(self, name: str) -> list[Path]:
-        if name not in self.built:
-            self.built[name] = self.BUILDERS[name](self)
-        return self.built[name]
+        build = self.BUILDERS[name]
+        if build not in self.built:
+            self.built[build] = build(self)
+        return self.built[build]
 
 
 @pytest.fixture(scope="session")
@@ -140,7 +146,10 @@ def _doctest_folder(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch:
     for name in sorted(wanted):
         for path in downloads.get(name):
             for folder in (tmp_path, tmp_path / "data"):
-                if not (folder / path.name).exists():
+                # Loose files are copied: the safe readers refuse a file linked from elsewhere.
+                if path.suffix == ".csv":
+                    shutil.copyfile(path, folder / path.name)
+                elif not (folder / path.name).exists():
                     (folder / path.name).symlink_to(path)
                 if path.name == "CheXpert-Plus" and not (folder / "chexpert-plus").exists():
                     (folder / "chexpert-plus").symlink_to(path)
