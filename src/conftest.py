@@ -67,6 +67,15 @@ class _Downloads:
         out = synthesize_test(self.folder / "test", patients=3)
         return [out / "chexpert-test-set-labels", out / "CheXlocalize"]
 
+    def small_with_test_set(self) -> list[Path]:
+        """One folder holding the small release (train and valid) and the test set beside it."""
+        from chexpert.synth import synthesize
+        from chexpert.synth.testset import synthesize_test
+
+        folder = self.folder / "data"
+        synthesize(folder, patients=_TRAIN_PATIENTS, valid_patients=_VALID_PATIENTS)
+        return [synthesize_test(folder, patients=3)]
+
     def store(self) -> list[Path]:
         release = chexpert.open(self.get("CheXpert-v1.0-small")[0])
         chexpert.prepare(release, self.folder / "chexpert-320")
@@ -108,7 +117,9 @@ class _Downloads:
     }
 
     def get(self, name: str) -> list[Path]:
-        build = self.BUILDERS[name]
+        return self.make(self.BUILDERS[name])
+
+    def make(self, build: Callable[[_Downloads], list[Path]]) -> list[Path]:
         if build not in self.built:
             self.built[build] = build(self)
         return self.built[build]
@@ -142,10 +153,13 @@ def _doctest_folder(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch:
     used = [name for name in _OBJECTS if re.search(rf"(?<![.\w]){name}\b", source)]
     wanted = {name for name in _Downloads.BUILDERS if name in source} | {need for name in used for need in _NEEDS[name]}
     downloads: _Downloads = request.getfixturevalue("_doctest_downloads")
-    (tmp_path / "data").mkdir()
+    if re.search(r"""["']~/data["']""", source):  # ~/data itself: the small release and the test set beside it
+        (tmp_path / "data").symlink_to(downloads.make(_Downloads.small_with_test_set)[0])
+    else:
+        (tmp_path / "data").mkdir()
     for name in sorted(wanted):
         for path in downloads.get(name):
-            for folder in (tmp_path, tmp_path / "data"):
+            for folder in (tmp_path, tmp_path / "data") if not (tmp_path / "data").is_symlink() else (tmp_path,):
                 # Loose files are copied: the safe readers refuse a file linked from elsewhere.
                 if path.suffix == ".csv":
                     shutil.copyfile(path, folder / path.name)
