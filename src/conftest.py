@@ -29,9 +29,10 @@ import pytest
 
 import chexpert
 from chexpert import schema
+from chexpert.evaluate import evaluate
 
 # Patients: enough valid studies for every competition task to have positives and negatives.
-_TRAIN_PATIENTS, _VALID_PATIENTS = 4, 24
+_TRAIN_PATIENTS, _VALID_PATIENTS = 4, 60
 
 
 class _Downloads:
@@ -44,7 +45,7 @@ class _Downloads:
     def small(self) -> list[Path]:
         from chexpert.synth import synthesize
 
-        return [synthesize(self.folder / "small", patients=_TRAIN_PATIENTS, valid_patients=_VALID_PATIENTS, test_patients=3)]
+        return [synthesize(self.folder / "small", patients=_TRAIN_PATIENTS, valid_patients=_VALID_PATIENTS, test_patients=20)]
 
     def small_zip(self) -> list[Path]:
         from chexpert.synth import synthesize
@@ -82,20 +83,31 @@ class _Downloads:
         return [self.folder / "chexpert-320"]
 
     def predictions(self) -> list[Path]:
-        """Per-image scores for the small release's valid.csv, and three readers' study labels."""
-        valid = pd.read_csv(self.get("CheXpert-v1.0-small")[0] / "valid.csv")
-        labels = valid[list(schema.OBSERVATIONS)].to_numpy() == 1
-        rng = np.random.default_rng(0)
-        scores = np.round(np.clip(0.4 * labels + 0.6 * rng.random(labels.shape), 0, 1), 2)
+        """Model scores per image for the small release's CSVs, and three readers' study labels.
+
+        ``predictions.csv`` (also ``valid_predictions.csv``), ``densenet.csv`` and ``resnet.csv``
+        score valid.csv; ``test_predictions.csv`` test_labels.csv; ``u-ignore-predictions.csv``
+        train.csv (soft labels); ``bc4.csv``, ``bc6.csv``, ``bc8.csv`` read the valid studies.
+        """
+        release = self.get("CheXpert-v1.0-small")[0]
         folder = self.folder / "predictions"
         folder.mkdir()
-        pd.DataFrame(scores, columns=list(schema.OBSERVATIONS)).assign(Path=valid["Path"])[["Path", *schema.OBSERVATIONS]].to_csv(folder / "predictions.csv", index=False)
+        rng = np.random.default_rng(0)
+
+        def scores(csv: str, name: str, signal: float) -> Path:
+            rows = pd.read_csv(release / csv)
+            labels = rows[list(schema.OBSERVATIONS)].to_numpy() == 1
+            values = np.round(np.clip(signal * labels + (1 - signal) * rng.random(labels.shape), 0, 1), 2)
+            pd.DataFrame(values, columns=list(schema.OBSERVATIONS)).assign(Path=rows["Path"])[["Path", *schema.OBSERVATIONS]].to_csv(folder / name, index=False)
+            return folder / name
+
+        paths = [scores("valid.csv", "predictions.csv", 0.4), scores("valid.csv", "densenet.csv", 0.4), scores("valid.csv", "resnet.csv", 0.3)]
+        paths += [scores("test_labels.csv", "test_predictions.csv", 0.4), scores("train.csv", "u-ignore-predictions.csv", 0.0)]
+        shutil.copyfile(paths[0], folder / "valid_predictions.csv")
+        paths.append(folder / "valid_predictions.csv")
+        valid = pd.read_csv(release / "valid.csv")
         studies = valid.assign(Study=valid["Path"].str.rsplit("/", n=1).str[0].str.replace("-small", "", regex=False))
         truth = studies.groupby("Study", sort=True)[list(schema.OBSERVATIONS)].max().eq(1).astype(int)
-        paths = [folder / "predictions.csv", folder / "u-ignore-predictions.csv"]
-        train = pd.read_csv(self.get("CheXpert-v1.0-small")[0] / "train.csv")
-        soft = np.round(rng.random((len(train), len(schema.OBSERVATIONS))), 2)
-        pd.DataFrame(soft, columns=list(schema.OBSERVATIONS)).assign(Path=train["Path"])[["Path", *schema.OBSERVATIONS]].to_csv(paths[1], index=False)
         for reader in ("bc4", "bc6", "bc8"):
             reads = np.where(rng.random(truth.shape) < 0.85, truth, 1 - truth)
             paths.append(folder / f"{reader}.csv")
@@ -114,6 +126,8 @@ class _Downloads:
         "predictions.csv": predictions,
         "bc4.csv": predictions,
         "u-ignore-predictions.csv": predictions,
+        "densenet.csv": predictions,
+        "test_predictions.csv": predictions,
     }
 
     def get(self, name: str) -> list[Path]:
@@ -137,7 +151,7 @@ _OBJECTS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "train": lambda ns: chexpert.open("CheXpert-v1.0-small").index("train"),
     "valid": lambda ns: chexpert.open("CheXpert-v1.0-small").index("valid"),
     "store": lambda ns: chexpert.open_store("chexpert-320"),
-    "result": lambda ns: chexpert.evaluate("predictions.csv", "CheXpert-v1.0-small/valid.csv"),
+    "result": lambda ns: evaluate("predictions.csv", "CheXpert-v1.0-small/valid.csv"),
 }
 _NEEDS = {"release": ("CheXpert-v1.0-small",), "index": ("CheXpert-v1.0-small",), "train": ("CheXpert-v1.0-small",), "valid": ("CheXpert-v1.0-small",), "store": ("chexpert-320",), "result": ("CheXpert-v1.0-small", "predictions.csv")}
 

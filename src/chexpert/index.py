@@ -232,7 +232,7 @@ def concat(indexes: Sequence[Index]) -> Index:
 
     >>> both = concat([train, valid])
     >>> both
-    Index(59 images: train=27, valid=32)
+    Index(104 images: train=27, valid=77)
     """
     if not indexes:
         raise InvalidArgumentError("concat needs at least one Index")

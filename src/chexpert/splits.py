@@ -10,7 +10,7 @@ test-set module above it.
 
 >>> index = read_split(release, "valid")
 >>> index
-Index(32 images: valid=32)
+Index(77 images: valid=77)
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def read_split(release: Release, split: str) -> Index:
     Errors name the file and the row of the file as it is on disk.
 
     >>> read_split(release, "test").counts()["studies"]  # 500 in the real test set
-    3
+    20
     """
     index, problems, _lines, label = _split_rows(release, split, strict=True)
     if problems:
