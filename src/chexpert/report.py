@@ -688,7 +688,7 @@ def render_report(
 ) -> str:
     """The page as a string; see :func:`write_report`.
 
-    >>> page = render_report(index=release.index(), release=release)  # doctest: +SKIP
+    >>> page = render_report(index=release.index(), release=release)
     """
     if index is None:
         if store is None:
@@ -785,6 +785,8 @@ def write_report(
     adds an overlay beside each scored image. ``trained_on`` and
     ``tested_on`` name the datasets in the results' heading (an external test: "CheXpert",
     "MIMIC-CXR-JPG test"; ``tested_on`` defaults to MIMIC-CXR-JPG for a MIMIC ``release``).
+
+    Not run as a doctest (ten seconds of figures; tests/test_report.py writes such pages):
 
     >>> write_report("report.html", store, release=release, run=run, evaluation=result)  # doctest: +SKIP
     PosixPath('report.html')

@@ -9,7 +9,7 @@ One module per kind of download, each writing what Stanford ships:
   and DICOM files from :mod:`~chexpert.synth.dicom`.
 
 >>> from chexpert.synth import synthesize
->>> root = synthesize(tmp_path, patients=20, seed=1)  # doctest: +SKIP
+>>> root = synthesize(tmp_path, patients=20, seed=1)
 """
 
 from chexpert.synth.release import (
