@@ -21,7 +21,7 @@ import re
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -115,7 +115,7 @@ class _Downloads:
         return paths
 
     # What a doctest must mention for each download to be linked into its folder.
-    BUILDERS: dict[str, Callable[[_Downloads], list[Path]]] = {
+    BUILDERS: ClassVar[dict[str, Callable[[_Downloads], list[Path]]]] = {
         "CheXpert-v1.0-small.zip": small_zip,
         "CheXpert-v1.0-small": small,
         "chexpert-plus": plus,
