@@ -82,6 +82,17 @@ class _Downloads:
         chexpert.prepare(release, self.folder / "chexpert-320")
         return [self.folder / "chexpert-320"]
 
+    def run(self) -> list[Path]:
+        """A finished training run, four steps of a tiny CNN on 32-pixel images (seconds, on a CPU)."""
+        from chexpert.train import Recipe, train
+
+        release = self.get("CheXpert-v1.0-small")[0]
+        recipe = Recipe(model="tiny-cnn", weights="none", channels=1, size=32, batch_size=8, max_steps=4, checkpoint_every=2, log_every=1)
+        folder = self.folder / "runs"
+        train(release, folder / "u-ones", recipe, workers=0)
+        (folder / "demo").symlink_to(folder / "u-ones")
+        return [folder]
+
     def predictions(self) -> list[Path]:
         """Model scores per image for the small release's CSVs, and three readers' study labels.
 
@@ -128,6 +139,7 @@ class _Downloads:
         "u-ignore-predictions.csv": predictions,
         "densenet.csv": predictions,
         "test_predictions.csv": predictions,
+        "runs/": run,
     }
 
     def get(self, name: str) -> list[Path]:
@@ -152,8 +164,15 @@ _OBJECTS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "valid": lambda ns: chexpert.open("CheXpert-v1.0-small").index("valid"),
     "store": lambda ns: chexpert.open_store("chexpert-320"),
     "result": lambda ns: evaluate("predictions.csv", "CheXpert-v1.0-small/valid.csv"),
+    "run": lambda ns: _open_run("runs/u-ones"),
 }
-_NEEDS = {"release": ("CheXpert-v1.0-small",), "index": ("CheXpert-v1.0-small",), "train": ("CheXpert-v1.0-small",), "valid": ("CheXpert-v1.0-small",), "store": ("chexpert-320",), "result": ("CheXpert-v1.0-small", "predictions.csv")}
+_NEEDS = {"release": ("CheXpert-v1.0-small",), "index": ("CheXpert-v1.0-small",), "train": ("CheXpert-v1.0-small",), "valid": ("CheXpert-v1.0-small",), "store": ("chexpert-320",), "result": ("CheXpert-v1.0-small", "predictions.csv"), "run": ("runs/",)}
+
+
+def _open_run(path: str) -> Any:
+    from chexpert.train.run import open_run  # imports torch: only where a doctest needs a run
+
+    return open_run(path)
 
 
 @pytest.fixture(autouse=True)
