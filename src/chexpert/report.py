@@ -11,6 +11,8 @@ and no request to anywhere, so it opens offline, from a mail attachment or an ar
 the same in ten years. Figures need matplotlib (``pip install 'chexpert[plots]'``); without it
 the page keeps its tables.
 
+Not run as a doctest (seconds of figures; tests/test_report.py writes such pages):
+
 >>> write_report("demo/report.html", store, release=release, run=run, evaluation=result)  # doctest: +SKIP
 PosixPath('demo/report.html')
 """
@@ -786,7 +788,7 @@ def write_report(
     ``tested_on`` name the datasets in the results' heading (an external test: "CheXpert",
     "MIMIC-CXR-JPG test"; ``tested_on`` defaults to MIMIC-CXR-JPG for a MIMIC ``release``).
 
-    Not run as a doctest (ten seconds of figures; tests/test_report.py writes such pages):
+    Not run as a doctest (seconds of figures; tests/test_report.py writes such pages):
 
     >>> write_report("report.html", store, release=release, run=run, evaluation=result)  # doctest: +SKIP
     PosixPath('report.html')
