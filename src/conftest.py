@@ -166,7 +166,15 @@ _OBJECTS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "result": lambda ns: evaluate("predictions.csv", "CheXpert-v1.0-small/valid.csv"),
     "run": lambda ns: _open_run("runs/u-ones"),
 }
-_NEEDS = {"release": ("CheXpert-v1.0-small",), "index": ("CheXpert-v1.0-small",), "train": ("CheXpert-v1.0-small",), "valid": ("CheXpert-v1.0-small",), "store": ("chexpert-320",), "result": ("CheXpert-v1.0-small", "predictions.csv"), "run": ("runs/",)}
+_NEEDS = {
+    "release": ("CheXpert-v1.0-small",),
+    "index": ("CheXpert-v1.0-small",),
+    "train": ("CheXpert-v1.0-small",),
+    "valid": ("CheXpert-v1.0-small",),
+    "store": ("chexpert-320",),
+    "result": ("CheXpert-v1.0-small", "predictions.csv"),
+    "run": ("runs/",),
+}
 
 
 def _open_run(path: str) -> Any:
