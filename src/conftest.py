@@ -17,6 +17,7 @@ doctests run in a process that refuses it (tests/tensorflow/conftest.py).
 from __future__ import annotations
 
 import doctest
+import os
 import re
 import shutil
 from collections.abc import Callable, Iterator
@@ -210,6 +211,9 @@ def _doctest_folder(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch:
                 if path.name == "CheXpert-Plus" and not (folder / "chexpert-plus").exists():
                     (folder / "chexpert-plus").symlink_to(path)
     monkeypatch.chdir(tmp_path)
+    # ~ is this folder, but caches and settings stay where they are (matplotlib's font list, torch's).
+    for variable, default in (("XDG_CACHE_HOME", "~/.cache"), ("XDG_CONFIG_HOME", "~/.config")):
+        monkeypatch.setenv(variable, os.environ.get(variable) or os.path.expanduser(default))
     monkeypatch.setenv("HOME", str(tmp_path))
     namespace: dict[str, Any] = request.getfixturevalue("doctest_namespace")
     namespace.clear()

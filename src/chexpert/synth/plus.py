@@ -315,7 +315,7 @@ def synthesize_plus(
     (``PNG_train/patient00001/study1/view1_frontal.png``). DICOMs need pydicom (the ``dicom`` extra):
     without it nothing is written and a :class:`~chexpert.errors.ChexpertError` says so.
 
-    >>> root = synthesize_plus(tmp_path, patients=10)
+    >>> root = synthesize_plus(tmp_path, patients=3)
     >>> chexpert.open(root).kind
     'plus'
     """

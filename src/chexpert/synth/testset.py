@@ -243,7 +243,7 @@ def synthesize_test(
     (``radiologists/groundtruth/bc1_gt.csv``, ``radiologists/benchmark_radiologists/bc4.csv``),
     "folders" as ``consensus_radiologists/bc1.csv`` and ``benchmark_radiologists/bc4.csv``.
 
-    >>> root = synthesize_test(tmp_path, patients=5)
+    >>> root = synthesize_test(tmp_path, patients=2)
     >>> chexpert.open(root).splits
     ('valid', 'test')
     """
