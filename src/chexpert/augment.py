@@ -6,9 +6,14 @@ whole batch at once on that device, with one random draw per image from an optio
 translation) are composed into one affine map per image and applied with a single bilinear
 ``grid_sample``; pixels outside the image are black, like the padding of a ``"pad"`` store.
 
->>> augment = Augment(size=288, degrees=10, translate=0.05, brightness=0.1, contrast=0.1)  # doctest: +SKIP
->>> x = augment(batch["image"].cuda(non_blocking=True))  # uint8 (B,1,320,320) -> float (B,3,288,288)  # doctest: +SKIP
->>> x = normalize(to_float(batch["image"]), channels=3)  # evaluation: no randomness  # doctest: +SKIP
+>>> import torch
+>>> batch = {"image": torch.zeros(8, 1, 320, 320, dtype=torch.uint8)}  # as the loaders give it
+>>> device = "cuda" if torch.cuda.is_available() else "cpu"
+>>> augment = Augment(size=288, degrees=10, translate=0.05, brightness=0.1, contrast=0.1)
+>>> x = augment(batch["image"].to(device, non_blocking=True))  # uint8 (B,1,320,320) -> float (B,3,288,288)
+>>> x.shape, x.dtype
+(torch.Size([8, 3, 288, 288]), torch.float32)
+>>> x = normalize(to_float(batch["image"]), channels=3)  # evaluation: no randomness
 """
 
 from __future__ import annotations

@@ -8,10 +8,12 @@ the target's directory entry (a link at the target's name is replaced, never wri
 The file gets the usual permissions (the umask's), unlike ``tempfile.mkstemp``'s private ones,
 since it becomes the output.
 
->>> atomic_write("out/summary.json", '{"ok": true}\\n')  # doctest: +SKIP
+>>> Path("out").mkdir()
+>>> atomic_write("out/summary.json", '{"ok": true}\\n')
 PosixPath('out/summary.json')
->>> with atomic_writer("out/big.bin") as handle:  # doctest: +SKIP
+>>> with atomic_writer("out/big.bin") as handle:
 ...     handle.write(b"...")
+3
 """
 
 from __future__ import annotations
@@ -34,8 +36,12 @@ _TEMPORARY: Final = re.compile(r"^\.(?P<target>.+)\.\d+\.[0-9a-f]{8}\.tmp$")
 def create_new(path: str | os.PathLike[str], mode: str = "wb", *, encoding: str | None = None, newline: str | None = None) -> IO[Any]:
     """Open ``path`` for writing only if this call creates it (no file, no link there before): FileExistsError otherwise.
 
-    >>> with create_new("out/journal") as handle:  # doctest: +SKIP
+    >>> with create_new("journal") as handle:
     ...     handle.write(b"")
+    0
+    >>> create_new("journal")
+    Traceback (most recent call last):
+    FileExistsError: [Errno 17] File exists: 'journal'
     """
     fd = os.open(path, _FLAGS, 0o666)
     try:
@@ -78,8 +84,12 @@ def atomic_writer(
     On an error the temporary file is removed and ``path`` is left as it was. ``sync=False`` skips
     the fsync calls (for outputs that are cheap to write again).
 
-    >>> with atomic_writer("preds.csv", "w", encoding="utf-8", newline="") as handle:  # doctest: +SKIP
+    >>> import pandas as pd
+    >>> frame = pd.DataFrame({"Path": ["valid/patient64541/study1/view1_frontal.jpg"], "Edema": [0.25]})
+    >>> with atomic_writer("preds.csv", "w", encoding="utf-8", newline="") as handle:
     ...     frame.to_csv(handle, index=False)
+    >>> Path("preds.csv").read_text().splitlines()[1]
+    'valid/patient64541/study1/view1_frontal.jpg,0.25'
     """
     path = Path(path)
     for _ in range(100):
@@ -116,7 +126,7 @@ def atomic_writer(
 def atomic_write(path: str | os.PathLike[str], data: bytes | str, *, encoding: str = "utf-8", sync: bool = True) -> Path:
     """Write ``data`` (text is encoded with ``encoding``) to ``path`` through :func:`atomic_writer`; returns the path.
 
-    >>> atomic_write("report.html", "<html>...</html>")  # doctest: +SKIP
+    >>> atomic_write("report.html", "<html>...</html>")
     PosixPath('report.html')
     """
     with atomic_writer(path, "wb", sync=sync) as handle:

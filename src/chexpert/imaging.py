@@ -99,6 +99,8 @@ def one_thread_per_worker() -> None:
     Only where OpenCV is new to the process: changing the thread count of an OpenCV pool that a
     worker inherited by fork from a parent that had started one hangs or crashes it.
 
+    Not run as a doctest: it would change OpenCV's thread count in the test process.
+
     >>> one_thread_per_worker()  # doctest: +SKIP
     """
     import sys
@@ -112,8 +114,8 @@ def one_thread_per_worker() -> None:
 def image_info(data: bytes, *, file: str | None = None) -> ImageInfo:
     """Read format, size, channels and bit depth from the header only.
 
-    >>> info = image_info(open("view1_frontal.jpg", "rb").read())  # doctest: +SKIP
-    >>> info.format, info.grayscale8  # doctest: +SKIP
+    >>> info = image_info(open("CheXpert-v1.0-small/train/patient00001/study1/view1_frontal.jpg", "rb").read())
+    >>> info.format, info.grayscale8
     ('jpeg', True)
     """
     kind = detect_format(data, file=file)
@@ -133,7 +135,7 @@ def decode(data: bytes, *, file: str | None = None, convert: bool = False) -> np
     and VOI transforms, see :mod:`chexpert.dicom`); colour, alpha and 8-bit-in-16 JPEGs raise
     :class:`ImageDecodeError`. ``convert=True`` instead turns colour into luminance and drops alpha.
 
-    >>> decode(open("view1_frontal.jpg", "rb").read()).dtype  # doctest: +SKIP
+    >>> decode(open("CheXpert-v1.0-small/train/patient00001/study1/view1_frontal.jpg", "rb").read()).dtype
     dtype('uint8')
     """
     return decode_resized(data, None, file=file, convert=convert)
@@ -153,7 +155,8 @@ def decode_resized(
     ``size`` None decodes at full size. See :func:`resize` for ``mode``. ``out``, a writable
     (size, size) uint8 array, receives the pixels (no copy; it is returned).
 
-    >>> decode_resized(jpeg_bytes, 320, "pad").shape  # doctest: +SKIP
+    >>> jpeg_bytes = open("CheXpert-v1.0-small/train/patient00001/study1/view1_frontal.jpg", "rb").read()
+    >>> decode_resized(jpeg_bytes, 320, "pad").shape
     (320, 320)
     """
     check_choice("resize mode", mode, RESIZE_MODES)

@@ -74,7 +74,9 @@ def quiet_worker(initializer: Callable[..., Any] | None = None, *initargs: Any) 
 
         ProcessPoolExecutor(n, initializer=quiet_worker, initargs=(_use_release, release))
 
-    >>> quiet_worker()  # doctest: +SKIP  (changes this process's signal handlers)
+    Not run as a doctest: it would change the signal handlers of the test process.
+
+    >>> quiet_worker()  # doctest: +SKIP
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # A worker forked from a command inherits its SIGTERM handler (which raises): take the default

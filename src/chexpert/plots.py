@@ -219,7 +219,7 @@ def _draw_pr(ax: Axes, evaluation: Evaluation, observation: str, band: np.ndarra
 def roc_figure(evaluation: Evaluation, observation: str) -> Figure:
     """One observation: ROC (left) and precision-recall (right) curves, bootstrap bands, radiologists' points.
 
-    >>> roc_figure(result, "Edema").savefig("edema.png")  # doctest: +SKIP
+    >>> roc_figure(result, "Edema").savefig("edema.png")
     """
     if observation not in evaluation.data.observations:
         raise InvalidArgumentError(f"{observation!r} was not scored; scored: {', '.join(evaluation.data.observations)}")
@@ -244,7 +244,7 @@ def _summary_tasks(evaluation: Evaluation) -> list[str]:
 def summary_figure(evaluation: Evaluation) -> Figure:
     """ROC of the five competition tasks and a forest plot of every observation's AUROC with its interval.
 
-    >>> summary_figure(result).savefig("summary.png")  # doctest: +SKIP
+    >>> summary_figure(result).savefig("summary.png")
     """
     tasks = _summary_tasks(evaluation)
     bands = [_bands(evaluation, evaluation.data.observations.index(t)) for t in tasks]
@@ -321,7 +321,7 @@ def reliability_figure(evaluation: Evaluation, observations: Sequence[str] | Non
     """Reliability diagrams: per observation (default the five competition tasks), the fraction
     positive against the mean score in 10 equal-width bins, with each bin's share of studies.
 
-    >>> reliability_figure(result).savefig("reliability.png")  # doctest: +SKIP
+    >>> reliability_figure(result).savefig("reliability.png")
     """
     tasks = list(observations or _summary_tasks(evaluation))
     unknown = [o for o in tasks if o not in evaluation.data.observations]
@@ -352,8 +352,8 @@ def save_plots(
 
     ``observations`` defaults to every scored one. Subgroups are not plotted separately.
 
-    >>> save_plots(result, "plots")  # doctest: +SKIP
-    [PosixPath('plots/edema.png'), ...]
+    >>> save_plots(result, "plots", observations=["Edema"], formats=["png"])
+    [PosixPath('plots/edema.png'), PosixPath('plots/summary.png'), PosixPath('plots/reliability.png')]
     """
     unknown = [f for f in formats if f not in _FORMATS]
     if unknown:

@@ -549,8 +549,9 @@ def read_soft_labels(path: str | os.PathLike[str]) -> pd.DataFrame:
     the file, the row and the column. Values are checked against [0, 1] where
     :func:`apply` uses them, for the uncertain entries only.
 
-    >>> soft = read_soft_labels("u-ignore-predictions.csv")  # doctest: +SKIP
-    >>> apply("chexpert-paper-best", train, soft_labels=soft)  # doctest: +SKIP
+    >>> soft = read_soft_labels("u-ignore-predictions.csv")
+    >>> apply("chexpert-paper-best", train, soft_labels=soft).targets.shape
+    (27, 5)
     """
     import pandas as pd
 

@@ -11,6 +11,8 @@ and no request to anywhere, so it opens offline, from a mail attachment or an ar
 the same in ten years. Figures need matplotlib (``pip install 'chexpert[plots]'``); without it
 the page keeps its tables.
 
+Not run as a doctest (seconds of figures; tests/test_report.py writes such pages):
+
 >>> write_report("demo/report.html", store, release=release, run=run, evaluation=result)  # doctest: +SKIP
 PosixPath('demo/report.html')
 """
@@ -689,7 +691,7 @@ def render_report(
 ) -> str:
     """The page as a string; see :func:`write_report`.
 
-    >>> page = render_report(index=release.index(), release=release)  # doctest: +SKIP
+    >>> page = render_report(index=release.index(), release=release)
     """
     if index is None:
         if store is None:
@@ -786,6 +788,8 @@ def write_report(
     adds an overlay beside each scored image. ``trained_on`` and
     ``tested_on`` name the datasets in the results' heading (an external test: "CheXpert",
     "MIMIC-CXR-JPG test"; ``tested_on`` defaults to MIMIC-CXR-JPG for a MIMIC ``release``).
+
+    Not run as a doctest (seconds of figures; tests/test_report.py writes such pages):
 
     >>> write_report("report.html", store, release=release, run=run, evaluation=result)  # doctest: +SKIP
     PosixPath('report.html')

@@ -77,7 +77,9 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``chexpert`` command; returns the exit code.
 
-    >>> main(["cite"])  # doctest: +SKIP
+    >>> main(["cite"])
+    @inproceedings{irvin2019chexpert,
+    ...
     0
     """
     parser = build_parser()

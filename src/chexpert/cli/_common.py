@@ -70,7 +70,11 @@ def open_root(args: argparse.Namespace) -> Any:
     """The release at ``args.root`` (``--kind``), a CheXpert Plus download opened with ``--images``
     and ``--labels``; those two on any other release are an error, not ignored.
 
-    >>> open_root(argparse.Namespace(root="/nonexistent", kind=None, images=None, labels=None))  # doctest: +SKIP
+    >>> open_root(argparse.Namespace(root="CheXpert-v1.0-small", kind=None, images=None, labels=None)).kind
+    'small'
+    >>> open_root(argparse.Namespace(root="CheXpert-v1.0-small", kind=None, images="png", labels=None))
+    Traceback (most recent call last):
+    chexpert.errors.InvalidArgumentError: ...
     """
     from chexpert.discover import open_dataset
     from chexpert.errors import InvalidArgumentError

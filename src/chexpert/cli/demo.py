@@ -36,6 +36,8 @@ def run_demo(
 ) -> Path:
     """Run the demo into ``out`` and return the path of its ``report.html``; reuses a release already there.
 
+    Not run as a doctest (minutes: it synthesizes, prepares, trains and evaluates; tests/test_demo.py runs it small):
+
     >>> run_demo("demo")  # doctest: +SKIP
     PosixPath('demo/report.html')
     """
@@ -119,6 +121,8 @@ def run_demo(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m chexpert.demo [OUT]``: the same as ``chexpert demo``.
+
+    Not run as a doctest (minutes; see :func:`run_demo`):
 
     >>> main(["demo"])  # doctest: +SKIP
     0

@@ -1,9 +1,11 @@
 """Score predictions exactly as the CheXpert competition did: per study, joined by key, with intervals.
 
 >>> from chexpert.evaluate import evaluate
->>> result = evaluate("predictions.csv", "CheXpert-v1.0-small/valid.csv", radiologists=["bc4.csv"])  # doctest: +SKIP
->>> result.table[["auroc", "auroc_lo", "auroc_hi", "radiologists_under_curve"]]  # doctest: +SKIP
->>> result.to_json()["mean_auroc"]  # doctest: +SKIP
+>>> result = evaluate("predictions.csv", "CheXpert-v1.0-small/valid.csv", radiologists=["bc4.csv"])
+>>> result.table.loc["Edema", ["auroc", "auroc_lo", "auroc_hi", "radiologists_under_curve"]].round(2).tolist()
+[0.88, 0.72, 1.0, 0.0]
+>>> round(result.to_json()["mean_auroc"], 3)
+0.936
 
 Modules: ``io`` (reading and joining files by study key), ``metrics`` (AUROC, AUPRC, bootstrap,
 DeLong in numpy), ``operating`` (radiologists against the ROC curve, thresholds), ``scoring``

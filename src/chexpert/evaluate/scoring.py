@@ -149,8 +149,9 @@ class Evaluation:
         ``tp``/``fp``/``tn``/``fn``, ``curve_sensitivity`` (the model's sensitivity at the
         radiologist's false-positive rate) and ``under_curve`` (null where the curve is undefined).
 
-        >>> evaluation.to_json()["tasks"]["Edema"]["radiologists"]["bc4"]["sensitivity"]  # doctest: +SKIP
-        0.85
+        >>> evaluation = evaluate("predictions.csv", "CheXpert-v1.0-small/valid.csv", radiologists=["bc4.csv"])
+        >>> evaluation.to_json()["tasks"]["Edema"]["radiologists"]["bc4"]["sensitivity"]
+        1.0
         """
         readers: dict[str, dict[str, Any]] = {}
         for point in self.radiologists.itertuples(index=False):
@@ -491,9 +492,11 @@ def evaluate(
     (bc4, bc6, bc8) when they are among the readers, else of all of them (a study is positive when
     more than half of those who read the observation call it positive).
 
-    >>> result = evaluate("predictions.csv", "CheXpert-v1.0-small/valid.csv")  # doctest: +SKIP
-    >>> result.table.loc["Edema", ["auroc", "auroc_lo", "auroc_hi"]]  # doctest: +SKIP
-    >>> result.mean_auroc  # doctest: +SKIP
+    >>> result = evaluate("predictions.csv", "CheXpert-v1.0-small/valid.csv")
+    >>> result.table.loc["Edema", ["auroc", "auroc_lo", "auroc_hi"]].round(3).tolist()
+    [0.876, 0.72, 1.0]
+    >>> round(result.mean_auroc, 3)
+    0.936
     """
     _check_arguments(bootstrap, level, by)
     predictions, truth, metadata = io.expand_user(predictions), io.expand_user(truth), io.expand_user(metadata)
@@ -569,8 +572,9 @@ def compare(
     for both files and every task, so the interval of the difference is paired. ``truth`` and
     ``split`` are as in :func:`evaluate` (a release is scored on the split the predictions are in).
 
-    >>> result = compare("densenet.csv", "resnet.csv", "valid.csv")  # doctest: +SKIP
-    >>> result.table[["difference", "p_value"]]  # doctest: +SKIP
+    >>> result = compare("densenet.csv", "resnet.csv", "CheXpert-v1.0-small/valid.csv")
+    >>> result.table.loc["Edema", ["difference", "p_value"]].round(3).tolist()
+    [0.182, 0.317]
     """
     _check_arguments(bootstrap, level)
     a, b, truth = io.expand_user(a), io.expand_user(b), io.expand_user(truth)
@@ -643,7 +647,9 @@ def operating_points(
     probabilities: scores outside [0, 1] (accepted by :func:`evaluate` with a warning, since
     ranking them is well defined) raise :class:`~chexpert.errors.CSVFormatError` here.
 
-    >>> operating_points(result, sensitivity=[0.9])  # doctest: +SKIP
+    >>> points = operating_points(result, sensitivity=[0.9])
+    >>> points.loc[points.observation == "Edema", ["criterion", "threshold", "sensitivity"]].round(2).to_dict("records")
+    [{'criterion': 'sensitivity', 'threshold': 0.45, 'sensitivity': 1.0}, {'criterion': 'youden', 'threshold': 0.45, 'sensitivity': 1.0}]
     """
     if isinstance(sensitivity, int | float) or isinstance(specificity, int | float):
         raise TypeError("sensitivity= and specificity= take sequences of targets, e.g. [0.9, 0.95]")
@@ -718,9 +724,11 @@ def apply_thresholds(evaluation: Evaluation, thresholds: str | os.PathLike[str] 
     (no study called positive) as null: it is read back as +inf when the fitted counts hold both
     classes.
 
-    >>> valid = evaluate("valid_predictions.csv", "valid.csv")  # doctest: +SKIP
-    >>> points = operating_points(valid, sensitivity=[0.9])  # doctest: +SKIP
-    >>> apply_thresholds(evaluate("test_predictions.csv", "groundtruth.csv"), points)  # doctest: +SKIP
+    >>> valid = evaluate("valid_predictions.csv", "CheXpert-v1.0-small/valid.csv")
+    >>> points = operating_points(valid, sensitivity=[0.9])
+    >>> test = apply_thresholds(evaluate("test_predictions.csv", "CheXpert-v1.0-small/test_labels.csv"), points)
+    >>> test.columns.tolist()
+    ['observation', 'criterion', 'target', 'threshold', 'tp', 'fp', 'tn', 'fn', 'sensitivity', 'specificity', 'ppv', 'npv', 'fitted_sensitivity', 'fitted_specificity']
     """
     frame, name = _fitted_thresholds(thresholds)
     data = evaluation.data

@@ -5,9 +5,13 @@ under a policy, computed once for every row) and is shared by the framework load
 :class:`NumpyLoader` iterates batches of NumPy arrays, ready for ``jax.device_put``; with
 ``jax_process=True`` each JAX process reads its own shard.
 
->>> loader = NumpyLoader(open_store("chexpert-320"), batch_size=64, policy="u-ones")  # doctest: +SKIP
->>> for batch in loader:  # doctest: +SKIP
+>>> from chexpert import open_store
+>>> loader = NumpyLoader(open_store("chexpert-320"), batch_size=64, policy="u-ones")
+>>> import jax
+>>> for batch in loader:
 ...     images = jax.device_put(batch["image"])  # (64, 320, 320, 1) uint8
+>>> images.shape  # the last batch
+(64, 320, 320, 1)
 """
 
 from __future__ import annotations
@@ -48,9 +52,9 @@ def store_rows(store: Store, rows: np.ndarray | Sequence[int] | Index | None) ->
     whose raw labels differ from the store's (a store prepared from other labels), are errors
     naming them: a loader never trains on other rows or other labels than those asked for.
 
-    >>> parts = chexpert.split_patients(store.index, seed=0)  # doctest: +SKIP
-    >>> store_rows(store, parts["valid"])[:3]  # doctest: +SKIP
-    array([ 12,  13, 102])
+    >>> parts = chexpert.split_patients(store.index, seed=0)
+    >>> store_rows(store, parts["valid"])[:3]
+    array([53, 55, 59])
     """
     n = len(store)
     if rows is None:
@@ -77,7 +81,9 @@ def balance_weights(targets: Targets, balance: str | Sequence[str] | None) -> np
     each named observation are drawn equally often; several observations are balanced in turn
     (see :func:`chexpert.sampling.balanced_weights`). None gives None (every row once per epoch).
 
-    >>> loader = NumpyLoader(store, batch_size=64, policy="u-ones", balance="Edema")  # doctest: +SKIP
+    >>> loader = NumpyLoader(store, batch_size=64, policy="u-ones", balance="Edema")
+    >>> len(loader)
+    2
     """
     if balance is None:
         return None
@@ -126,8 +132,8 @@ class StoreArrays:
     memory map is reopened on the other side, which raises StoreError if the store was prepared
     again meanwhile (new pixels must not meet these labels).
 
-    >>> arrays = StoreArrays(store, policy="u-zeros", rows=np.flatnonzero(store.index.frontal))  # doctest: +SKIP
-    >>> arrays.batch(np.arange(4))["image"].shape  # doctest: +SKIP
+    >>> arrays = StoreArrays(store, policy="u-zeros", rows=np.flatnonzero(store.index.frontal))
+    >>> arrays.batch(np.arange(4))["image"].shape
     (4, 320, 320)
     """
 
@@ -227,8 +233,8 @@ class NumpyLoader(EpochPasses):
     (see :func:`balance_weights`): as many rows as a plain epoch, drawn with replacement,
     deterministic per seed and epoch. Arrays are plain NumPy, ready for ``jax.device_put``.
 
-    >>> loader = NumpyLoader(store, batch_size=128, seed=3, jax_process=True)  # doctest: +SKIP
-    >>> batch = next(iter(loader)); batch["image"].shape  # doctest: +SKIP
+    >>> loader = NumpyLoader(store, batch_size=128, seed=3, jax_process=True)
+    >>> batch = next(iter(loader)); batch["image"].shape
     (128, 320, 320, 1)
     """
 

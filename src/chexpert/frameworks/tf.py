@@ -6,8 +6,11 @@ in a parallel, order-keeping tf.data map), in the order of
 PyTorch and NumPy loaders. Each pass over the dataset is the next epoch, which is what Keras'
 ``fit(epochs=...)`` and ``Dataset.repeat()`` do.
 
->>> ds = to_tf_dataset(open_store("chexpert-320"), batch_size=64, policy="u-ones", as_supervised=True)  # doctest: +SKIP
->>> model.fit(ds, epochs=3)  # doctest: +SKIP
+>>> from chexpert import open_store
+>>> ds = to_tf_dataset(open_store("chexpert-320"), batch_size=64, policy="u-ones", as_supervised=True)
+>>> [tuple(t.shape) for t in next(iter(ds))]
+[(64, 320, 320, 1), (64, 14), (64, 14)]
+>>> model.fit(ds, epochs=3)  # your Keras model; not run as a doctest  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -62,8 +65,10 @@ def to_tf_dataset(
     (``distribute_datasets_from_function``); ``batch_size`` is then per input pipeline
     (``input_context.get_per_replica_batch_size(global_batch)``).
 
+    >>> import tensorflow as tf
+    >>> strategy = tf.distribute.get_strategy()  # the default; a MirroredStrategy spreads batches over GPUs
     >>> ds = strategy.distribute_datasets_from_function(
-    ...     lambda ctx: to_tf_dataset(store, ctx.get_per_replica_batch_size(256), input_context=ctx))  # doctest: +SKIP
+    ...     lambda ctx: to_tf_dataset(store, ctx.get_per_replica_batch_size(256), input_context=ctx))
     """
     pipeline = (input_context.input_pipeline_id, input_context.num_input_pipelines) if input_context is not None else None
     rank, world_size = shard_of(rank, world_size, given=pipeline, given_by="input_context")

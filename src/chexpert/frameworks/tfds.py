@@ -19,9 +19,15 @@ The manual folder may hold the release as a folder, its zip, the AIMI batch zips
 For random access without TensorFlow at read time, build with ``file_format="array_record"``
 and read with ``tfds.data_source``.
 
->>> import chexpert.frameworks.tfds  # registers "chexpert_kit"  # doctest: +SKIP
+>>> import tensorflow_datasets as tfds
+>>> import chexpert.frameworks.tfds  # registers "chexpert_kit"
+>>> data_dir, root = "tensorflow_datasets", "~/data/CheXpert-v1.0-small"
 >>> ds = tfds.load("chexpert_kit/small", split="train", data_dir=data_dir,
-...                download_and_prepare_kwargs={"download_config": tfds.download.DownloadConfig(manual_dir=root)})  # doctest: +SKIP
+...                download_and_prepare_kwargs={"download_config": tfds.download.DownloadConfig(manual_dir=root)})
+Downloading and preparing dataset ...
+Dataset chexpert_kit downloaded and prepared to .... Subsequent calls will reuse this data.
+>>> len(ds)
+27
 """
 
 from __future__ import annotations
@@ -76,7 +82,8 @@ class ChexpertConfig(tfds.core.BuilderConfig):
     :data:`LABEL_STATES` per observation name). ``metadata`` adds patient, study, view, sex, age and
     projection. ``test_split`` adds "test" when the test labels are present.
 
-    >>> ChexpertConfig(name="store512", source="store", size=512)  # doctest: +SKIP
+    >>> ChexpertConfig(name="store512", source="store", size=512)
+    ChexpertConfig(name='store512', ..., source='store', channels=1, labels='named', metadata=True, test_split=True, size=512)
     """
 
     source: str = "small"

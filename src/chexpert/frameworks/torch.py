@@ -12,7 +12,10 @@ Samples and batches are dicts: ``image`` uint8 (1, H, W) / (B, 1, H, W), ``targe
 U-MultiClass columns, ``classes`` int64. Pixels stay uint8 until they reach the device; turn them
 into floats there with :mod:`chexpert.augment`.
 
->>> loader = dataloader(open_store("chexpert-320"), batch_size=64, policy="u-ones", num_workers=4)  # doctest: +SKIP
+>>> from chexpert import open_store
+>>> loader = dataloader(open_store("chexpert-320"), batch_size=64, policy="u-ones", num_workers=4)
+>>> len(loader)  # batches per epoch; the loop below needs a GPU, so it is not run as a doctest
+2
 >>> for epoch in range(3):  # doctest: +SKIP
 ...     for batch in loader:  # each pass is the next epoch
 ...         x = augment(batch["image"].to("cuda", non_blocking=True))
@@ -69,8 +72,8 @@ class StoreDataset(Dataset[dict[str, torch.Tensor]]):
     once for all rows. Indexing one item works with any sampler; :func:`dataloader` instead calls
     :meth:`batch`, which reads a whole batch with one gather.
 
-    >>> dataset = StoreDataset(store, policy="u-zeros")  # doctest: +SKIP
-    >>> dataset[0]["image"].shape, dataset[0]["image"].dtype  # doctest: +SKIP
+    >>> dataset = StoreDataset(store, policy="u-zeros")
+    >>> dataset[0]["image"].shape, dataset[0]["image"].dtype
     (torch.Size([1, 320, 320]), torch.uint8)
     """
 
@@ -118,8 +121,10 @@ class JPEGDataset(Dataset[dict[str, torch.Tensor]]):
     to ``size`` x ``size`` with ``resize`` ("pad", "crop" or "squash"). Items are dicts as
     :class:`StoreDataset` gives; ``row`` is the index row.
 
-    >>> dataset = JPEGDataset("~/data/CheXpert-v1.0-small", size=224, splits="valid")  # doctest: +SKIP
-    >>> DataLoader(dataset, batch_size=32, num_workers=8)  # doctest: +SKIP
+    >>> dataset = JPEGDataset("~/data/CheXpert-v1.0-small", size=224, splits="valid")
+    >>> len(dataset), dataset[0]["image"].shape
+    (77, torch.Size([1, 224, 224]))
+    >>> loader = DataLoader(dataset, batch_size=32, num_workers=8)
     """
 
     def __init__(
@@ -279,9 +284,11 @@ def dataloader(
     and the other rows of each observation named come equally often (see
     :func:`~chexpert.frameworks.numpy.balance_weights`), the same for a seed and epoch.
 
-    >>> loader = dataloader(store, batch_size=64, num_workers=4, pin_memory=True)  # doctest: +SKIP
-    >>> balanced = dataloader(store, batch_size=64, policy="u-ones", balance="Pneumothorax")  # doctest: +SKIP
-    >>> loader.sampler.set_epoch(5)  # doctest: +SKIP
+    >>> loader = dataloader(store, batch_size=64, num_workers=4, pin_memory=True)
+    >>> balanced = dataloader(store, batch_size=64, policy="u-ones", balance="Pneumothorax")
+    >>> loader.sampler.set_epoch(5)
+    >>> len(loader), len(balanced)  # batches per epoch
+    (2, 2)
     """
     if isinstance(data, Store):
         data = StoreDataset(data, policy=policy, rows=rows)

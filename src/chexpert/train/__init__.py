@@ -1,5 +1,8 @@
 """The CheXpert paper's baseline as a recipe, on the prepared store: train, resume, validate, ensemble, predict.
 
+Not run as a doctest (the paper's recipe trains for hours; train/run.py and train/inference.py run theirs
+on a tiny run):
+
 >>> from chexpert.train import Recipe, train, predict
 >>> run = train("~/data/CheXpert-v1.0-small", "runs/u-ones", Recipe(policy="u-ones"))  # doctest: +SKIP
 >>> predict(run, "~/data/CheXpert-v1.0-small", split="valid").write("predictions.csv")  # doctest: +SKIP

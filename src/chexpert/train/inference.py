@@ -1,8 +1,11 @@
 """Predictions of a run: per image, and per study as the maximum over its views, in the CSV forms ``evaluate`` reads.
 
->>> predictions = predict("runs/u-ones", "~/data/CheXpert-v1.0-small", split="valid")  # doctest: +SKIP
->>> predictions.write("predictions.csv")  # per image (Path), and predictions-studies.csv (Study)  # doctest: +SKIP
->>> evaluate(predictions.studies, "~/data/CheXpert-v1.0-small/valid.csv").mean_auroc  # doctest: +SKIP
+>>> predictions = predict("runs/u-ones", "~/data/CheXpert-v1.0-small", split="valid")
+>>> predictions.write("predictions.csv")  # per image (Path), and predictions-studies.csv (Study)
+(PosixPath('predictions.csv'), PosixPath('predictions-studies.csv'))
+>>> from chexpert.evaluate import evaluate
+>>> 0 <= evaluate(predictions.studies, "~/data/CheXpert-v1.0-small/valid.csv").mean_auroc <= 1
+True
 """
 
 from __future__ import annotations
@@ -73,7 +76,8 @@ class Predictions:
     def write(self, path: str | os.PathLike[str], studies: str | os.PathLike[str] | None = None) -> tuple[Path, Path]:
         """Write the per-image CSV to ``path`` and the per-study CSV to ``studies`` (default ``<stem>-studies.csv`` beside it).
 
-        >>> predictions.write("predictions.csv")  # doctest: +SKIP
+        >>> predictions = predict("runs/u-ones", "CheXpert-v1.0-small", split="valid")
+        >>> predictions.write("predictions.csv")
         (PosixPath('predictions.csv'), PosixPath('predictions-studies.csv'))
         """
         path = Path(path)
@@ -148,7 +152,8 @@ class ImageFiles(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
     Files are read with the release's safe reader (regular files only, at most 64 MiB); an
     unreadable or undecodable file is an error naming it.
 
-    >>> ImageFiles(["a.png", "b.jpg"], 64)[[0, 1]]["image"].shape  # doctest: +SKIP
+    >>> a, b = "CheXpert-v1.0-small/valid/patient64541/study1/view1_frontal.jpg", "CheXpert-v1.0-small/valid/patient64542/study1/view1_frontal.jpg"
+    >>> ImageFiles([a, b], 64)[[0, 1]]["image"].shape
     torch.Size([2, 1, 64, 64])
     """
 
@@ -182,8 +187,9 @@ def image_files(source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]
     Names are relative to the folder (or to the files' common folder), so a CheXpert-shaped
     folder gives ``valid/patient64541/study1/view1_frontal.jpg``.
 
-    >>> image_files("scans/")  # doctest: +SKIP
-    (['/home/me/scans/a.png', ...], ['a.png', ...])
+    >>> paths, names = image_files("CheXpert-v1.0-small/valid/")
+    >>> paths[0], names[0]
+    ('CheXpert-v1.0-small/valid/patient64541/study1/view1_frontal.jpg', 'patient64541/study1/view1_frontal.jpg')
     """
     if isinstance(source, str | os.PathLike):
         root = Path(source).expanduser()
@@ -329,9 +335,9 @@ def predict(
     image and observation, ``CAM/<image name without suffix>/<Observation>.png``.
     ``progress(done, total)`` is called after each batch.
 
-    >>> p = predict("runs/demo", "demo/CheXpert-v1.0-small", split="valid")  # doctest: +SKIP
-    >>> p.studies.columns[:2].tolist()  # doctest: +SKIP
-    ['Study', 'Atelectasis']
+    >>> p = predict("runs/demo", "CheXpert-v1.0-small", split="valid")
+    >>> p.studies.columns[:2].tolist()
+    ['Study', 'No Finding']
     """
     import pandas as pd
 

@@ -330,8 +330,8 @@ def read_recipe(path: str | os.PathLike[str]) -> Recipe:
     or a table of :class:`~chexpert.policy.Policy` fields. Unknown keys and bad values are an
     error naming the file.
 
-    >>> _ = Path("r.toml").write_text('base = "demo"\\nlr = 3e-4\\nschedule = "cosine"\\n')  # doctest: +SKIP
-    >>> read_recipe("r.toml").lr  # doctest: +SKIP
+    >>> _ = Path("r.toml").write_text('base = "demo"\\nlr = 3e-4\\nschedule = "cosine"\\n')
+    >>> read_recipe("r.toml").lr
     0.0003
     """
     return read_recipe_values(path).recipe

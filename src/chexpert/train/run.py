@@ -15,9 +15,9 @@ Every file is written to a temporary name, synced and renamed, so a run killed a
 leaves the previous state intact. Only these names are ever removed, and only in a folder whose
 ``run.json`` says it is a run.
 
->>> run = open_run("runs/u-ones")  # doctest: +SKIP
->>> run.recipe.model, [c.step for c in run.checkpoints]  # doctest: +SKIP
-('densenet121', [38400, 33600, 43200])
+>>> run = open_run("runs/u-ones")
+>>> run.recipe.model, sorted(c.step for c in run.checkpoints)
+('tiny-cnn', [2, 4])
 """
 
 from __future__ import annotations
@@ -320,10 +320,13 @@ class Run:
         ``run.head``; ``run.head.probabilities(logits)`` gives one probability per observation.
         Other checkpoints: ``run.checkpoints`` (best first).
 
-        >>> run = open_run("runs/u-ones")  # doctest: +SKIP
+        >>> run = open_run("runs/u-ones")
         >>> from chexpert.train.inference import input_transform
-        >>> x = input_transform(run.recipe, train=False)(uint8_images)  # (B, 1, size, size) uint8  # doctest: +SKIP
-        >>> run.head.probabilities(run.model()(x))  # (B, observations)  # doctest: +SKIP
+        >>> import torch
+        >>> uint8_images = torch.zeros(2, 1, run.recipe.size, run.recipe.size, dtype=torch.uint8)
+        >>> x = input_transform(run.recipe, train=False)(uint8_images)  # (B, 1, size, size) uint8
+        >>> run.head.probabilities(run.model()(x)).shape  # (B, observations)
+        torch.Size([2, 14])
         """
         from chexpert.train.models import build_model
 
@@ -368,8 +371,8 @@ def sorted_kept(kept: Sequence[Sequence[float]], folder: RunFolder) -> tuple[Che
 def open_run(path: str | os.PathLike[str]) -> Run:
     """Open a run folder (finished, or still running / interrupted: then its latest state's checkpoints).
 
-    >>> open_run("runs/demo").checkpoints[0].metric  # doctest: +SKIP
-    0.912
+    >>> 0 <= open_run("runs/demo").checkpoints[0].metric <= 1  # the best checkpoint's validation AUROC
+    True
     """
     folder = RunFolder(path)
     if not folder.path.is_dir():

@@ -6,8 +6,12 @@ weights for that observation times the last feature maps. That map is the CAM, c
 (no gradients, no extra package): exact, and one forward pass of the feature extractor. For a
 U-MultiClass column, the map of the positive logit minus the negative one.
 
->>> maps = class_activation_maps(run.model(), run.head, inputs)  # doctest: +SKIP
->>> maps.shape  # (images, observations, h, w) at the feature maps' resolution  # doctest: +SKIP
+>>> import torch
+>>> from chexpert.train.inference import input_transform
+>>> inputs = input_transform(run.recipe, train=False)(torch.zeros(2, 1, 32, 32, dtype=torch.uint8))
+>>> maps = class_activation_maps(run.model(), run.head, inputs)
+>>> maps.shape  # (images, observations, h, w) at the feature maps' resolution
+torch.Size([2, 14, 4, 4])
 """
 
 from __future__ import annotations
@@ -58,7 +62,11 @@ def _feature_maps(model: torch.nn.Module, inputs: torch.Tensor) -> torch.Tensor:
 def class_activation_maps(model: torch.nn.Module, head: Head, inputs: torch.Tensor) -> torch.Tensor:
     """(images, observations, h, w) maps whose spatial mean plus the bias is each observation's logit.
 
-    >>> class_activation_maps(build_model("tiny-cnn", outputs=5, channels=1), Head(...), x).shape  # doctest: +SKIP
+    >>> from chexpert.train.models import build_model
+    >>> from chexpert.train.heads import Head
+    >>> x = torch.zeros(8, 1, 64, 64)
+    >>> head = Head(("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion"), (False,) * 5)
+    >>> class_activation_maps(build_model("tiny-cnn", outputs=5, channels=1), head, x).shape
     torch.Size([8, 5, 8, 8])
     """
     _, classifier = _features_and_classifier(model)
