@@ -279,8 +279,9 @@ def write_csv(
     can inject bad values, rename or drop columns, or use ``newline="\\r\\n"`` / ``bom=True``.
 
     >>> rows = synth_rows(patients=1)
-    >>> rows[0]["Cardiomegaly"] = "yes"                      # doctest: +SKIP
-    >>> write_csv(tmp / "train.csv", rows)                   # doctest: +SKIP
+    >>> rows[0]["Cardiomegaly"] = "yes"
+    >>> ",yes," in write_csv(tmp_path / "train.csv", rows).read_text()
+    True
     """
     path = pathlib.Path(path)
     path.write_bytes(csv_bytes(rows, columns=columns, newline=newline, bom=bom))
