@@ -13,6 +13,7 @@ pictures do not depend on how many patients were asked for, nor on the number of
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pathlib
 import shutil
@@ -68,59 +69,52 @@ def _aimi_place(name: str, batch_of: Mapping[int, int]) -> tuple[str, str]:
     return batch, f"{batch}/{name[len('train/') :]}"
 
 
-def _write_folder(
-    root: pathlib.Path,
-    csvs: Mapping[str, bytes],
-    images: Sequence[dict[str, str]],
-    image_names: Sequence[str],
-    *,
-    seed: int,
-    release: str,
-    patients_by_split: dict[str, int],
-    workers: int,
-    progress: Callable[[int, int], None] | None,
-) -> None:
+@dataclasses.dataclass(frozen=True)
+class _Contents:
+    """What one look-alike release holds, whichever layout writes it."""
+
+    csvs: Mapping[str, bytes]
+    images: Sequence[dict[str, str]]
+    image_names: Sequence[str]
+    seed: int
+    release: str
+    patients_by_split: dict[str, int]
+    workers: int
+    progress: Callable[[int, int], None] | None
+
+    def marker(self, written: Mapping[str, list[int]]) -> bytes:
+        return marker_bytes(self.release, self.seed, self.patients_by_split, self.csvs, written)
+
+
+def _write_folder(root: pathlib.Path, contents: _Contents) -> None:
     """The folder layout: the release's tree at ``root`` (in staging), with synth's marker beside the CSVs."""
-    for folder in sorted({str(pathlib.PurePosixPath(n).parent) for n in image_names}):
+    for folder in sorted({str(pathlib.PurePosixPath(n).parent) for n in contents.image_names}):
         (root / folder).mkdir(parents=True, exist_ok=True)
     root.mkdir(exist_ok=True)
-    for name, data in csvs.items():
+    for name, data in contents.csvs.items():
         (root / name).write_bytes(data)
-    jobs = [(r, seed, release, str(root / n)) for r, n in zip(images, image_names, strict=True)]
-    written = {name: [len(data), zlib.crc32(data)] for name, data in csvs.items()}
-    for name, entry in zip(image_names, run_jobs(write_one, jobs, workers, progress), strict=True):
+    jobs = [(r, contents.seed, contents.release, str(root / n)) for r, n in zip(contents.images, contents.image_names, strict=True)]
+    written = {name: [len(data), zlib.crc32(data)] for name, data in contents.csvs.items()}
+    for name, entry in zip(contents.image_names, run_jobs(write_one, jobs, contents.workers, contents.progress), strict=True):
         written[name] = entry
-    (root / SYNTH_MARKER).write_bytes(marker_bytes(release, seed, patients_by_split, csvs, written))
+    (root / SYNTH_MARKER).write_bytes(contents.marker(written))
 
 
-def _write_zips(
-    staging: pathlib.Path,
-    names: Sequence[str],
-    place: Callable[[str], tuple[str, str]],
-    csvs: Mapping[str, bytes],
-    images: Sequence[dict[str, str]],
-    image_names: Sequence[str],
-    *,
-    seed: int,
-    release: str,
-    patients_by_split: dict[str, int],
-    workers: int,
-    progress: Callable[[int, int], None] | None,
-) -> None:
+def _write_zips(staging: pathlib.Path, names: Sequence[str], place: Callable[[str], tuple[str, str]], contents: _Contents) -> None:
     """The zip and AIMI layouts: the zips ``names`` in ``staging``; ``place(name)`` gives a file's (zip stem, member)."""
     writers = {n[: -len(".zip")]: ZipWriter(staging / n) for n in names}
     try:
         for stem, writer in writers.items():
             writer.add(f"{stem}/")
-        for name, data in csvs.items():
+        for name, data in contents.csvs.items():
             stem, member = place(name)
             writers[stem].add(member, data)
-        jobs = [(r, seed, release) for r in images]
-        for name, data in zip(image_names, run_jobs(render_one, jobs, workers, progress), strict=True):
+        jobs = [(r, contents.seed, contents.release) for r in contents.images]
+        for name, data in zip(contents.image_names, run_jobs(render_one, jobs, contents.workers, contents.progress), strict=True):
             stem, member = place(name)
             writers[stem].add(member, data)
         for stem, writer in writers.items():
-            writer.add(f"{stem}/{SYNTH_MARKER}", marker_bytes(release, seed, patients_by_split, csvs, writer.files))
+            writer.add(f"{stem}/{SYNTH_MARKER}", contents.marker(writer.files))
     finally:
         for writer in writers.values():
             writer.close()
@@ -181,8 +175,16 @@ def synthesize(
     names = {"folder": [top], "zip": [f"{top}.zip"], "aimi": [f"{b}.zip" for b in AIMI_BATCHES]}[layout]
     claim_targets(out, names, overwrite)
     csvs, images = _plan(release, patients, valid_patients, test_patients, seed)
-    patients_by_split = {"train": patients, "valid": valid_patients, "test": test_patients}
-    image_names = [schema.strip_release_prefix(r["Path"]) for r in images]
+    contents = _Contents(
+        csvs=csvs,
+        images=images,
+        image_names=[schema.strip_release_prefix(r["Path"]) for r in images],
+        seed=seed,
+        release=release,
+        patients_by_split={"train": patients, "valid": valid_patients, "test": test_patients},
+        workers=workers,
+        progress=progress,
+    )
 
     out.mkdir(parents=True, exist_ok=True)
     warn_leftovers(out)
@@ -191,9 +193,7 @@ def synthesize(
     staging = create_folder(out, ".synth-")
     try:
         if layout == "folder":
-            _write_folder(
-                staging / top, csvs, images, image_names, seed=seed, release=release, patients_by_split=patients_by_split, workers=workers, progress=progress
-            )
+            _write_folder(staging / top, contents)
         else:
             if layout == "zip":
 
@@ -206,19 +206,7 @@ def synthesize(
                 def place(name: str) -> tuple[str, str]:
                     return _aimi_place(name, batch_of)
 
-            _write_zips(
-                staging,
-                names,
-                place,
-                csvs,
-                images,
-                image_names,
-                seed=seed,
-                release=release,
-                patients_by_split=patients_by_split,
-                workers=workers,
-                progress=progress,
-            )
+            _write_zips(staging, names, place, contents)
         put_in_place(out, staging, names)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
