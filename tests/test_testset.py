@@ -19,6 +19,7 @@ from chexpert.errors import CSVFormatError, InvalidArgumentError
 from chexpert.evaluate import evaluate
 from chexpert.testset import find_test_set
 from chexpert.verify import verify
+from tests.conftest import predictions_for
 
 pytestmark = pytest.mark.filterwarnings("ignore::chexpert.evaluate.metrics.UndefinedMetricWarning")
 
@@ -46,16 +47,6 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 
 def study(path: str) -> str:
     return "/".join(path.split("/")[-4:-1]) if path.endswith(".jpg") else "/".join(path.rstrip("/").split("/")[-3:])
-
-
-def predictions_for(index: chexpert.Index, path: Path, seed: int = 0) -> Path:
-    rng = np.random.default_rng(seed)
-    labels = (index.labels == 1).astype(float)
-    scores = np.clip(0.45 * labels + 0.55 * rng.random(labels.shape), 0, 1)
-    frame = pd.DataFrame(scores, columns=list(schema.OBSERVATIONS))
-    frame.insert(0, "Path", index.path.astype(object))
-    frame.to_csv(path, index=False)
-    return path
 
 
 def test_the_look_alike_reads_back_as_released(test_root: Path) -> None:

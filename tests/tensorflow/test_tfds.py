@@ -3,6 +3,7 @@ ArrayRecord random access, and the missing-data error. Builds are tiny and go to
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,16 +19,15 @@ from chexpert.imaging import decode  # noqa: E402
 from chexpert.release import open_release  # noqa: E402
 from chexpert.store import prepare  # noqa: E402
 from chexpert.synth import synthesize  # noqa: E402
+from tests.conftest import TINY_LOOK_ALIKE  # noqa: E402
 
 STATE_OF_CODE = {1: "positive", 0: "negative", -1: "uncertain", -2: "blank"}
 
 
 @pytest.fixture(scope="module")
-def manual(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def manual(look_alike: Callable[..., Path]) -> Path:
     """A manual folder holding CheXpert-v1.0-small (3 train, 2 valid, 2 test patients: about 15 images)."""
-    out = tmp_path_factory.mktemp("manual")
-    synthesize(out, release="small", patients=3, valid_patients=2, test_patients=2, seed=10)
-    return out
+    return look_alike(**TINY_LOOK_ALIKE).parent  # a folder of its own, the small release alone
 
 
 def _build(name: str, manual_dir: Path, data_dir: Path, **kwargs: object) -> tfds.core.DatasetBuilder:
