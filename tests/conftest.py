@@ -90,6 +90,8 @@ def real_train_csv() -> Path:
 TRAIN_LOOK_ALIKE: dict[str, int] = {"patients": 30, "valid_patients": 10, "seed": 4}
 #: A look-alike with a handful of images in each of train, valid and test (the export and framework tests).
 TINY_LOOK_ALIKE: dict[str, int] = {"patients": 3, "valid_patients": 2, "test_patients": 2, "seed": 10}
+#: A look-alike test set and CheXlocalize (release="test": only valid and test studies).
+TEST_SET_LOOK_ALIKE: dict[str, Any] = {"release": "test", "patients": 8, "seed": 5}
 #: Side of the images in the training tests' store.
 TRAIN_SIZE = 32
 #: Side of the images in the prepared-store tests' reference store, and the files a store is.

@@ -6,6 +6,7 @@ import json
 import math
 import shutil
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +28,9 @@ LABELS = "chexpert-test-set-labels"
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def root(look_alike: Callable[..., Path]) -> Path:
     """A look-alike test set (40 studies) in the public repository's layout, with valid studies."""
-    return synthesize_test(tmp_path_factory.mktemp("review"), patients=40, valid_patients=16, seed=7)
+    return look_alike(release="test", patients=40, valid_patients=16, seed=7)
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ import csv
 import json
 import shutil
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,19 +20,19 @@ from chexpert.errors import CSVFormatError, InvalidArgumentError
 from chexpert.evaluate import evaluate
 from chexpert.testset import find_test_set
 from chexpert.verify import verify
-from tests.conftest import predictions_for
+from tests.conftest import TEST_SET_LOOK_ALIKE, predictions_for
 
 pytestmark = pytest.mark.filterwarnings("ignore::chexpert.evaluate.metrics.UndefinedMetricWarning")
 
-TEST_PATIENTS = 8
+TEST_PATIENTS = TEST_SET_LOOK_ALIKE["patients"]
 LABELS = "chexpert-test-set-labels"
 IMAGES = "CheXlocalize/CheXpert"
 
 
 @pytest.fixture(scope="module")
-def test_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def test_root(look_alike: Callable[..., Path]) -> Path:
     """A look-alike test set and CheXlocalize (read-only by convention: copy before damaging it)."""
-    return chexpert.synthesize(tmp_path_factory.mktemp("testset"), release="test", patients=TEST_PATIENTS, seed=5)
+    return look_alike(**TEST_SET_LOOK_ALIKE)
 
 
 def copy_of(root: Path, tmp_path: Path) -> Path:
