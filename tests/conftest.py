@@ -94,6 +94,14 @@ TINY_LOOK_ALIKE: dict[str, int] = {"patients": 3, "valid_patients": 2, "test_pat
 TEST_SET_LOOK_ALIKE: dict[str, Any] = {"release": "test", "patients": 8, "seed": 5}
 #: Side of the images in the training tests' store.
 TRAIN_SIZE = 32
+#: The tags a labeler gold-set case may carry (the development set and the external set alike).
+GOLD_TAGS = frozenset(
+    {
+        "negation", "uncertainty", "list", "comparison", "hard-exclusion", "abbreviation", "misspelling",
+        "multiple-mentions", "normal", "chf", "device", "pseudo-negation", "other-abnormality", "structure-only",
+        "scope", "indication", "no-spaces", "uppercase", "convention",
+    }
+)  # fmt: skip
 #: Side of the images in the prepared-store tests' reference store, and the files a store is.
 STORE_SIZE = 48
 STORE_FILES = ("images.npy", "index.npz", "manifest.json")
