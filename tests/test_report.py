@@ -97,7 +97,7 @@ def test_the_evaluation_sections_hold_the_evaluation_s_numbers(page: Path, train
     assert 'class="warn">⚠ Fewer than 5 positive' in html
 
 
-def test_a_saliency_overlay_is_shown_beside_each_scored_image(page: Path, train_release: Path) -> None:
+def test_a_saliency_overlay_is_shown_beside_each_scored_image(page: Path, train_release: Path, train_store: Store) -> None:
     from chexpert.store import open_store
 
     asked: list[tuple[str, str]] = []
@@ -108,7 +108,7 @@ def test_a_saliency_overlay_is_shown_beside_each_scored_image(page: Path, train_
 
     root = train_release
     result = evaluate(page.parent / "predictions.csv", root / "valid.csv", bootstrap=0)
-    html = render_report(open_store(page.parent / "store"), evaluation=result, saliency=saliency)
+    html = render_report(open_store(train_store.path), evaluation=result, saliency=saliency)
     assert asked and all(path.startswith("valid/") and observation in schema.COMPETITION_TASKS for path, observation in asked)
     assert html.count('alt="saliency of ') == len(asked) == html.count('<figure class="sample') - 12
     assert "95% interval (DeLong)" in html  # with bootstrap 0 the table shows DeLong's interval

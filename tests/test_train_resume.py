@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,12 +18,18 @@ import pandas as pd  # noqa: E402
 
 from chexpert.store import Store  # noqa: E402
 from chexpert.train import open_run  # noqa: E402
-from tests.conftest import TRAIN_SIZE as SIZE  # noqa: E402
 
+SIZE = 32
 pytestmark = pytest.mark.filterwarnings("ignore::chexpert.evaluate.metrics.UndefinedMetricWarning")
 # 8 images a step; checkpoints every 5 steps fall mid-epoch (the epoch has more steps and 5 does not divide it).
 OPTIONS = ("--recipe", "demo", "--size", str(SIZE), "--batch-size", "8", "--epochs", "3", "--checkpoint-every", "5",
            "--keep-best", "2", "--log-every", "1", "--seed", "5", "--deterministic", "--workers", "0", "--quiet")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def store(look_alike: Callable[..., Path], prepared_store: Callable[..., Store]) -> Store:
+    # Not TRAIN_LOOK_ALIKE: three runs of three epochs here, and this look-alike has fewer train images (81).
+    return prepared_store(look_alike(patients=40, valid_patients=8, seed=2), size=SIZE)
 
 
 def _command(store: Store, out: Path) -> list[str]:
@@ -34,9 +41,9 @@ def _env() -> dict[str, str]:
     return dict(os.environ, OMP_NUM_THREADS="2", MKL_NUM_THREADS="2")
 
 
-def test_a_run_killed_mid_epoch_resumes_to_the_same_weights(train_store: Store, tmp_path: Path) -> None:
+def test_a_run_killed_mid_epoch_resumes_to_the_same_weights(store: Store, tmp_path: Path) -> None:
     killed = tmp_path / "killed"
-    process = subprocess.Popen(_command(train_store, killed), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env())
+    process = subprocess.Popen(_command(store, killed), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env())
     first_checkpoint = killed / "state.pt"  # written at step 5, after the weights
     deadline = time.monotonic() + 300
     while not first_checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
@@ -46,15 +53,15 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_weights(train_store: Store, 
     assert process.returncode == -signal.SIGKILL, stderr.decode()[-2000:]
     assert not (killed / "summary.json").exists(), "the run finished before it could be killed"
     state = torch.load(killed / "state.pt", weights_only=True)
-    steps_per_epoch = -(-int((train_store.index.split == 0).sum()) // 8)
+    steps_per_epoch = -(-int((store.index.split == 0).sum()) // 8)
     assert state["step"] % steps_per_epoch != 0 and state["batch"] != 0, "killed at an epoch boundary, not mid-epoch"
     log_before = pd.read_csv(killed / "log.csv")
     assert log_before["step"].max() >= state["step"]
 
-    resumed = subprocess.run(_command(train_store, killed), capture_output=True, text=True, env=_env(), timeout=600)
+    resumed = subprocess.run(_command(store, killed), capture_output=True, text=True, env=_env(), timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     straight = tmp_path / "straight"
-    uninterrupted = subprocess.run(_command(train_store, straight), capture_output=True, text=True, env=_env(), timeout=600)
+    uninterrupted = subprocess.run(_command(store, straight), capture_output=True, text=True, env=_env(), timeout=600)
     assert uninterrupted.returncode == 0, uninterrupted.stderr[-2000:]
 
     a, b = torch.load(killed / "state.pt", weights_only=True), torch.load(straight / "state.pt", weights_only=True)
