@@ -1,9 +1,11 @@
-"""Fixtures shared by the test files: look-alike releases and the real train.csv."""
+"""Fixtures shared by the test files: look-alike releases and prepared stores (made once a session
+through ``look_alike`` and ``prepared_store``), the real train.csv, and helpers several files use."""
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import inspect
 import os
 import re
 import signal
@@ -88,12 +90,13 @@ def real_train_csv() -> Path:
 
 #: The look-alike that the training tests share (about 105 train images: 14 steps of 8 an epoch).
 TRAIN_LOOK_ALIKE: dict[str, int] = {"patients": 30, "valid_patients": 10, "seed": 4}
-#: A look-alike with a handful of images in each of train, valid and test (the export and framework tests).
+#: A look-alike with a handful of images in each of train, valid and test (the hf, tf.data and tfds tests).
 TINY_LOOK_ALIKE: dict[str, int] = {"patients": 3, "valid_patients": 2, "test_patients": 2, "seed": 10}
-#: A look-alike test set and CheXlocalize (release="test": only valid and test studies).
-TEST_SET_LOOK_ALIKE: dict[str, Any] = {"release": "test", "patients": 8, "seed": 5}
 #: Side of the images in the training tests' store.
 TRAIN_SIZE = 32
+#: Side of the images in the prepared-store tests' reference store, and the files a store is.
+STORE_SIZE = 48
+STORE_FILES = ("images.npy", "index.npz", "manifest.json")
 #: The tags a labeler gold-set case may carry (the development set and the external set alike).
 GOLD_TAGS = frozenset(
     {
@@ -102,9 +105,6 @@ GOLD_TAGS = frozenset(
         "scope", "indication", "no-spaces", "uppercase", "convention",
     }
 )  # fmt: skip
-#: Side of the images in the prepared-store tests' reference store, and the files a store is.
-STORE_SIZE = 48
-STORE_FILES = ("images.npy", "index.npz", "manifest.json")
 
 
 @pytest.fixture(scope="session")
@@ -116,9 +116,13 @@ def look_alike(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
     stands in holds nothing else (a tfds manual folder can be its parent).
     """
     made: dict[tuple[tuple[str, object], ...], Path] = {}
+    signature = inspect.signature(synthesize)
 
     def make(**options: Any) -> Path:
-        key = tuple(sorted(options.items()))
+        # Keyed on every argument, defaults filled in: release="small" given or left out is one release.
+        bound = signature.bind(None, **options)
+        bound.apply_defaults()
+        key = tuple(sorted((name, value) for name, value in bound.arguments.items() if name != "out"))
         if key not in made:
             made[key] = synthesize(tmp_path_factory.mktemp("look-alike"), **options)
         return made[key]

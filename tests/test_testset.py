@@ -20,11 +20,11 @@ from chexpert.errors import CSVFormatError, InvalidArgumentError
 from chexpert.evaluate import evaluate
 from chexpert.testset import find_test_set
 from chexpert.verify import verify
-from tests.conftest import TEST_SET_LOOK_ALIKE, predictions_for
+from tests.conftest import predictions_for
 
 pytestmark = pytest.mark.filterwarnings("ignore::chexpert.evaluate.metrics.UndefinedMetricWarning")
 
-TEST_PATIENTS = TEST_SET_LOOK_ALIKE["patients"]
+TEST_PATIENTS = 8
 LABELS = "chexpert-test-set-labels"
 IMAGES = "CheXlocalize/CheXpert"
 
@@ -32,7 +32,7 @@ IMAGES = "CheXlocalize/CheXpert"
 @pytest.fixture(scope="module")
 def test_root(look_alike: Callable[..., Path]) -> Path:
     """A look-alike test set and CheXlocalize (read-only by convention: copy before damaging it)."""
-    return look_alike(**TEST_SET_LOOK_ALIKE)
+    return look_alike(release="test", patients=TEST_PATIENTS, seed=5)
 
 
 def copy_of(root: Path, tmp_path: Path) -> Path:
