@@ -1,17 +1,25 @@
-"""Fixtures shared by the test files: look-alike releases and the real train.csv."""
+"""Fixtures shared by the test files: look-alike releases and prepared stores (made once a session
+through ``look_alike`` and ``prepared_store``), the real train.csv, and helpers several files use."""
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import inspect
 import os
 import re
 import signal
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from pathlib import Path
+from typing import Any, TypeVar
 
+import numpy as np
+import pandas as pd
 import pytest
 
+from chexpert import schema
+from chexpert.index import Index
+from chexpert.store import Store, prepare
 from chexpert.synth import synthesize
 
 _TENSORFLOW_TESTS = Path(__file__).parent / "tensorflow"
@@ -40,24 +48,25 @@ def _promised_skip(report: pytest.CollectReport | pytest.TestReport) -> str | No
     return f"CI=true: skipped for want of {match.group(1)}, an integration the README promises ({reason})" if match else None
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    report = yield
+_Report = TypeVar("_Report", pytest.CollectReport, pytest.TestReport)
+
+
+def _fail_a_promised_skip(report: _Report) -> _Report:
     failure = _promised_skip(report)
     if failure is not None:
         report.outcome = "failed"
         report.longrepr = failure
     return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    return _fail_a_promised_skip((yield))
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
-    report = yield
-    failure = _promised_skip(report)
-    if failure is not None:
-        report.outcome = "failed"
-        report.longrepr = failure
-    return report
+    return _fail_a_promised_skip((yield))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
@@ -79,30 +88,101 @@ def real_train_csv() -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def small_release(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small-release look-alike folder (read-only by convention: copy before damaging it)."""
-    return synthesize(tmp_path_factory.mktemp("small"), release="small", patients=12, seed=7, test_patients=2)
-
-
+#: The look-alike that the training tests share (about 105 train images: 14 steps of 8 an epoch).
+TRAIN_LOOK_ALIKE: dict[str, int] = {"patients": 30, "valid_patients": 10, "seed": 4}
+#: A look-alike with a handful of images in each of train, valid and test (the hf, tf.data and tfds tests).
+TINY_LOOK_ALIKE: dict[str, int] = {"patients": 3, "valid_patients": 2, "test_patients": 2, "seed": 10}
+#: Side of the images in the training tests' store.
+TRAIN_SIZE = 32
 #: Side of the images in the prepared-store tests' reference store, and the files a store is.
 STORE_SIZE = 48
 STORE_FILES = ("images.npy", "index.npz", "manifest.json")
+#: The tags a labeler gold-set case may carry (the development set and the external set alike).
+GOLD_TAGS = frozenset(
+    {
+        "negation", "uncertainty", "list", "comparison", "hard-exclusion", "abbreviation", "misspelling",
+        "multiple-mentions", "normal", "chf", "device", "pseudo-negation", "other-abnormality", "structure-only",
+        "scope", "indication", "no-spaces", "uppercase", "convention",
+    }
+)  # fmt: skip
 
 
 @pytest.fixture(scope="session")
-def reference_store(small_release: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The small release prepared at STORE_SIZE, once: what every damaged or resumed store must equal."""
-    from chexpert.store import prepare
+def look_alike(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """``look_alike(**options)``: ``chexpert.synthesize(folder, **options)``, written once a test run
+    (once an xdist worker) for each set of options and shared by every test file that asks for the same.
 
-    out = tmp_path_factory.mktemp("reference") / "store"
-    prepare(small_release, out, size=STORE_SIZE)
-    return out
+    Read-only by convention: copy it before damaging or writing into it. The folder the release
+    stands in holds nothing else (a tfds manual folder can be its parent).
+    """
+    made: dict[tuple[tuple[str, object], ...], Path] = {}
+    signature = inspect.signature(synthesize)
+
+    def make(**options: Any) -> Path:
+        # Keyed on every argument, defaults filled in: release="small" given or left out is one release.
+        bound = signature.bind(None, **options)
+        bound.apply_defaults()
+        key = tuple(sorted((name, value) for name, value in bound.arguments.items() if name != "out"))
+        if key not in made:
+            made[key] = synthesize(tmp_path_factory.mktemp("look-alike"), **options)
+        return made[key]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def prepared_store(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Store]:
+    """``prepared_store(release, size=...)``: the release prepared at that size, once a test run (once
+    an xdist worker) for each release and size. Read-only by convention: copy it before damaging it."""
+    made: dict[tuple[Path, int], Store] = {}
+
+    def make(release: Path, *, size: int) -> Store:
+        key = (Path(release).resolve(), size)
+        if key not in made:
+            made[key] = prepare(release, tmp_path_factory.mktemp("store") / "store", size=size)
+        return made[key]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def small_release(look_alike: Callable[..., Path]) -> Path:
+    """A small-release look-alike folder (read-only by convention: copy before damaging it)."""
+    return look_alike(release="small", patients=12, seed=7, test_patients=2)
+
+
+@pytest.fixture(scope="session")
+def reference_store(small_release: Path, prepared_store: Callable[..., Store]) -> Path:
+    """The small release prepared at STORE_SIZE, once: what every damaged or resumed store must equal."""
+    return prepared_store(small_release, size=STORE_SIZE).path
+
+
+@pytest.fixture(scope="session")
+def train_release(look_alike: Callable[..., Path]) -> Path:
+    """The training tests' look-alike (TRAIN_LOOK_ALIKE; read-only by convention)."""
+    return look_alike(**TRAIN_LOOK_ALIKE)
+
+
+@pytest.fixture(scope="session")
+def train_store(train_release: Path, prepared_store: Callable[..., Store]) -> Store:
+    """The training tests' look-alike prepared at TRAIN_SIZE (read-only by convention)."""
+    return prepared_store(train_release, size=TRAIN_SIZE)
 
 
 def same_store_files(a: Path, b: Path) -> bool:
     """Whether two stores hold byte-identical files."""
     return all((a / name).read_bytes() == (b / name).read_bytes() for name in STORE_FILES)
+
+
+def predictions_for(index: Index, path: Path, seed: int = 0) -> Path:
+    """Example predictions for ``index`` written to ``path``: probabilities that lean towards the labels."""
+    rng = np.random.default_rng(seed)
+    labels = (index.labels == 1).astype(float)
+    scores = np.clip(0.45 * labels + 0.55 * rng.random(labels.shape), 0, 1)
+    frame = pd.DataFrame(scores, columns=list(schema.OBSERVATIONS))
+    frame.insert(0, "Path", index.path.astype(object))
+    frame.to_csv(path, index=False)
+    return path
 
 
 def tree_digest(root: Path) -> str:

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +17,10 @@ if not torch.distributed.is_available() or not torch.distributed.is_gloo_availab
     pytest.skip("torch.distributed with gloo is not available", allow_module_level=True)
 
 from chexpert.sampling import EpochSampler  # noqa: E402
-from chexpert.store import Store, prepare  # noqa: E402
+from chexpert.store import Store  # noqa: E402
 
 BATCH, SEED, EPOCHS = 4, 11, 2
+SIZE = 32  # the size test_torch's store has: one store for both
 
 _WORKER = textwrap.dedent(
     f"""
@@ -48,8 +50,8 @@ _WORKER = textwrap.dedent(
 
 
 @pytest.fixture(scope="module")
-def store(small_release: Path, tmp_path_factory: pytest.TempPathFactory) -> Store:
-    return prepare(small_release, tmp_path_factory.mktemp("ddp") / "store", size=16)
+def store(small_release: Path, prepared_store: Callable[..., Store]) -> Store:
+    return prepared_store(small_release, size=SIZE)
 
 
 def test_torchrun_ranks_get_disjoint_equal_shards_covering_every_epoch(store: Store, tmp_path: Path) -> None:

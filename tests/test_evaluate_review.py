@@ -6,6 +6,7 @@ import json
 import math
 import shutil
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from chexpert.cli import main
 from chexpert.errors import CSVFormatError
 from chexpert.evaluate import FewPositivesWarning, apply_thresholds, evaluate, metrics, operating_points
 from chexpert.synth.testset import synthesize_test
+from tests.conftest import predictions_for
 
 sklearn_metrics = pytest.importorskip("sklearn.metrics")
 pytestmark = pytest.mark.filterwarnings("ignore::chexpert.evaluate.metrics.UndefinedMetricWarning")
@@ -26,20 +28,9 @@ LABELS = "chexpert-test-set-labels"
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def root(look_alike: Callable[..., Path]) -> Path:
     """A look-alike test set (40 studies) in the public repository's layout, with valid studies."""
-    return synthesize_test(tmp_path_factory.mktemp("review"), patients=40, valid_patients=16, seed=7)
-
-
-def predictions_for(index: chexpert.Index, path: Path, seed: int = 0) -> Path:
-    """The look-alike's example predictions: probabilities that lean towards the labels."""
-    rng = np.random.default_rng(seed)
-    labels = (index.labels == 1).astype(float)
-    scores = np.clip(0.45 * labels + 0.55 * rng.random(labels.shape), 0, 1)
-    frame = pd.DataFrame(scores, columns=list(schema.OBSERVATIONS))
-    frame.insert(0, "Path", index.path.astype(object))
-    frame.to_csv(path, index=False)
-    return path
+    return look_alike(release="test", patients=40, valid_patients=16, seed=7)
 
 
 @pytest.fixture(scope="module")

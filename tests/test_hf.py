@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +14,13 @@ from chexpert.errors import ChexpertError
 from chexpert.index import read_csv
 from chexpert.policy import apply
 from chexpert.release import Release, open_release
-from chexpert.store import Store, prepare
-from chexpert.synth import synthesize
+from chexpert.store import Store
+from tests.conftest import TINY_LOOK_ALIKE
 
 datasets = pytest.importorskip("datasets")
 hf = pytest.importorskip("chexpert.frameworks.hf")
+
+SIZE = 40
 
 
 @pytest.fixture(autouse=True)
@@ -32,13 +35,13 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="module")
-def release(tmp_path_factory: pytest.TempPathFactory) -> Release:
-    return open_release(synthesize(tmp_path_factory.mktemp("release"), patients=3, valid_patients=2, test_patients=2, seed=10))
+def release(look_alike: Callable[..., Path]) -> Release:
+    return open_release(look_alike(**TINY_LOOK_ALIKE))
 
 
 @pytest.fixture(scope="module")
-def store(release: Release, tmp_path_factory: pytest.TempPathFactory) -> Store:
-    return prepare(release, tmp_path_factory.mktemp("store") / "s", size=40)
+def store(look_alike: Callable[..., Path], prepared_store: Callable[..., Store]) -> Store:
+    return prepared_store(look_alike(**TINY_LOOK_ALIKE), size=SIZE)
 
 
 def test_from_index_columns_named_as_the_csv_with_released_jpeg_bytes(release: Release, tmp_path: Path) -> None:
@@ -72,7 +75,7 @@ def test_from_store_pixels_memory_mapped_and_targets_under_a_policy(store: Store
     ds = hf.to_hf_dataset(store, policy="u-ones", cache_dir=tmp_path)
     assert isinstance(ds.data, datasets.table.MemoryMappedTable)
     assert Path(ds.cache_files[0]["filename"]).parent == tmp_path
-    assert ds.features["image"] == datasets.Array2D(shape=(40, 40), dtype="uint8")
+    assert ds.features["image"] == datasets.Array2D(shape=(SIZE, SIZE), dtype="uint8")
     # Arrow keeps the pixels as uint8 (HF's numpy formatter would widen integers to int64).
     pixels = np.concatenate([chunk.to_numpy() for chunk in ds.data.column("image").chunks])
     assert pixels.dtype == np.uint8

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -318,22 +319,19 @@ def _big_input(path: Path, rows: int, *, padding: int = 0) -> Path:
     return path
 
 
+def _label_in_a_session(source: Path, out_dir: Path, workers: str, preexec_fn: Callable[[], None]) -> subprocess.Popen[str]:
+    """``chexpert label`` of ``source`` into ``out_dir``, in a session of its own (a process group to signal)."""
+    command = [sys.executable, "-m", "chexpert", "label", str(source), "--out", str(out_dir / "o.csv"), "--column", "text", "--workers", workers, "--quiet"]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=preexec_fn)
+
+
 @pytest.mark.parametrize(("sig", "code", "word"), [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_an_interrupted_run_leaves_nothing_behind(tmp_path: Path, sig: int, code: int, word: str, workers: str) -> None:
     source = _big_input(tmp_path / "big.csv", 400_000)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    env = dict(os.environ)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "chexpert", "label", str(source), "--out", str(out_dir / "o.csv"), "--column", "text", "--workers", workers, "--quiet"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        start_new_session=True,
-        preexec_fn=as_a_terminal_starts_it,  # not what this test run inherited (SIGINT ignored under nohup)
-    )
+    process = _label_in_a_session(source, out_dir, workers, as_a_terminal_starts_it)  # not what this test run inherited (SIGINT ignored under nohup)
     deadline = time.monotonic() + 120
     while not any(out_dir.iterdir()) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -353,14 +351,7 @@ def test_a_command_started_with_sigint_ignored_keeps_ignoring_it(tmp_path: Path,
     source = _big_input(tmp_path / "big.csv", 60_000)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "chexpert", "label", str(source), "--out", str(out_dir / "o.csv"), "--column", "text", "--workers", workers, "--quiet"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-        preexec_fn=with_sigint_ignored,
-    )
+    process = _label_in_a_session(source, out_dir, workers, with_sigint_ignored)
     try:
         deadline = time.monotonic() + 120
         while not any(out_dir.iterdir()) and process.poll() is None and time.monotonic() < deadline:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from chexpert.schema import OBSERVATIONS
+from tests.conftest import GOLD_TAGS as TAGS
 
 DATA = Path(__file__).parent / "data" / "labeler"
 FILES = {"sentences.jsonl": "s", "reports.jsonl": "r"}
@@ -25,13 +26,6 @@ NO_FINDING = "No Finding"
 SUPPORT_DEVICES = "Support Devices"
 PATHOLOGIES = tuple(name for name in OBSERVATIONS if name not in (NO_FINDING, SUPPORT_DEVICES))
 KEYS = ("id", "text", "labels", "tags", "note")
-TAGS = frozenset(
-    {
-        "negation", "uncertainty", "list", "comparison", "hard-exclusion", "abbreviation", "misspelling",
-        "multiple-mentions", "normal", "chf", "device", "pseudo-negation", "other-abnormality", "structure-only",
-        "scope", "indication", "no-spaces", "uppercase", "convention",
-    }
-)  # fmt: skip
 #: Cases per observation and state across both files (Support Devices and Fracture uncertain, the rare ones, included).
 MINIMUM_PER_STATE = 10
 MINIMUM_PER_TAG = 5

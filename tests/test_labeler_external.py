@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from chexpert.schema import OBSERVATIONS
+from tests.conftest import GOLD_TAGS as TAGS
 
 DATA = Path(__file__).parent / "data" / "labeler" / "external"
 FILES = {"w1.jsonl": "w1-", "w2.jsonl": "w2-"}
@@ -27,13 +28,6 @@ KEYS = ("id", "text", "labels", "tags", "note")
 STATES = (1.0, 0.0, -1.0)
 NO_FINDING = "No Finding"
 PATHOLOGIES = tuple(name for name in OBSERVATIONS if name not in (NO_FINDING, "Support Devices"))
-TAGS = frozenset(
-    {
-        "negation", "uncertainty", "list", "comparison", "hard-exclusion", "abbreviation", "misspelling",
-        "multiple-mentions", "normal", "chf", "device", "pseudo-negation", "other-abnormality", "structure-only",
-        "scope", "indication", "no-spaces", "uppercase", "convention",
-    }
-)  # fmt: skip
 #: Dates would mean a report was not de-identified (times of day and placeholders are kept, as in MIMIC).
 DATES = re.compile(r"\b\d{1,2}/\d{1,2}/\d{2,4}\b|\b(?:19|20)\d{2}\b")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +20,9 @@ LOCALIZE = "CheXlocalize"
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def root(look_alike: Callable[..., Path]) -> Path:
     """A look-alike CheXlocalize (read-only by convention: copy before damaging it)."""
-    return chexpert.synthesize(tmp_path_factory.mktemp("localize"), release="test", patients=8, seed=11)
+    return look_alike(release="test", patients=8, seed=11)  # the values test_mask_pixels_land_on_the_finding redraws
 
 
 def random_masks(rng: np.random.Generator, count: int) -> list[np.ndarray]:

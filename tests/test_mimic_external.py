@@ -20,10 +20,10 @@ from chexpert import schema
 from chexpert.evaluate import evaluate
 from chexpert.mimic import MimicRelease, UnlabeledStudiesWarning, truth_index
 from chexpert.report import render_report
-from chexpert.store import prepare
-from chexpert.synth import synthesize
+from chexpert.store import Store
 from chexpert.synth.mimic import synthesize_mimic
 from chexpert.train import get_recipe, train
+from tests.conftest import TRAIN_SIZE
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::chexpert.evaluate.metrics.UndefinedMetricWarning"),
@@ -32,12 +32,10 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def run_and_mimic(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def run_and_mimic(train_store: Store, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     base = tmp_path_factory.mktemp("external")
-    chexpert_root = synthesize(base / "chexpert", patients=30, valid_patients=6, seed=2)
-    store = prepare(chexpert_root, base / "store", size=32)
-    recipe = get_recipe("demo").replace(size=32, batch_size=16, max_steps=4, checkpoint_every=2, keep_best=1, log_every=1)
-    train(store, base / "run", recipe)
+    recipe = get_recipe("demo").replace(size=TRAIN_SIZE, batch_size=16, max_steps=4, checkpoint_every=2, keep_best=1, log_every=1)
+    train(train_store, base / "run", recipe)
     mimic = synthesize_mimic(base / "mimic", patients=30, test_patients=8, seed=4)
     return base / "run", mimic
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -11,12 +12,14 @@ from chexpert import schema
 from chexpert.frameworks.numpy import NumpyLoader, StoreArrays, jax_rank
 from chexpert.policy import apply
 from chexpert.sampling import EpochSampler
-from chexpert.store import Store, prepare
+from chexpert.store import Store
+
+SIZE = 32  # the size test_torch's store has: one store for both
 
 
 @pytest.fixture(scope="module")
-def store(small_release: Path, tmp_path_factory: pytest.TempPathFactory) -> Store:
-    return prepare(small_release, tmp_path_factory.mktemp("numpy") / "store", size=24)
+def store(small_release: Path, prepared_store: Callable[..., Store]) -> Store:
+    return prepared_store(small_release, size=SIZE)
 
 
 def test_batches_follow_the_epoch_sampler_and_hold_the_stored_values(store: Store) -> None:
@@ -28,7 +31,7 @@ def test_batches_follow_the_epoch_sampler_and_hold_the_stored_values(store: Stor
     assert expected.classes is not None
     for batch, rows in zip(batches, sampler.batches(0), strict=True):
         assert batch["row"].tolist() == rows.tolist()
-        assert batch["image"].shape == (len(rows), 24, 24, 1) and batch["image"].dtype == np.uint8
+        assert batch["image"].shape == (len(rows), SIZE, SIZE, 1) and batch["image"].dtype == np.uint8
         np.testing.assert_array_equal(batch["image"][..., 0], store.images[rows])
         np.testing.assert_array_equal(batch["targets"], expected.targets[rows])
         np.testing.assert_array_equal(batch["mask"], expected.mask[rows])

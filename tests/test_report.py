@@ -21,36 +21,34 @@ from chexpert import schema
 from chexpert.evaluate import evaluate
 from chexpert.release import open_release
 from chexpert.report import STATE_COLORS, render_report, write_report
-from chexpert.store import prepare
-from chexpert.synth import synthesize
+from chexpert.store import Store
 from chexpert.train import get_recipe, predict, train
+from tests.conftest import TRAIN_SIZE
 
 WIDTH, HEIGHT = 1280, 4200
 pytestmark = pytest.mark.filterwarnings("ignore::chexpert.evaluate.metrics.UndefinedMetricWarning")
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def page(train_release: Path, train_store: Store, tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("report")
-    root = synthesize(base, patients=40, valid_patients=12, seed=4)
-    release = open_release(root)
-    store = prepare(release, base / "store", size=32)
-    recipe = get_recipe("demo").replace(size=32, batch_size=16, max_steps=8, checkpoint_every=2, log_every=1)
-    run = train(store, base / "run", recipe)
-    predict(run, store).write(base / "predictions.csv")
-    result = evaluate(base / "predictions.csv", root / "valid.csv", bootstrap=50)
-    return write_report(base / "report.html", store, release=release, run=run, evaluation=result, title="A test report", subtitle="look-alike")
+    release = open_release(train_release)
+    recipe = get_recipe("demo").replace(size=TRAIN_SIZE, batch_size=16, max_steps=8, checkpoint_every=2, log_every=1)
+    run = train(train_store, base / "run", recipe)
+    predict(run, train_store).write(base / "predictions.csv")
+    result = evaluate(base / "predictions.csv", train_release / "valid.csv", bootstrap=50)
+    return write_report(base / "report.html", train_store, release=release, run=run, evaluation=result, title="A test report", subtitle="look-alike")
 
 
 def _rgb(color: str) -> np.ndarray:
     return np.array([int(color[i : i + 2], 16) for i in (1, 3, 5)])
 
 
-def test_the_page_is_self_contained_and_holds_counts_and_scores(page: Path) -> None:
+def test_the_page_is_self_contained_and_holds_counts_and_scores(page: Path, train_release: Path) -> None:
     html = page.read_text(encoding="utf-8")
     assert html.startswith("<!DOCTYPE html>") and "<script" not in html
     assert not re.search(r"(src|href)=\"(https?:)?//", html) and "url(" not in html and "@import" not in html
-    release = open_release(page.parent / "CheXpert-v1.0-small")
+    release = open_release(train_release)
     counts = release.index("train").counts()
     assert f"<td>train</td><td>{counts['images']:,}</td><td>{counts['frontal']:,}</td><td>{counts['lateral']:,}</td><td>{counts['studies']:,}</td>" in html
     for observation in schema.OBSERVATIONS:
@@ -65,7 +63,7 @@ def test_the_page_is_self_contained_and_holds_counts_and_scores(page: Path) -> N
         Image.open(io.BytesIO(base64.b64decode(data))).verify()
 
 
-def test_the_evaluation_sections_hold_the_evaluation_s_numbers(page: Path) -> None:
+def test_the_evaluation_sections_hold_the_evaluation_s_numbers(page: Path, train_release: Path) -> None:
     from chexpert.evaluate import operating_points
     from chexpert.report import policy_sentence
     from chexpert.train import open_run
@@ -76,7 +74,7 @@ def test_the_evaluation_sections_hold_the_evaluation_s_numbers(page: Path) -> No
         assert heading in html, heading
     run = open_run(page.parent / "run")
     assert f"<b>Policy:</b> {policy_sentence(run.recipe.resolved_policy())}" in html.replace("&#x27;", "'")
-    result = evaluate(page.parent / "predictions.csv", page.parent / "CheXpert-v1.0-small" / "valid.csv", bootstrap=50)
+    result = evaluate(page.parent / "predictions.csv", train_release / "valid.csv", bootstrap=50)
     # Confusion matrices: Youden's point of each competition task, counts as operating_points gives them.
     points = operating_points(result, youden=True, radiologists=False).set_index("observation")
     for task in schema.COMPETITION_TASKS:
@@ -99,7 +97,7 @@ def test_the_evaluation_sections_hold_the_evaluation_s_numbers(page: Path) -> No
     assert 'class="warn">⚠ Fewer than 5 positive' in html
 
 
-def test_a_saliency_overlay_is_shown_beside_each_scored_image(page: Path) -> None:
+def test_a_saliency_overlay_is_shown_beside_each_scored_image(page: Path, train_release: Path, train_store: Store) -> None:
     from chexpert.store import open_store
 
     asked: list[tuple[str, str]] = []
@@ -108,22 +106,22 @@ def test_a_saliency_overlay_is_shown_beside_each_scored_image(page: Path) -> Non
         asked.append((path, observation))
         return np.full((16, 16, 3), (250, 0, 250), np.uint8)
 
-    root = page.parent / "CheXpert-v1.0-small"
+    root = train_release
     result = evaluate(page.parent / "predictions.csv", root / "valid.csv", bootstrap=0)
-    html = render_report(open_store(page.parent / "store"), evaluation=result, saliency=saliency)
+    html = render_report(open_store(train_store.path), evaluation=result, saliency=saliency)
     assert asked and all(path.startswith("valid/") and observation in schema.COMPETITION_TASKS for path, observation in asked)
     assert html.count('alt="saliency of ') == len(asked) == html.count('<figure class="sample') - 12
     assert "95% interval (DeLong)" in html  # with bootstrap 0 the table shows DeLong's interval
 
 
-def test_without_matplotlib_figures_the_page_keeps_its_tables(page: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_matplotlib_figures_the_page_keeps_its_tables(page: Path, train_release: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import chexpert.report as report
 
     monkeypatch.setattr(report, "_figure_class", lambda: None)
-    release = open_release(page.parent / "CheXpert-v1.0-small")
+    release = open_release(train_release)
     html = render_report(index=release.index(), release=release)
     assert "<table>" in html and html.count("data:image/png") == 12  # the sample images only
-    result = evaluate(page.parent / "predictions.csv", page.parent / "CheXpert-v1.0-small" / "valid.csv", bootstrap=0)
+    result = evaluate(page.parent / "predictions.csv", train_release / "valid.csv", bootstrap=0)
     with_scores = render_report(index=release.index(), release=release, evaluation=result)
     assert "Confusion at the operating point" in with_scores and "Calibration" not in with_scores
 

@@ -26,23 +26,15 @@ from chexpert.index import ROW_FIELDS
 from chexpert.release import open_release
 from chexpert.store import FORMAT, FORMAT_VERSION, StaleStoreWarning, open_store, prepare
 from chexpert.synth import synthesize
-from tests.conftest import tree_digest
-
-SIZE = 48
-STORE_FILES = ("images.npy", "index.npz", "manifest.json")
-
-
-def same_files(a: Path, b: Path) -> bool:
-    """The two stores are equal byte for byte: pixels, index and manifest (checksums included)."""
-    return all((a / name).read_bytes() == (b / name).read_bytes() for name in STORE_FILES)
+from tests.conftest import STORE_FILES, tree_digest
+from tests.conftest import STORE_SIZE as SIZE
+from tests.conftest import same_store_files as same_files
 
 
-@pytest.fixture(scope="module")
-def reference(small_release: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An uninterrupted single-process store of the whole small release."""
-    out = tmp_path_factory.mktemp("reference") / "store"
-    prepare(small_release, out, size=SIZE)
-    return out
+@pytest.fixture
+def reference(reference_store: Path) -> Path:
+    """An uninterrupted single-process store of the whole small release (conftest's, shared: read-only)."""
+    return reference_store
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import csv
 import json
 import shutil
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from chexpert.errors import CSVFormatError, InvalidArgumentError
 from chexpert.evaluate import evaluate
 from chexpert.testset import find_test_set
 from chexpert.verify import verify
+from tests.conftest import predictions_for
 
 pytestmark = pytest.mark.filterwarnings("ignore::chexpert.evaluate.metrics.UndefinedMetricWarning")
 
@@ -28,9 +30,9 @@ IMAGES = "CheXlocalize/CheXpert"
 
 
 @pytest.fixture(scope="module")
-def test_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def test_root(look_alike: Callable[..., Path]) -> Path:
     """A look-alike test set and CheXlocalize (read-only by convention: copy before damaging it)."""
-    return chexpert.synthesize(tmp_path_factory.mktemp("testset"), release="test", patients=TEST_PATIENTS, seed=5)
+    return look_alike(release="test", patients=TEST_PATIENTS, seed=5)
 
 
 def copy_of(root: Path, tmp_path: Path) -> Path:
@@ -46,16 +48,6 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 
 def study(path: str) -> str:
     return "/".join(path.split("/")[-4:-1]) if path.endswith(".jpg") else "/".join(path.rstrip("/").split("/")[-3:])
-
-
-def predictions_for(index: chexpert.Index, path: Path, seed: int = 0) -> Path:
-    rng = np.random.default_rng(seed)
-    labels = (index.labels == 1).astype(float)
-    scores = np.clip(0.45 * labels + 0.55 * rng.random(labels.shape), 0, 1)
-    frame = pd.DataFrame(scores, columns=list(schema.OBSERVATIONS))
-    frame.insert(0, "Path", index.path.astype(object))
-    frame.to_csv(path, index=False)
-    return path
 
 
 def test_the_look_alike_reads_back_as_released(test_root: Path) -> None:

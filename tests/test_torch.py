@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,8 +29,8 @@ SIZE = 32
 
 
 @pytest.fixture(scope="module")
-def store(small_release: Path, tmp_path_factory: pytest.TempPathFactory) -> Store:
-    return prepare(small_release, tmp_path_factory.mktemp("torch") / "store", size=SIZE)
+def store(small_release: Path, prepared_store: Callable[..., Store]) -> Store:
+    return prepared_store(small_release, size=SIZE)
 
 
 def epoch(loader: DataLoader) -> list[dict[str, torch.Tensor]]:

@@ -23,24 +23,13 @@ from chexpert.errors import InvalidArgumentError, RunError  # noqa: E402
 from chexpert.evaluate import evaluate  # noqa: E402
 from chexpert.policy import IGNORE_CLASS, Policy, apply  # noqa: E402
 from chexpert.progress import Event  # noqa: E402
-from chexpert.store import Store, prepare  # noqa: E402
-from chexpert.synth import synthesize  # noqa: E402
+from chexpert.store import Store  # noqa: E402
 from chexpert.train import Recipe, get_recipe, open_run, predict, train  # noqa: E402
 from chexpert.train.heads import Head  # noqa: E402
 from chexpert.train.models import WeightsNotFoundError, build_model, imagenet_weights_file  # noqa: E402
+from tests.conftest import TRAIN_SIZE as SIZE  # noqa: E402
 
-SIZE = 32
 pytestmark = pytest.mark.filterwarnings("ignore::chexpert.evaluate.metrics.UndefinedMetricWarning")
-
-
-@pytest.fixture(scope="module")
-def release(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return synthesize(tmp_path_factory.mktemp("train-release"), patients=40, valid_patients=12, seed=3)
-
-
-@pytest.fixture(scope="module")
-def store(release: Path, tmp_path_factory: pytest.TempPathFactory) -> Store:
-    return prepare(release, tmp_path_factory.mktemp("train-store") / "store", size=SIZE)
 
 
 def small(**changes: object) -> Recipe:
@@ -166,16 +155,16 @@ def test_u_multiclass_head_loss_and_positive_probability() -> None:
 
 
 @pytest.fixture(scope="module")
-def run_path(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def run_path(train_store: Store, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "u-ones"
     events: list[Event] = []
-    train(store, out, small(), progress=events.append)
+    train(train_store, out, small(), progress=events.append)
     kinds = [e["event"] for e in events]
     assert kinds[0] == "start" and kinds[-1] == "done" and kinds.count("checkpoint") == 3
     return out
 
 
-def test_a_run_folder_holds_the_recipe_logs_the_best_checkpoints_and_a_summary(run_path: Path, store: Store) -> None:
+def test_a_run_folder_holds_the_recipe_logs_the_best_checkpoints_and_a_summary(run_path: Path, train_store: Store) -> None:
     run = open_run(run_path)
     assert run.finished and run.recipe == small() and run.head.outputs == 14
     assert [c.step for c in run.checkpoints] == sorted((c.step for c in run.checkpoints), key=lambda s: -dict((c.step, c.metric) for c in run.checkpoints)[s])
@@ -185,89 +174,89 @@ def test_a_run_folder_holds_the_recipe_logs_the_best_checkpoints_and_a_summary(r
     assert valid["step"].tolist() == [2, 4, 6] and set(schema.COMPETITION_TASKS) <= set(valid.columns)
     summary = run.summary()
     assert summary["steps"] == 6 and summary["kept"][0]["step"] == run.checkpoints[0].step
-    assert json.loads((run_path / "run.json").read_text())["data"]["train_images"] == int((store.index.split == 0).sum())
+    assert json.loads((run_path / "run.json").read_text())["data"]["train_images"] == int((train_store.index.split == 0).sum())
 
 
-def test_running_a_finished_run_again_returns_it_and_another_recipe_is_refused(run_path: Path, store: Store) -> None:
+def test_running_a_finished_run_again_returns_it_and_another_recipe_is_refused(run_path: Path, train_store: Store) -> None:
     before = (run_path / "state.pt").stat().st_mtime_ns
-    run = train(store, run_path, small())
+    run = train(train_store, run_path, small())
     assert run.finished and (run_path / "state.pt").stat().st_mtime_ns == before
     with pytest.raises(RunError, match="another recipe or data.*recipe lr was 0.001, now 0.01.*overwrite=True"):
-        train(store, run_path, small(lr=0.01))
+        train(train_store, run_path, small(lr=0.01))
 
 
-def test_overwrite_replaces_the_run_but_never_the_users_files(store: Store, tmp_path: Path) -> None:
+def test_overwrite_replaces_the_run_but_never_the_users_files(train_store: Store, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    train(store, out, small(max_steps=2))
+    train(train_store, out, small(max_steps=2))
     mine = out / "my-notes.txt"
     mine.write_text("keep me")
-    train(store, out, small(max_steps=2, seed=1), overwrite=True)
+    train(train_store, out, small(max_steps=2, seed=1), overwrite=True)
     assert mine.read_text() == "keep me" and open_run(out).recipe.seed == 1
 
 
-def test_a_folder_of_other_files_is_refused_and_left_alone(store: Store, tmp_path: Path) -> None:
+def test_a_folder_of_other_files_is_refused_and_left_alone(train_store: Store, tmp_path: Path) -> None:
     (tmp_path / "thesis.tex").write_text("years of work")
     with pytest.raises(RunError, match="holds other files \\(thesis.tex\\) and is not a run"):
-        train(store, tmp_path, small(), overwrite=True)
+        train(train_store, tmp_path, small(), overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["thesis.tex"]
 
 
-def test_predictions_per_image_and_per_study_are_what_evaluate_reads(run_path: Path, store: Store, release: Path, tmp_path: Path) -> None:
-    predictions = predict(run_path, store, split="valid")
-    valid = store.index.split == schema.SPLITS.index("valid")
+def test_predictions_per_image_and_per_study_are_what_evaluate_reads(run_path: Path, train_store: Store, train_release: Path, tmp_path: Path) -> None:
+    predictions = predict(run_path, train_store, split="valid")
+    valid = train_store.index.split == schema.SPLITS.index("valid")
     assert len(predictions.images) == valid.sum() and predictions.images.columns[0] == "Path"
     assert list(predictions.images.columns[1:]) == list(schema.OBSERVATIONS)
     values = predictions.images[list(schema.OBSERVATIONS)].to_numpy()
     assert ((values >= 0) & (values <= 1)).all()
     # Per study: the maximum over its views.
-    keys = store.index.study_keys()[valid].astype(object)
+    keys = train_store.index.study_keys()[valid].astype(object)
     expected = predictions.images.assign(Study=keys).groupby("Study")[list(schema.OBSERVATIONS)].max()
     np.testing.assert_allclose(predictions.studies.set_index("Study").loc[expected.index].to_numpy(), expected.to_numpy())
     images_csv, studies_csv = predictions.write(tmp_path / "predictions.csv")
     assert studies_csv == tmp_path / "predictions-studies.csv"
-    truth = release / "valid.csv"
+    truth = train_release / "valid.csv"
     by_image = evaluate(images_csv, truth, bootstrap=0).table["auroc"]
     by_study = evaluate(studies_csv, truth, bootstrap=0).table["auroc"]
     pd.testing.assert_series_equal(by_image, by_study, atol=1e-6, rtol=0)
     # The release decoded on the fly gives the store's pixels, hence the same predictions.
-    from_release = predict(run_path, release, split="valid")
+    from_release = predict(run_path, train_release, split="valid")
     np.testing.assert_allclose(from_release.images[list(schema.OBSERVATIONS)].to_numpy(), values, rtol=0, atol=1e-6)
 
 
-def test_the_ensemble_averages_the_best_checkpoints(run_path: Path, store: Store) -> None:
+def test_the_ensemble_averages_the_best_checkpoints(run_path: Path, train_store: Store) -> None:
     run = open_run(run_path)
-    each = [predict(run, store, ensemble=k).images[list(schema.OBSERVATIONS)].to_numpy() for k in (1, 2)]
+    each = [predict(run, train_store, ensemble=k).images[list(schema.OBSERVATIONS)].to_numpy() for k in (1, 2)]
     assert not np.allclose(each[0], each[1])
     members = []
     for checkpoint in run.checkpoints:
         single = type(run)(run.path, run.recipe, run.head, run.identity, (checkpoint,), True)
-        members.append(predict(single, store).images[list(schema.OBSERVATIONS)].to_numpy())
+        members.append(predict(single, train_store).images[list(schema.OBSERVATIONS)].to_numpy())
     np.testing.assert_allclose(each[1], np.mean(members, axis=0), rtol=0, atol=1e-6)
 
 
-def test_u_multiclass_trains_a_three_way_head(store: Store, tmp_path: Path) -> None:
-    run = train(store, tmp_path / "multiclass", small(policy="u-multiclass", max_steps=3, checkpoint_every=3))
+def test_u_multiclass_trains_a_three_way_head(train_store: Store, tmp_path: Path) -> None:
+    run = train(train_store, tmp_path / "multiclass", small(policy="u-multiclass", max_steps=3, checkpoint_every=3))
     assert run.head.outputs == 42 and all(run.head.multiclass)
-    values = predict(run, store).studies[list(schema.OBSERVATIONS)].to_numpy()
+    values = predict(run, train_store).studies[list(schema.OBSERVATIONS)].to_numpy()
     assert ((values >= 0) & (values <= 1)).all()
 
 
-def test_u_self_trained_trains_with_u_ignore_first_and_labels_the_uncertain_images(store: Store, tmp_path: Path) -> None:
+def test_u_self_trained_trains_with_u_ignore_first_and_labels_the_uncertain_images(train_store: Store, tmp_path: Path) -> None:
     out = tmp_path / "paper-best"
-    run = train(store, out, small(policy="chexpert-paper-best", max_steps=3, checkpoint_every=3))
+    run = train(train_store, out, small(policy="chexpert-paper-best", max_steps=3, checkpoint_every=3))
     assert open_run(out / "u-ignore").finished
     stage_policy = open_run(out / "u-ignore").recipe.resolved_policy()
     assert stage_policy.uncertainty("Consolidation") == "ignore" and stage_policy.uncertainty("Cardiomegaly") == "multiclass"
     labels = pd.read_csv(out / "soft-labels.csv")
-    train_rows = store.index.split == 0
-    uncertain = train_rows & (store.index.observation("Consolidation") == schema.Code.UNCERTAIN)
-    assert uncertain.any() and sorted(labels["Path"]) == sorted(store.index.path[uncertain].tolist())
+    train_rows = train_store.index.split == 0
+    uncertain = train_rows & (train_store.index.observation("Consolidation") == schema.Code.UNCERTAIN)
+    assert uncertain.any() and sorted(labels["Path"]) == sorted(train_store.index.path[uncertain].tolist())
     assert labels["Consolidation"].between(0, 1).all()
     assert run.finished and run.head.observations == schema.COMPETITION_TASKS
 
 
-def test_bf16_autocast_and_channels_last_run_on_the_cpu(store: Store, tmp_path: Path) -> None:
-    run = train(store, tmp_path / "bf16", small(precision="bf16", channels_last=True, max_steps=2, checkpoint_every=2))
+def test_bf16_autocast_and_channels_last_run_on_the_cpu(train_store: Store, tmp_path: Path) -> None:
+    run = train(train_store, tmp_path / "bf16", small(precision="bf16", channels_last=True, max_steps=2, checkpoint_every=2))
     assert np.isfinite(run.log()["loss"]).all()
 
 
@@ -283,29 +272,29 @@ def test_augmentations_are_drawn_per_step_and_rank() -> None:
     assert not input_transform(small(), train=True).training  # no augmentation: training sees what inference sees
 
 
-def test_a_release_as_source_is_prepared_into_the_run_folder(release: Path, tmp_path: Path) -> None:
-    run = train(release, tmp_path / "run", small(max_steps=1, checkpoint_every=1))
+def test_a_release_as_source_is_prepared_into_the_run_folder(train_release: Path, tmp_path: Path) -> None:
+    run = train(train_release, tmp_path / "run", small(max_steps=1, checkpoint_every=1))
     assert (tmp_path / "run" / f"store-{SIZE}-pad" / "manifest.json").is_file() and run.finished
 
 
-def test_a_store_of_another_size_is_refused(store: Store, tmp_path: Path) -> None:
+def test_a_store_of_another_size_is_refused(train_store: Store, tmp_path: Path) -> None:
     with pytest.raises(InvalidArgumentError, match="holds 32x32 images \\(pad\\); the recipe asks for 64x64"):
-        train(store, tmp_path / "run", small(size=64))
+        train(train_store, tmp_path / "run", small(size=64))
 
 
 # -- command line ---------------------------------------------------------------------------------
 
 
-def test_train_and_predict_from_the_command_line(store: Store, release: Path, tmp_path: Path) -> None:
+def test_train_and_predict_from_the_command_line(train_store: Store, train_release: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    trained = _cli("train", str(store.path), "--out", str(out), "--recipe", "demo", "--size", str(SIZE), "--max-steps", "3", "--checkpoint-every", "3")
+    trained = _cli("train", str(train_store.path), "--out", str(out), "--recipe", "demo", "--size", str(SIZE), "--max-steps", "3", "--checkpoint-every", "3")
     assert trained.returncode == 0, trained.stderr
     assert trained.stdout.startswith(f"{out}: 3 steps in") and "best mean validation AUROC" in trained.stdout
     assert "validation at step 3: mean AUROC" in trained.stderr
-    predicted = _cli("predict", str(out), str(release), "--out", str(tmp_path / "p.csv"))
+    predicted = _cli("predict", str(out), str(train_release), "--out", str(tmp_path / "p.csv"))
     assert predicted.returncode == 0, predicted.stderr
     assert (tmp_path / "p.csv").is_file() and (tmp_path / "p-studies.csv").is_file()
-    scored = _cli("evaluate", "--predictions", str(tmp_path / "p-studies.csv"), "--truth", str(release / "valid.csv"), "--bootstrap", "0")
+    scored = _cli("evaluate", "--predictions", str(tmp_path / "p-studies.csv"), "--truth", str(train_release / "valid.csv"), "--bootstrap", "0")
     assert scored.returncode == 0, scored.stderr
 
 
@@ -325,9 +314,9 @@ def test_bad_arguments_are_one_line(argv: list[str], code: int, message: str, tm
     assert "Traceback" not in result.stderr
 
 
-def test_imagenet_weights_missing_is_one_line_naming_the_file(store: Store, tmp_path: Path) -> None:
+def test_imagenet_weights_missing_is_one_line_naming_the_file(train_store: Store, tmp_path: Path) -> None:
     env = dict(os.environ, TORCH_HOME=str(tmp_path / "empty-torch-home"))
-    result = _cli("train", str(store.path), "--out", str(tmp_path / "run"), "--size", str(SIZE), "--max-steps", "1", env=env)
+    result = _cli("train", str(train_store.path), "--out", str(tmp_path / "run"), "--size", str(SIZE), "--max-steps", "1", env=env)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert f"place the file densenet121-a639ec97.pth in {tmp_path / 'empty-torch-home' / 'hub' / 'checkpoints'}" in result.stderr
     assert "--weights none" in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ import pandas as pd  # noqa: E402
 
 from chexpert.errors import RunError  # noqa: E402
 from chexpert.sampling import EpochSampler  # noqa: E402
-from chexpert.store import Store, prepare  # noqa: E402
+from chexpert.store import Store  # noqa: E402
 from chexpert.train import get_recipe, open_run, train  # noqa: E402
 
 SIZE = 32
@@ -28,8 +29,8 @@ OPTIONS = ("--recipe", "demo", "--size", str(SIZE), "--batch-size", "4", "--max-
 
 
 @pytest.fixture(scope="module")
-def store(small_release: Path, tmp_path_factory: pytest.TempPathFactory) -> Store:
-    return prepare(small_release, tmp_path_factory.mktemp("ddp-train") / "store", size=SIZE)
+def store(small_release: Path, prepared_store: Callable[..., Store]) -> Store:
+    return prepared_store(small_release, size=SIZE)
 
 
 def _torchrun(store: Store, out: Path) -> subprocess.CompletedProcess[str]:

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +31,7 @@ import pandas as pd  # noqa: E402
 
 from chexpert import schema  # noqa: E402
 from chexpert.evaluate import evaluate  # noqa: E402
-from chexpert.store import Store, prepare  # noqa: E402
-from chexpert.synth import synthesize  # noqa: E402
+from chexpert.store import Store  # noqa: E402
 from chexpert.train import open_run, predict  # noqa: E402
 
 SIZE = 32
@@ -45,9 +45,8 @@ ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
-    release = synthesize(tmp_path_factory.mktemp("ddp-valid-release"), patients=24, valid_patients=112, seed=3)
-    store = prepare(release, tmp_path_factory.mktemp("ddp-valid-store") / "store", size=SIZE)
+def store(look_alike: Callable[..., Path], prepared_store: Callable[..., Store]) -> Store:
+    store = prepared_store(look_alike(patients=24, valid_patients=112, seed=3), size=SIZE)
     valid = int((store.index.split == schema.SPLITS.index("valid")).sum())
     assert valid % 2 == 1 and valid % 4 != 0 and valid // 2 > 64, valid  # the shapes this module is about
     return store

@@ -16,21 +16,14 @@ torch = pytest.importorskip("torch")
 from chexpert.errors import RunError  # noqa: E402
 from chexpert.fileio import atomic_write, is_temporary  # noqa: E402
 from chexpert.progress import Start  # noqa: E402
-from chexpert.store import Store, prepare  # noqa: E402
-from chexpert.synth import synthesize  # noqa: E402
+from chexpert.store import Store  # noqa: E402
 from chexpert.train import Recipe, get_recipe, open_run, predict, train  # noqa: E402
 from chexpert.train.run import load_resume_state  # noqa: E402
 
+from .conftest import TRAIN_SIZE as SIZE  # noqa: E402
 from .conftest import tree_digest  # noqa: E402
 
-SIZE = 32
 pytestmark = pytest.mark.filterwarnings("ignore::chexpert.evaluate.metrics.UndefinedMetricWarning")
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
-    release = synthesize(tmp_path_factory.mktemp("hard-release"), patients=30, valid_patients=8, seed=4)
-    return prepare(release, tmp_path_factory.mktemp("hard-store") / "store", size=SIZE)
 
 
 def small(**changes: object) -> Recipe:
@@ -38,10 +31,10 @@ def small(**changes: object) -> Recipe:
 
 
 @pytest.fixture(scope="module")
-def finished(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def finished(train_store: Store, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished run with every file a run writes (tensorboard/ and u-ignore/ made by hand when missing)."""
     out = tmp_path_factory.mktemp("hard-run") / "run"
-    train(store, out, small())
+    train(train_store, out, small())
     (out / "tensorboard").mkdir(exist_ok=True)
     (out / "tensorboard" / "events.out.tfevents.1.host").write_bytes(b"events")
     (out / "soft-labels.csv").write_text("Path,Consolidation\n")
@@ -64,7 +57,7 @@ LINKED = ["run.json", "state.pt", "summary.json", "log.csv", "validation.csv", "
 
 
 @pytest.mark.parametrize("name", LINKED)
-def test_a_link_in_the_run_folder_is_never_followed_to_remove_or_write(name: str, store: Store, finished: Path, tmp_path: Path) -> None:
+def test_a_link_in_the_run_folder_is_never_followed_to_remove_or_write(name: str, train_store: Store, finished: Path, tmp_path: Path) -> None:
     out, victim = tmp_path / "run", tmp_path / "other-run"
     shutil.copytree(finished, out, symlinks=True)
     shutil.copytree(finished, victim, symlinks=True)  # another run, which the link points into
@@ -78,16 +71,16 @@ def test_a_link_in_the_run_folder_is_never_followed_to_remove_or_write(name: str
 
     # Without --overwrite: refused in one line naming the link; nothing moves.
     with pytest.raises(RunError, match="symbolic link") as refused:
-        train(store, out, small(seed=1))
+        train(train_store, out, small(seed=1))
     assert str(planted) in str(refused.value) and planted.is_symlink()
     assert tree_digest(victim) == before
 
     # With --overwrite: the link goes as a link, the run is replaced, and nothing behind the link is touched.
     if name == "run.json":  # without its own run.json nothing proves the rest of the folder the run's: refused
         with pytest.raises(RunError, match="is not a run"):
-            train(store, out, small(seed=1), overwrite=True)
+            train(train_store, out, small(seed=1), overwrite=True)
     else:
-        assert train(store, out, small(seed=1), overwrite=True).finished
+        assert train(train_store, out, small(seed=1), overwrite=True).finished
     assert not planted.is_symlink()
     assert tree_digest(victim) == before
 
@@ -95,7 +88,7 @@ def test_a_link_in_the_run_folder_is_never_followed_to_remove_or_write(name: str
 # -- temporary names -----------------------------------------------------------------------------------
 
 
-def test_links_planted_at_every_temporary_name_are_never_written_through(store: Store, tmp_path: Path) -> None:
+def test_links_planted_at_every_temporary_name_are_never_written_through(train_store: Store, tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     secret = outside / "secret.txt"
@@ -112,14 +105,14 @@ def test_links_planted_at_every_temporary_name_are_never_written_through(store: 
                 if not (out / name).is_symlink():
                     (out / name).symlink_to(secret)
 
-    train(store, out, small(), progress=plant)
+    train(train_store, out, small(), progress=plant)
     assert secret.read_text() == "keep me\n"
     (out / "summary.json").unlink()  # resumed: the logs are cut and rewritten, the summary written again
-    train(store, out, small(), progress=plant)
+    train(train_store, out, small(), progress=plant)
     assert secret.read_text() == "keep me\n"
     if not (out / names[0]).is_symlink():
         (out / names[0]).symlink_to(secret)
-    train(store, out, small(seed=2), overwrite=True, progress=plant)  # run.json written anew
+    train(train_store, out, small(seed=2), overwrite=True, progress=plant)  # run.json written anew
     assert secret.read_text() == "keep me\n"
     assert open_run(out).finished
     # A link inside checkpoints/ when a run starts is refused (and removed, as a link, with overwrite).
@@ -128,11 +121,11 @@ def test_links_planted_at_every_temporary_name_are_never_written_through(store: 
     (out / "summary.json").unlink()
     (out / names[-1]).symlink_to(secret)
     with pytest.raises(RunError, match="symbolic link"):
-        train(store, out, small(seed=2))
-    train(store, out, small(seed=2), overwrite=True)
+        train(train_store, out, small(seed=2))
+    train(train_store, out, small(seed=2), overwrite=True)
     assert secret.read_text() == "keep me\n"
 
-    predictions = predict(out, store)
+    predictions = predict(out, train_store)
     target = tmp_path / "preds" / "preds.csv"
     target.parent.mkdir()
     for name in (".preds.csv.tmp", ".preds-studies.csv.tmp", f".preds.csv.{pid}.tmp"):
@@ -143,7 +136,7 @@ def test_links_planted_at_every_temporary_name_are_never_written_through(store: 
     from chexpert.report import write_report
 
     (tmp_path / ".report.html.tmp").symlink_to(secret)
-    write_report(tmp_path / "report.html", store)
+    write_report(tmp_path / "report.html", train_store)
     assert secret.read_text() == "keep me\n"
 
 
@@ -162,33 +155,33 @@ def test_atomic_write_creates_its_temporary_file_exclusively_and_replaces_a_link
 # -- a diverging loss ----------------------------------------------------------------------------------
 
 
-def test_a_loss_that_becomes_nan_stops_the_run_at_that_step_keeping_the_last_good_checkpoint(store: Store, tmp_path: Path) -> None:
+def test_a_loss_that_becomes_nan_stops_the_run_at_that_step_keeping_the_last_good_checkpoint(train_store: Store, tmp_path: Path) -> None:
     out = tmp_path / "run"
     recipe = small(lr=1e30, max_steps=6)  # finite after one step, overflowing at the second
     with pytest.raises(RunError, match=r"loss became NaN or infinite at step 2: .*state\.pt holds the last good checkpoint \(step 1\)"):
-        train(store, out, recipe, validate=False)
+        train(train_store, out, recipe, validate=False)
     assert not (out / "summary.json").exists()
     state = load_resume_state(out / "state.pt")
     assert state["step"] == 1 and all(bool(torch.isfinite(t).all()) for t in state["model"].values() if t.is_floating_point())
     assert [c.step for c in open_run(out).checkpoints] == [1]
     # The same command resumes from it (and stops again at the same step: the run is deterministic).
     with pytest.raises(RunError, match="at step 2"):
-        train(store, out, recipe, validate=False)
+        train(train_store, out, recipe, validate=False)
     # Its model scores overflow: predict refuses, writing nothing.
     with pytest.raises(RunError, match="NaN or infinite scores"):
-        predict(out, store)
-    result = _cli("train", str(store.path), "--out", str(out), "--recipe", "demo", "--size", str(SIZE), "--batch-size", "16",
+        predict(out, train_store)
+    result = _cli("train", str(train_store.path), "--out", str(out), "--recipe", "demo", "--size", str(SIZE), "--batch-size", "16",
                   "--max-steps", "6", "--checkpoint-every", "1", "--keep-best", "2", "--log-every", "1", "--lr", "1e30",
                   "--no-validation", "--quiet")  # fmt: skip
     assert result.returncode == 1 and "Traceback" not in result.stderr and "at step 2" in result.stderr, result.stderr
     preds = tmp_path / "preds.csv"
-    result = _cli("predict", str(out), str(store.path), "--out", str(preds))
+    result = _cli("predict", str(out), str(train_store.path), "--out", str(preds))
     assert result.returncode == 1 and "Traceback" not in result.stderr and not preds.exists(), result.stderr
 
 
-def test_validation_scores_that_are_not_finite_stop_the_run(store: Store, tmp_path: Path) -> None:
+def test_validation_scores_that_are_not_finite_stop_the_run(train_store: Store, tmp_path: Path) -> None:
     with pytest.raises(RunError, match="validation scores became NaN or infinite at step 1: .*no checkpoint was written"):
-        train(store, tmp_path / "run", small(lr=1e30))
+        train(train_store, tmp_path / "run", small(lr=1e30))
     assert not list((tmp_path / "run" / "checkpoints").glob("*.pt")) if (tmp_path / "run" / "checkpoints").exists() else True
 
 
@@ -208,7 +201,7 @@ def _foreign(path: Path, what: object) -> None:
 
 
 @pytest.mark.parametrize("damage", [*DAMAGE, "foreign-dict", "foreign-list", "no-steps"])
-def test_a_damaged_or_foreign_state_is_one_line_and_overwrite_starts_afresh(damage: str, store: Store, finished: Path, tmp_path: Path) -> None:
+def test_a_damaged_or_foreign_state_is_one_line_and_overwrite_starts_afresh(damage: str, train_store: Store, finished: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     shutil.copytree(finished, out, symlinks=True)
     (out / "summary.json").unlink()  # unfinished: the next start resumes from state.pt
@@ -224,33 +217,33 @@ def test_a_damaged_or_foreign_state_is_one_line_and_overwrite_starts_afresh(dama
         del good["step"]
         _foreign(state, good)
     with pytest.raises(RunError, match=f"^{state}: ") as refused:
-        train(store, out, small())
+        train(train_store, out, small())
     assert "\n" not in str(refused.value)
-    run = train(store, out, small(), overwrite=True)
+    run = train(train_store, out, small(), overwrite=True)
     assert run.finished and load_resume_state(state)["step"] == 2
 
 
-def test_a_damaged_checkpoint_or_summary_for_predict_is_one_line_naming_the_file(store: Store, finished: Path, tmp_path: Path) -> None:
+def test_a_damaged_checkpoint_or_summary_for_predict_is_one_line_naming_the_file(train_store: Store, finished: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     shutil.copytree(finished, out, symlinks=True)
     checkpoint = open_run(out).checkpoints[0].path
     checkpoint.write_bytes(checkpoint.read_bytes()[:100])
     with pytest.raises(RunError, match=f"^{checkpoint}: damaged"):
-        predict(out, store)
+        predict(out, train_store)
     torch.save({"model": {"conv.weight": torch.zeros(1)}, "step": 2}, checkpoint)
     with pytest.raises(RunError, match=f"^{checkpoint}: its weights are not this run's tiny-cnn"):
-        predict(out, store)
+        predict(out, train_store)
     nan = {
         k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in torch.load(finished / "state.pt", weights_only=True)["model"].items()
     }
     torch.save({"model": nan, "step": 2}, checkpoint)
     with pytest.raises(RunError, match=f"^{checkpoint}: its weights are not finite"):
-        predict(out, store)
+        predict(out, train_store)
     for text in ("{not json", '{"kept": [{"step": "two"}]}', "[]"):
         (out / "summary.json").write_text(text)
         with pytest.raises(RunError, match=f"^{out / 'summary.json'}: damaged run summary"):
-            predict(out, store)
-        result = _cli("predict", str(out), str(store.path), "--out", str(tmp_path / "p.csv"))
+            predict(out, train_store)
+        result = _cli("predict", str(out), str(train_store.path), "--out", str(tmp_path / "p.csv"))
         assert result.returncode == 1 and "Traceback" not in result.stderr and "summary.json" in result.stderr, result.stderr
     # --overwrite over a damaged summary starts afresh.
-    assert train(store, out, small(), overwrite=True).finished
+    assert train(train_store, out, small(), overwrite=True).finished

@@ -23,24 +23,13 @@ pytest.importorskip("torchvision")
 from chexpert.errors import InvalidArgumentError  # noqa: E402
 from chexpert.policy import Policy  # noqa: E402
 from chexpert.progress import Event  # noqa: E402
-from chexpert.store import Store, prepare  # noqa: E402
-from chexpert.synth import synthesize  # noqa: E402
+from chexpert.store import Store  # noqa: E402
 from chexpert.train import Recipe, get_recipe, open_run, predict, train  # noqa: E402
 from chexpert.train.auc import PESG, AUCMLoss  # noqa: E402
 from chexpert.train.recipe import RECIPES, read_recipe, recipe_toml  # noqa: E402
+from tests.conftest import TRAIN_SIZE as SIZE  # noqa: E402
 
-SIZE = 32
 pytestmark = pytest.mark.filterwarnings("ignore::chexpert.evaluate.metrics.UndefinedMetricWarning")
-
-
-@pytest.fixture(scope="module")
-def release(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return synthesize(tmp_path_factory.mktemp("recipes-release"), patients=30, valid_patients=10, seed=4)
-
-
-@pytest.fixture(scope="module")
-def store(release: Path, tmp_path_factory: pytest.TempPathFactory) -> Store:
-    return prepare(release, tmp_path_factory.mktemp("recipes-store") / "store", size=SIZE)
 
 
 def small(**changes: object) -> Recipe:
@@ -151,10 +140,10 @@ def test_reduce_on_plateau_reduces_after_patience_validations_without_improvemen
     assert state == {"best": 0.8, "bad": 1, "factor": 0.5}
 
 
-def test_the_logged_learning_rate_follows_the_schedule(store: Store, tmp_path: Path) -> None:
-    run = train(store, tmp_path / "run", small(lr=0.01, schedule="step", step_every=1, lr_factor=0.1, epochs=2, checkpoint_every=100))
+def test_the_logged_learning_rate_follows_the_schedule(train_store: Store, tmp_path: Path) -> None:
+    run = train(train_store, tmp_path / "run", small(lr=0.01, schedule="step", step_every=1, lr_factor=0.1, epochs=2, checkpoint_every=100))
     log = run.log()
-    per_epoch = log.groupby(log["step"].sub(1) // -(-int((store.index.split == 0).sum()) // 8))["lr"].unique()
+    per_epoch = log.groupby(log["step"].sub(1) // -(-int((train_store.index.split == 0).sum()) // 8))["lr"].unique()
     assert [list(v) for v in per_epoch] == [[0.01], [0.001]]
     assert (tmp_path / "run" / "recipe.toml").is_file() and read_recipe(tmp_path / "run" / "recipe.toml") == run.recipe
 
@@ -231,16 +220,16 @@ def _stop_at(step: int) -> Callable[[Event], None]:
     ],
     ids=["libauc-aucm", "plateau"],
 )  # fmt: skip
-def test_a_run_stopped_after_a_checkpoint_resumes_bit_identically(store: Store, tmp_path: Path, changes: dict[str, object]) -> None:
+def test_a_run_stopped_after_a_checkpoint_resumes_bit_identically(train_store: Store, tmp_path: Path, changes: dict[str, object]) -> None:
     recipe = small(epochs=3, checkpoint_every=2, **changes)
-    steps_per_epoch = -(-int((store.index.split == 0).sum()) // 8)
+    steps_per_epoch = -(-int((train_store.index.split == 0).sum()) // 8)
     stop = steps_per_epoch + 2 + (steps_per_epoch + 2) % 2  # a checkpoint inside the second epoch (after the switch to PESG)
     assert stop % steps_per_epoch
     with pytest.raises(_Stop):
-        train(store, tmp_path / "stopped", recipe, deterministic=True, progress=_stop_at(stop))
+        train(train_store, tmp_path / "stopped", recipe, deterministic=True, progress=_stop_at(stop))
     assert torch.load(tmp_path / "stopped" / "state.pt", weights_only=True)["step"] == stop
-    resumed = train(store, tmp_path / "stopped", recipe, deterministic=True)
-    straight = train(store, tmp_path / "straight", recipe, deterministic=True)
+    resumed = train(train_store, tmp_path / "stopped", recipe, deterministic=True)
+    straight = train(train_store, tmp_path / "straight", recipe, deterministic=True)
     a, b = (torch.load(run.path / "state.pt", weights_only=True) for run in (resumed, straight))
     assert a["step"] == b["step"] == 3 * steps_per_epoch and a["kept"] == b["kept"] and a["plateau"] == b["plateau"]
     for name, tensor in b["model"].items():
@@ -251,7 +240,7 @@ def test_a_run_stopped_after_a_checkpoint_resumes_bit_identically(store: Store, 
     columns = ["step", "epoch", "loss", "lr"]
     assert resumed.log()[columns].equals(straight.log()[columns])
     assert resumed.validation().equals(straight.validation())
-    predictions = predict(resumed, store, split="valid")
+    predictions = predict(resumed, train_store, split="valid")
     assert np.isfinite(predictions.studies.drop(columns="Study").to_numpy()).all()
     if recipe.schedule == "plateau":
         assert a["plateau"]["factor"] < 1.0, "the plateau schedule never reduced: the test does not exercise its state"
@@ -266,12 +255,12 @@ def test_the_libauc_recipe_is_named_and_checked() -> None:
         Recipe(pretrain_epochs=3)
 
 
-def test_train_reads_the_image_size_from_the_store(store: Store, tmp_path: Path) -> None:
+def test_train_reads_the_image_size_from_the_store(train_store: Store, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    result = _cli("train", str(store.path), "--out", str(out), "--recipe", "demo", "--max-steps", "2", "--checkpoint-every", "2", "--quiet")
+    result = _cli("train", str(train_store.path), "--out", str(out), "--recipe", "demo", "--max-steps", "2", "--checkpoint-every", "2", "--quiet")
     assert result.returncode == 0, result.stderr
     assert open_run(out).recipe.size == SIZE
-    other = _cli("train", str(store.path), "--out", str(tmp_path / "other"), "--recipe", "demo", "--size", "64", "--max-steps", "1")
+    other = _cli("train", str(train_store.path), "--out", str(tmp_path / "other"), "--recipe", "demo", "--size", "64", "--max-steps", "1")
     assert other.returncode == 1 and f"holds {SIZE}x{SIZE} images (pad); the recipe asks for 64x64" in other.stderr
     recipe = json.loads((out / "run.json").read_text())["recipe"]
     assert recipe["size"] == SIZE
@@ -281,22 +270,22 @@ def test_train_reads_the_image_size_from_the_store(store: Store, tmp_path: Path)
 
 
 @pytest.fixture(scope="module")
-def tiny_run(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_run(train_store: Store, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("tiny-run") / "run"
-    train(store, out, small(max_steps=4, checkpoint_every=2))
+    train(train_store, out, small(max_steps=4, checkpoint_every=2))
     return out
 
 
-def test_predict_on_a_folder_a_file_and_a_list_equals_predict_on_the_release(tiny_run: Path, release: Path, store: Store, tmp_path: Path) -> None:
+def test_predict_on_a_folder_a_file_and_a_list_equals_predict_on_the_release(tiny_run: Path, train_release: Path, train_store: Store, tmp_path: Path) -> None:
     import shutil
 
     import cv2
 
     from chexpert.schema import strip_release_prefix
 
-    reference = predict(tiny_run, release, split="valid")
+    reference = predict(tiny_run, train_release, split="valid")
     folder = tmp_path / "scans"
-    shutil.copytree(release / "valid", folder / "valid")
+    shutil.copytree(train_release / "valid", folder / "valid")
     (folder / "notes.txt").write_text("not an image")
     found = predict(tiny_run, folder)
     assert sorted(found.images["Path"]) == sorted(strip_release_prefix(p) for p in reference.images["Path"])
@@ -309,16 +298,16 @@ def test_predict_on_a_folder_a_file_and_a_list_equals_predict_on_the_release(tin
     # A PNG and a DICOM holding a store image's pixels predict as the store does.
     from chexpert.synth.dicom import DicomParams, render_dicom
 
-    rows = np.flatnonzero(store.index.split == 1)[:2]
-    stored = predict(tiny_run, store, split="valid").images.set_index("Path").loc[store.index.path[rows]]
+    rows = np.flatnonzero(train_store.index.split == 1)[:2]
+    stored = predict(tiny_run, train_store, split="valid").images.set_index("Path").loc[train_store.index.path[rows]]
     files = []
     for k, row in enumerate(rows):
         png = tmp_path / "files" / f"image{k}.png"
         png.parent.mkdir(exist_ok=True)
-        cv2.imwrite(str(png), np.asarray(store.images[row]))
+        cv2.imwrite(str(png), np.asarray(train_store.images[row]))
         files.append(str(png))
     dcm = tmp_path / "files" / "image0.dcm"
-    dcm.write_bytes(render_dicom(np.asarray(store.images[rows[0]]), DicomParams(photometric="MONOCHROME1", bits_stored=14)))
+    dcm.write_bytes(render_dicom(np.asarray(train_store.images[rows[0]]), DicomParams(photometric="MONOCHROME1", bits_stored=14)))
     listed = predict(tiny_run, [*files, str(dcm)])
     assert list(listed.images["Path"]) == ["image0.png", "image1.png", "image0.dcm"]
     np.testing.assert_allclose(listed.images.iloc[:2, 1:].to_numpy(), stored.to_numpy(), atol=1e-6)
@@ -361,8 +350,8 @@ def test_class_activation_maps_are_the_logits_spread_over_the_image() -> None:
         torch.testing.assert_close(maps.mean(dim=(2, 3)) + expected_bias, expected, rtol=1e-4, atol=1e-5, msg=name)
 
 
-def test_predict_writes_a_cam_overlay_per_image_and_observation_from_the_command_line(tiny_run: Path, release: Path, tmp_path: Path) -> None:
-    result = _cli("predict", str(tiny_run), str(release / "valid"), "--out", str(tmp_path / "p.csv"), "--cam", str(tmp_path / "cam"))
+def test_predict_writes_a_cam_overlay_per_image_and_observation_from_the_command_line(tiny_run: Path, train_release: Path, tmp_path: Path) -> None:
+    result = _cli("predict", str(tiny_run), str(train_release / "valid"), "--out", str(tmp_path / "p.csv"), "--cam", str(tmp_path / "cam"))
     assert result.returncode == 0, result.stderr
     images = __import__("pandas").read_csv(tmp_path / "p.csv")
     assert "\x1b" not in result.stderr  # no progress bar off a terminal
@@ -377,13 +366,13 @@ def test_predict_writes_a_cam_overlay_per_image_and_observation_from_the_command
     assert (tmp_path / "p-studies.csv").is_file()
 
 
-def test_a_link_planted_at_a_cam_file_is_replaced_not_written_through(tiny_run: Path, store: Store, tmp_path: Path) -> None:
+def test_a_link_planted_at_a_cam_file_is_replaced_not_written_through(tiny_run: Path, train_store: Store, tmp_path: Path) -> None:
     import cv2
 
-    row = int(np.flatnonzero(store.index.split == 1)[0])
+    row = int(np.flatnonzero(train_store.index.split == 1)[0])
     image = tmp_path / "files" / "image0.png"
     image.parent.mkdir()
-    cv2.imwrite(str(image), np.asarray(store.images[row]))
+    cv2.imwrite(str(image), np.asarray(train_store.images[row]))
     bait = tmp_path / "outside.txt"
     bait.write_text("keep me")
     cam = tmp_path / "cam"
@@ -399,10 +388,10 @@ def test_a_link_planted_at_a_cam_file_is_replaced_not_written_through(tiny_run: 
 # -- GPU readiness on the CPU: timm, TensorBoard, bf16 autocast with channels-last, torch.compile ----------
 
 
-def test_a_timm_model_trains_and_tensorboard_gets_the_events(store: Store, tmp_path: Path) -> None:
+def test_a_timm_model_trains_and_tensorboard_gets_the_events(train_store: Store, tmp_path: Path) -> None:
     pytest.importorskip("timm")
     pytest.importorskip("tensorboard")
-    run = train(store, tmp_path / "timm", small(model="test_efficientnet", max_steps=2, checkpoint_every=2, input_size=32))
+    run = train(train_store, tmp_path / "timm", small(model="test_efficientnet", max_steps=2, checkpoint_every=2, input_size=32))
     assert type(run.model()).__module__.startswith("timm.")
     events = list((tmp_path / "timm" / "tensorboard").glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0
@@ -413,7 +402,7 @@ def test_a_timm_model_trains_and_tensorboard_gets_the_events(store: Store, tmp_p
     assert any("loss" in tag for tag in accumulator.Tags()["scalars"])
 
 
-def test_bf16_autocast_and_channels_last_are_really_used_on_the_cpu(store: Store) -> None:
+def test_bf16_autocast_and_channels_last_are_really_used_on_the_cpu(train_store: Store) -> None:
     from chexpert.train.device import resolve_placement
     from chexpert.train.loop import Trainer, head_of
 
@@ -432,12 +421,12 @@ def test_bf16_autocast_and_channels_last_are_really_used_on_the_cpu(store: Store
 
 
 @pytest.mark.slow
-def test_compile_trains_on_the_cpu(store: Store, tmp_path: Path) -> None:
+def test_compile_trains_on_the_cpu(train_store: Store, tmp_path: Path) -> None:
     import shutil
 
     if shutil.which(os.environ.get("CXX", "g++")) is None and shutil.which("c++") is None:
         pytest.skip("torch.compile on the CPU needs a C++ compiler; none here")
-    run = train(store, tmp_path / "compiled", small(compile=True, max_steps=2, checkpoint_every=2))
+    run = train(train_store, tmp_path / "compiled", small(compile=True, max_steps=2, checkpoint_every=2))
     assert np.isfinite(run.log()["loss"]).all() and run.finished
 
 

@@ -15,16 +15,17 @@ from chexpert import schema
 from chexpert.errors import StoreError
 from chexpert.frameworks.webdataset import export_webdataset
 from chexpert.policy import apply
-from chexpert.store import Store, prepare
-from chexpert.synth import synthesize
+from chexpert.store import Store
 
 wds = pytest.importorskip("webdataset")
 
+SIZE = 24
+
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
-    root = synthesize(tmp_path_factory.mktemp("release"), patients=4, valid_patients=2, seed=6)
-    return prepare(root, tmp_path_factory.mktemp("store") / "s", size=24)
+def store(look_alike: Callable[..., Path], prepared_store: Callable[..., Store]) -> Store:
+    # Not TINY_LOOK_ALIKE: the soft-label test needs an uncertain Consolidation among few images.
+    return prepared_store(look_alike(patients=4, valid_patients=2, seed=6), size=SIZE)
 
 
 def _read(pattern: str, *, nodesplitter: Callable[..., Any] = wds.single_node_only) -> list[dict]:

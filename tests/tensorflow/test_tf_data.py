@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,14 +17,15 @@ else:
 from chexpert.frameworks.numpy import NumpyLoader
 from chexpert.frameworks.tf import to_tf_dataset
 from chexpert.policy import NEGATIVE_CLASS, POSITIVE_CLASS, UNCERTAIN_CLASS, Policy, apply
-from chexpert.store import Store, prepare
-from chexpert.synth import synthesize
+from chexpert.store import Store
+from tests.conftest import TINY_LOOK_ALIKE
+
+SIZE = 24
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
-    root = synthesize(tmp_path_factory.mktemp("release"), patients=3, valid_patients=2, test_patients=2, seed=10)
-    return prepare(root, tmp_path_factory.mktemp("store") / "s", size=24)
+def store(look_alike: Callable[..., Path], prepared_store: Callable[..., Store]) -> Store:
+    return prepared_store(look_alike(**TINY_LOOK_ALIKE), size=SIZE)
 
 
 def _epoch(dataset: tf.data.Dataset) -> list[dict[str, np.ndarray]]:

@@ -3,6 +3,7 @@ ArrayRecord random access, and the missing-data error. Builds are tiny and go to
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,23 +16,22 @@ else:
     tfds = pytest.importorskip("tensorflow_datasets")
 pytest.importorskip("tensorflow")
 
-import chexpert.frameworks.tfds as ck
+import chexpert.frameworks.tfds as ck  # (registers chexpert_kit)
 from chexpert import schema
 from chexpert.errors import ReleaseNotFoundError
 from chexpert.imaging import decode
 from chexpert.release import open_release
 from chexpert.store import prepare
 from chexpert.synth import synthesize
+from tests.conftest import TINY_LOOK_ALIKE
 
 STATE_OF_CODE = {1: "positive", 0: "negative", -1: "uncertain", -2: "blank"}
 
 
 @pytest.fixture(scope="module")
-def manual(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def manual(look_alike: Callable[..., Path]) -> Path:
     """A manual folder holding CheXpert-v1.0-small (3 train, 2 valid, 2 test patients: about 15 images)."""
-    out = tmp_path_factory.mktemp("manual")
-    synthesize(out, release="small", patients=3, valid_patients=2, test_patients=2, seed=10)
-    return out
+    return look_alike(**TINY_LOOK_ALIKE).parent  # a folder of its own, the small release alone
 
 
 def _build(name: str, manual_dir: Path, data_dir: Path, **kwargs: object) -> tfds.core.DatasetBuilder:
