@@ -91,8 +91,17 @@ class Distributed:
             for buffer in module.buffers():
                 dist.broadcast(buffer.data, src=0)
 
-    def close(self) -> None:
-        """Leave the process group if this object joined it."""
+    def close(self, *, together: bool = False) -> None:
+        """Leave the process group if this object joined it; ``together``: wait for every rank first.
+
+        A rank that tears its group down while another is still writing can abort at exit
+        ("terminate called without an active exception" from gloo, about one run in ten on a
+        loaded machine), failing a run that finished. After a run that ended well every rank is
+        alive, so waiting for all is safe; after an error another rank may be gone, so no wait
+        (torchrun stops the others when one fails).
+        """
         if self.started and dist.is_initialized():
+            if together:
+                dist.barrier()
             dist.destroy_process_group()
             self.started = False

@@ -365,6 +365,7 @@ def train(
         workers = min(8, os.cpu_count() or 1) if placement.device.type == "cuda" else 0
     folder = RunFolder(out)
     dist = Distributed(placement.device)
+    ended_well = False
     try:
         if dist.main:
             _check_folder(folder, recipe)
@@ -385,12 +386,15 @@ def train(
         if start == "done":
             if progress is not None:
                 progress(events.Done(path=str(folder.path), already=True))
-            return open_run(folder.path)
-        if needs_labels and table is None:
-            table = _self_training_labels(training)
-        return _train(training, table, resume=start == "resume")
+            run = open_run(folder.path)
+        else:
+            if needs_labels and table is None:
+                table = _self_training_labels(training)
+            run = _train(training, table, resume=start == "resume")
+        ended_well = True
+        return run
     finally:
-        dist.close()
+        dist.close(together=ended_well)
 
 
 def _check_folder(folder: RunFolder, recipe: Recipe) -> None:
