@@ -15,7 +15,7 @@ import pytest
 from chexpert.cli import main
 from chexpert.labeler import LongReportWarning, label_reports
 from chexpert.labeler.files import label_file
-from chexpert.labeler.pipeline import LONGEST_REPORT
+from chexpert.schema import LONGEST_REPORT
 
 if TYPE_CHECKING:
     from chexpert.evaluate import Evaluation

@@ -21,7 +21,7 @@ import pydicom
 import pytest
 from pydicom.filereader import _read_file_meta_info, read_preamble
 
-from chexpert import dicom, imaging
+from chexpert import dicom, imaging, schema
 from chexpert.errors import ImageDecodeError
 from chexpert.synth.dicom import DicomParams, dicom_bytes, jpeg_lossless
 
@@ -211,7 +211,7 @@ def test_a_jpeg_of_a_thousand_scans_is_refused_before_decoding() -> None:
     assert imaging.decode(data).shape == (200, 200)  # a progressive JPEG of a few scans is fine
     last, end = data.rindex(b"\xff\xda"), data.rindex(b"\xff\xd9")
     bomb = data[:end] + data[last:end] * 1000 + data[end:]
-    with pytest.raises(ImageDecodeError, match=f"JPEG has 1,00[0-9] scans, more than any radiograph needs \\({imaging.MAX_JPEG_SCANS}\\)") as caught:
+    with pytest.raises(ImageDecodeError, match=f"JPEG has 1,00[0-9] scans, more than any radiograph needs \\({schema.MAX_JPEG_SCANS}\\)") as caught:
         imaging.decode(bomb, file="view1_frontal.jpg")
     assert caught.value.file == "view1_frontal.jpg"
 

@@ -19,8 +19,8 @@ import pytest
 from chexpert.cli import main
 from chexpert.errors import InvalidArgumentError, ReadError
 from chexpert.labeler import label_report
-from chexpert.labeler.files import MAX_REPORT, label_file
-from chexpert.schema import OBSERVATIONS
+from chexpert.labeler.files import label_file
+from chexpert.schema import MAX_REPORT, OBSERVATIONS
 from tests.conftest import as_a_terminal_starts_it, tree_digest, with_sigint_ignored
 
 SPELLING = {1.0: "1.0", 0.0: "0.0", -1.0: "-1.0", None: ""}

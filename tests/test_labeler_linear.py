@@ -14,8 +14,8 @@ import sys
 
 from chexpert.labeler import label_report
 from chexpert.labeler.negation import decide, find_triggers
-from chexpert.labeler.pipeline import LONGEST_REPORT
 from chexpert.labeler.sentences import LONGEST, split
+from chexpert.schema import LONGEST_REPORT
 
 # Runs of punctuation, repeated phrases without a full stop, lists of alternatives, hedges, spaces.
 UNITS = (

@@ -168,6 +168,7 @@ from chexpert.index import read_csv
 from chexpert.labeler.evaluation import read_gold
 from chexpert.localize import read_masks
 from chexpert.policy import read_soft_labels
+from chexpert.schema import MAX_TABLE_BYTES
 
 folder = sys.argv[1]
 out = {}

@@ -30,7 +30,7 @@ import pytest
 
 import chexpert
 from chexpert.errors import ChexpertError, ImageReadError, ReadError, ReleaseNotFoundError
-from chexpert.release import MAX_IMAGE_BYTES
+from chexpert.schema import MAX_IMAGE_BYTES
 
 # Bytes that must never appear in any output: the content of a file outside the release.
 SECRET = b"SECRET-0xC0FFEE-never-to-be-printed"

@@ -38,12 +38,11 @@ from typing import Any, Final
 import numpy as np
 
 from chexpert.errors import ImageDecodeError
-from chexpert.schema import MAX_PIXELS
+from chexpert.schema import MAX_INFLATED_BYTES, MAX_PIXELS
 from chexpert.validation import check_pixel_count
 
 __all__ = [
     "PLUS_ELEMENTS",
-    "MAX_INFLATED_BYTES",
     "check_header",
     "read",
     "stored_pixels",
@@ -73,10 +72,6 @@ PLUS_ELEMENTS: Final[tuple[str, ...]] = (
 
 _PIXEL_DATA_TAG: Final = b"\xe0\x7f\x10\x00"  # (7FE0,0010) little endian
 _DEFLATED: Final = "1.2.840.10008.1.2.1.99"
-#: The most a deflated data set may inflate to (bytes): room for the largest frame accepted
-#: (``schema.MAX_PIXELS`` samples of 32 bits) and its header. A few kilobytes of deflate can
-#: inflate to gigabytes; inflation stops here.
-MAX_INFLATED_BYTES: Final[int] = 4 * (1 << 26) + (16 << 20)
 # The start of a deflated data set inflated first, to read the header that bounds the rest.
 _HEAD_BYTES: Final = 1 << 20
 _FLOAT32_MAX: Final = float(np.finfo(np.float32).max)

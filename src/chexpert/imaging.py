@@ -22,14 +22,13 @@ from typing import Final
 import numpy as np
 
 from chexpert.errors import ImageDecodeError, InvalidArgumentError
-from chexpert.schema import MAX_PIXELS
+from chexpert.schema import MAX_JPEG_SCANS, MAX_PIXELS
 from chexpert.validation import check_choice, check_int, check_pixel_count
 
 __all__ = [
     "ImageInfo",
     "RESIZE_MODES",
     "MAX_PIXELS",
-    "MAX_JPEG_SCANS",
     "check_pixel_count",
     "one_thread_per_worker",
     "detect_format",
@@ -42,9 +41,6 @@ __all__ = [
 
 RESIZE_MODES: Final[tuple[str, ...]] = ("pad", "crop", "squash")
 
-#: The most scans a JPEG may have (a progressive grayscale JPEG has about 6, colour about 10):
-#: each scan is a pass over the whole image, so thousands are a way to make decoding take minutes.
-MAX_JPEG_SCANS: Final[int] = 100
 
 # Crop mode enlarges the whole image, then cuts the centre, up to this many times the output's
 # pixels; beyond (an extreme aspect ratio), the cut is sampled from the source directly.

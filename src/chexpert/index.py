@@ -18,7 +18,8 @@ import pyarrow.csv as pacsv
 
 from chexpert import schema
 from chexpert.errors import CSVFormatError, InvalidArgumentError, Problem, ReleaseNotFoundError
-from chexpert.safeio import MAX_TABLE_BYTES, gunzip, read_bytes
+from chexpert.safeio import gunzip, read_bytes
+from chexpert.schema import MAX_TABLE_BYTES
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -36,7 +36,8 @@ import numpy as np
 from chexpert import imaging, schema
 from chexpert.errors import AnnotationError, ChexpertError, InvalidArgumentError, Problem, ReleaseNotFoundError
 from chexpert.release import Release, ReleaseFile, open_release
-from chexpert.safeio import MAX_JSON_BYTES, read_bytes
+from chexpert.safeio import read_bytes
+from chexpert.schema import MAX_JSON_BYTES
 from chexpert.validation import check_choice, check_number
 
 __all__ = [

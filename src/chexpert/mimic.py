@@ -59,8 +59,9 @@ import pyarrow.csv as pacsv
 from chexpert import schema
 from chexpert.errors import CSVFormatError, ImageReadError, Problem, ReadError, ReleaseNotFoundError
 from chexpert.index import Index, concat
-from chexpert.release import MAX_CSV_BYTES, MAX_IMAGE_BYTES, MAX_MARKER_BYTES, SYNTH_MARKER, Listing, Release
+from chexpert.release import SYNTH_MARKER, Listing, Release
 from chexpert.safeio import read as _read
+from chexpert.schema import MAX_CSV_BYTES, MAX_IMAGE_BYTES, MAX_MARKER_BYTES
 from chexpert.validation import check_choice
 
 __all__ = ["MimicRelease", "LABEL_SOURCES", "is_mimic", "open_mimic", "read_mimic", "find_files", "VIEWS"]

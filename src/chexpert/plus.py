@@ -53,9 +53,10 @@ import pyarrow.csv as pacsv
 from chexpert import schema
 from chexpert.errors import ChexpertError, CSVFormatError, ImageReadError, InvalidArgumentError, Problem, ReadError, ReleaseNotFoundError
 from chexpert.index import Index, concat
-from chexpert.release import MAX_CSV_BYTES, MAX_IMAGE_BYTES, Release, open_release
+from chexpert.release import Release, open_release
 from chexpert.safeio import open_zip as _archive
 from chexpert.safeio import read as _read
+from chexpert.schema import MAX_CSV_BYTES, MAX_IMAGE_BYTES, MAX_PLUS_HEADER_BYTES, MAX_RADGRAPH_BYTES
 from chexpert.validation import check_choice
 
 __all__ = [
@@ -86,8 +87,6 @@ DEMOGRAPHICS: Final[tuple[str, ...]] = ("race", "ethnicity", "interpreter_needed
 _CSV_GLOB: Final = re.compile(r"^df_chexpert_plus.*\.csv$", re.IGNORECASE)
 _LABEL_FILES: Final = schema.PLUS_LABEL_FILES
 _RADGRAPH_FILES: Final = schema.PLUS_RADGRAPH_FILES
-#: The largest RadGraph-XL file read (bytes): the real ones hold a few KiB per report.
-MAX_RADGRAPH_BYTES: Final = 4 << 30
 _TAIL: Final = re.compile(r"(patient\d{5}/study\d+/view\d+_(?:frontal|lateral))\.(\w+)$", re.IGNORECASE)
 _PATH: Final = re.compile(
     r"^(?P<split>train|valid|test)/patient(?P<patient>\d{5})/study(?P<study>\d+)/view(?P<view>\d+)_(?P<kind>frontal|lateral)\.(?:jpg|png)$"
@@ -119,18 +118,13 @@ def _plus_csv(root: Path) -> Path | None:
 # -- reading the CSV -----------------------------------------------------------------------------
 
 
-# The Plus CSV's header is about 500 bytes: a first line longer than this is no Plus CSV, said
-# after reading this much, not the whole file.
-_MAX_HEADER_BYTES: Final[int] = 64 << 10
-
-
 def _head(path: str) -> bytes:
     """The first bytes of a regular file ("" for anything else: the full read then names it)."""
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):
             return b""
         with open(path, "rb") as f:
-            return f.read(_MAX_HEADER_BYTES)
+            return f.read(MAX_PLUS_HEADER_BYTES)
     except OSError:
         return b""
 
@@ -143,8 +137,10 @@ def _check_header(head: bytes, name: str, *, early: bool = False) -> tuple[list[
         return list(PLUS_COLUMNS), list(PLUS_COLUMNS)
     head = head.removeprefix(b"\xef\xbb\xbf")
     line, newline, _ = head.partition(b"\n")
-    if not newline and len(head) >= _MAX_HEADER_BYTES - 3:
-        raise CSVFormatError(f"not a CheXpert Plus CSV: its first line is longer than {_MAX_HEADER_BYTES:,} bytes (the header is about 500)", file=name, row=1)
+    if not newline and len(head) >= MAX_PLUS_HEADER_BYTES - 3:
+        raise CSVFormatError(
+            f"not a CheXpert Plus CSV: its first line is longer than {MAX_PLUS_HEADER_BYTES:,} bytes (the header is about 500)", file=name, row=1
+        )
     try:
         header = next(iter(csv.reader([line.decode("utf-8", "replace").rstrip("\r")])), [])
     except csv.Error as exc:
@@ -169,7 +165,7 @@ def read_plus_csv(path: str | os.PathLike[str] | bytes, *, file: str | None = No
     """
     if isinstance(path, bytes | bytearray):
         data, name = bytes(path), file or "<bytes>"
-        _check_header(data[:_MAX_HEADER_BYTES], name, early=True)
+        _check_header(data[:MAX_PLUS_HEADER_BYTES], name, early=True)
     else:
         name = file or os.fspath(path)
         _check_header(_head(os.fspath(path)), name, early=True)  # before reading the whole file (up to 1 GiB)
@@ -178,7 +174,7 @@ def read_plus_csv(path: str | os.PathLike[str] | bytes, *, file: str | None = No
         except FileNotFoundError:
             raise ReleaseNotFoundError(f"{name}: file not found") from None
     data = data.removeprefix(b"\xef\xbb\xbf")
-    columns, header = _check_header(data[:_MAX_HEADER_BYTES], name)
+    columns, header = _check_header(data[:MAX_PLUS_HEADER_BYTES], name)
     try:
         table = pacsv.read_csv(
             pa.py_buffer(data),

@@ -31,6 +31,7 @@ from chexpert.safeio import link_leaves as _link_leaves
 from chexpert.safeio import open_zip as _archive
 from chexpert.safeio import read as _read
 from chexpert.safeio import zip_duplicates, zip_listing
+from chexpert.schema import MAX_CSV_BYTES, MAX_IMAGE_BYTES, MAX_MARKER_BYTES
 from chexpert.validation import check_choice
 
 if TYPE_CHECKING:
@@ -44,8 +45,6 @@ __all__ = [
     "DOWNLOAD_HELP",
     "CSV_NAMES",
     "FALLBACK_CSV_NAMES",
-    "MAX_IMAGE_BYTES",
-    "MAX_CSV_BYTES",
     "SYNTH_MARKER",
 ]
 
@@ -58,17 +57,10 @@ FALLBACK_CSV_NAMES: dict[str, str] = {"val_labels.csv": "valid", "groundtruth.cs
 # Folder name -> split. CheXlocalize repackages the validation images as val/.
 _SPLIT_DIRS: dict[str, str] = {"train": "train", "valid": "valid", "val": "valid", "test": "test"}
 
-#: No CheXpert image comes near this (full-resolution JPEGs are about 2 MB); a larger file, or a
-#: zip member declaring more, is refused before it is read.
-MAX_IMAGE_BYTES: Final[int] = 64 << 20
-#: Likewise for a CSV (the real train.csv is 24.5 MB).
-MAX_CSV_BYTES: Final[int] = 1 << 30
 #: The file ``chexpert synth`` writes beside the CSVs of a look-alike release, recording what it
 #: wrote: ``verify`` checks a look-alike against it instead of the published counts, and
 #: ``synth --overwrite`` replaces only a release that it proves synth wrote.
 SYNTH_MARKER: Final[str] = "chexpert-synth.json"
-#: The largest synth marker read (bytes), by this reader and MIMIC-CXR's.
-MAX_MARKER_BYTES: Final[int] = 256 << 20
 
 DOWNLOAD_HELP = (
     "CheXpert cannot be downloaded automatically. Register and accept the Research Use Agreement at "

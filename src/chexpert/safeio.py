@@ -22,6 +22,7 @@ Two families:
 >>> data = read(None, "CheXpert-v1.0-small/train.csv", 1 << 30, ReadError, lambda: ("CheXpert-v1.0-small",))
 >>> data[:5]
 b'Path,'
+>>> from chexpert.schema import MAX_JSON_BYTES
 >>> data = read_bytes("chexpert-320/manifest.json", limit=MAX_JSON_BYTES)
 >>> with open_regular("predictions.csv") as file:
 ...     header = file.readline()
@@ -50,12 +51,13 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final, TypeVar, cast
 
 from chexpert.errors import CSVFormatError, ReadError
+from chexpert.schema import MAX_SCORES_BYTES
 
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
-    "MAX_JSON_BYTES", "MAX_TABLE_BYTES", "check_regular", "file_type", "gunzip", "open_regular", "read_bytes",
+    "check_regular", "file_type", "gunzip", "open_regular", "read_bytes",
     "read", "read_file", "read_member", "open_zip", "zip_listing", "zip_duplicates", "link_leaves", "inside",
     "read_csv_text", "read_text_csv", "csv_frame",
 ]  # fmt: skip
@@ -280,11 +282,6 @@ def zip_listing(path: Path, kind: str, build: Callable[[zipfile.ZipFile], T]) ->
 
 # -- files a user gives or the package wrote ---------------------------------------------------
 
-#: The largest JSON document (manifest, annotations, gold sets) read whole.
-MAX_JSON_BYTES: Final[int] = 1 << 30
-#: The largest CSV a user gives (soft labels, a train.csv of one's own), and what a gzipped one may
-#: inflate to: CheXpert's own train.csv is 26 MB.
-MAX_TABLE_BYTES: Final[int] = 1 << 30
 
 # O_NONBLOCK: opening a FIFO must not wait for a writer; cleared again before a regular file is read.
 _FLAGS: Final[int] = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
@@ -428,9 +425,6 @@ def zip_duplicates(path: Path) -> dict[str, int]:
 
 # -- CSV files a user gives (predictions, truth, soft labels) ----------------------------------
 
-# What a CSV of scores, labels or reads may weigh: the test set's groundtruth.csv is 40 kB, a
-# per-image predictions file of the full training split about 60 MB.
-_MAX_CSV_BYTES: Final[int] = 1 << 30
 _ZIP_MAGIC: Final[tuple[bytes, ...]] = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
 _GZIP_MAGIC: Final[bytes] = b"\x1f\x8b"
 # How long a named pipe is given for its writer to start (a pipe of ``<(command)`` has one already).
@@ -454,8 +448,8 @@ def _read_pipe(name: str, role: str) -> bytes:
         os.set_blocking(fd, True)  # the writer is there: wait for the rest of its data
         parts: list[bytes] = []
         total = 0
-        while total <= _MAX_CSV_BYTES:
-            part = os.read(fd, min(1 << 20, _MAX_CSV_BYTES + 1 - total))
+        while total <= MAX_SCORES_BYTES:
+            part = os.read(fd, min(1 << 20, MAX_SCORES_BYTES + 1 - total))
             if not part:
                 break
             parts.append(part)
@@ -464,8 +458,8 @@ def _read_pipe(name: str, role: str) -> bytes:
         raise CSVFormatError(f"{role} file cannot be read ({exc.strerror or exc})", file=name) from None
     finally:
         os.close(fd)
-    if total > _MAX_CSV_BYTES:
-        raise CSVFormatError(f"{role} file is more than {_MAX_CSV_BYTES:,} bytes; not read further", file=name)
+    if total > MAX_SCORES_BYTES:
+        raise CSVFormatError(f"{role} file is more than {MAX_SCORES_BYTES:,} bytes; not read further", file=name)
     return b"".join(parts)
 
 
@@ -491,7 +485,7 @@ def read_csv_text(name: str, role: str) -> bytes:
         raise CSVFormatError(f"{role} must be a CSV file, not a device or socket", file=name)
     else:
         try:
-            data = read_file(name, _MAX_CSV_BYTES, ReadError, lambda: (os.path.realpath(os.path.dirname(name) or "."),), follow=True)
+            data = read_file(name, MAX_SCORES_BYTES, ReadError, lambda: (os.path.realpath(os.path.dirname(name) or "."),), follow=True)
         except FileNotFoundError:
             raise CSVFormatError(f"{role} file not found", file=name) from None
         except ReadError as exc:
@@ -515,11 +509,11 @@ def _gunzip_csv(data: bytes, name: str, role: str) -> bytes:
     """A gzipped CSV inflated, to at most the cap (a small bomb must not fill the memory)."""
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
     try:
-        out = inflater.decompress(data, _MAX_CSV_BYTES + 1)
+        out = inflater.decompress(data, MAX_SCORES_BYTES + 1)
     except zlib.error as exc:
         raise CSVFormatError(f"{role} file is a damaged gzip archive ({exc})", file=name) from None
-    if len(out) > _MAX_CSV_BYTES or inflater.unconsumed_tail:
-        raise CSVFormatError(f"{role} file inflates to more than {_MAX_CSV_BYTES:,} bytes; not read further", file=name)
+    if len(out) > MAX_SCORES_BYTES or inflater.unconsumed_tail:
+        raise CSVFormatError(f"{role} file inflates to more than {MAX_SCORES_BYTES:,} bytes; not read further", file=name)
     return out
 
 

@@ -150,10 +150,66 @@ def study_key(path: str) -> str:
     raise InvalidArgumentError(f"not a CheXpert study path: {path!r}")
 
 
+# -- limits on what is read: beyond them a file, header or field is refused, naming it ------------
+# (Limits of how a reader works inside, such as a sentence's clause length or how deep discovery
+# looks, stay with that reader.)
+
 #: No CheXpert image has more pixels than this (full resolution is at most about 3000 x 3000). A
 #: header declaring more is refused before decoding: a few hundred bytes of JPEG can declare
 #: 65,500 x 65,500 pixels, gigabytes of memory in every worker that decodes it.
 MAX_PIXELS: Final[int] = 1 << 26
+
+#: No CheXpert image comes near this (full-resolution JPEGs are about 2 MB); a larger file, or a
+#: zip member declaring more, is refused before it is read.
+MAX_IMAGE_BYTES: Final[int] = 64 << 20
+
+#: The largest release CSV read (the real train.csv is 24.5 MB).
+MAX_CSV_BYTES: Final[int] = 1 << 30
+
+#: The largest synth marker read (bytes), by the readers and by synth itself: a marker of 223,414
+#: images is about 15 MB; anything far larger is not one synth wrote.
+MAX_MARKER_BYTES: Final[int] = 256 << 20
+
+#: The largest RadGraph-XL file read (bytes): the real ones hold a few KiB per report.
+MAX_RADGRAPH_BYTES: Final = 4 << 30
+
+#: The Plus CSV's header is about 500 bytes: a first line longer than this is no Plus CSV, said
+#: after reading this much, not the whole file.
+MAX_PLUS_HEADER_BYTES: Final[int] = 64 << 10
+
+#: The largest JSON document (manifest, annotations, gold sets) read whole.
+MAX_JSON_BYTES: Final[int] = 1 << 30
+
+#: The largest CSV a user gives (soft labels, a train.csv of one's own), and what a gzipped one may
+#: inflate to: CheXpert's own train.csv is 26 MB.
+MAX_TABLE_BYTES: Final[int] = 1 << 30
+
+#: What a CSV of scores, labels or reads may weigh: the test set's groundtruth.csv is 40 kB, a
+#: per-image predictions file of the full training split about 60 MB.
+MAX_SCORES_BYTES: Final[int] = 1 << 30
+
+#: The most a deflated data set may inflate to (bytes): room for the largest frame accepted
+#: (``MAX_PIXELS`` samples of 32 bits) and its header. A few kilobytes of deflate can
+#: inflate to gigabytes; inflation stops here.
+MAX_INFLATED_BYTES: Final[int] = 4 * MAX_PIXELS + (16 << 20)
+
+#: The most scans a JPEG may have (a progressive grayscale JPEG has about 6, colour about 10):
+#: each scan is a pass over the whole image, so thousands are a way to make decoding take minutes.
+MAX_JPEG_SCANS: Final[int] = 100
+
+#: The largest store index.npz, and prepare's journal, read whole (a row of either takes well
+#: under 1 KiB).
+MAX_STORE_INDEX_BYTES: Final = 1 << 30
+MAX_JOURNAL_BYTES: Final = 1 << 30
+
+#: The longest report accepted, characters of a CSV cell and bytes of a ``.txt`` file: a longer
+#: one is a damaged file, not a report.
+MAX_REPORT: Final = 16 * 1024 * 1024
+
+#: The longest report read, in characters: about fifty pages, where real reports hold a few
+#: thousand. What lies beyond is not read (the spans of :func:`chexpert.label_report` end before
+#: it), so that the work per report is bounded whatever a file holds.
+LONGEST_REPORT: Final = 200_000
 
 
 # -- the test set's radiologists ------------------------------------------------------------------

@@ -88,7 +88,7 @@ def _label(args: argparse.Namespace) -> int:
     parts = ", ".join(f"{name} {count:,}" for name, count in summary.parts.items() if count)
     out.print(f"{summary.out}: {summary.reports:,} reports labelled ({parts}) in {summary.seconds:.1f} s, {rate:,.0f} reports/s")
     if summary.cut:
-        from chexpert.labeler.pipeline import LONGEST_REPORT
+        from chexpert.schema import LONGEST_REPORT
 
         out.print(
             f"{summary.cut:,} report{'s were' if summary.cut > 1 else ' was'} longer than {LONGEST_REPORT:,} characters "

@@ -107,7 +107,8 @@ def _verify_store(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from chexpert.progress import console
-    from chexpert.safeio import MAX_JSON_BYTES, read_bytes
+    from chexpert.safeio import read_bytes
+    from chexpert.schema import MAX_JSON_BYTES
     from chexpert.store import MANIFEST, verify_store
 
     path = Path(args.store).expanduser().absolute()

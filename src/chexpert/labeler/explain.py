@@ -17,8 +17,7 @@ from typing import Final
 
 import numpy as np
 
-from chexpert.labeler.sections import LONGEST_REPORT
-from chexpert.schema import OBSERVATIONS, Code
+from chexpert.schema import LONGEST_REPORT, OBSERVATIONS, Code
 
 __all__ = ["Trigger", "Mention", "ObservationLabel", "ReportLabels", "VALUE_TEXT"]
 

@@ -47,10 +47,10 @@ import numpy as np
 
 from chexpert.errors import ChexpertError, CSVFormatError, InvalidArgumentError, option
 from chexpert.fileio import create_new
-from chexpert.labeler.pipeline import CHUNK, LONGEST_REPORT, labelled_chunks
+from chexpert.labeler.pipeline import CHUNK, labelled_chunks
 from chexpert.labeler.sections import SECTIONS
 from chexpert.safeio import open_regular, read_bytes
-from chexpert.schema import OBSERVATIONS, Code
+from chexpert.schema import LONGEST_REPORT, MAX_REPORT, OBSERVATIONS, Code
 from chexpert.validation import check_choice, check_int
 
 __all__ = ["LabelSummary", "label_file", "REPORTS_COLUMN", "ROW_COLUMN", "PATH_COLUMN"]
@@ -62,9 +62,6 @@ REPORTS_COLUMN: Final = "Reports"
 ROW_COLUMN: Final = "row"
 #: The first column of the output of a folder of reports.
 PATH_COLUMN: Final = "path"
-#: The longest report accepted, characters of a CSV cell and bytes of a ``.txt`` file: a longer
-#: one is a damaged file, not a report.
-MAX_REPORT: Final = 16 * 1024 * 1024
 _SPELLING: Final[dict[int, str]] = {Code.POSITIVE: "1.0", Code.NEGATIVE: "0.0", Code.UNCERTAIN: "-1.0", Code.BLANK: ""}
 
 Progress = Callable[[int, int, int], None]  # reports done, units done, units in all (bytes of a CSV, files of a folder)

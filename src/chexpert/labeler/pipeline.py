@@ -23,14 +23,14 @@ from chexpert.labeler.explain import Mention, ObservationLabel, ReportLabels, Tr
 from chexpert.labeler.mentions import find_mentions
 from chexpert.labeler.negation import TriggerMatch, decide, find_triggers
 from chexpert.labeler.phrases import flatten
-from chexpert.labeler.sections import LONGEST_REPORT, SECTIONS, select
+from chexpert.labeler.sections import SECTIONS, select
 from chexpert.labeler.sentences import split
 from chexpert.labeler.vocabulary import OTHER, Term
 from chexpert.parallel import Chunks, run_chunks
-from chexpert.schema import OBSERVATIONS, Code
+from chexpert.schema import LONGEST_REPORT, OBSERVATIONS, Code
 from chexpert.validation import check_choice, check_int, check_type
 
-__all__ = ["label_report", "label_reports", "label_stream", "labelled_chunks", "AHEAD_PER_WORKER", "CHUNK", "EMPTY", "LONGEST_REPORT", "LongReportWarning"]
+__all__ = ["label_report", "label_reports", "label_stream", "labelled_chunks", "AHEAD_PER_WORKER", "CHUNK", "EMPTY", "LongReportWarning"]
 
 _DEVICES: Final = ("Support Devices",)
 _CODE: Final[dict[float | None, int]] = {1.0: Code.POSITIVE, 0.0: Code.NEGATIVE, -1.0: Code.UNCERTAIN, None: Code.BLANK}

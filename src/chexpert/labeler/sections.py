@@ -31,16 +31,11 @@ from typing import Final
 from chexpert.labeler.phrases import PhraseMatcher, normalize
 from chexpert.validation import check_choice
 
-__all__ = ["SECTIONS", "LONGEST_REPORT", "Section", "find_sections", "select"]
+__all__ = ["SECTIONS", "Section", "find_sections", "select"]
 
 #: The choices of :func:`select` (and of ``chexpert label --sections``).
 SECTIONS: Final[tuple[str, ...]] = ("impression", "findings", "report")
 
-#: The longest report read, in characters: about fifty pages, where real reports hold a few
-#: thousand. What lies beyond is not read (the spans of :func:`chexpert.label_report` end before
-#: it), so that the work per report is bounded whatever a file holds. Here, below the pipeline
-#: that cuts and the explanation that says so, so that neither imports the other for it.
-LONGEST_REPORT: Final = 200_000
 
 IMPRESSION, FINDINGS, CONTEXT, OTHER, PREAMBLE = "impression", "findings", "context", "other", "preamble"
 

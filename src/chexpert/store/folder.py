@@ -25,8 +25,9 @@ from chexpert.errors import (
     option,
 )
 from chexpert.fileio import create_new
-from chexpert.safeio import MAX_JSON_BYTES, open_regular, read_bytes
-from chexpert.store.format import FORMAT, IMAGES, INDEX, MANIFEST, MAX_JOURNAL_BYTES, PLAN, check_files, damage_message, read_npy_header
+from chexpert.safeio import open_regular, read_bytes
+from chexpert.schema import MAX_JOURNAL_BYTES, MAX_JSON_BYTES
+from chexpert.store.format import FORMAT, IMAGES, INDEX, MANIFEST, PLAN, check_files, damage_message, read_npy_header
 from chexpert.store.identity import same_store
 
 _V1_JOURNAL = ".journal"  # format 1 named its journal without an id

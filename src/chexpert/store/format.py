@@ -31,7 +31,8 @@ from chexpert.errors import (
 )
 from chexpert.index import ROW_FIELDS, Index
 from chexpert.release import Release
-from chexpert.safeio import MAX_JSON_BYTES, check_regular, open_regular, read_bytes
+from chexpert.safeio import check_regular, open_regular, read_bytes
+from chexpert.schema import MAX_JSON_BYTES, MAX_STORE_INDEX_BYTES
 from chexpert.store.identity import code_identity, dict_changes, fingerprint, select_rows, source_changes
 from chexpert.version import __version__
 
@@ -52,9 +53,6 @@ _BLOCK_BYTES = 2 * 2**20
 _BLOCK_ROWS = 16
 # verify reads images.npy this many bytes at a time.
 _READ_BYTES = 64 * 2**20
-# The largest index.npz and journal read whole (a row of either takes well under 1 KiB).
-_MAX_INDEX_BYTES: Final = 1 << 30
-MAX_JOURNAL_BYTES: Final = 1 << 30
 _STR = np.dtypes.StringDType()
 
 
@@ -358,7 +356,7 @@ def index_npz_bytes(index: Index) -> bytes:
 
 def _load_index(path: Path, n: int) -> Index:
     # Read as a regular file of bounded size first: np.load would wait on a FIFO.
-    with np.load(io.BytesIO(read_bytes(path, limit=_MAX_INDEX_BYTES)), allow_pickle=False) as data:
+    with np.load(io.BytesIO(read_bytes(path, limit=MAX_STORE_INDEX_BYTES)), allow_pickle=False) as data:
         columns = {name: data[name] for name in ROW_FIELDS}
     columns["path"] = np.strings.decode(columns["path"], "utf-8").astype(_STR)
     index = Index(**columns)
@@ -428,7 +426,7 @@ def check_files(path: Path, manifest: dict[str, Any]) -> list[Problem]:
     index = path / INDEX
     record = manifest["files"].get(INDEX, {})
     try:
-        data = read_bytes(index, limit=_MAX_INDEX_BYTES)
+        data = read_bytes(index, limit=MAX_STORE_INDEX_BYTES)
         if len(data) != record.get("bytes") or hashlib.sha256(data).hexdigest() != record.get("sha256"):
             problems.append(Problem("damaged", str(index), None, f"{len(data):,} bytes that differ from the manifest's SHA-256 (damaged?)"))
     except ReadError as exc:

@@ -32,6 +32,7 @@ from chexpert.index import Index
 from chexpert.parallel import run_chunks
 from chexpert.release import Release
 from chexpert.safeio import open_regular, read_bytes
+from chexpert.schema import MAX_JOURNAL_BYTES
 from chexpert.store.folder import (
     NOFOLLOW,
     compact_name,
@@ -50,7 +51,6 @@ from chexpert.store.format import (
     IMAGES,
     INDEX,
     MANIFEST,
-    MAX_JOURNAL_BYTES,
     PLAN,
     Store,
     block_checksums,

@@ -16,15 +16,13 @@ import stat
 import zipfile
 import zlib
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import Any
 
 from chexpert.errors import option
 from chexpert.release import SYNTH_MARKER
+from chexpert.schema import MAX_MARKER_BYTES
 
 __all__ = ["LeftoverWarning", "warn_leftovers", "claim_targets", "put_in_place", "mark_folder", "marker_bytes"]
-
-# A marker of 223,414 images is about 15 MB; anything far larger is not one synth wrote.
-_MAX_MARKER_BYTES: Final[int] = 256 << 20
 
 
 def marker_bytes(release: str, seed: int, patients: dict[str, int], csvs: Mapping[str, bytes], files: Mapping[str, list[int]]) -> bytes:
@@ -81,7 +79,7 @@ def _folder_written_by_synth(target: pathlib.Path) -> str | None:
     marker = target / SYNTH_MARKER
     if not marker.is_file() or marker.is_symlink():
         return f"it has no {SYNTH_MARKER}"
-    if marker.stat().st_size > _MAX_MARKER_BYTES:
+    if marker.stat().st_size > MAX_MARKER_BYTES:
         return f"its {SYNTH_MARKER} is too large to be one synth wrote"
     files = _load_marker(marker.read_bytes())
     if files is None:

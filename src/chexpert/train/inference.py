@@ -167,8 +167,8 @@ class ImageFiles(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
     def __getitem__(self, positions: Sequence[int]) -> dict[str, torch.Tensor]:
         from chexpert.errors import ImageReadError
         from chexpert.imaging import decode_resized
-        from chexpert.release import MAX_IMAGE_BYTES
         from chexpert.safeio import read as _read
+        from chexpert.schema import MAX_IMAGE_BYTES
 
         images = np.empty((len(positions), 1, self.size, self.size), dtype=np.uint8)
         for j, i in enumerate(positions):
