@@ -36,7 +36,7 @@ def store(small_release: Path, prepared_store: Callable[..., Store]) -> Store:
 def _torchrun(store: Store, out: Path) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "chexpert",
                "train", str(store.path), "--out", str(out), *OPTIONS]  # fmt: skip
-    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONFAULTHANDLER="1"))
 
 
 def test_two_ranks_train_their_shards_and_rank_zero_alone_writes(store: Store, tmp_path: Path) -> None:

@@ -41,7 +41,9 @@ STEPS, EVERY = 45, 3
 OPTIONS = ("--recipe", "demo", "--size", str(SIZE), "--batch-size", "4", "--max-steps", str(STEPS), "--checkpoint-every", str(EVERY),
            "--keep-best", "2", "--log-every", "1", "--seed", "3", "--workers", "0", "--quiet")  # fmt: skip
 # One thread per process everywhere: CPU kernels are bit-reproducible for a given thread count.
-ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+# PYTHONFAULTHANDLER: a rank that aborts (SIGABRT from C++, as gloo's teardown once did) prints
+# where it was in the failure's stderr instead of a bare signal number.
+ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONFAULTHANDLER="1")
 
 
 @pytest.fixture(scope="module")
