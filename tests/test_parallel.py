@@ -125,6 +125,12 @@ def test_a_stream_defaults_to_two_chunks_a_worker_and_a_short_one_runs_here() ->
         assert list(results) == [(os.getpid(), 7)]  # one chunk: no pool, as for a list of one
 
 
+def test_a_stream_read_one_chunk_ahead_is_read_to_its_end() -> None:
+    # One chunk read ahead is not a stream of one chunk: the rest must still come.
+    with run_chunks(_pid_and_value, iter(range(5)), workers=2, ahead=1) as results:
+        assert [value for _, value in results] == list(range(5))
+
+
 def test_leaving_a_stream_early_kills_busy_workers_at_once() -> None:
     started = time.monotonic()
     before = set(live_children(os.getpid()))

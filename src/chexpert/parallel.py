@@ -188,8 +188,9 @@ def run_chunks(
     source = iter(chunks)
     # Read before the pool starts (rule 5): a short stream needs no pool, and every worker then
     # starts inside signals_held, while the first chunks are submitted.
-    first = list(itertools.islice(source, ahead if ahead is not None else 2 * workers))
-    if len(first) <= 1:
+    limit = ahead if ahead is not None else 2 * workers
+    first = list(itertools.islice(source, limit))
+    if len(first) < min(limit, 2):  # the whole stream, and at most one chunk
         return _run_here(fn, first, state, setup, teardown)
     pool = None
     try:
