@@ -198,6 +198,14 @@ def tree_digest(root: Path) -> str:
     return digest.hexdigest()
 
 
+def rank_failure(stderr: str) -> str:
+    """What to show of a failed torchrun's stderr: a rank's own last words (faulthandler's
+    "Fatal Python error" and its stack, when the rank aborted) and the end, torchrun's summary."""
+    at = stderr.find("Fatal Python error")
+    head = stderr[at : at + 6000] + "\n[...]\n" if at >= 0 else ""
+    return head + stderr[-3000:]
+
+
 def as_a_terminal_starts_it() -> None:
     """``preexec_fn`` for a child that a test will send SIGINT or SIGTERM: the dispositions a
     terminal gives a command, whatever this test run inherited.

@@ -18,6 +18,7 @@ if not torch.distributed.is_available() or not torch.distributed.is_gloo_availab
 
 from chexpert.sampling import EpochSampler  # noqa: E402
 from chexpert.store import Store  # noqa: E402
+from tests.conftest import rank_failure  # noqa: E402
 
 BATCH, SEED, EPOCHS = 4, 11, 2
 SIZE = 32  # the size test_torch's store has: one store for both
@@ -59,7 +60,7 @@ def test_torchrun_ranks_get_disjoint_equal_shards_covering_every_epoch(store: St
     script.write_text(_WORKER)
     out = tmp_path / "out"
     out.mkdir()
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONFAULTHANDLER="1")
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script), str(store.path), str(out)],
         capture_output=True,
@@ -67,7 +68,7 @@ def test_torchrun_ranks_get_disjoint_equal_shards_covering_every_epoch(store: St
         timeout=300,
         env=env,
     )
-    assert result.returncode == 0, result.stderr[-4000:]
+    assert result.returncode == 0, rank_failure(result.stderr)
 
     n = len(store)
     assert n % 2 == 1, "an odd row count exercises the wrap-around padding"

@@ -21,6 +21,7 @@ from chexpert.errors import RunError  # noqa: E402
 from chexpert.sampling import EpochSampler  # noqa: E402
 from chexpert.store import Store  # noqa: E402
 from chexpert.train import get_recipe, open_run, train  # noqa: E402
+from tests.conftest import rank_failure  # noqa: E402
 
 SIZE = 32
 pytestmark = pytest.mark.filterwarnings("ignore::chexpert.evaluate.metrics.UndefinedMetricWarning")
@@ -42,7 +43,7 @@ def _torchrun(store: Store, out: Path) -> subprocess.CompletedProcess[str]:
 def test_two_ranks_train_their_shards_and_rank_zero_alone_writes(store: Store, tmp_path: Path) -> None:
     out = tmp_path / "run"
     result = _torchrun(store, out)
-    assert result.returncode == 0, result.stderr[-4000:]
+    assert result.returncode == 0, rank_failure(result.stderr)
     assert result.stdout.count(f"{out}: 6 steps") == 1, result.stdout  # one final line: rank 0's
     identity = json.loads((out / "run.json").read_text())
     assert identity["world_size"] == 2
@@ -60,7 +61,7 @@ def test_two_ranks_train_their_shards_and_rank_zero_alone_writes(store: Store, t
 
     # The same command again: the finished run is returned as it is.
     again = _torchrun(store, out)
-    assert again.returncode == 0, again.stderr[-4000:]
+    assert again.returncode == 0, rank_failure(again.stderr)
     assert torch.equal(torch.load(out / "state.pt", weights_only=True)["model"]["classifier.weight"], state["model"]["classifier.weight"])
 
     # One process cannot continue a two-process run: its shards and steps would differ.

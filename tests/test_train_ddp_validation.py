@@ -33,6 +33,7 @@ from chexpert import schema  # noqa: E402
 from chexpert.evaluate import evaluate  # noqa: E402
 from chexpert.store import Store  # noqa: E402
 from chexpert.train import open_run, predict  # noqa: E402
+from tests.conftest import rank_failure  # noqa: E402
 
 SIZE = 32
 pytestmark = pytest.mark.filterwarnings("ignore::chexpert.evaluate.metrics.UndefinedMetricWarning")
@@ -64,7 +65,7 @@ def _torchrun(*arguments: str, launch: tuple[str, ...] = ("--standalone", "--npr
 
 def _run(command: list[str]) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=ENV)
-    assert result.returncode == 0, result.stderr[-4000:]
+    assert result.returncode == 0, rank_failure(result.stderr)
     return result
 
 
@@ -204,7 +205,7 @@ def test_two_nodes_on_one_host_train_like_two_processes_on_one(straight: Path, s
     ]
     for process in processes:
         _, stderr = process.communicate(timeout=600)
-        assert process.returncode == 0, stderr[-4000:]
+        assert process.returncode == 0, rank_failure(stderr)
     # A rank's batches and random streams are functions of its rank, not of the machine it runs on.
     assert open_run(out).identity["world_size"] == 2
     _compare_runs(out, straight)
