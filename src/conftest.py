@@ -157,24 +157,17 @@ def _doctest_downloads(tmp_path_factory: pytest.TempPathFactory) -> _Downloads:
     return _Downloads(tmp_path_factory.mktemp("doctest-downloads"))
 
 
-# Objects the examples use without defining them, each made only for the doctests that mention it.
-_OBJECTS: dict[str, Callable[[dict[str, Any]], Any]] = {
-    "release": lambda ns: chexpert.open("CheXpert-v1.0-small"),
-    "index": lambda ns: chexpert.open("CheXpert-v1.0-small").index("train"),
-    "train": lambda ns: chexpert.open("CheXpert-v1.0-small").index("train"),
-    "valid": lambda ns: chexpert.open("CheXpert-v1.0-small").index("valid"),
-    "store": lambda ns: chexpert.open_store("chexpert-320"),
-    "result": lambda ns: evaluate("predictions.csv", "CheXpert-v1.0-small/valid.csv"),
-    "run": lambda ns: _open_run("runs/u-ones"),
-}
-_NEEDS = {
-    "release": ("CheXpert-v1.0-small",),
-    "index": ("CheXpert-v1.0-small",),
-    "train": ("CheXpert-v1.0-small",),
-    "valid": ("CheXpert-v1.0-small",),
-    "store": ("chexpert-320",),
-    "result": ("CheXpert-v1.0-small", "predictions.csv"),
-    "run": ("runs/",),
+# Objects the examples use without defining them, each made only for the doctests that mention it:
+# the downloads it needs, and how it is made from them.
+_SMALL = ("CheXpert-v1.0-small",)
+_OBJECTS: dict[str, tuple[tuple[str, ...], Callable[[], Any]]] = {
+    "release": (_SMALL, lambda: chexpert.open("CheXpert-v1.0-small")),
+    "index": (_SMALL, lambda: chexpert.open("CheXpert-v1.0-small").index("train")),
+    "train": (_SMALL, lambda: chexpert.open("CheXpert-v1.0-small").index("train")),
+    "valid": (_SMALL, lambda: chexpert.open("CheXpert-v1.0-small").index("valid")),
+    "store": (("chexpert-320",), lambda: chexpert.open_store("chexpert-320")),
+    "result": ((*_SMALL, "predictions.csv"), lambda: evaluate("predictions.csv", "CheXpert-v1.0-small/valid.csv")),
+    "run": (("runs/",), lambda: _open_run("runs/u-ones")),
 }
 
 
@@ -195,7 +188,7 @@ def _doctest_folder(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch:
     source = "\n".join(example.source for example in test.examples if not example.options.get(doctest.SKIP))
     # A name the module defines (loop.py's function train, a package's submodule) is left to the module.
     used = [name for name in _OBJECTS if name not in test.globs and re.search(rf"(?<![.\w]){name}\b", source)]
-    wanted = {name for name in _Downloads.BUILDERS if name in source} | {need for name in used for need in _NEEDS[name]}
+    wanted = {name for name in _Downloads.BUILDERS if name in source} | {need for name in used for need in _OBJECTS[name][0]}
     downloads: _Downloads = request.getfixturevalue("_doctest_downloads")
     if re.search(r"""["']~/data["']""", source):  # ~/data itself: the small release and the test set beside it
         (tmp_path / "data").symlink_to(downloads.make(_Downloads.small_with_test_set)[0])
@@ -220,6 +213,6 @@ def _doctest_folder(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch:
     namespace.clear()
     namespace.update(chexpert=chexpert, np=np, Path=Path, tmp_path=tmp_path)
     for name in used:
-        namespace[name] = _OBJECTS[name](namespace)
+        namespace[name] = _OBJECTS[name][1]()
     yield
     namespace.clear()
